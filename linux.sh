@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Set up .venv with the pinned stack. Usage: bash linux.sh [--gpu]
+#   --gpu   also install requirements-gpu.txt (unsloth, vllm); done automatically when nvidia-smi sees a GPU.
+# Idempotent: a second run only checks that the pins are satisfied.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+  for cand in python3 python3.12 python3.11 python3.10; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null; then
+      PY="$cand"; break
+    fi
+  done
+fi
+[ -n "$PY" ] || { echo "linux.sh: Python >= 3.10 is required (set PYTHON=/path/to/python3.X)" >&2; exit 1; }
+
+WANT_GPU=0
+[ "${1:-}" = "--gpu" ] && WANT_GPU=1
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then WANT_GPU=1; fi
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+VPY=.venv/bin/python
+STAMP=.venv/.installed-$(cat requirements.txt requirements-gpu.txt 2>/dev/null | cksum | cut -d' ' -f1)-gpu$WANT_GPU
+
+if [ -f "$STAMP" ]; then
+  echo "linux.sh: .venv is up to date ($("$VPY" --version))"
+else
+  TORCH_PIN=$(grep -E '^torch==' requirements.txt)
+  "$VPY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  echo "linux.sh: installing $TORCH_PIN"
+  "$VPY" -m pip install -q "$TORCH_PIN"
+  echo "linux.sh: installing requirements.txt"
+  "$VPY" -m pip install -q -r requirements.txt
+  if [ "$WANT_GPU" = 1 ]; then
+    echo "linux.sh: GPU found (or --gpu): installing requirements-gpu.txt"
+    "$VPY" -m pip install -q -r requirements-gpu.txt
+  fi
+  rm -f .venv/.installed-*
+  touch "$STAMP"
+fi
+
+cat <<'NEXT'
+
+Setup done. Next:
+  .venv/bin/python run_pipeline.py          # run the default pipeline (CPU quickstart)
+  .venv/bin/python -m pytest -q             # run the tests
+NEXT

@@ -1,0 +1,1 @@
+"""Config-driven pipelines; see README.md."""

@@ -1,0 +1,136 @@
+"""Loading node configs: YAML, dotted overrides, ``${ENV}`` interpolation, placeholders, redaction.
+
+Nothing here imports torch, transformers or trl: a config mistake must be reported in well under
+three seconds.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from pipelines.common.problems import ConfigError, Problem, join_key
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PLACEHOLDER_RE = re.compile(r"!!PLACEHOLDER!!|<YOUR_[A-Z0-9_]*>", re.IGNORECASE)
+SECRET_KEY_RE = re.compile(r"(api_?key|token|secret|password|authorization)", re.IGNORECASE)
+REDACTED = "***"
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; a missing file or a syntax error is a :class:`ConfigError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([Problem(str(path), "", "file not found")])
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([Problem(str(path), "", f"invalid YAML{where}: {problem}")]) from None
+    return data
+
+
+def parse_scalar(text: str) -> Any:
+    """Parse a ``--set`` value as a YAML scalar (``5`` -> int, ``true`` -> bool, ``a`` -> str)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(config: dict, overrides: Mapping[str, Any], file: str, source: str) -> list[Problem]:
+    """Set dotted keys (``a.b.c`` or ``datasets.0.path``) in place; return problems for bad paths."""
+    problems: list[Problem] = []
+    for dotted, value in overrides.items():
+        parts = str(dotted).split(".")
+        node: Any = config
+        try:
+            for part in parts[:-1]:
+                if isinstance(node, list):
+                    node = node[int(part)]
+                else:
+                    if node.get(part) is None:
+                        node[part] = {}
+                    node = node[part]
+            last = parts[-1]
+            if isinstance(node, list):
+                node[int(last)] = value
+            elif isinstance(node, dict):
+                node[last] = value
+            else:
+                raise TypeError
+        except (ValueError, IndexError, TypeError, AttributeError):
+            problems.append(Problem(file, str(dotted), f"{source}: cannot set this key path in the config"))
+    return problems
+
+
+class EnvResolver:
+    """Interpolates ``${VAR}`` and ``${VAR:-default}`` in every string, remembering secret values."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        self.environ = os.environ if environ is None else environ
+        self.secret_values: set[str] = set()
+
+    def resolve(self, data: Any, file: str, problems: list[Problem], key: str = "") -> Any:
+        if isinstance(data, dict):
+            return {k: self.resolve(v, file, problems, join_key(key, k)) for k, v in data.items()}
+        if isinstance(data, list):
+            return [self.resolve(v, file, problems, join_key(key, i)) for i, v in enumerate(data)]
+        if not isinstance(data, str) or "${" not in data:
+            return data
+
+        def sub(match: re.Match) -> str:
+            name, default = match.group(1), match.group(2)
+            value = self.environ.get(name)
+            if value is None or (value == "" and default is not None):
+                if default is None:
+                    problems.append(Problem(file, key, f"environment variable {name} is not set "
+                                            f"(export {name}=... or write ${{{name}:-default}})"))
+                    return ""
+                value = default
+            if SECRET_KEY_RE.search(name) or SECRET_KEY_RE.search(key.rsplit(".", 1)[-1]):
+                if value:
+                    self.secret_values.add(value)
+            return value
+
+        return _ENV_RE.sub(sub, data)
+
+
+def find_placeholders(data: Any, file: str, key: str = "") -> list[Problem]:
+    """Report template placeholders such as ``!!PLACEHOLDER!!`` or ``<YOUR_API_KEY>`` left in a config."""
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in find_placeholders(v, file, join_key(key, k))]
+    if isinstance(data, list):
+        return [p for i, v in enumerate(data) for p in find_placeholders(v, file, join_key(key, i))]
+    if isinstance(data, str) and _PLACEHOLDER_RE.search(data):
+        return [Problem(file, key, f"placeholder {_PLACEHOLDER_RE.search(data).group(0)!r} "
+                                   "was left in the config: replace it with a real value")]
+    return []
+
+
+def redact(data: Any, secret_values: set[str] | frozenset[str] = frozenset()) -> Any:
+    """Return a deep copy with secret-looking keys and known secret values replaced by ``***``."""
+    if isinstance(data, dict):
+        return {k: (REDACTED if SECRET_KEY_RE.search(str(k)) and v not in (None, "") and not isinstance(v, (dict, list))
+                    else redact(v, secret_values)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact(v, secret_values) for v in data]
+    if isinstance(data, str):
+        out = data
+        for secret in secret_values:
+            if secret:
+                out = out.replace(secret, REDACTED)
+        return out
+    return copy.deepcopy(data)
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text with keys in their given order."""
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)

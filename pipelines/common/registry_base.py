@@ -1,0 +1,61 @@
+"""A small name -> object registry with duplicate refusal, suggestions and import-path lookup."""
+from __future__ import annotations
+
+import importlib
+from typing import Callable, Generic, TypeVar
+
+from pipelines.common.problems import did_you_mean
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Holds named objects of one kind (reward factories, combination functions, nodes...)."""
+
+    def __init__(self, kind: str, loader: Callable[[], None] | None = None):
+        self.kind = kind
+        self._items: dict[str, T] = {}
+        self._loader = loader
+        self._loaded = False
+
+    def register(self, name: str, item: T) -> T:
+        if name in self._items and self._items[name] is not item:
+            raise ValueError(f"{self.kind} {name!r} is registered twice; rename one of them")
+        self._items[name] = item
+        return item
+
+    def decorator(self, name: str) -> Callable[[T], T]:
+        def wrap(item: T) -> T:
+            return self.register(name, item)
+        return wrap
+
+    def _ensure_loaded(self) -> None:
+        if not self._loaded and self._loader is not None:
+            self._loaded = True
+            self._loader()
+
+    def names(self) -> list[str]:
+        self._ensure_loaded()
+        return sorted(self._items)
+
+    def get(self, name: str) -> T:
+        """Look up ``name``, or import ``package.module:attr``; KeyError says what exists."""
+        self._ensure_loaded()
+        if name in self._items:
+            return self._items[name]
+        if ":" in name:
+            module_name, _, attr = name.partition(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                raise KeyError(f"cannot import module {module_name!r} for {self.kind} {name!r}: {exc}") from None
+            if not hasattr(module, attr):
+                raise KeyError(f"module {module_name!r} has no attribute {attr!r}"
+                               f"{did_you_mean(attr, dir(module))}")
+            return getattr(module, attr)
+        raise KeyError(f"unknown {self.kind} {name!r}{did_you_mean(name, self._items)}; "
+                       f"registered: {', '.join(sorted(self._items)) or '(none)'}")
+
+    def __contains__(self, name: str) -> bool:
+        self._ensure_loaded()
+        return name in self._items

@@ -1,0 +1,150 @@
+"""Cross-field and environment checks for a validated GRPO config.
+
+Each rule is a small function returning a list of :class:`Problem`; :func:`check_config` runs them all so a
+user sees every mistake at once. None of them imports torch, transformers or trl.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Callable
+
+from pipelines.common.problems import Problem, did_you_mean
+from pipelines.grpo.config import GRPOConfigFile, NamedFunction
+
+SUPPORTED_SUFFIXES = (".json", ".jsonl", ".parquet")
+# GRPOConfig keys the node sets itself; giving them under training_parameters would be ignored or conflict.
+NODE_OWNED_KEYS = {"output_dir", "run_name", "report_to", "bf16", "fp16", "use_cpu", "resume_from_checkpoint"}
+
+
+def resolve_input_paths(pattern: str) -> list[Path]:
+    """Files matched by a dataset path (a file or a glob), relative to the working directory, sorted."""
+    expanded = os.path.expanduser(pattern)
+    if glob.has_magic(expanded):
+        return sorted(Path(p) for p in glob.glob(expanded, recursive=True) if Path(p).is_file())
+    path = Path(expanded)
+    return [path] if path.is_file() else []
+
+
+def check_percentages(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    total = sum(d.percentage for d in cfg.datasets)
+    if total > 1 + 1e-9:
+        return [Problem(file, "datasets", f"percentages sum to {total:g}, which is more than 1; lower them so "
+                                          "that they add up to at most 1")]
+    if total <= 0:
+        return [Problem(file, "datasets", "every percentage is 0: no rows would be sampled")]
+    return []
+
+
+def check_batch_sizes(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    tp = cfg.training_parameters
+    procs = cfg.launch.num_processes * cfg.launch.num_machines
+    extra = tp.model_extra or {}
+    steps_per_gen = extra.get("steps_per_generation") or tp.gradient_accumulation_steps
+    gen_batch = extra.get("generation_batch_size") or tp.per_device_train_batch_size * procs * steps_per_gen
+    if gen_batch % tp.num_generations:
+        return [Problem(file, "training_parameters.num_generations",
+                        f"TRL needs the generation batch (per_device_train_batch_size {tp.per_device_train_batch_size}"
+                        f" x processes {procs} x steps_per_generation {steps_per_gen} = {gen_batch}) to be divisible"
+                        f" by num_generations ({tp.num_generations}); e.g. set per_device_train_batch_size to "
+                        f"{tp.num_generations}")]
+    return []
+
+
+def check_lengths(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    tp = cfg.training_parameters
+    if tp.max_prompt_length + tp.max_completion_length > cfg.model.max_seq_length:
+        return [Problem(file, "model.max_seq_length",
+                        f"max_prompt_length ({tp.max_prompt_length}) + max_completion_length "
+                        f"({tp.max_completion_length}) = {tp.max_prompt_length + tp.max_completion_length} exceeds "
+                        f"max_seq_length ({cfg.model.max_seq_length}); raise max_seq_length or lower the others")]
+    return []
+
+
+def check_input_paths(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    problems = []
+    for i, ds in enumerate(cfg.datasets):
+        files = resolve_input_paths(ds.path)
+        if not files:
+            problems.append(Problem(file, f"datasets[{i}].path", f"no file matches {ds.path!r} (relative paths are "
+                                                                  f"resolved from {os.getcwd()})"))
+        for f in files:
+            if f.suffix.lower() not in SUPPORTED_SUFFIXES:
+                problems.append(Problem(file, f"datasets[{i}].path", f"{f}: unsupported file type {f.suffix!r}; "
+                                                                      f"use one of {', '.join(SUPPORTED_SUFFIXES)}"))
+    return problems
+
+
+def check_rewards(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    from pipelines.grpo.rewards.registry import check_reward_kwargs
+    problems = []
+    for i, ds in enumerate(cfg.datasets):
+        for j, entry in enumerate(ds.reward_funcs):
+            for msg in check_reward_kwargs(entry.name, entry.kwargs):
+                problems.append(Problem(file, f"datasets[{i}].reward_funcs[{j}]", msg))
+    return problems
+
+
+def check_post_processors(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    from pipelines.grpo.rewards.registry import COMBINATION_REGISTRY, SCALING_REGISTRY, check_function_kwargs
+    problems = []
+    for key, registry in (("combination_function", COMBINATION_REGISTRY), ("scaling_function", SCALING_REGISTRY)):
+        spec = getattr(cfg.reward, key)
+        named = spec if isinstance(spec, NamedFunction) else NamedFunction(name=spec)
+        for msg in check_function_kwargs(registry, named.name, named.kwargs):
+            problems.append(Problem(file, f"reward.{key}", msg))
+    return problems
+
+
+def check_grpo_extras(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    from pipelines.grpo.trl_fields import grpo_config_fields
+    extras = cfg.training_parameters.model_extra or {}
+    known = grpo_config_fields()
+    problems = []
+    for key in extras:
+        if key in NODE_OWNED_KEYS:
+            problems.append(Problem(file, f"training_parameters.{key}", "is set by the node; remove it (see the "
+                                                                        "config reference for the key to use)"))
+        elif known is not None and key not in known:
+            hint = did_you_mean(key, set(known) | set(type(cfg.training_parameters).model_fields))
+            problems.append(Problem(file, f"training_parameters.{key}", f"unknown key: not a field of the installed "
+                                                                        f"TRL GRPOConfig{hint}"))
+    return problems
+
+
+def check_backend(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    procs = cfg.launch.num_processes * cfg.launch.num_machines
+    if cfg.model.backend == "unsloth" and procs > 1:
+        return [Problem(file, "model.backend", "the unsloth backend runs in a single process only (its multi-GPU "
+                                               "GRPO is reported to hang); use backend: transformers with launch."
+                                               "num_processes > 1, or set num_processes to 1")]
+    if cfg.model.vllm is not None and cfg.model.backend == "unsloth":
+        return [Problem(file, "model.vllm", "the unsloth backend always uses its own vLLM; `model.vllm` applies "
+                                            "to backend: transformers")]
+    return []
+
+
+def check_evaluation(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    ev = cfg.evaluation
+    if ev is None:
+        return []
+    held = ev.rows if ev.rows is not None else round(ev.fraction * cfg.dataset_settings.total_rows)
+    if held >= cfg.dataset_settings.total_rows:
+        return [Problem(file, "evaluation", f"held-out rows ({held}) must be fewer than dataset_settings.total_rows "
+                                            f"({cfg.dataset_settings.total_rows})")]
+    return []
+
+
+RULES: list[Callable[[GRPOConfigFile, str], list[Problem]]] = [
+    check_percentages, check_batch_sizes, check_lengths, check_input_paths, check_rewards,
+    check_post_processors, check_grpo_extras, check_backend, check_evaluation,
+]
+
+
+def check_config(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    """Run every rule; return all problems."""
+    problems: list[Problem] = []
+    for rule in RULES:
+        problems.extend(rule(cfg, file))
+    return problems

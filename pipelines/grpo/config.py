@@ -1,0 +1,198 @@
+"""The GRPO node's configuration schema.
+
+One pydantic model per section, ``extra="forbid"``, a description on every field: this module is both the
+validator and the reference documentation (``python -m cli_utils.config_reference`` prints it). Section
+and key names follow Augmentoolkit's GRPO pipeline so that its configs validate here unchanged.
+Checks that need the file system or the registries live in :mod:`pipelines.grpo.checks`.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Union
+
+from pydantic import ConfigDict, Field, model_validator
+
+from pipelines.common.schema import StrictModel
+
+
+class ModelSection(StrictModel):
+    base_model_name: str = Field(description="Hugging Face id or local folder of the base model to train; "
+                                             "`builtin:tiny` builds a tiny random model offline (tests, quickstart).")
+    backend: Literal["auto", "unsloth", "transformers"] = Field(
+        "auto", description="`unsloth` (single GPU, vLLM rollouts), `transformers` (TRL + PEFT; CPU and "
+                            "multi-GPU) or `auto`: unsloth when CUDA and unsloth are installed, else transformers.")
+    lora_rank: int = Field(16, ge=1, description="LoRA rank r.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scaling = alpha / r).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: Optional[list[str]] = Field(
+        None, description="Modules that get LoRA adapters; default: all attention and MLP projections.")
+    max_seq_length: int = Field(2048, ge=8, description="Maximum prompt + completion length in tokens.")
+    gpu_memory_utilization: float = Field(0.6, gt=0, le=1, description="Fraction of GPU memory vLLM may use "
+                                                                        "(Unsloth backend).")
+    load_in_4bit: bool = Field(False, description="Load the base model in 4 bit (Unsloth backend).")
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="Weights dtype: auto is bf16 on a GPU that supports it, else fp32.")
+    vllm: Optional["VLLMSection"] = Field(None, description="vLLM rollouts on the transformers backend (GPU only).")
+
+
+class VLLMSection(StrictModel):
+    mode: Literal["colocate", "server"] = Field("colocate", description="`colocate` runs vLLM inside the training "
+                                                "process; `server` talks to `trl vllm-serve` on other GPUs.")
+    host: str = Field("127.0.0.1", description="vLLM server host (server mode).")
+    port: int = Field(8000, ge=1, le=65535, description="vLLM server port (server mode).")
+
+
+ModelSection.model_rebuild()
+
+
+class TrainingParameters(StrictModel):
+    """Keys of TRL's GRPOConfig. Keys not listed here are passed through to GRPOConfig after being checked
+    against the installed TRL's field names (see :mod:`pipelines.grpo.checks`)."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    learning_rate: float = Field(5e-6, gt=0, description="Peak learning rate.")
+    adam_beta1: float = Field(0.9, ge=0, lt=1, description="Adam beta1.")
+    adam_beta2: float = Field(0.99, ge=0, lt=1, description="Adam beta2.")
+    weight_decay: float = Field(0.1, ge=0, description="Weight decay.")
+    warmup_ratio: float = Field(0.1, ge=0, le=1, description="Fraction of steps used for learning-rate warm-up.")
+    lr_scheduler_type: str = Field("cosine", description="Learning-rate schedule (transformers' SchedulerType).")
+    optim: str = Field("adamw_torch", description="Optimizer name (transformers' OptimizerNames), e.g. "
+                                                  "adamw_torch, adamw_8bit, paged_adamw_8bit.")
+    per_device_train_batch_size: int = Field(8, ge=1, description="Completions per device per micro-batch; "
+                                             "must be a multiple of num_generations' divisor rule (see checks).")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    num_generations: int = Field(8, ge=2, description="Completions sampled per prompt (the GRPO group size).")
+    max_prompt_length: int = Field(512, ge=1, description="Prompt token budget; enforced by the data layer "
+                                                          "(old turns are dropped to fit), since TRL removed it.")
+    max_completion_length: int = Field(256, ge=1, description="Maximum new tokens per completion.")
+    max_steps: int = Field(100, ge=1, description="Optimizer steps to train.")
+    save_steps: int = Field(50, ge=1, description="Save a checkpoint every this many steps.")
+    save_total_limit: Optional[int] = Field(3, ge=1, description="Checkpoints to keep (oldest are deleted).")
+    save_strategy: Literal["steps", "no", "epoch", "best"] = Field("steps", description="When to checkpoint.")
+    max_grad_norm: float = Field(0.1, gt=0, description="Gradient clipping norm.")
+    logging_steps: int = Field(1, ge=1, description="Log metrics every this many steps.")
+    output_dir: Optional[str] = Field(None, description="The run directory; default `outputs/<run_name>`.")
+    chat_template: Optional[str] = Field(None, description="Jinja chat template used everywhere (prompt budget, "
+                                         "training, saved tokenizer); default: the tokenizer's own.")
+    model_stop_sequences: list[str] = Field(default_factory=list, description="Strings that end a completion; "
+                                            "honoured on every backend, the completion is cut at the stop.")
+    resume_from_checkpoint: Union[Literal["auto"], str, bool] = Field(
+        False, description="`auto`: continue from the latest checkpoint in the run dir; a path; or false "
+                           "(a run dir that already holds a run is then refused).")
+
+    @model_validator(mode="after")
+    def _resume_value(self) -> "TrainingParameters":
+        if self.resume_from_checkpoint is True:
+            self.resume_from_checkpoint = "auto"
+        return self
+
+
+class NamedFunction(StrictModel):
+    name: str = Field(description="Registered function name (post_processors.py).")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the function.")
+
+
+class RewardSection(StrictModel):
+    high_scoring_save_path: Optional[str] = Field("high_scoring_examples.jsonl",
+                                                  description="JSONL file (inside the run dir) for completions "
+                                                              "scoring at least score_save_threshold.")
+    score_save_threshold: Optional[float] = Field(None, description="Combined reward (before scaling) at or above "
+                                                  "which a completion is saved; null saves none.")
+    combination_function: Union[str, NamedFunction] = Field(
+        "sum", description="Combines one completion's reward scores: sum, mean, weighted_sum, min, product, or "
+                           "a function registered in post_processors.py; a name or {name, kwargs}.")
+    scaling_function: Union[str, NamedFunction] = Field(
+        "identity", description="Scales the batch of combined rewards: identity, zscore, minmax, rank, clip, or "
+                                "a registered function; a name or {name, kwargs}.")
+
+
+class RewardFuncEntry(StrictModel):
+    """One reward function for a dataset: `name` plus keyword arguments for its factory."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(description="Name registered with @register_reward_function, or `module:function`.")
+    weight: float = Field(1.0, description="Weight used by weighted_sum.")
+    gate: bool = Field(False, description="If true, a score of 0 from this function zeroes the combined reward.")
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Factory keyword arguments: every key but name, weight and gate."""
+        return dict(self.model_extra or {})
+
+
+class DatasetEntry(StrictModel):
+    path: str = Field(description="A .json, .jsonl or .parquet file, or a glob of them; relative to the working "
+                                  "directory.")
+    percentage: float = Field(ge=0, le=1, description="Fraction of dataset_settings.total_rows drawn from here.")
+    system_prompt: Optional[str] = Field(None, description="System prompt for this dataset's prompts.")
+    system_prompt_mode: Literal["prepend", "insert", "replace"] = Field(
+        "prepend", description="With an existing system message: `prepend` puts system_prompt before it, "
+                               "`insert` adds a separate system message first, `replace` discards it.")
+    single_turn_ratio: float = Field(1.0, ge=0, le=1, description="Probability that a row is cut at its first "
+                                     "assistant turn; otherwise at a later assistant turn chosen by the seed.")
+    force_single_turn: bool = Field(False, description="Always cut at the first assistant turn.")
+    reward_funcs: list[RewardFuncEntry] = Field(min_length=1, description="Reward functions for completions "
+                                                "of this dataset's prompts.")
+
+
+class DatasetSettings(StrictModel):
+    total_rows: int = Field(ge=1, description="Rows sampled across all datasets.")
+    shortfall: Literal["error", "take_all"] = Field(
+        "error", description="When a dataset has fewer valid rows than asked: `error` (exit 2) or `take_all` "
+                             "(use them all, with a warning).")
+
+
+class EvaluationSection(StrictModel):
+    rows: Optional[int] = Field(None, ge=1, description="Held-out prompts (taken before training rows are drawn).")
+    fraction: Optional[float] = Field(None, gt=0, lt=1, description="Held-out prompts as a fraction of total_rows.")
+    interval_steps: int = Field(10, ge=1, description="Evaluate every this many optimizer steps (and at the end).")
+    max_reward: Optional[float] = Field(None, description="Combined reward counted as a correct answer (accuracy).")
+    num_generations: int = Field(1, ge=1, description="Completions per held-out prompt.")
+
+    @model_validator(mode="after")
+    def _one_size(self) -> "EvaluationSection":
+        if (self.rows is None) == (self.fraction is None):
+            raise ValueError("give exactly one of `rows` or `fraction`")
+        return self
+
+
+class LoggingSection(StrictModel):
+    report_to: Literal["none", "wandb", "tensorboard"] = Field("none", description="Experiment tracker; wandb "
+                                                               "runs offline without an account (WANDB_MODE).")
+    project: str = Field("grpo", description="wandb project name.")
+    wandb_mode: Literal["offline", "online"] = Field("offline", description="wandb mode.")
+    log_completions_every: int = Field(10, ge=0, description="Every N steps write one prompt and its completions "
+                                                             "to run.log (0: never).")
+
+
+class PushToHub(StrictModel):
+    repo_id: str = Field(description="Hub repository for the final adapter.")
+    private: bool = Field(True, description="Create the repository private.")
+
+
+class LaunchSection(StrictModel):
+    num_processes: int = Field(1, ge=1, description="Training processes (accelerate launch when > 1).")
+    num_machines: int = Field(1, ge=1, description="Machines taking part.")
+    machine_rank: int = Field(0, ge=0, description="This machine's rank.")
+    main_process_ip: Optional[str] = Field(None, description="Address of rank 0 (multi-node).")
+    main_process_port: Optional[int] = Field(None, description="Port of rank 0 (multi-node).")
+    accelerate_config: Optional[str] = Field(None, description="accelerate config file (e.g. "
+                                             "pipelines/grpo/accelerate/zero2.yaml).")
+
+
+class GRPOConfigFile(StrictModel):
+    """A GRPO node config file."""
+
+    run_name: Optional[str] = Field(None, description="Names the run dir outputs/<run_name>; default "
+                                                      "grpo-<timestamp>.")
+    seed: int = Field(42, description="Seed for sampling, LoRA init and training.")
+    model: ModelSection = Field(description="Base model, LoRA and backend.")
+    training_parameters: TrainingParameters = Field(default_factory=TrainingParameters,
+                                                    description="GRPOConfig hyperparameters.")
+    reward: RewardSection = Field(default_factory=RewardSection, description="Reward combination and export.")
+    datasets: list[DatasetEntry] = Field(min_length=1, description="Input datasets with their rewards.")
+    dataset_settings: DatasetSettings = Field(description="Sampling budget.")
+    evaluation: Optional[EvaluationSection] = Field(None, description="Held-out evaluation.")
+    logging: LoggingSection = Field(default_factory=LoggingSection, description="Tracking and logs.")
+    push_to_hub: Optional[PushToHub] = Field(None, description="Upload the final adapter.")
+    launch: LaunchSection = Field(default_factory=LaunchSection, description="Multi-process launch.")

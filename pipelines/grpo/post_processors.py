@@ -1,0 +1,1 @@
+"""USER-EDITABLE: combination and scaling functions. (Filled in by the rewards issue.)"""

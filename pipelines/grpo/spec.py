@@ -1,0 +1,33 @@
+"""Registration of the GRPO node: its schema, checks, --validate summary and run function."""
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.common.problems import Problem
+from pipelines.common.rundir import check_run_dir_free
+from pipelines.grpo.checks import check_config
+from pipelines.grpo.config import GRPOConfigFile
+from pipelines.registry import NodeContext, NodeSpec
+
+
+def _check(cfg: GRPOConfigFile, ctx: NodeContext) -> list[Problem]:
+    problems = check_config(cfg, ctx.config_file)
+    resume = cfg.training_parameters.resume_from_checkpoint not in (False, None, "false")
+    problems += check_run_dir_free(ctx.run_dir, resume, ctx.config_file)
+    return problems
+
+
+def _inspect(cfg: GRPOConfigFile, ctx: NodeContext) -> list[str]:
+    try:
+        from pipelines.grpo.data import inspect_datasets
+    except ImportError:  # the data layer is optional while it is being built
+        return []
+    return inspect_datasets(cfg, ctx.config_file)
+
+
+NODE = NodeSpec(name="grpo", config_model=GRPOConfigFile, run="pipelines.grpo.node:run",
+                check=_check, inspect=_inspect)
+
+
+def summary(cfg: Any) -> list[str]:
+    return []

@@ -1,0 +1,267 @@
+"""The workflow runner: load the super-config, validate every selected node, then run them in order.
+
+Exit codes: 0 success; 2 invalid configuration or input (every problem printed at once); 1 a node failed at
+run time (later nodes do not run; the failing node and its error are printed last).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from pipelines.common.config_io import (EnvResolver, apply_overrides, find_placeholders, load_yaml,
+                                        parse_scalar)
+from pipelines.common.problems import ConfigError, Problem, did_you_mean
+from pipelines.common.rundir import (default_run_name, open_run_dir, read_manifest, run_dir_for,
+                                     write_manifest)
+from pipelines.common.schema import validate_model
+from pipelines.registry import NodeContext, NodeSpec, get_node
+
+log = logging.getLogger(__name__)
+EXIT_OK, EXIT_NODE_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+@dataclass
+class PlannedNode:
+    """A pipeline entry after loading and validation."""
+
+    label: str
+    spec: NodeSpec
+    cfg: Any                      # validated model, or the dict for import-path nodes
+    ctx: NodeContext
+    summary: list[str] = field(default_factory=list)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="run_pipeline.py",
+        description="Run the pipeline nodes listed in a super-config (default ./super_config.yaml), in order. "
+                    "Every node config is validated before anything runs.",
+        epilog="Exit codes: 0 success, 1 a node failed at run time, 2 invalid configuration or input.")
+    p.add_argument("--super-config", default="super_config.yaml", metavar="PATH",
+                   help="super-config listing the nodes (default: %(default)s)")
+    p.add_argument("--only", metavar="NAME_OR_INDEX", help="run only this entry (its node name or 0-based index)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted override for each selected node's config, applied after the super-config's "
+                        "overrides; VALUE is parsed as YAML (repeatable)")
+    p.add_argument("--validate", action="store_true",
+                   help="load and check everything (configs, files, rewards, data), print a summary, load no model")
+    p.add_argument("--check-judges", action="store_true",
+                   help="with --validate: send one tiny request to each LLM-judge endpoint")
+    p.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="train with N processes (accelerate launch); overrides launch.num_processes")
+    p.add_argument("--outputs", default="outputs", metavar="DIR", help="folder for run dirs (default: %(default)s)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def _parse_sets(sets: Sequence[str]) -> tuple[dict[str, Any], list[Problem]]:
+    out, problems = {}, []
+    for item in sets:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            problems.append(Problem("--set", item, "expected KEY=VALUE, e.g. --set training_parameters.max_steps=5"))
+            continue
+        out[key.strip()] = parse_scalar(value)
+    return out, problems
+
+
+def load_super_config(path: Path) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """The pipeline_order entries, or problems describing what is wrong with the super-config."""
+    file = str(path)
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        return [], [Problem(file, "", "expected a mapping with a `pipeline_order` list")]
+    problems = [Problem(file, k, f"unknown key{did_you_mean(k, ['pipeline_order'])}")
+                for k in data if k != "pipeline_order"]
+    order = data.get("pipeline_order")
+    if not isinstance(order, list) or not order:
+        problems.append(Problem(file, "pipeline_order", "must be a non-empty list of {node, config, overrides}"))
+        return [], problems
+    entries = []
+    for i, entry in enumerate(order):
+        key = f"pipeline_order[{i}]"
+        if not isinstance(entry, dict):
+            problems.append(Problem(file, key, "must be a mapping with `node` and `config`"))
+            continue
+        for k in entry:
+            if k not in ("node", "config", "overrides", "name"):
+                problems.append(Problem(file, f"{key}.{k}", f"unknown key"
+                                        f"{did_you_mean(k, ['node', 'config', 'overrides', 'name'])}"))
+        if not isinstance(entry.get("node"), str):
+            problems.append(Problem(file, f"{key}.node", "missing: a registered node name or package.module:function"))
+        if not isinstance(entry.get("config"), str):
+            problems.append(Problem(file, f"{key}.config", "missing: path of the node's config file"))
+        if entry.get("overrides") is not None and not isinstance(entry.get("overrides"), dict):
+            problems.append(Problem(file, f"{key}.overrides", "must be a mapping of dotted keys to values"))
+        entries.append(entry)
+    return entries, problems
+
+
+def select_entries(entries: list[dict[str, Any]], only: Optional[str], file: str) -> tuple[list[int], list[Problem]]:
+    if only is None:
+        return list(range(len(entries))), []
+    if only.isdigit():
+        if int(only) < len(entries):
+            return [int(only)], []
+        return [], [Problem("--only", only, f"index out of range: {file} has {len(entries)} entries")]
+    labels = [e.get("name") or e.get("node") for e in entries]
+    hits = [i for i, label in enumerate(labels) if label == only]
+    if not hits:
+        return [], [Problem("--only", only, f"no such entry{did_you_mean(only, labels)}; entries: "
+                                            f"{', '.join(map(str, labels))}")]
+    return hits, []
+
+
+def _display_path(path: Path) -> str:
+    """A path relative to the working directory when it lies below it, for short messages."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str, Any], args: argparse.Namespace,
+              manifests: dict[str, dict[str, Any]]) -> tuple[Optional[PlannedNode], list[Problem]]:
+    """Load, override, interpolate and validate one entry's config; return all its problems."""
+    label = entry.get("name") or entry["node"]
+    config_path = Path(entry["config"])
+    if not config_path.is_absolute():
+        config_path = base_dir / config_path
+    file = _display_path(config_path)
+    try:
+        spec = get_node(entry["node"])
+    except KeyError as exc:
+        return None, [Problem(args.super_config, f"pipeline_order[{index}].node", str(exc.args[0]))]
+    try:
+        raw = load_yaml(config_path)
+    except ConfigError as exc:
+        return None, exc.problems
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        return None, [Problem(file, "", "expected a mapping at the top level")]
+    problems = apply_overrides(raw, entry.get("overrides") or {}, file, "super-config override")
+    problems += apply_overrides(raw, sets, file, "--set")
+    env = EnvResolver()
+    raw = env.resolve(raw, file, problems)
+    problems += find_placeholders(raw, file)
+    if not raw.get("run_name") and spec.config_model is not None and "run_name" in spec.config_model.model_fields:
+        raw["run_name"] = default_run_name(spec.name)
+    run_dir = run_dir_for(raw, spec.name, Path(args.outputs))
+    ctx = NodeContext(label=label, index=index, config_file=file, raw_config=raw, secrets=env.secret_values,
+                      run_dir=run_dir, outputs_root=Path(args.outputs), manifests=manifests,
+                      num_processes=args.num_processes, validate_only=args.validate)
+    if spec.config_model is None:
+        return PlannedNode(label, spec, raw, ctx), problems
+    cfg, schema_problems = validate_model(spec.config_model, raw, file)
+    problems += schema_problems
+    if cfg is not None and spec.check is not None:
+        problems += spec.check(cfg, ctx)
+    return PlannedNode(label, spec, cfg, ctx), problems
+
+
+def plan(args: argparse.Namespace) -> tuple[list[PlannedNode], list[Problem]]:
+    super_path = Path(args.super_config)
+    entries, problems = load_super_config(super_path)
+    sets, set_problems = _parse_sets(args.sets)
+    problems += set_problems
+    if problems:
+        return [], problems
+    selected, sel_problems = select_entries(entries, args.only, args.super_config)
+    problems += sel_problems
+    planned, manifests = [], {}
+    for i in selected:
+        node, node_problems = plan_node(entries[i], i, super_path.resolve().parent, sets, args, manifests)
+        problems += node_problems
+        if node is not None:
+            planned.append(node)
+    return planned, problems
+
+
+def report_problems(problems: Sequence[Problem]) -> None:
+    print(f"\nConfiguration invalid: {len(problems)} problem{'s' if len(problems) != 1 else ''}:", file=sys.stderr)
+    for p in problems:
+        print(f"  {p}", file=sys.stderr)
+    print("\nFix them and run again (python run_pipeline.py --validate checks without training).", file=sys.stderr)
+
+
+def run_planned(node: PlannedNode) -> dict[str, Any]:
+    ctx = node.ctx
+    handler = open_run_dir(ctx.run_dir, ctx.raw_config, ctx.secrets)
+    try:
+        log.info("node %s (%s): run dir %s", node.label, node.spec.name, ctx.run_dir)
+        outputs = node.spec.run_function()(node.cfg, ctx) or {}
+        write_manifest(ctx.run_dir, node.spec.name, "completed", outputs)
+        ctx.manifests[node.label] = read_manifest(ctx.run_dir) or {}
+        return outputs
+    except BaseException:
+        write_manifest(ctx.run_dir, node.spec.name, "failed", {})
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        planned, problems = plan(args)
+    except ConfigError as exc:
+        planned, problems = [], exc.problems
+    if problems:
+        report_problems(problems)
+        return EXIT_CONFIG
+    if args.validate:
+        return validate_summary(planned, args)
+    for node in planned:
+        started = time.time()
+        try:
+            run_planned(node)
+        except ConfigError as exc:
+            report_problems(exc.problems)
+            return EXIT_CONFIG
+        except KeyboardInterrupt:
+            print(f"\nnode {node.label!r} interrupted; its run dir {node.ctx.run_dir} keeps what was written "
+                  "(resume with --set training_parameters.resume_from_checkpoint=auto)", file=sys.stderr)
+            return 130
+        except Exception as exc:  # noqa: BLE001 - any node failure ends the pipeline with exit 1
+            log.debug("traceback:\n%s", traceback.format_exc())
+            traceback.print_exc()
+            print(f"\nnode {node.label!r} (entry {node.ctx.index}) failed after {time.time() - started:.0f}s: "
+                  f"{type(exc).__name__}: {exc}\nlater nodes were not run; see {node.ctx.run_dir / 'run.log'}",
+                  file=sys.stderr)
+            return EXIT_NODE_FAILED
+    return EXIT_OK
+
+
+def validate_summary(planned: list[PlannedNode], args: argparse.Namespace) -> int:
+    """Print what would run; data inspection may still find input problems (exit 2)."""
+    problems: list[Problem] = []
+    for node in planned:
+        print(f"[{node.ctx.index}] {node.label}: {node.ctx.config_file}")
+        print(f"    run dir: {node.ctx.run_dir}")
+        if node.spec.inspect is not None:
+            try:
+                for line in node.spec.inspect(node.cfg, node.ctx):
+                    print(f"    {line}")
+            except ConfigError as exc:
+                problems += exc.problems
+        if args.check_judges:
+            try:
+                from pipelines.grpo.rewards.judge_check import check_judges
+            except ImportError:
+                continue
+            problems += check_judges(node.cfg, node.ctx)
+    if problems:
+        report_problems(problems)
+        return EXIT_CONFIG
+    print(f"OK: {len(planned)} node(s) valid")
+    return EXIT_OK
