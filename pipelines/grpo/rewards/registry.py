@@ -13,8 +13,15 @@ from pipelines.common.registry_base import Registry
 
 
 def _load_user_registrations() -> None:
-    # Importing the user-editable module runs its @register_reward_function decorators.
-    import pipelines.grpo.reward_functions  # noqa: F401
+    # Importing these modules runs their @register_reward_function decorators: the LLM judge (machinery)
+    # and the user-editable reward_functions.py.
+    import importlib
+    try:
+        importlib.import_module("pipelines.grpo.rewards.judge")
+    except ModuleNotFoundError as exc:
+        if exc.name != "pipelines.grpo.rewards.judge":
+            raise
+    importlib.import_module("pipelines.grpo.reward_functions")
 
 
 REWARD_REGISTRY: Registry[Callable[..., Any]] = Registry("reward function", loader=_load_user_registrations)
