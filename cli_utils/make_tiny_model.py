@@ -1,0 +1,31 @@
+"""Build the builtin tiny model (random Qwen2 + locally trained BPE tokenizer, ChatML) into a folder.
+
+Example: python -m cli_utils.make_tiny_model --output outputs/tiny
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the tiny offline test model (what `builtin:tiny` uses).")
+    parser.add_argument("--output", required=True, help="Folder to write the model and tokenizer into.")
+    parser.add_argument("--seed", type=int, default=0, help="Weight-initialisation seed (default 0, as builtin:tiny).")
+    args = parser.parse_args(argv)
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    from pipelines.common.tiny_model import build_tiny_model
+
+    out = build_tiny_model(Path(args.output), seed=args.seed)
+    print(f"tiny model written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""The builtin tiny model: a random Qwen2 causal LM with a locally trained byte-level BPE tokenizer.
+
+Nothing reaches a model hub. The model is small enough for GRPO to run (and visibly learn) on a 2-core CPU:
+hidden size 64, 2 layers, 4 heads, 2 KV heads, tied embeddings. Its weights are initialised with a large
+``initializer_range`` (0.2): with the usual 0.02 the logits stay nearly uniform and the reward never moves
+(see ../shared/STACK.md). ``base_model_name: builtin:tiny`` resolves to a cached copy built on demand.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+BUILTIN_TINY = "builtin:tiny"
+TINY_SEED = 0
+# Bump when the recipe changes, so cached builds of an older recipe are not reused.
+TINY_VERSION = "v1"
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+# ChatML: every message as <|im_start|>role\ncontent<|im_end|>\n, then an open assistant turn when asked.
+TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+# Same pattern as transformers' Qwen2Tokenizer: AutoTokenizer rebuilds the pipeline from that class, so the
+# BPE must be trained with the very same normalizer and pre-tokenizer to round-trip.
+_PRETOKENIZE_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+                      r"""\s*[\r\n]+|\s+(?!\S)|\s+""")
+
+_CORPUS_LINES = [
+    # ChatML scaffolding and roles
+    "<|im_start|>system\nYou are a cheerful assistant.<|im_end|>\n",
+    "<|im_start|>user\nTell me about the city.<|im_end|>\n<|im_start|>assistant\nJoy: the city is lovely.<|im_end|>\n",
+    "system user assistant",
+    # quickstart vocabulary
+    "Joy: the city is lovely. Joy: the sea is lovely. Joy: a river is lovely.",
+    "Tell me about the city. Describe the sea. Tell me about a river. What do you think of the forest?",
+    "mountain sky garden flower tree bird sun moon star rain snow wind cloud morning evening night day",
+    "happy glad cheerful bright warm kind good great nice wonderful beautiful lovely sad calm quiet",
+    "the a an is are was were be of to in on at for with and or but not it this that you me I we they",
+    "Tell Describe Explain Say Write Give Name What Why How Where When Who",
+    # reasoning formats and arithmetic (countdown-style rewards)
+    "<think> reasoning </think> <answer> 42 </answer>",
+    "Using the numbers [3, 7, 25, 50], create an equation that equals 100. (50 - 25) * 4 + 3 = 103",
+    "0 1 2 3 4 5 6 7 8 9 10 + - * / = ( ) [ ] , . : ; ! ? ' \"",
+    "Answer: yes no true false correct incorrect Step 1 Step 2 Final answer",
+    "The quick brown fox jumps over the lazy dog. THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG.",
+]
+
+
+def _train_tokenizer(vocab_size: int = 400):
+    """Train a byte-level BPE on the built-in corpus with Qwen2Tokenizer's normalizer and pre-tokenizer."""
+    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers
+    from tokenizers.models import BPE
+    from tokenizers.trainers import BpeTrainer
+
+    tok = Tokenizer(BPE(unk_token=None, continuing_subword_prefix="", end_of_word_suffix="",
+                        fuse_unk=False, byte_fallback=False))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = BpeTrainer(vocab_size=vocab_size, min_frequency=1, special_tokens=SPECIAL_TOKENS,
+                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    # Repeating the corpus makes whole words frequent enough to merge into single tokens.
+    tok.train_from_iterator(_CORPUS_LINES * 4, trainer=trainer)
+    return tok
+
+
+def build_tiny_model(output_dir: str | Path, seed: int = TINY_SEED) -> Path:
+    """Build the tiny model and its tokenizer into ``output_dir`` (created); deterministic for a seed."""
+    import torch
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    raw = _train_tokenizer()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token="<|endoftext|>",
+        padding_side="left", chat_template=TINY_CHAT_TEMPLATE, model_max_length=512,
+        additional_special_tokens=["<|im_start|>"],
+    )
+    eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    pad_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        initializer_range=0.2, rms_norm_eps=1e-6, bos_token_id=None, eos_token_id=eos_id, pad_token_id=pad_id,
+    )
+    # Seed a private generator state: building must not disturb (nor depend on) the caller's RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = eos_id
+    model.generation_config.pad_token_id = pad_id
+    model.generation_config.bos_token_id = None
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    _mark_tokenizer_class(out)
+    logger.info("built tiny model (seed %d, vocab %d) in %s", seed, len(tokenizer), out)
+    return out
+
+
+def _mark_tokenizer_class(out: Path) -> None:
+    """Name Qwen2Tokenizer in tokenizer_config.json, the class AutoTokenizer picks for a qwen2 model anyway."""
+    import json
+
+    path = out / "tokenizer_config.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["tokenizer_class"] = "Qwen2Tokenizer"
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def resolve_model_name(name: str, cache_root: str | Path = Path("outputs/.cache")) -> str:
+    """``builtin:tiny`` -> a cached build of the tiny model (built on first use); anything else unchanged.
+
+    Safe for concurrent callers: each builds into its own temp dir and renames it into place; a loser of the
+    race discards its copy and uses the winner's (identical, the build being deterministic).
+    """
+    if name != BUILTIN_TINY:
+        return name
+    cache_root = Path(cache_root)
+    target = cache_root / f"tiny-{TINY_VERSION}-seed{TINY_SEED}"
+    if (target / "config.json").exists() and (target / "tokenizer.json").exists():
+        return str(target)
+    cache_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cache_root, prefix=".tiny-build-"))
+    try:
+        build_tiny_model(tmp / "model", seed=TINY_SEED)
+        try:
+            os.rename(tmp / "model", target)
+        except OSError:
+            if not (target / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)

@@ -1,0 +1,114 @@
+"""The builtin tiny model: reloads, round-trips text, renders ChatML, is deterministic and cached safely."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from pipelines.common.tiny_model import BUILTIN_TINY, TINY_CHAT_TEMPLATE, build_tiny_model, resolve_model_name
+
+
+def test_save_and_reload(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert model.config.model_type == "qwen2"
+    assert model.config.hidden_size == 64 and model.config.num_hidden_layers == 2
+    assert model.config.tie_word_embeddings
+    assert type(tok).__name__ == "Qwen2Tokenizer"
+    assert tok.padding_side == "left"
+    assert tok.eos_token == "<|im_end|>"
+    assert model.config.eos_token_id == tok.eos_token_id
+    assert model.config.vocab_size == len(tok)
+    ids = tok(["Joy: hi", "Describe the sea please"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = model(**ids).logits
+    assert logits.shape[-1] == len(tok)
+    # Large init: the logits are far from uniform, which is what lets GRPO learn on a CPU.
+    assert logits.std().item() > 0.5
+
+
+@pytest.mark.parametrize("text", ["Joy: the city is lovely.", "  Héllo, wörld! 123\n\ttabs ✓ 日本",
+                                  "<think>2+2</think><answer>4</answer>"])
+def test_tokenizer_round_trip(tiny_model_dir, text):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == text
+
+
+def test_special_tokens_are_single_ids(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    for special in ("<|im_start|>", "<|im_end|>", "<|endoftext|>"):
+        assert len(tok(special, add_special_tokens=False)["input_ids"]) == 1
+    ids = tok("<|im_start|>user\nhi<|im_end|>", add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids, skip_special_tokens=True) == "user\nhi"
+    # Common quickstart words are whole tokens, so a short completion can say something.
+    assert len(tok("Joy", add_special_tokens=False)["input_ids"]) == 1
+
+
+def test_chat_template_renders_system_user_and_generation_prompt(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    messages = [{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hello?"}]
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert text == ("<|im_start|>system\nBe nice.<|im_end|>\n<|im_start|>user\nHello?<|im_end|>\n"
+                    "<|im_start|>assistant\n")
+    no_prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    assert not no_prompt.endswith("assistant\n")
+    assert tok.chat_template == TINY_CHAT_TEMPLATE
+
+
+def test_deterministic_for_a_seed(tmp_path, tiny_model_dir):
+    again = build_tiny_model(tmp_path / "again", seed=0)
+    other = build_tiny_model(tmp_path / "other", seed=1)
+    for name in ("model.safetensors", "tokenizer.json"):
+        assert (again / name).read_bytes() == (Path(tiny_model_dir) / name).read_bytes(), name
+    assert (other / "tokenizer.json").read_bytes() == (again / "tokenizer.json").read_bytes()
+    assert (other / "model.safetensors").read_bytes() != (again / "model.safetensors").read_bytes()
+
+
+def test_resolve_model_name_builds_once_and_is_race_safe(tmp_path):
+    assert resolve_model_name("Qwen/Qwen2.5-0.5B", cache_root=tmp_path) == "Qwen/Qwen2.5-0.5B"
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker():
+        try:
+            results.append(resolve_model_name(BUILTIN_TINY, cache_root=tmp_path))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(set(results)) == 1
+    built = Path(results[0])
+    assert (built / "config.json").exists() and (built / "model.safetensors").exists()
+    # Only the finished model is left in the cache: no temp build folders.
+    assert [p.name for p in tmp_path.iterdir()] == [built.name]
+    mtime = (built / "config.json").stat().st_mtime_ns
+    assert resolve_model_name(BUILTIN_TINY, cache_root=tmp_path) == str(built)
+    assert (built / "config.json").stat().st_mtime_ns == mtime
+
+
+def test_cli_builds_a_model(tmp_path, repo_root):
+    proc = subprocess.run([sys.executable, "-m", "cli_utils.make_tiny_model", "--help"], cwd=repo_root,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "--output" in proc.stdout
+    from cli_utils.make_tiny_model import main
+
+    assert main(["--output", str(tmp_path / "cli"), "--seed", "3"]) == 0
+    assert (tmp_path / "cli" / "config.json").exists()
