@@ -39,8 +39,10 @@ class NodeSpec:
     config_model: Optional[type[BaseModel]]
     run: str                                                     # "module:function", fn(cfg, ctx) -> outputs dict
     check: Optional[Callable[[Any, NodeContext], list[Problem]]] = None     # fast checks, no heavy imports
+    # checks that still make sense when the schema rejected the config (so every mistake is reported at once)
+    check_partial: Optional[Callable[[dict[str, Any], NodeContext], list[Problem]]] = None
     inspect: Optional[Callable[[Any, NodeContext], list[str]]] = None       # --validate summary (may read data)
-    resume_requested: Optional[Callable[[Any], bool]] = None
+    outputs: tuple[str, ...] = ()   # names in the run's outputs dict that later nodes may refer to (@label.name)
 
     def run_function(self) -> Callable[..., Any]:
         return import_callable(self.run)
@@ -73,8 +75,10 @@ def get_node(name: str) -> NodeSpec:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise KeyError(f"cannot import node module {module_name!r}: {exc}") from None
-        if not callable(getattr(module, attr, None)):
+        fn = getattr(module, attr, None)
+        if not callable(fn):
             raise KeyError(f"module {module_name!r} has no callable {attr!r}{did_you_mean(attr, dir(module))}")
-        return NodeSpec(name=name, config_model=None, run=name)
+        # An import-path node may declare `fn.outputs = ("name", ...)` so references to it are checked.
+        return NodeSpec(name=name, config_model=None, run=name, outputs=tuple(getattr(fn, "outputs", ())))
     raise KeyError(f"unknown node {name!r}{did_you_mean(name, NODE_FACTORIES)}; registered nodes: "
                    f"{', '.join(sorted(NODE_FACTORIES))}, or give an import path package.module:function")

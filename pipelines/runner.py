@@ -17,7 +17,8 @@ from typing import Any, Optional, Sequence
 from pipelines.common.config_io import (EnvResolver, apply_overrides, find_placeholders, load_yaml,
                                         parse_scalar)
 from pipelines.common.problems import ConfigError, Problem, did_you_mean
-from pipelines.common.rundir import (default_run_name, open_run_dir, read_manifest, run_dir_for,
+from pipelines.common.refs import check_refs, record_latest, substitute_refs
+from pipelines.common.rundir import (MANIFEST, RESOLVED_CONFIG, RUN_LOG, default_run_name, open_run_dir, read_manifest, run_dir_for,
                                      write_manifest)
 from pipelines.common.schema import validate_model
 from pipelines.registry import NodeContext, NodeSpec, get_node
@@ -127,7 +128,8 @@ def _display_path(path: Path) -> str:
 
 
 def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str, Any], args: argparse.Namespace,
-              manifests: dict[str, dict[str, Any]]) -> tuple[Optional[PlannedNode], list[Problem]]:
+              manifests: dict[str, dict[str, Any]], upstream: dict[str, tuple[str, ...]],
+              all_labels: list[str]) -> tuple[Optional[PlannedNode], list[Problem]]:
     """Load, override, interpolate and validate one entry's config; return all its problems."""
     label = entry.get("name") or entry["node"]
     config_path = Path(entry["config"])
@@ -151,6 +153,7 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     env = EnvResolver()
     raw = env.resolve(raw, file, problems)
     problems += find_placeholders(raw, file)
+    problems += check_refs(raw, file, upstream, Path(args.outputs), all_labels)
     if not raw.get("run_name") and spec.config_model is not None and "run_name" in spec.config_model.model_fields:
         raw["run_name"] = default_run_name(spec.name)
     run_dir = run_dir_for(raw, spec.name, Path(args.outputs))
@@ -163,6 +166,8 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     problems += schema_problems
     if cfg is not None and spec.check is not None:
         problems += spec.check(cfg, ctx)
+    elif cfg is None and spec.check_partial is not None:
+        problems += spec.check_partial(raw, ctx)
     return PlannedNode(label, spec, cfg, ctx), problems
 
 
@@ -175,12 +180,21 @@ def plan(args: argparse.Namespace) -> tuple[list[PlannedNode], list[Problem]]:
         return [], problems
     selected, sel_problems = select_entries(entries, args.only, args.super_config)
     problems += sel_problems
-    planned, manifests = [], {}
+    planned: list[PlannedNode] = []
+    manifests: dict[str, dict[str, Any]] = {}
+    upstream: dict[str, tuple[str, ...]] = {}
+    all_labels = [e.get("name") or e.get("node") for e in entries]
     for i in selected:
-        node, node_problems = plan_node(entries[i], i, super_path.resolve().parent, sets, args, manifests)
+        node, node_problems = plan_node(entries[i], i, super_path.resolve().parent, sets, args, manifests,
+                                        upstream, all_labels)
         problems += node_problems
         if node is not None:
             planned.append(node)
+            upstream[node.label] = node.spec.outputs
+    labels = [n.label for n in planned]
+    for label in {x for x in labels if labels.count(x) > 1}:
+        problems.append(Problem(args.super_config, "pipeline_order", f"two entries are labelled {label!r}; give "
+                                                                      "one a distinct `name:`"))
     return planned, problems
 
 
@@ -191,15 +205,50 @@ def report_problems(problems: Sequence[Problem]) -> None:
     print("\nFix them and run again (python run_pipeline.py --validate checks without training).", file=sys.stderr)
 
 
+def _resolve_refs(node: PlannedNode) -> None:
+    """Substitute @label.output references now that earlier nodes have run, then re-validate."""
+    ctx = node.ctx
+    resolved = substitute_refs(ctx.raw_config, ctx.manifests, ctx.outputs_root)
+    if resolved == ctx.raw_config:
+        return
+    ctx.raw_config = resolved
+    if node.spec.config_model is None:
+        node.cfg = resolved
+        return
+    cfg, problems = validate_model(node.spec.config_model, resolved, ctx.config_file)
+    if cfg is not None and node.spec.check is not None:
+        problems += node.spec.check(cfg, ctx)
+    if problems:
+        raise ConfigError(problems)
+    node.cfg = cfg
+
+
+def _remove_if_only_bookkeeping(run_dir: Path) -> None:
+    bookkeeping = {RESOLVED_CONFIG, RUN_LOG, MANIFEST}
+    if run_dir.is_dir() and all(p.name in bookkeeping for p in run_dir.iterdir()):
+        for p in run_dir.iterdir():
+            p.unlink()
+        run_dir.rmdir()
+
+
 def run_planned(node: PlannedNode) -> dict[str, Any]:
     ctx = node.ctx
+    _resolve_refs(node)
     handler = open_run_dir(ctx.run_dir, ctx.raw_config, ctx.secrets)
     try:
         log.info("node %s (%s): run dir %s", node.label, node.spec.name, ctx.run_dir)
         outputs = node.spec.run_function()(node.cfg, ctx) or {}
         write_manifest(ctx.run_dir, node.spec.name, "completed", outputs)
-        ctx.manifests[node.label] = read_manifest(ctx.run_dir) or {}
+        manifest = read_manifest(ctx.run_dir) or {}
+        ctx.manifests[node.label] = manifest
+        record_latest(ctx.outputs_root, node.label, manifest)
         return outputs
+    except ConfigError:
+        # Input problems found by the node before it did any work: leave no half-run behind to block a rerun.
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+        _remove_if_only_bookkeeping(ctx.run_dir)
+        raise
     except BaseException:
         write_manifest(ctx.run_dir, node.spec.name, "failed", {})
         raise

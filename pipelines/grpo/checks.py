@@ -148,3 +148,46 @@ def check_config(cfg: GRPOConfigFile, file: str) -> list[Problem]:
     for rule in RULES:
         problems.extend(rule(cfg, file))
     return problems
+
+
+def check_partial(raw: dict, file: str) -> list[Problem]:
+    """Rules that still apply when the schema rejected the config: each runs on the sections that validated.
+
+    A rule whose sections did not all validate is skipped (their schema errors are already reported).
+    """
+    from types import SimpleNamespace
+
+    from pydantic import ValidationError
+
+    from pipelines.grpo import config as C
+
+    def section(model, value):
+        try:
+            return model.model_validate(value if value is not None else {})
+        except ValidationError:
+            return None
+
+    datasets = [section(C.DatasetEntry, d) for d in raw.get("datasets") or []] if isinstance(
+        raw.get("datasets"), list) else []
+    ns = SimpleNamespace(
+        model=section(C.ModelSection, raw.get("model")),
+        training_parameters=section(C.TrainingParameters, raw.get("training_parameters")),
+        reward=section(C.RewardSection, raw.get("reward")),
+        datasets=datasets if datasets and all(d is not None for d in datasets) else None,
+        dataset_settings=section(C.DatasetSettings, raw.get("dataset_settings")),
+        evaluation=section(C.EvaluationSection, raw.get("evaluation")) if raw.get("evaluation") else None,
+        launch=section(C.LaunchSection, raw.get("launch")),
+    )
+    problems: list[Problem] = []
+    for rule in RULES:
+        try:
+            problems.extend(rule(ns, file))
+        except (AttributeError, TypeError):
+            continue  # a section this rule needs did not validate
+    if ns.datasets is None:  # paths of the entries that did not validate as a whole
+        for i, d in enumerate(raw.get("datasets") or []):
+            if isinstance(d, dict) and isinstance(d.get("path"), str) and datasets[i] is None:
+                if not resolve_input_paths(d["path"]):
+                    problems.append(Problem(file, f"datasets[{i}].path", f"no file matches {d['path']!r} (relative "
+                                                                          f"paths are resolved from {os.getcwd()})"))
+    return problems

@@ -1,11 +1,9 @@
 """Registration of the GRPO node: its schema, checks, --validate summary and run function."""
 from __future__ import annotations
 
-from typing import Any
-
 from pipelines.common.problems import Problem
 from pipelines.common.rundir import check_run_dir_free
-from pipelines.grpo.checks import check_config
+from pipelines.grpo.checks import check_config, check_partial
 from pipelines.grpo.config import GRPOConfigFile
 from pipelines.registry import NodeContext, NodeSpec
 
@@ -25,9 +23,10 @@ def _inspect(cfg: GRPOConfigFile, ctx: NodeContext) -> list[str]:
     return inspect_datasets(cfg, ctx.config_file)
 
 
+def _check_partial(raw: dict, ctx: NodeContext) -> list[Problem]:
+    return check_partial(raw, ctx.config_file)
+
+
 NODE = NodeSpec(name="grpo", config_model=GRPOConfigFile, run="pipelines.grpo.node:run",
-                check=_check, inspect=_inspect)
-
-
-def summary(cfg: Any) -> list[str]:
-    return []
+                check=_check, check_partial=_check_partial, inspect=_inspect,
+                outputs=("final_adapter", "metrics", "reward_curve", "high_scores"))

@@ -1,0 +1,113 @@
+"""The rollout node's configuration schema.
+
+`datasets`, `dataset_settings` and `reward` are the GRPO node's own sections (same models, same meaning), so a
+rollout samples and scores exactly like training does. A string ``@<label>.<output>`` (e.g.
+``"@grpo.final_adapter"``) names an output of an earlier node; the runner checks and substitutes it, so fields
+that may hold one never check the file system here.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import Field, model_validator
+
+from pipelines.common.schema import StrictModel
+from pipelines.grpo.config import DatasetEntry, DatasetSettings, GRPOConfigFile, RewardSection
+
+
+def is_reference(value: Any) -> bool:
+    """True for an unresolved ``@label.output`` string (checked and substituted by the runner)."""
+    return isinstance(value, str) and value.strip().startswith("@")
+
+
+class RolloutModel(StrictModel):
+    base_model_name: str = Field(
+        description="Hugging Face id or local folder of the model to sample: a base model, or a merged model "
+                    "folder (cli_utils/merge_lora.py). `builtin:tiny` is the offline tiny model; "
+                    "`@<label>.<output>` names an earlier node's output.")
+    adapter: Optional[str] = Field(
+        None, description="LoRA adapter folder applied on top of base_model_name (e.g. `@grpo.final_adapter`); "
+                          "its tokenizer, when saved there, is used for its chat template. Null: no adapter.")
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="Weights dtype: auto is bf16 on a GPU that supports it, else fp32.")
+    max_seq_length: int = Field(2048, ge=8, description="Maximum prompt + completion length in tokens "
+                                                        "(vLLM max_model_len).")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="Fraction of GPU memory vLLM may use.")
+    max_lora_rank: Optional[int] = Field(None, ge=1, description="vLLM max_lora_rank; default: the adapter's "
+                                                                 "rank read from its adapter_config.json.")
+
+
+class GenerationSection(StrictModel):
+    backend: Literal["auto", "vllm", "transformers"] = Field(
+        "auto", description="`vllm` (GPU), `transformers` (generate; CPU or GPU) or `auto`: vllm when CUDA and "
+                            "vllm are installed, else transformers.")
+    num_completions: int = Field(4, ge=1, description="Completions sampled per prompt (K).")
+    max_new_tokens: int = Field(256, ge=1, description="Maximum new tokens per completion.")
+    temperature: float = Field(1.0, ge=0, description="Sampling temperature; 0 is greedy (then every completion "
+                                                      "of a prompt is the same).")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling probability mass.")
+    top_k: Optional[int] = Field(None, ge=1, description="Sample only from the k most likely tokens; null: off.")
+    batch_size: Optional[int] = Field(None, ge=1, description="Prompts per generate call (and per progress and "
+                                      "resume step); default 8 with transformers, 256 with vLLM.")
+    stop_sequences: list[str] = Field(default_factory=list, description="Strings that end a completion; the "
+                                      "completion is cut before the first one (as vLLM does), on every backend.")
+    chat_template: Optional[str] = Field(None, description="Jinja chat template applied to the prompt messages "
+                                         "(with the generation prompt); default: the adapter's tokenizer's, else "
+                                         "the model's.")
+    max_prompt_length: int = Field(512, ge=1, description="Prompt token budget, enforced by the data layer as "
+                                                          "in training (old turns are dropped to fit).")
+
+    @model_validator(mode="after")
+    def _no_empty_stop(self) -> "GenerationSection":
+        if any(not s for s in self.stop_sequences):
+            raise ValueError("stop_sequences must not contain an empty string")
+        return self
+
+
+class SelectionSection(StrictModel):
+    sft_min_score: Optional[float] = Field(
+        None, description="sft.jsonl keeps, per prompt, the best completion whose combined score is at least "
+                          "this; null keeps the best completion of every prompt.")
+    preference_min_margin: float = Field(
+        0.5, gt=0, description="preferences.jsonl keeps, per prompt, the best vs the worst completion when their "
+                               "combined scores differ by at least this (always more than 0).")
+    preference_min_chosen_score: Optional[float] = Field(
+        None, description="Also require the chosen completion's score to be at least this; null: no floor.")
+
+
+class RolloutConfigFile(StrictModel):
+    """A rollout node config file."""
+
+    run_name: Optional[str] = Field(None, description="Names the run dir outputs/<run_name>; default "
+                                                      "rollout-<timestamp>.")
+    seed: int = Field(42, description="Seed for sampling prompts and completions.")
+    resume: bool = Field(False, description="Continue a killed rollout in the same run dir: prompts already "
+                                            "scored in scored.jsonl are not generated again. False refuses a run "
+                                            "dir that already holds a run.")
+    model: RolloutModel = Field(description="The model to sample: base, base + adapter, or merged.")
+    generation: GenerationSection = Field(default_factory=GenerationSection, description="Sampling settings.")
+    reward: RewardSection = Field(default_factory=RewardSection, description="Reward combination, as in the "
+                                  "GRPO node (score_save_threshold also exports high scorers here).")
+    datasets: list[DatasetEntry] = Field(min_length=1, description="Input datasets with their rewards, as in the "
+                                                                   "GRPO node.")
+    dataset_settings: DatasetSettings = Field(description="Sampling budget, as in the GRPO node.")
+    selection: SelectionSection = Field(default_factory=SelectionSection, description="Rules for sft.jsonl and "
+                                                                                      "preferences.jsonl.")
+
+    def to_grpo_config(self) -> GRPOConfigFile:
+        """A GRPO config with the same data and reward sections, for the data layer and the reward stack."""
+        return GRPOConfigFile.model_validate({
+            "run_name": self.run_name,
+            "seed": self.seed,
+            "model": {"base_model_name": self.model.base_model_name,
+                      "max_seq_length": max(self.model.max_seq_length,
+                                            self.generation.max_prompt_length + self.generation.max_new_tokens)},
+            "training_parameters": {"max_prompt_length": self.generation.max_prompt_length,
+                                    "max_completion_length": self.generation.max_new_tokens,
+                                    "num_generations": max(2, self.generation.num_completions),
+                                    "chat_template": self.generation.chat_template,
+                                    "model_stop_sequences": list(self.generation.stop_sequences)},
+            "reward": self.reward.model_dump(),
+            "datasets": [d.model_dump() for d in self.datasets],
+            "dataset_settings": self.dataset_settings.model_dump(),
+        })

@@ -1,0 +1,205 @@
+"""The workflow runner: ordering, --only, --set, exit codes, import-path nodes, chaining references."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.runner import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(path: Path, data) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+    """A super-config with three import-path nodes that record their config to log.jsonl."""
+    log = tmp_path / "log.jsonl"
+    for name, value in (("a", 1), ("b", 2), ("c", 3)):
+        write(tmp_path / f"{name}.yaml", {"log": str(log), "value": value, "run_name": name})
+    entries = [{"node": "tests.nodes_for_tests:record", "name": n, "config": f"{n}.yaml"} for n in "abc"]
+    sc = write(tmp_path / "super.yaml", {"pipeline_order": entries})
+    return tmp_path, sc, log
+
+
+def run(sc: Path, tmp_path: Path, *extra: str) -> int:
+    return main(["--super-config", str(sc), "--outputs", str(tmp_path / "out"), *extra])
+
+
+def logged(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_runs_nodes_in_order_and_writes_run_dirs(pipeline):
+    tmp_path, sc, log = pipeline
+    assert run(sc, tmp_path) == 0
+    assert [r["label"] for r in logged(log)] == ["a", "b", "c"]
+    for n in "abc":
+        run_dir = tmp_path / "out" / n
+        assert (run_dir / "resolved_config.yaml").is_file()
+        assert (run_dir / "run.log").is_file()
+        assert json.loads((run_dir / "manifest.json").read_text())["status"] == "completed"
+
+
+def test_only_by_name_and_index(pipeline):
+    tmp_path, sc, log = pipeline
+    assert run(sc, tmp_path, "--only", "b") == 0
+    assert run(sc, tmp_path, "--only", "2") == 0
+    assert [r["label"] for r in logged(log)] == ["b", "c"]
+
+
+def test_only_unknown_name_suggests(pipeline, capsys):
+    tmp_path, sc, _ = pipeline
+    assert run(sc, tmp_path, "--only", "bb") == 2
+    assert 'did you mean "b"' in capsys.readouterr().err
+
+
+def test_set_overrides_apply_after_super_config_overrides(pipeline):
+    tmp_path, sc, log = pipeline
+    data = yaml.safe_load(sc.read_text())
+    data["pipeline_order"][0]["overrides"] = {"value": 10, "nested.x": 1}
+    write(sc, data)
+    assert run(sc, tmp_path, "--only", "a", "--set", "value=20", "--set", "flag=true") == 0
+    cfg = logged(log)[0]["config"]
+    assert cfg["value"] == 20 and cfg["flag"] is True and cfg["nested"] == {"x": 1}
+
+
+def test_bad_set_syntax_is_a_config_error(pipeline, capsys):
+    tmp_path, sc, _ = pipeline
+    assert run(sc, tmp_path, "--set", "novalue") == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_failing_node_stops_later_nodes_and_is_printed_last(tmp_path, capsys):
+    log = tmp_path / "log.jsonl"
+    write(tmp_path / "ok.yaml", {"log": str(log), "run_name": "ok"})
+    write(tmp_path / "bad.yaml", {"reason": "kaput", "run_name": "bad"})
+    sc = write(tmp_path / "super.yaml", {"pipeline_order": [
+        {"node": "tests.nodes_for_tests:record", "name": "first", "config": "ok.yaml"},
+        {"node": "tests.nodes_for_tests:fail", "name": "second", "config": "bad.yaml"},
+        {"node": "tests.nodes_for_tests:record", "name": "third", "config": "ok.yaml"}]})
+    assert run(sc, tmp_path) == 1
+    assert [r["label"] for r in logged(log)] == ["first"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any("node 'second'" in line and "deliberate failure: kaput" in line for line in err[-3:])
+    assert json.loads((tmp_path / "out" / "bad" / "manifest.json").read_text())["status"] == "failed"
+
+
+def test_unknown_node_name_suggests(tmp_path, capsys):
+    write(tmp_path / "c.yaml", {})
+    sc = write(tmp_path / "super.yaml", {"pipeline_order": [{"node": "grp", "config": "c.yaml"}]})
+    assert run(sc, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "pipeline_order[0].node" in err and 'did you mean "grpo"' in err
+
+
+def test_bad_import_path_node(tmp_path, capsys):
+    write(tmp_path / "c.yaml", {})
+    sc = write(tmp_path / "super.yaml", {"pipeline_order": [
+        {"node": "tests.nodes_for_tests:recrod", "config": "c.yaml"},
+        {"node": "no_such_module_xyz:fn", "config": "c.yaml"}]})
+    assert run(sc, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert 'did you mean "record"' in err and "cannot import node module 'no_such_module_xyz'" in err
+
+
+def test_super_config_problems_reported_together(tmp_path, capsys):
+    sc = write(tmp_path / "super.yaml", {"pipeline_ordr": [], "pipeline_order": [{"nod": "grpo"}]})
+    assert run(sc, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert 'pipeline_ordr: unknown key (did you mean "pipeline_order"?)' in err
+    assert "pipeline_order[0].nod" in err and "pipeline_order[0].node" in err and "pipeline_order[0].config" in err
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path, capsys):
+    sc = tmp_path / "super.yaml"
+    sc.write_text("pipeline_order:\n  - node: grpo\n   config: [oops\n")
+    assert run(sc, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "super.yaml" in err and "invalid YAML at line" in err
+
+
+def test_missing_node_config_file(tmp_path, capsys):
+    sc = write(tmp_path / "super.yaml", {"pipeline_order": [{"node": "grpo", "config": "nope.yaml"}]})
+    assert run(sc, tmp_path) == 2
+    assert "nope.yaml: <root>: file not found" in capsys.readouterr().err
+
+
+def test_existing_run_dir_is_not_overwritten(pipeline, capsys):
+    tmp_path, sc, log = pipeline
+    assert run(sc, tmp_path, "--only", "a") == 0
+    before = (tmp_path / "out" / "a" / "artifact.txt").read_text()
+    # An import-path node has no resume option: the refusal applies to registered nodes (tested in test_config).
+    assert before == "1"
+
+
+def test_chaining_reference_resolves_to_earlier_output(tmp_path):
+    log = tmp_path / "log.jsonl"
+    write(tmp_path / "up.yaml", {"log": str(log), "value": "x", "run_name": "up"})
+    write(tmp_path / "down.yaml", {"log": str(log), "run_name": "down", "input": "@up.artifact"})
+    sc = write(tmp_path / "super.yaml", {"pipeline_order": [
+        {"node": "tests.nodes_for_tests:record", "name": "up", "config": "up.yaml"},
+        {"node": "tests.nodes_for_tests:record", "name": "down", "config": "down.yaml"}]})
+    assert run(sc, tmp_path) == 0
+    down = logged(log)[1]["config"]
+    assert down["input"] == str(tmp_path / "out" / "up" / "artifact.txt")
+    # --only down later resolves from the recorded latest run of "up"
+    write(tmp_path / "down.yaml", {"log": str(log), "run_name": "down2", "input": "@up.artifact"})
+    assert run(sc, tmp_path, "--only", "down") == 0
+    assert logged(log)[2]["config"]["input"] == down["input"]
+
+
+def test_chaining_reference_errors(tmp_path, capsys):
+    log = tmp_path / "log.jsonl"
+    write(tmp_path / "down.yaml", {"log": str(log), "input": "@later.artifact", "other": "@nobody.x"})
+    write(tmp_path / "up.yaml", {"log": str(log)})
+    sc = write(tmp_path / "super.yaml", {"pipeline_order": [
+        {"node": "tests.nodes_for_tests:record", "name": "down", "config": "down.yaml"},
+        {"node": "tests.nodes_for_tests:record", "name": "later", "config": "up.yaml"}]})
+    assert run(sc, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "input: refers to node 'later', which has not run: it comes later in the pipeline" in err
+    assert "other: refers to node 'nobody'" in err
+    assert logged(log) == []
+
+
+def test_help_lists_flags():
+    out = subprocess.run([sys.executable, "run_pipeline.py", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0
+    for flag in ("--super-config", "--only", "--set", "--validate", "--num-processes"):
+        assert flag in out.stdout
+
+
+def test_config_errors_reported_fast_without_heavy_imports(tmp_path):
+    """A config with several mistakes exits 2 within 3 s, naming each key path, importing no torch."""
+    cfg = yaml.safe_load((REPO / "pipelines/grpo/configs/quickstart.yaml").read_text())
+    cfg["model"]["lora_rnak"] = 8
+    cfg["training_parameters"]["num_generations"] = 3
+    cfg["datasets"][0]["percentage"] = 1.5
+    cfg["datasets"][0]["path"] = "inputs/does_not_exist.jsonl"
+    cfg["dataset_settings"]["total_rows"] = 0
+    write(tmp_path / "bad.yaml", cfg)
+    sc = write(tmp_path / "super.yaml", {"pipeline_order": [{"node": "grpo", "config": "bad.yaml"}]})
+    code = ("import sys, runpy; sys.argv=['run_pipeline.py','--super-config',%r,'--validate'];\n"
+            "try:\n    runpy.run_path('run_pipeline.py', run_name='__main__')\n"
+            "except SystemExit as e:\n    heavy=[m for m in ('torch','transformers','trl') if m in sys.modules]\n"
+            "    print('HEAVY', heavy, file=sys.stderr); raise\n") % str(sc)
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    assert out.returncode == 2, out.stderr
+    assert elapsed < 3.0
+    assert "HEAVY []" in out.stderr
+    for needle in ('model.lora_rnak: unknown key (did you mean "lora_rank"?)', "datasets[0].percentage",
+                   "datasets[0].path", "dataset_settings.total_rows"):
+        assert needle in out.stderr, needle
