@@ -162,9 +162,14 @@ def check_partial(raw: dict, file: str) -> list[Problem]:
     from pipelines.grpo import config as C
 
     def section(model, value):
+        value = value if value is not None else {}
         try:
-            return model.model_validate(value if value is not None else {})
-        except ValidationError:
+            return model.model_validate(value)
+        except ValidationError as exc:
+            # A section whose only fault is unknown keys still has usable values for the other rules.
+            extra = [e["loc"][0] for e in exc.errors() if e["type"] == "extra_forbidden" and len(e["loc"]) == 1]
+            if isinstance(value, dict) and len(extra) == len(exc.errors()):
+                return section(model, {k: v for k, v in value.items() if k not in extra})
             return None
 
     datasets = [section(C.DatasetEntry, d) for d in raw.get("datasets") or []] if isinstance(
