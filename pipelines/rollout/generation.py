@@ -1,0 +1,232 @@
+"""Generation backends for the rollout node: transformers ``generate`` (CPU or GPU) and vLLM (GPU).
+
+Both take a batch of prompts (lists of role/content messages) and return, per prompt, K completions as
+``{"text", "finish_reason", "num_tokens"}``. The text is cut before the first stop sequence on every backend
+(vLLM's own behaviour). torch, transformers, peft and vllm are imported only when a backend is built.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from pathlib import Path
+from typing import Any, Optional, Protocol, Sequence
+
+from pipelines.rollout.config import RolloutConfigFile
+
+log = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]
+Completion = dict[str, Any]
+DEFAULT_BATCH = {"transformers": 8, "vllm": 256}
+_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+
+
+class Generator(Protocol):
+    backend: str
+
+    def generate(self, prompts: Sequence[Messages]) -> list[list[Completion]]:
+        """K completions for each prompt, in order."""
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """``text`` up to (not including) the earliest stop sequence, and whether one was found."""
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def resolve_backend(name: str) -> str:
+    """`auto` -> vllm when CUDA and vllm are both present, else transformers."""
+    if name != "auto":
+        return name
+    if cuda_available() and importlib.util.find_spec("vllm") is not None:
+        return "vllm"
+    return "transformers"
+
+
+def model_paths(cfg: RolloutConfigFile) -> tuple[str, Optional[str], str]:
+    """(model path or id, adapter folder or None, tokenizer source); builtin:tiny is resolved to its folder."""
+    from pipelines.common.tiny_model import resolve_model_name
+    base = resolve_model_name(cfg.model.base_model_name)
+    adapter = cfg.model.adapter
+    if adapter and not (Path(adapter) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"model.adapter {adapter!r} is not a LoRA adapter folder (no adapter_config.json); "
+                                "give the folder a GRPO run saved as final_adapter, or null for no adapter")
+    tok_src = adapter if adapter and any((Path(adapter) / f).is_file() for f in _TOKENIZER_FILES) else base
+    return base, adapter, tok_src
+
+
+def load_tokenizer(source: str, chat_template: Optional[str]) -> Any:
+    """Tokenizer for rendering prompts: left padding, a pad token, the configured chat template."""
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(source)
+    if chat_template:
+        tok.chat_template = chat_template
+    if not getattr(tok, "chat_template", None):
+        raise ValueError(f"the tokenizer from {source} has no chat template; set generation.chat_template")
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def render_prompts(tokenizer: Any, prompts: Sequence[Messages]) -> list[str]:
+    """Each prompt through the chat template, ending with the open assistant turn."""
+    return [tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in prompts]
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+class TransformersGenerator:
+    """Batched ``model.generate`` with ``num_return_sequences=K``; base, base + LoRA (merged in memory) or merged."""
+
+    backend = "transformers"
+
+    def __init__(self, cfg: RolloutConfigFile, tokenizer: Any):
+        import torch
+        from transformers import AutoModelForCausalLM
+        self.cfg, self.gen, self.tokenizer = cfg, cfg.generation, tokenizer
+        base, adapter, _ = model_paths(cfg)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype(cfg.model.dtype))
+        if adapter:
+            model = _apply_adapter(model, base, adapter)
+        self.model = model.to(self.device).eval()
+        torch.manual_seed(cfg.seed)
+        self._eos = _eos_ids(self.model, tokenizer)
+
+    def generate(self, prompts: Sequence[Messages]) -> list[list[Completion]]:
+        import torch
+        k = self.gen.num_completions
+        enc = self.tokenizer(render_prompts(self.tokenizer, prompts), return_tensors="pt", padding=True,
+                             add_special_tokens=False).to(self.device)
+        kwargs = generate_kwargs(self.cfg, self.tokenizer)
+        with torch.no_grad():
+            out = self.model.generate(**enc, **kwargs)
+        new = out[:, enc["input_ids"].shape[1]:].tolist()
+        results = []
+        for i in range(len(prompts)):
+            results.append([self._completion(ids) for ids in new[i * k:(i + 1) * k]])
+        return results
+
+    def _completion(self, ids: list[int]) -> Completion:
+        end = next((j for j, t in enumerate(ids) if t in self._eos), None)
+        tokens = ids if end is None else ids[:end]
+        text, stopped = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True),
+                                    self.gen.stop_sequences)
+        if stopped or end is not None:
+            reason = "stop"
+        else:
+            reason = "length" if len(ids) >= self.gen.max_new_tokens else "stop"
+        return {"text": text, "finish_reason": reason, "num_tokens": len(tokens) + (end is not None)}
+
+
+def generate_kwargs(cfg: RolloutConfigFile, tokenizer: Any) -> dict[str, Any]:
+    """Keyword arguments for ``model.generate`` (stop strings need the tokenizer)."""
+    g = cfg.generation
+    kwargs: dict[str, Any] = {"max_new_tokens": g.max_new_tokens, "num_return_sequences": g.num_completions,
+                              "pad_token_id": tokenizer.pad_token_id}
+    if g.temperature > 0:
+        kwargs.update(do_sample=True, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k or 0)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    if g.stop_sequences:
+        kwargs.update(stop_strings=list(g.stop_sequences), tokenizer=tokenizer)
+    return kwargs
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids = model.generation_config.eos_token_id
+    ids = set(ids if isinstance(ids, (list, tuple)) else [ids] if ids is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
+def _apply_adapter(model: Any, base: str, adapter: str) -> Any:
+    from peft import PeftModel
+    try:
+        peft_model = PeftModel.from_pretrained(model, adapter)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise ValueError(f"adapter {adapter} does not fit model {base}: {str(exc)[:300]}. Use the base model the "
+                         "adapter was trained on (its adapter_config.json names it)") from exc
+    return peft_model.merge_and_unload()
+
+
+def adapter_rank(adapter: str) -> int:
+    """The LoRA rank ``r`` stored in an adapter's adapter_config.json."""
+    data = json.loads((Path(adapter) / "adapter_config.json").read_text(encoding="utf-8"))
+    ranks = [int(data.get("r", 8)), *[int(v) for v in (data.get("rank_pattern") or {}).values()]]
+    return max(ranks)
+
+
+def vllm_arguments(cfg: RolloutConfigFile, base: str, adapter: Optional[str], tokenizer_source: str) -> dict:
+    """The exact arguments given to ``vllm.LLM``, ``SamplingParams`` and ``LoRARequest`` (None without adapter)."""
+    g, m = cfg.generation, cfg.model
+    llm = {"model": base, "tokenizer": tokenizer_source, "seed": cfg.seed,
+           "dtype": {"auto": "auto", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[m.dtype],
+           "max_model_len": m.max_seq_length, "gpu_memory_utilization": m.gpu_memory_utilization,
+           "enable_lora": adapter is not None}
+    if adapter is not None:
+        llm["max_lora_rank"] = m.max_lora_rank or adapter_rank(adapter)
+    sampling = {"n": g.num_completions, "temperature": g.temperature, "top_p": g.top_p,
+                "max_tokens": g.max_new_tokens, "stop": list(g.stop_sequences) or None, "seed": cfg.seed}
+    if g.top_k is not None:
+        sampling["top_k"] = g.top_k
+    lora = {"lora_name": "adapter", "lora_int_id": 1, "lora_path": adapter} if adapter is not None else None
+    return {"llm": llm, "sampling": sampling, "lora": lora}
+
+
+class VLLMGenerator:
+    """vLLM offline inference; the adapter is served as a LoRA request (no merge needed)."""
+
+    backend = "vllm"
+
+    def __init__(self, cfg: RolloutConfigFile, tokenizer: Any):
+        from vllm import LLM, SamplingParams
+        from vllm.lora.request import LoRARequest
+        base, adapter, tok_src = model_paths(cfg)
+        args = vllm_arguments(cfg, base, adapter, tok_src)
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.llm = LLM(**args["llm"])
+        self.sampling = SamplingParams(**args["sampling"])
+        self.lora = LoRARequest(**args["lora"]) if args["lora"] else None
+
+    def generate(self, prompts: Sequence[Messages]) -> list[list[Completion]]:
+        texts = render_prompts(self.tokenizer, prompts)
+        inputs = [{"prompt_token_ids": self.tokenizer(t, add_special_tokens=False)["input_ids"]} for t in texts]
+        outputs = self.llm.generate(inputs, self.sampling, lora_request=self.lora, use_tqdm=False)
+        stops = self.cfg.generation.stop_sequences
+        results = []
+        for out in outputs:
+            group = []
+            for c in out.outputs:
+                text, _ = cut_at_stop(c.text, stops)
+                group.append({"text": text, "finish_reason": c.finish_reason or "stop",
+                              "num_tokens": len(c.token_ids)})
+            results.append(group)
+        return results
+
+
+def make_generator(cfg: RolloutConfigFile, tokenizer: Any) -> Generator:
+    """The configured backend (`auto` resolved), ready to generate."""
+    backend = resolve_backend(cfg.generation.backend)
+    if backend == "vllm":
+        if importlib.util.find_spec("vllm") is None:
+            raise RuntimeError("generation.backend is vllm but vllm is not installed (GPU only: pip install "
+                               "vllm==0.30.0); use backend: transformers or auto")
+        return VLLMGenerator(cfg, tokenizer)
+    return TransformersGenerator(cfg, tokenizer)

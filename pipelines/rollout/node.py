@@ -1,0 +1,145 @@
+"""The rollout node: sample prompts, generate K completions each, score them, derive SFT and preference data.
+
+Flow: data layer (same sampling and prompt construction as training) -> generator (vLLM or transformers) ->
+reward stack (same rewards, combination and scaling) -> ``scored.jsonl`` (one line per completion, appended
+per prompt, so a killed run resumes where it stopped) -> ``scored.parquet``, ``sft.jsonl``,
+``preferences.jsonl`` and ``summary.json``, all derived from ``scored.jsonl`` at the end.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from pipelines.common.io import JsonlAppender, atomic_write_text, read_jsonl
+from pipelines.common.problems import ConfigError, Problem
+from pipelines.registry import NodeContext
+from pipelines.rollout import outputs as out_files
+from pipelines.rollout.config import RolloutConfigFile
+from pipelines.rollout.scoring import score_groups
+from pipelines.rollout.selection import complete_row_ids, group_by_prompt
+
+log = logging.getLogger(__name__)
+
+SCORED = "scored.jsonl"
+STATE = "rollout_state.json"
+_ROW_KEYS = ("prompt", "answer", "dataset_index", "dataset_path", "row_id")
+
+
+def fingerprint(cfg: RolloutConfigFile) -> dict[str, Any]:
+    """What must not change between a run and its resume: which prompts are drawn and how many completions."""
+    return {"seed": cfg.seed, "datasets": [d.model_dump() for d in cfg.datasets],
+            "dataset_settings": cfg.dataset_settings.model_dump(),
+            "num_completions": cfg.generation.num_completions,
+            "max_prompt_length": cfg.generation.max_prompt_length,
+            "chat_template": cfg.generation.chat_template}
+
+
+def check_resume_state(cfg: RolloutConfigFile, run_dir: Path, file: str) -> None:
+    """Write the fingerprint on a fresh run; on resume refuse a config that would draw other prompts."""
+    state_path = run_dir / STATE
+    current = fingerprint(cfg)
+    if state_path.exists():
+        saved = json.loads(state_path.read_text(encoding="utf-8")).get("fingerprint", {})
+        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        if changed:
+            raise ConfigError([Problem(file, "resume", f"{run_dir} was started with different {', '.join(changed)}; "
+                                                       "resume with the same settings, or choose a new run_name")])
+        return
+    atomic_write_text(state_path, json.dumps({"fingerprint": current}, indent=2, default=str) + "\n")
+
+
+def load_finished(scored_path: Path, num_completions: int) -> set[str]:
+    """Row ids already complete in scored.jsonl; drops the records of a prompt a kill left half-written."""
+    if not scored_path.exists():
+        return set()
+    records = list(read_jsonl(scored_path))
+    groups = group_by_prompt(records)
+    done = complete_row_ids(groups, num_completions)
+    keep = [r for r in records if str(r["row_id"]) in done]
+    if len(keep) != len(records):
+        log.info("resume: dropping %d record(s) of %d unfinished prompt(s)", len(records) - len(keep),
+                 len(groups) - len(done))
+        atomic_write_text(scored_path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n"
+                                               for r in keep))
+    return done
+
+
+def sample_prompts(cfg: RolloutConfigFile, tokenizer: Any) -> list[dict[str, Any]]:
+    """The rows the data layer samples for this config (seeded: the same rows in the same order on resume)."""
+    from pipelines.grpo.data import make_token_counter, sample_datasets
+    gcfg = cfg.to_grpo_config()
+    counter = make_token_counter(tokenizer, cfg.generation.chat_template)
+    result = sample_datasets(gcfg, counter)
+    return list(result.train)
+
+
+def make_records(rows: Sequence[dict[str, Any]], groups: Sequence[Sequence[dict[str, Any]]],
+                 scores: Sequence[Sequence[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """One scored record per completion, grouped per prompt."""
+    out = []
+    for row, comps, row_scores in zip(rows, groups, scores):
+        extra = {k: v for k, v in row.items() if k not in _ROW_KEYS}
+        recs = []
+        for i, (comp, score) in enumerate(zip(comps, row_scores)):
+            rec = {"row_id": str(row["row_id"]), "dataset_index": row.get("dataset_index"),
+                   "dataset_path": row.get("dataset_path"), "completion_index": i, "prompt": row["prompt"],
+                   "answer": row.get("answer"), "completion": comp["text"],
+                   "finish_reason": comp.get("finish_reason"), "completion_tokens": comp.get("num_tokens"),
+                   **score, "row_columns": extra}
+            recs.append(rec)
+        out.append(recs)
+    return out
+
+
+def generate_and_score(cfg: RolloutConfigFile, ctx: NodeContext, tokenizer: Any,
+                       pending: list[dict[str, Any]], total: int, scored_path: Path) -> None:
+    """Generate, score and append per prompt, with a progress bar over all prompts of the run."""
+    from tqdm.auto import tqdm
+
+    from pipelines.grpo.rewards.engine import RewardStack
+    from pipelines.rollout.generation import DEFAULT_BATCH, make_generator
+    generator = make_generator(cfg, tokenizer)
+    batch_size = cfg.generation.batch_size or DEFAULT_BATCH[generator.backend]
+    stack = RewardStack(cfg.to_grpo_config(), ctx.run_dir)
+    log.info("rollout: %d prompt(s) to generate (%d already done), K=%d, backend %s, batch %d", len(pending),
+             total - len(pending), cfg.generation.num_completions, generator.backend, batch_size)
+    bar = tqdm(total=total, initial=total - len(pending), desc="rollout", unit="prompt")
+    try:
+        with JsonlAppender(scored_path) as appender:
+            for start in range(0, len(pending), batch_size):
+                rows = pending[start:start + batch_size]
+                comps = generator.generate([r["prompt"] for r in rows])
+                scores = score_groups(stack, rows, comps, step=start // batch_size)
+                for recs in make_records(rows, comps, scores):
+                    for rec in recs:
+                        appender.write(rec)
+                bar.update(len(rows))
+    finally:
+        bar.close()
+        stack.close()
+
+
+def run(cfg: RolloutConfigFile, ctx: NodeContext) -> dict[str, str]:
+    """Run the rollout into ``ctx.run_dir``; return the outputs dict recorded in manifest.json."""
+    from pipelines.rollout.generation import load_tokenizer, model_paths
+    started = time.time()
+    run_dir = Path(ctx.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    check_resume_state(cfg, run_dir, ctx.config_file)
+    scored_path = run_dir / SCORED
+    _, _, tok_src = model_paths(cfg)
+    tokenizer = load_tokenizer(tok_src, cfg.generation.chat_template)
+    rows = sample_prompts(cfg, tokenizer)
+    done = load_finished(scored_path, cfg.generation.num_completions)
+    pending = [r for r in rows if str(r["row_id"]) not in done]
+    if pending:
+        generate_and_score(cfg, ctx, tokenizer, pending, len(rows), scored_path)
+    else:
+        log.info("rollout: all %d prompt(s) already scored; deriving the outputs", len(rows))
+    wanted = {str(r["row_id"]) for r in rows}
+    records = [r for r in read_jsonl(scored_path) if r["row_id"] in wanted] if scored_path.exists() else []
+    outputs = out_files.write_outputs(cfg, run_dir, records, seconds=time.time() - started)
+    return {"scored_jsonl": str(scored_path), **outputs}

@@ -1,0 +1,116 @@
+"""Files derived from ``scored.jsonl`` at the end of a rollout: Parquet, SFT, preferences and a summary.
+
+Each is written whole and atomically, so rerunning (or resuming) a finished rollout rewrites them identically.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from pipelines.common.io import atomic_write_text
+from pipelines.rollout.config import RolloutConfigFile
+from pipelines.rollout.selection import group_by_prompt, select_preferences, select_sft
+
+log = logging.getLogger(__name__)
+
+SCORED_PARQUET = "scored.parquet"
+SFT = "sft.jsonl"
+PREFERENCES = "preferences.jsonl"
+SUMMARY = "summary.json"
+
+
+def _jsonl(records: Sequence[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
+
+
+def component_names(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Reward component names across records, in first-seen order."""
+    names: dict[str, None] = {}
+    for rec in records:
+        for name in rec.get("rewards") or {}:
+            names.setdefault(name, None)
+    return list(names)
+
+
+def write_parquet(records: Sequence[dict[str, Any]], path: Path) -> None:
+    """One row per completion; each reward component is its own float column ``rewards.<name>``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    names = component_names(records)
+    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    columns = {
+        "row_id": pa.array([r["row_id"] for r in records], pa.string()),
+        "dataset_index": pa.array([r.get("dataset_index") for r in records], pa.int64()),
+        "dataset_path": pa.array([r.get("dataset_path") for r in records], pa.string()),
+        "completion_index": pa.array([r.get("completion_index") for r in records], pa.int64()),
+        "prompt": pa.array([[{"role": m["role"], "content": m["content"]} for m in r["prompt"]] for r in records],
+                           pa.list_(message)),
+        "answer": pa.array([r.get("answer") for r in records], pa.string()),
+        "completion": pa.array([r["completion"] for r in records], pa.string()),
+        "finish_reason": pa.array([r.get("finish_reason") for r in records], pa.string()),
+        "completion_tokens": pa.array([r.get("completion_tokens") for r in records], pa.int64()),
+        "reward": pa.array([r.get("reward") for r in records], pa.float64()),
+        "reward_scaled": pa.array([r.get("reward_scaled") for r in records], pa.float64()),
+    }
+    for name in names:
+        columns[f"rewards.{name}"] = pa.array([(r.get("rewards") or {}).get(name) for r in records], pa.float64())
+    columns["row_columns"] = pa.array([json.dumps(r.get("row_columns") or {}, default=str) for r in records],
+                                      pa.string())
+    table = pa.table(columns)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _mean(values: Sequence[Any]) -> float | None:
+    vals = [float(v) for v in values if isinstance(v, (int, float)) and not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def summarize(records: Sequence[dict[str, Any]], n_sft: int, n_pref: int, seconds: float) -> dict[str, Any]:
+    groups = group_by_prompt(records)
+    return {
+        "prompts": len(groups), "completions": len(records), "seconds": round(seconds, 1),
+        "reward_mean": _mean([r.get("reward") for r in records]),
+        "reward_best_of_k_mean": _mean([max((r["reward"] for r in g if isinstance(r.get("reward"), (int, float))),
+                                            default=None) for g in groups.values()]),
+        "unscored_completions": sum(1 for r in records if not isinstance(r.get("reward"), (int, float))),
+        "components": {n: _mean([(r.get("rewards") or {}).get(n) for r in records])
+                       for n in component_names(records)},
+        "stopped_by_length": sum(1 for r in records if r.get("finish_reason") == "length"),
+        "sft_examples": n_sft, "preference_pairs": n_pref,
+    }
+
+
+def write_outputs(cfg: RolloutConfigFile, run_dir: Path, records: Sequence[dict[str, Any]],
+                  seconds: float) -> dict[str, str]:
+    """Write the derived files; return their paths by output name."""
+    groups = group_by_prompt(records)
+    sft = select_sft(groups, cfg.selection.sft_min_score)
+    prefs = select_preferences(groups, cfg.selection.preference_min_margin,
+                               cfg.selection.preference_min_chosen_score)
+    paths = {"scored_parquet": run_dir / SCORED_PARQUET, "sft": run_dir / SFT,
+             "preferences": run_dir / PREFERENCES, "summary": run_dir / SUMMARY}
+    write_parquet(records, paths["scored_parquet"])
+    atomic_write_text(paths["sft"], _jsonl(sft))
+    atomic_write_text(paths["preferences"], _jsonl(prefs))
+    summary = summarize(records, len(sft), len(prefs), seconds)
+    atomic_write_text(paths["summary"], json.dumps(summary, indent=2) + "\n")
+    mean = summary["reward_mean"]
+    log.info("rollout done in %.0fs: %d prompts x %d completions, mean reward %s, best-of-K mean %s; "
+             "%d SFT examples (min score %s), %d preference pairs (min margin %g); outputs in %s",
+             seconds, summary["prompts"], cfg.generation.num_completions,
+             "n/a" if mean is None else f"{mean:.3f}",
+             "n/a" if summary["reward_best_of_k_mean"] is None else f"{summary['reward_best_of_k_mean']:.3f}",
+             len(sft), cfg.selection.sft_min_score, len(prefs), cfg.selection.preference_min_margin, run_dir)
+    return {k: str(v) for k, v in paths.items()}
