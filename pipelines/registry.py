@@ -29,6 +29,7 @@ class NodeContext:
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)  # earlier nodes' manifests, by label
     num_processes: Optional[int] = None   # --num-processes from the command line
     validate_only: bool = False
+    launched: bool = False          # this process is one rank of a multi-process run started by the runner
 
 
 @dataclass
@@ -62,7 +63,12 @@ def _grpo_spec() -> NodeSpec:
     return spec.NODE
 
 
-NODE_FACTORIES: dict[str, Callable[[], NodeSpec]] = {"grpo": _grpo_spec}
+def _rollout_spec() -> NodeSpec:
+    from pipelines.rollout import spec
+    return spec.NODE
+
+
+NODE_FACTORIES: dict[str, Callable[[], NodeSpec]] = {"grpo": _grpo_spec, "rollout": _rollout_spec}
 
 
 def get_node(name: str) -> NodeSpec:

@@ -18,9 +18,10 @@ from pipelines.common.config_io import (EnvResolver, apply_overrides, find_place
                                         parse_scalar)
 from pipelines.common.problems import ConfigError, Problem, did_you_mean
 from pipelines.common.refs import check_refs, record_latest, substitute_refs
-from pipelines.common.rundir import (MANIFEST, RESOLVED_CONFIG, RUN_LOG, default_run_name, open_run_dir, read_manifest, run_dir_for,
+from pipelines.common.rundir import (MANIFEST, RESOLVED_CONFIG, RUN_LOG, RedactingFilter, default_run_name, open_run_dir, read_manifest, run_dir_for,
                                      write_manifest)
 from pipelines.common.schema import validate_model
+from pipelines.launch import current_rank, requested_processes, run_launched, write_rank_error
 from pipelines.registry import NodeContext, NodeSpec, get_node
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train with N processes (accelerate launch); overrides launch.num_processes")
     p.add_argument("--outputs", default="outputs", metavar="DIR", help="folder for run dirs (default: %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--launched-rank", action="store_true", help=argparse.SUPPRESS)  # set by pipelines.worker
     return p
 
 
@@ -156,10 +158,14 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     problems += check_refs(raw, file, upstream, Path(args.outputs), all_labels)
     if not raw.get("run_name") and spec.config_model is not None and "run_name" in spec.config_model.model_fields:
         raw["run_name"] = default_run_name(spec.name)
+    if args.num_processes is not None and spec.config_model is not None and "launch" in spec.config_model.model_fields:
+        raw.setdefault("launch", {})
+        if isinstance(raw["launch"], dict):
+            raw["launch"]["num_processes"] = args.num_processes
     run_dir = run_dir_for(raw, spec.name, Path(args.outputs))
     ctx = NodeContext(label=label, index=index, config_file=file, raw_config=raw, secrets=env.secret_values,
                       run_dir=run_dir, outputs_root=Path(args.outputs), manifests=manifests,
-                      num_processes=args.num_processes, validate_only=args.validate)
+                      num_processes=args.num_processes, validate_only=args.validate, launched=args.launched_rank)
     if spec.config_model is None:
         return PlannedNode(label, spec, raw, ctx), problems
     cfg, schema_problems = validate_model(spec.config_model, raw, file)
@@ -231,13 +237,57 @@ def _remove_if_only_bookkeeping(run_dir: Path) -> None:
         run_dir.rmdir()
 
 
-def run_planned(node: PlannedNode) -> dict[str, Any]:
+def _worker_args(node: PlannedNode, args: argparse.Namespace) -> list[str]:
+    """Runner arguments that make one rank re-plan exactly this entry with the same run dir."""
+    out = ["--super-config", args.super_config, "--only", str(node.ctx.index), "--outputs", args.outputs]
+    for item in args.sets:
+        out += ["--set", item]
+    if node.ctx.raw_config.get("run_name"):
+        out += ["--set", f"run_name={node.ctx.raw_config['run_name']}"]
+    if args.num_processes is not None:
+        out += ["--set", f"launch.num_processes={args.num_processes}"]
+    return out + (["--verbose"] if args.verbose else [])
+
+
+def _execute(node: PlannedNode, args: argparse.Namespace) -> dict[str, Any]:
+    """Run the node in this process, or under a multi-process launcher; return its outputs."""
+    ctx = node.ctx
+    processes = requested_processes(ctx.raw_config, ctx.num_processes)
+    if ctx.launched or processes <= 1:
+        return node.spec.run_function()(node.cfg, ctx) or {}
+    log.info("node %s: launching %d processes", node.label, processes)
+    run_launched(ctx.raw_config, ctx.run_dir, processes, _worker_args(node, args))
+    return (read_manifest(ctx.run_dir) or {}).get("outputs", {})
+
+
+def run_launched_rank(node: PlannedNode) -> int:
+    """One rank of a launched node: log to run.log (rank 0) or run.rank<N>.log; rank 0 writes the manifest."""
+    ctx, rank = node.ctx, current_rank()
+    _resolve_refs(node)
+    handler = logging.FileHandler(ctx.run_dir / (RUN_LOG if rank == 0 else f"run.rank{rank}.log"), encoding="utf-8")
+    handler.setFormatter(logging.Formatter(f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter(ctx.secrets))
+    logging.getLogger().addHandler(handler)
+    try:
+        outputs = node.spec.run_function()(node.cfg, ctx) or {}
+        if rank == 0:
+            write_manifest(ctx.run_dir, node.spec.name, "completed", outputs)
+        return EXIT_OK
+    except BaseException:
+        write_rank_error(ctx.run_dir, traceback.format_exc())
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def run_planned(node: PlannedNode, args: argparse.Namespace) -> dict[str, Any]:
     ctx = node.ctx
     _resolve_refs(node)
     handler = open_run_dir(ctx.run_dir, ctx.raw_config, ctx.secrets)
     try:
         log.info("node %s (%s): run dir %s", node.label, node.spec.name, ctx.run_dir)
-        outputs = node.spec.run_function()(node.cfg, ctx) or {}
+        outputs = _execute(node, args)
         write_manifest(ctx.run_dir, node.spec.name, "completed", outputs)
         manifest = read_manifest(ctx.run_dir) or {}
         ctx.manifests[node.label] = manifest
@@ -270,10 +320,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_CONFIG
     if args.validate:
         return validate_summary(planned, args)
+    if args.launched_rank:
+        return run_launched_rank(planned[0])
     for node in planned:
         started = time.time()
         try:
-            run_planned(node)
+            run_planned(node, args)
         except ConfigError as exc:
             report_problems(exc.problems)
             return EXIT_CONFIG

@@ -19,3 +19,19 @@ record.outputs = ("artifact",)
 
 def fail(config: dict, ctx) -> dict:
     raise RuntimeError(f"deliberate failure: {config.get('reason', 'boom')}")
+
+
+def record_rank(config: dict, ctx) -> dict:
+    """Write this rank's view of the world to <run_dir>/rank<N>.json."""
+    import os
+    rank = int(os.environ.get("RANK", "0"))
+    info = {"rank": rank, "world_size": int(os.environ.get("WORLD_SIZE", "1")), "launched": ctx.launched}
+    (Path(ctx.run_dir) / f"rank{rank}.json").write_text(json.dumps(info), encoding="utf-8")
+    return {"rank_file": Path(ctx.run_dir) / "rank0.json"}
+
+
+def fail_on_rank1(config: dict, ctx) -> dict:
+    import os
+    if os.environ.get("RANK") == "1":
+        raise ValueError("rank one refuses")
+    return {}

@@ -11,7 +11,8 @@ from pipelines.registry import NodeContext, NodeSpec
 def _check(cfg: GRPOConfigFile, ctx: NodeContext) -> list[Problem]:
     problems = check_config(cfg, ctx.config_file)
     resume = cfg.training_parameters.resume_from_checkpoint not in (False, None, "false")
-    problems += check_run_dir_free(ctx.run_dir, resume, ctx.config_file)
+    if not ctx.launched:  # a launched rank runs in the folder its parent process just opened
+        problems += check_run_dir_free(ctx.run_dir, resume, ctx.config_file)
     return problems
 
 

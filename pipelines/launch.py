@@ -1,0 +1,91 @@
+"""Multi-process launching: a node asking for more than one process runs under ``accelerate launch``.
+
+The runner validates and opens the run dir in the parent process, then starts one subprocess per node run:
+``accelerate launch ... -m pipelines.worker <runner args>`` on GPU machines, or ``torch.distributed.run``
+(torchrun) on CPU-only machines, where accelerate's launcher has no multi-process mode without MPI. Each rank
+re-plans its single entry (configs are cheap to load), runs the node, and on failure writes its traceback to
+``<run_dir>/rank_errors/rank<N>.txt`` so the parent can name the failing rank and its error.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+RANK_ERRORS = "rank_errors"
+
+
+def requested_processes(raw_config: dict[str, Any], cli_value: Optional[int]) -> int:
+    """--num-processes wins over the config's launch.num_processes (default 1)."""
+    if cli_value is not None:
+        return cli_value
+    launch = raw_config.get("launch") if isinstance(raw_config, dict) else None
+    return int((launch or {}).get("num_processes") or 1)
+
+
+def _has_gpu() -> bool:
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return False
+    return shutil.which("nvidia-smi") is not None and subprocess.run(
+        ["nvidia-smi", "-L"], capture_output=True).returncode == 0
+
+
+def build_command(raw_config: dict[str, Any], num_processes: int, worker_args: list[str],
+                  use_accelerate: Optional[bool] = None) -> list[str]:
+    """The launcher command line for one node run."""
+    launch = dict(raw_config.get("launch") or {})
+    machines = int(launch.get("num_machines") or 1)
+    use_accelerate = _has_gpu() if use_accelerate is None else use_accelerate
+    if use_accelerate:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes * machines),
+               "--num_machines", str(machines), "--machine_rank", str(launch.get("machine_rank") or 0)]
+        if launch.get("accelerate_config"):
+            cmd += ["--config_file", str(launch["accelerate_config"])]
+        elif num_processes * machines > 1:
+            cmd += ["--multi_gpu"]
+        if launch.get("main_process_ip"):
+            cmd += ["--main_process_ip", str(launch["main_process_ip"])]
+        if launch.get("main_process_port"):
+            cmd += ["--main_process_port", str(launch["main_process_port"])]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(num_processes),
+               "--nnodes", str(machines), "--node_rank", str(launch.get("machine_rank") or 0)]
+        if machines > 1 or launch.get("main_process_ip"):
+            cmd += ["--master_addr", str(launch.get("main_process_ip") or "127.0.0.1"),
+                    "--master_port", str(launch.get("main_process_port") or 29500)]
+        else:
+            cmd += ["--standalone"]
+    return cmd + ["-m", "pipelines.worker", *worker_args]
+
+
+def run_launched(raw_config: dict[str, Any], run_dir: Path, num_processes: int, worker_args: list[str]) -> None:
+    """Start the ranks and wait; raise RuntimeError naming the failing rank and its error."""
+    errors_dir = run_dir / RANK_ERRORS
+    if errors_dir.exists():
+        shutil.rmtree(errors_dir)
+    cmd = build_command(raw_config, num_processes, worker_args)
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    code = subprocess.run(cmd, env=env).returncode
+    if code != 0:
+        raise RuntimeError(f"{num_processes} processes launched, exit code {code}: {first_rank_error(errors_dir)}")
+
+
+def first_rank_error(errors_dir: Path) -> str:
+    files = sorted(errors_dir.glob("rank*.txt")) if errors_dir.is_dir() else []
+    if not files:
+        return "no rank reported an error (see the output above)"
+    text = files[0].read_text(encoding="utf-8").strip().splitlines()
+    return f"{files[0].stem}: {text[-1] if text else '?'} (traceback in {files[0]})"
+
+
+def current_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def write_rank_error(run_dir: Path, text: str) -> None:
+    errors_dir = run_dir / RANK_ERRORS
+    errors_dir.mkdir(parents=True, exist_ok=True)
+    (errors_dir / f"rank{current_rank()}.txt").write_text(text, encoding="utf-8")
