@@ -49,3 +49,23 @@ def test_accelerate_command_carries_the_launch_section():
     assert joined.endswith("-m pipelines.worker --only 0")
     cpu = " ".join(build_command({}, 2, [], use_accelerate=False))
     assert "torch.distributed.run --nproc_per_node 2 --nnodes 1 --node_rank 0 --standalone" in cpu
+
+
+def test_shipped_accelerate_configs_load(repo_root):
+    from accelerate.commands.config.config_args import load_config_from_file
+    kinds = {}
+    for name in ("ddp", "zero2", "zero3", "fsdp"):
+        cfg = load_config_from_file(str(repo_root / "pipelines/grpo/accelerate" / f"{name}.yaml"))
+        kinds[name] = cfg.distributed_type.value
+    assert kinds == {"ddp": "MULTI_GPU", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED", "fsdp": "FSDP"}
+
+
+def test_launch_section_checks():
+    from pipelines.common.schema import validate_model
+    from pipelines.grpo.checks import check_launch
+    from pipelines.grpo.config import GRPOConfigFile
+    raw = yaml.safe_load((Path(__file__).parents[1] / "pipelines/grpo/configs/quickstart.yaml").read_text())
+    raw["launch"] = {"num_machines": 2, "machine_rank": 2, "accelerate_config": "nope.yaml"}
+    cfg, _ = validate_model(GRPOConfigFile, raw, "c.yaml")
+    keys = [p.key for p in check_launch(cfg, "c.yaml")]
+    assert keys == ["launch.accelerate_config", "launch.main_process_ip", "launch.machine_rank"]

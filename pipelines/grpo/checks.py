@@ -125,6 +125,20 @@ def check_backend(cfg: GRPOConfigFile, file: str) -> list[Problem]:
     return []
 
 
+def check_launch(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    launch = cfg.launch
+    problems = []
+    if launch.accelerate_config and not Path(launch.accelerate_config).is_file():
+        problems.append(Problem(file, "launch.accelerate_config", f"file not found: {launch.accelerate_config} "
+                                "(shipped: pipelines/grpo/accelerate/{ddp,zero2,zero3,fsdp}.yaml)"))
+    if launch.num_machines > 1 and not launch.main_process_ip:
+        problems.append(Problem(file, "launch.main_process_ip", "required when num_machines > 1: the address of "
+                                                                "the machine with machine_rank 0"))
+    if launch.machine_rank >= launch.num_machines:
+        problems.append(Problem(file, "launch.machine_rank", f"must be below num_machines ({launch.num_machines})"))
+    return problems
+
+
 def check_evaluation(cfg: GRPOConfigFile, file: str) -> list[Problem]:
     ev = cfg.evaluation
     if ev is None:
@@ -138,7 +152,7 @@ def check_evaluation(cfg: GRPOConfigFile, file: str) -> list[Problem]:
 
 RULES: list[Callable[[GRPOConfigFile, str], list[Problem]]] = [
     check_percentages, check_batch_sizes, check_lengths, check_input_paths, check_rewards,
-    check_post_processors, check_grpo_extras, check_backend, check_evaluation,
+    check_post_processors, check_grpo_extras, check_backend, check_launch, check_evaluation,
 ]
 
 
