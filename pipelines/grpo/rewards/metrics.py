@@ -1,0 +1,63 @@
+"""Per-step reward statistics: mean and std of every component and of the combined reward."""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass
+class _Moments:
+    count: int = 0
+    total: float = 0.0
+    total_sq: float = 0.0
+
+    def add(self, values: Iterable[float | None]) -> None:
+        for v in values:
+            if v is not None:
+                self.count += 1
+                self.total += v
+                self.total_sq += v * v
+
+    def mean_std(self) -> tuple[float, float]:
+        mean = self.total / self.count
+        var = max(0.0, self.total_sq / self.count - mean * mean)
+        return mean, math.sqrt(var)
+
+
+class RewardMetrics:
+    """Accumulates scores between two :meth:`pop` calls (a logging step may span several reward calls).
+
+    Keys: ``rewards/<component>/mean|std`` (component e.g. ``d0/keyword``), ``rewards/combined/mean|std``
+    (before scaling), ``rewards/scaled/mean|std`` (what TRL receives), ``rewards/<component>/none_ratio``
+    (share of completions of its dataset it declined), and ``reward_combined_mean``. The std is the population
+    std; ``None`` scores are not counted. A series with no values since the last pop is left out.
+    """
+
+    def __init__(self) -> None:
+        self._series: dict[str, _Moments] = {}
+        self._nones: dict[str, list[int]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, key: str, values: list[float | None]) -> None:
+        with self._lock:
+            self._series.setdefault(key, _Moments()).add(values)
+            seen = self._nones.setdefault(key, [0, 0])
+            seen[0] += sum(v is None for v in values)
+            seen[1] += len(values)
+
+    def pop(self) -> dict[str, float]:
+        with self._lock:
+            series, nones = self._series, self._nones
+            self._series, self._nones = {}, {}
+        out: dict[str, float] = {}
+        for key, moments in series.items():
+            if moments.count:
+                out[f"rewards/{key}/mean"], out[f"rewards/{key}/std"] = moments.mean_std()
+            declined, total = nones[key]
+            if key not in ("combined", "scaled") and total:
+                out[f"rewards/{key}/none_ratio"] = declined / total
+        if "rewards/combined/mean" in out:
+            out["reward_combined_mean"] = out["rewards/combined/mean"]
+        return out
