@@ -1,0 +1,1 @@
+"""Evolutionary hyperparameter search over a population of LoRA adapters (the ``grpo_hpo`` node)."""
