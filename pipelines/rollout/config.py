@@ -86,8 +86,9 @@ class RolloutConfigFile(StrictModel):
                                             "dir that already holds a run.")
     model: RolloutModel = Field(description="The model to sample: base, base + adapter, or merged.")
     generation: GenerationSection = Field(default_factory=GenerationSection, description="Sampling settings.")
-    reward: RewardSection = Field(default_factory=RewardSection, description="Reward combination, as in the "
-                                  "GRPO node (score_save_threshold also exports high scorers here).")
+    reward: RewardSection = Field(default_factory=RewardSection, description="Reward combination and scaling, "
+                                  "as in the GRPO node. Its high-scoring export keys are accepted but unused "
+                                  "here: scored.jsonl holds every completion, sft.jsonl the best ones.")
     datasets: list[DatasetEntry] = Field(min_length=1, description="Input datasets with their rewards, as in the "
                                                                    "GRPO node.")
     dataset_settings: DatasetSettings = Field(description="Sampling budget, as in the GRPO node.")

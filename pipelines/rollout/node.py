@@ -67,13 +67,11 @@ def load_finished(scored_path: Path, num_completions: int) -> set[str]:
     return done
 
 
-def sample_prompts(cfg: RolloutConfigFile, tokenizer: Any) -> list[dict[str, Any]]:
+def sample_prompts(cfg: RolloutConfigFile, tokenizer: Any, config_file: str) -> list[dict[str, Any]]:
     """The rows the data layer samples for this config (seeded: the same rows in the same order on resume)."""
     from pipelines.grpo.data import make_token_counter, sample_datasets
-    gcfg = cfg.to_grpo_config()
     counter = make_token_counter(tokenizer, cfg.generation.chat_template)
-    result = sample_datasets(gcfg, counter)
-    return list(result.train)
+    return list(sample_datasets(cfg.to_grpo_config(), counter, config_file=config_file).train)
 
 
 def make_records(rows: Sequence[dict[str, Any]], groups: Sequence[Sequence[dict[str, Any]]],
@@ -103,7 +101,8 @@ def generate_and_score(cfg: RolloutConfigFile, ctx: NodeContext, tokenizer: Any,
     from pipelines.rollout.generation import DEFAULT_BATCH, make_generator
     generator = make_generator(cfg, tokenizer)
     batch_size = cfg.generation.batch_size or DEFAULT_BATCH[generator.backend]
-    stack = RewardStack(cfg.to_grpo_config(), ctx.run_dir)
+    # No run dir: the high-scoring export is a training feature; here scored.jsonl and sft.jsonl hold them all.
+    stack = RewardStack(cfg.to_grpo_config(), None)
     log.info("rollout: %d prompt(s) to generate (%d already done), K=%d, backend %s, batch %d", len(pending),
              total - len(pending), cfg.generation.num_completions, generator.backend, batch_size)
     bar = tqdm(total=total, initial=total - len(pending), desc="rollout", unit="prompt")
@@ -132,7 +131,7 @@ def run(cfg: RolloutConfigFile, ctx: NodeContext) -> dict[str, str]:
     scored_path = run_dir / SCORED
     _, _, tok_src = model_paths(cfg)
     tokenizer = load_tokenizer(tok_src, cfg.generation.chat_template)
-    rows = sample_prompts(cfg, tokenizer)
+    rows = sample_prompts(cfg, tokenizer, ctx.config_file)
     done = load_finished(scored_path, cfg.generation.num_completions)
     pending = [r for r in rows if str(r["row_id"]) not in done]
     if pending:

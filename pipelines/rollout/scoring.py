@@ -1,41 +1,43 @@
 """Scoring rollouts with the training reward stack (pipelines.grpo.rewards.engine.RewardStack).
 
-Completions are handed over the way TRL hands them to rewards for chat prompts: one assistant message list per
-completion, with the prompt's row (answer, dataset, extra columns) alongside.
+A whole generation batch is scored in one call, so every reward call of the batch (an LLM judge's included)
+runs concurrently. ``reward`` is the combined score before scaling, which the selection rules use;
+``reward_scaled`` applies the configured scaling function to each prompt's K completions together (as GRPO
+compares a group), so it does not depend on how prompts were batched or on a resume.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Sequence
 
-
-def _field(result: Any, *names: str) -> Any:
-    for name in names:
-        if isinstance(result, dict) and name in result:
-            return result[name]
-        if hasattr(result, name):
-            return getattr(result, name)
-    return None
-
-
-def normalise(result: Any) -> dict[str, Any]:
-    """One completion's result as ``{rewards: {component: score}, reward, reward_scaled[, errors]}``."""
-    rewards = _field(result, "rewards", "components", "component_scores") or {}
-    out = {"rewards": {str(k): (None if v is None else float(v)) for k, v in dict(rewards).items()},
-           "reward": _field(result, "reward", "combined"),
-           "reward_scaled": _field(result, "reward_scaled", "scaled")}
-    errors = _field(result, "errors")
-    if errors:
-        out["errors"] = errors
-    return out
+log = logging.getLogger(__name__)
 
 
 def score_groups(stack: Any, rows: Sequence[dict[str, Any]], comps: Sequence[Sequence[dict[str, Any]]],
                  step: int) -> list[list[dict[str, Any]]]:
-    """Per prompt, one normalised score per completion; each prompt's K completions are scaled together."""
-    out = []
-    for row, group in zip(rows, comps):
-        prompts = [row["prompt"]] * len(group)
-        completions = [[{"role": "assistant", "content": c["text"]}] for c in group]
-        results = stack.score_batch(prompts, completions, [row] * len(group), step)
-        out.append([normalise(r) for r in results])
+    """Per prompt, one ``{rewards, reward, reward_scaled[, errors]}`` per completion.
+
+    A reward function that raises on a completion gives it ``None`` scores and an ``errors`` entry instead of
+    stopping the rollout; CircuitBreakerOpen (e.g. a judge that is down) still stops it.
+    """
+    from pipelines.grpo.rewards.combine import scale
+    flat_rows = [row for row, group in zip(rows, comps) for _ in group]
+    completions = [c["text"] for group in comps for c in group]
+    results = stack.score_batch(None, completions, flat_rows, step, raise_errors=False)
+    out, pos = [], 0
+    for group in comps:
+        chunk = results[pos:pos + len(group)]
+        pos += len(group)
+        scaled = scale([r.combined for r in chunk], stack.scaling)
+        scores = []
+        for res, value in zip(chunk, scaled):
+            item = {"rewards": dict(res.rewards), "reward": res.combined, "reward_scaled": value}
+            if res.errors:
+                item["errors"] = list(res.errors)
+            scores.append(item)
+        out.append(scores)
+    failed = sum(1 for group in out for s in group if s.get("errors"))
+    if failed:
+        first = next(s["errors"][0] for group in out for s in group if s.get("errors"))
+        log.warning("batch %d: %d completion(s) got reward errors (scored None); first: %s", step, failed, first)
     return out
