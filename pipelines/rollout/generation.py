@@ -111,15 +111,19 @@ class TransformersGenerator:
     def generate(self, prompts: Sequence[Messages]) -> list[list[Completion]]:
         import torch
         k = self.gen.num_completions
+        if not prompts:
+            return []
         enc = self.tokenizer(render_prompts(self.tokenizer, prompts), return_tensors="pt", padding=True,
                              add_special_tokens=False).to(self.device)
         kwargs = generate_kwargs(self.cfg, self.tokenizer)
         with torch.no_grad():
             out = self.model.generate(**enc, **kwargs)
         new = out[:, enc["input_ids"].shape[1]:].tolist()
+        per_prompt = kwargs["num_return_sequences"]
         results = []
         for i in range(len(prompts)):
-            results.append([self._completion(ids) for ids in new[i * k:(i + 1) * k]])
+            group = [self._completion(ids) for ids in new[i * per_prompt:(i + 1) * per_prompt]]
+            results.append(group if per_prompt == k else [dict(group[0]) for _ in range(k)])
         return results
 
     def _completion(self, ids: list[int]) -> Completion:
@@ -141,8 +145,8 @@ def generate_kwargs(cfg: RolloutConfigFile, tokenizer: Any) -> dict[str, Any]:
                               "pad_token_id": tokenizer.pad_token_id}
     if g.temperature > 0:
         kwargs.update(do_sample=True, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k or 0)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    else:  # greedy: the K completions would be identical, so generate one and copy it (generate refuses K > 1)
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None, num_return_sequences=1)
     if g.stop_sequences:
         kwargs.update(stop_strings=list(g.stop_sequences), tokenizer=tokenizer)
     return kwargs

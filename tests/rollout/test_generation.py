@@ -1,0 +1,159 @@
+"""Generation backends: transformers generate on the tiny model (base, base + adapter, merged), stop
+sequences, and the vLLM seam (the exact arguments vLLM gets), checked on CPU."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines.rollout.config import RolloutConfigFile
+from pipelines.rollout.generation import (TransformersGenerator, cut_at_stop, generate_kwargs, load_tokenizer,
+                                          model_paths, render_prompts, resolve_backend, vllm_arguments)
+
+PROMPTS = [[{"role": "user", "content": "Tell me about the city."}],
+           [{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Describe the sea."}]]
+MARKER = "<|im_start|>system\nADAPTER TEMPLATE<|im_end|>\n"
+
+
+def make_cfg(model: str, adapter: str | None = None, **generation) -> RolloutConfigFile:
+    gen = {"backend": "transformers", "num_completions": 3, "max_new_tokens": 12, **generation}
+    return RolloutConfigFile.model_validate({
+        "seed": 3, "model": {"base_model_name": model, "adapter": adapter}, "generation": gen,
+        "datasets": [{"path": "inputs/quickstart.jsonl", "percentage": 1.0,
+                      "reward_funcs": [{"name": "keyword", "keywords": ["Joy"]}]}],
+        "dataset_settings": {"total_rows": 4}})
+
+
+def generate(cfg: RolloutConfigFile, prompts=PROMPTS):
+    tokenizer = load_tokenizer(model_paths(cfg)[2], cfg.generation.chat_template)
+    return TransformersGenerator(cfg, tokenizer).generate(prompts)
+
+
+@pytest.fixture(scope="module")
+def adapter_and_merged(tiny_model_dir, tmp_path_factory):
+    """A LoRA adapter with non-zero weights (so it changes outputs), saved with a tokenizer whose chat template
+    differs from the base one, and the same adapter merged into a full model folder."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    root = tmp_path_factory.mktemp("lora")
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                                  init_lora_weights=False))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    peft_model.save_pretrained(root / "adapter")
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.chat_template = "{{ '" + MARKER.replace("\n", "\\n") + "' }}" + tok.chat_template
+    tok.save_pretrained(root / "adapter")
+    peft_model.merge_and_unload().save_pretrained(root / "merged")
+    tok.save_pretrained(root / "merged")
+    return root / "adapter", root / "merged"
+
+
+def test_cut_at_stop_takes_the_earliest_stop():
+    assert cut_at_stop("abc</answer>def<end>", ["<end>", "</answer>"]) == ("abc", True)
+    assert cut_at_stop("abc", ["x"]) == ("abc", False)
+    assert cut_at_stop("xabc", ["x"]) == ("", True)
+
+
+def test_base_model_gives_k_completions_per_prompt(tiny_model_dir):
+    out = generate(make_cfg(str(tiny_model_dir)))
+    assert [len(g) for g in out] == [3, 3]
+    for comp in (c for g in out for c in g):
+        assert set(comp) == {"text", "finish_reason", "num_tokens"}
+        assert comp["finish_reason"] in ("stop", "length") and 0 < comp["num_tokens"] <= 12
+    assert len({c["text"] for c in out[0]}) > 1      # sampled, not greedy
+
+
+def test_stop_sequences_cut_generation_like_the_uncut_text(tiny_model_dir):
+    """Greedy, so the run without stops shows what the model writes; with stops each completion must be that
+    text cut before the first stop sequence."""
+    free = generate(make_cfg(str(tiny_model_dir), temperature=0, max_new_tokens=24))
+    texts = [g[0]["text"] for g in free]
+    stops = sorted({t[len(t) // 3:len(t) // 3 + 2] for t in texts if len(t) > 6})
+    assert stops, texts
+    stopped = generate(make_cfg(str(tiny_model_dir), temperature=0, max_new_tokens=24, stop_sequences=stops))
+    hits = 0
+    for full, group in zip(texts, stopped):
+        expected, hit = cut_at_stop(full, stops)
+        hits += hit
+        assert all(c["text"] == expected for c in group)
+        if hit:
+            assert all(c["finish_reason"] == "stop" for c in group)
+            assert all(c["num_tokens"] < 24 for c in group)   # generation itself stopped early
+    assert hits >= 1
+
+
+def test_generate_kwargs_pass_stops_with_the_tokenizer(tiny_model_dir):
+    cfg = make_cfg(str(tiny_model_dir), stop_sequences=["</answer>"], top_k=5)
+    tok = load_tokenizer(str(tiny_model_dir), None)
+    kw = generate_kwargs(cfg, tok)
+    assert kw["stop_strings"] == ["</answer>"] and kw["tokenizer"] is tok
+    assert (kw["do_sample"], kw["top_k"], kw["num_return_sequences"], kw["max_new_tokens"]) == (True, 5, 3, 12)
+    assert "stop_strings" not in generate_kwargs(make_cfg(str(tiny_model_dir)), tok)
+
+
+def test_adapter_tokenizer_and_chat_template_are_used(tiny_model_dir, adapter_and_merged):
+    adapter, _ = adapter_and_merged
+    base, found_adapter, tok_src = model_paths(make_cfg(str(tiny_model_dir), str(adapter)))
+    assert (base, found_adapter, tok_src) == (str(tiny_model_dir), str(adapter), str(adapter))
+    text = render_prompts(load_tokenizer(tok_src, None), PROMPTS[:1])[0]
+    assert text.startswith(MARKER) and text.endswith("<|im_start|>assistant\n")
+    override = render_prompts(load_tokenizer(tok_src, "{{ 'X' }}"), PROMPTS[:1])[0]
+    assert override == "X"
+
+
+def test_adapter_changes_outputs_and_matches_the_merged_model(tiny_model_dir, adapter_and_merged):
+    adapter, merged = adapter_and_merged
+    base = generate(make_cfg(str(tiny_model_dir), temperature=0, chat_template="{{ messages[0]['content'] }}"))
+    with_adapter = generate(make_cfg(str(tiny_model_dir), str(adapter), temperature=0,
+                                     chat_template="{{ messages[0]['content'] }}"))
+    from_merged = generate(make_cfg(str(merged), temperature=0, chat_template="{{ messages[0]['content'] }}"))
+    assert [g[0]["text"] for g in with_adapter] != [g[0]["text"] for g in base]
+    assert [g[0]["text"] for g in with_adapter] == [g[0]["text"] for g in from_merged]
+
+
+def test_adapter_folder_must_hold_an_adapter(tiny_model_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+        model_paths(make_cfg(str(tiny_model_dir), str(tmp_path)))
+
+
+def test_auto_backend_is_transformers_without_cuda():
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("CPU-only expectation")
+    assert resolve_backend("auto") == "transformers"
+    assert resolve_backend("vllm") == "vllm"
+
+
+def test_vllm_arguments_seam(tiny_model_dir, adapter_and_merged):
+    adapter, _ = adapter_and_merged
+    cfg = make_cfg(str(tiny_model_dir), str(adapter), stop_sequences=["</answer>"], temperature=0.7, top_p=0.9,
+                   top_k=20, max_new_tokens=64)
+    args = vllm_arguments(cfg, str(tiny_model_dir), str(adapter), str(adapter))
+    assert args["llm"] == {"model": str(tiny_model_dir), "tokenizer": str(adapter), "seed": 3, "dtype": "auto",
+                           "max_model_len": 2048, "gpu_memory_utilization": 0.85, "enable_lora": True,
+                           "max_lora_rank": 4}
+    assert args["sampling"] == {"n": 3, "temperature": 0.7, "top_p": 0.9, "max_tokens": 64, "stop": ["</answer>"],
+                                "seed": 3, "top_k": 20}
+    assert args["lora"] == {"lora_name": "adapter", "lora_int_id": 1, "lora_path": str(adapter)}
+    assert json.loads((Path(adapter) / "adapter_config.json").read_text())["r"] == 4
+    plain = vllm_arguments(make_cfg("some/model"), "some/model", None, "some/model")
+    assert plain["lora"] is None and "max_lora_rank" not in plain["llm"] and plain["llm"]["enable_lora"] is False
+    assert plain["sampling"]["stop"] is None and "top_k" not in plain["sampling"]
+
+
+@pytest.mark.gpu
+def test_vllm_backend_generates_on_gpu(tiny_model_dir, adapter_and_merged):
+    pytest.importorskip("vllm")
+    from pipelines.rollout.generation import VLLMGenerator
+    adapter, _ = adapter_and_merged
+    cfg = make_cfg(str(tiny_model_dir), str(adapter), stop_sequences=["a"], max_new_tokens=16)
+    out = VLLMGenerator(cfg, load_tokenizer(str(adapter), None)).generate(PROMPTS)
+    assert [len(g) for g in out] == [3, 3]
+    assert all("a" not in c["text"] for g in out for c in g)
