@@ -37,18 +37,32 @@ def fingerprint(cfg: RolloutConfigFile) -> dict[str, Any]:
             "chat_template": cfg.generation.chat_template}
 
 
-def check_resume_state(cfg: RolloutConfigFile, run_dir: Path, file: str) -> None:
-    """Write the fingerprint on a fresh run; on resume refuse a config that would draw other prompts."""
+def resume_problems(cfg: RolloutConfigFile, run_dir: Path, file: str) -> list[Problem]:
+    """A problem when ``run_dir`` was started with settings that would draw other prompts than ``cfg``."""
     state_path = run_dir / STATE
-    current = fingerprint(cfg)
-    if state_path.exists():
+    if not state_path.exists():
+        return []
+    try:
         saved = json.loads(state_path.read_text(encoding="utf-8")).get("fingerprint", {})
-        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-        if changed:
-            raise ConfigError([Problem(file, "resume", f"{run_dir} was started with different {', '.join(changed)}; "
-                                                       "resume with the same settings, or choose a new run_name")])
-        return
-    atomic_write_text(state_path, json.dumps({"fingerprint": current}, indent=2, default=str) + "\n")
+    except ValueError:
+        return [Problem(file, "resume", f"{state_path} is damaged; choose a new run_name")]
+    current = json.loads(json.dumps(fingerprint(cfg), default=str))
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if changed:
+        return [Problem(file, "resume", f"{run_dir} was started with different {', '.join(changed)}; resume with "
+                                        "the same settings, or choose a new run_name")]
+    return []
+
+
+def check_resume_state(cfg: RolloutConfigFile, run_dir: Path, file: str) -> None:
+    """Refuse to resume with other settings (the runner's checks already did; this guards direct calls) and
+    record the settings of a fresh run."""
+    problems = resume_problems(cfg, run_dir, file)
+    if problems:
+        raise ConfigError(problems)
+    if not (run_dir / STATE).exists():
+        atomic_write_text(run_dir / STATE, json.dumps({"fingerprint": fingerprint(cfg)}, indent=2, default=str)
+                          + "\n")
 
 
 def load_finished(scored_path: Path, num_completions: int) -> set[str]:

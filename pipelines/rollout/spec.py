@@ -83,6 +83,9 @@ def _check(cfg: RolloutConfigFile, ctx: NodeContext) -> list[Problem]:
                                 f"{ctx.run_dir} already holds a run; choose another run_name (e.g. --set "
                                 "run_name=NEW) or continue it with --set resume=true. Existing results are never "
                                 "overwritten"))
+    elif cfg.resume and not any(is_reference(d.path) for d in cfg.datasets):
+        from pipelines.rollout.node import resume_problems
+        problems += resume_problems(cfg, ctx.run_dir, ctx.config_file)
     return problems
 
 
