@@ -1,0 +1,98 @@
+"""Trainer callbacks: metrics.jsonl, reward_curve.png, and the end-of-run summary figures."""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from pipelines.common.io import JsonlAppender, atomic_write_text, read_jsonl
+from pipelines.grpo.plots import TOTAL_KEY, plot_reward_curve
+
+log = logging.getLogger(__name__)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def truncate_metrics_after(path: Path, step: int) -> int:
+    """Drop metrics.jsonl records of steps after ``step`` (written by a run killed after its last checkpoint,
+    which the resumed run redoes). Atomic rewrite; returns the number of records dropped."""
+    if not path.exists():
+        return 0
+    kept, dropped = [], 0
+    import json
+
+    for rec in read_jsonl(path):
+        if isinstance(rec.get("step"), int) and rec["step"] > step:
+            dropped += 1
+        else:
+            kept.append(json.dumps(rec, ensure_ascii=False) + "\n")
+    atomic_write_text(path, "".join(kept))
+    return dropped
+
+
+def metrics_callback(metrics_path: Path, plot_path: Path, exclude: Iterable[str] = ()) -> Any:
+    """A TrainerCallback appending every log (one JSON line per logged step) and plotting at saves and the end."""
+    from transformers import TrainerCallback
+
+    exclude = tuple(exclude)
+
+    class MetricsFileCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.writer: Optional[JsonlAppender] = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            if self.writer is None:
+                self.writer = JsonlAppender(metrics_path)
+            record = {"step": state.global_step, **{k: _jsonable(v) for k, v in logs.items()}}
+            self.writer.write(record)
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self._plot()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self._plot()
+
+        def _plot(self) -> None:
+            try:
+                plot_reward_curve(metrics_path, plot_path, exclude)
+            except Exception:  # a plotting failure must never stop training
+                log.exception("could not draw %s", plot_path)
+
+        def close(self) -> None:
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+
+    return MetricsFileCallback()
+
+
+def reward_windows(metrics_path: Path, key: str = TOTAL_KEY) -> Optional[dict[str, float]]:
+    """Mean reward over the first and the last window of logged steps (window = a fifth of them, 1 to 10)."""
+    if not metrics_path.exists():
+        return None
+    by_step: dict[int, float] = {}
+    for rec in read_jsonl(metrics_path):
+        value = rec.get(key)
+        if isinstance(rec.get("step"), int) and isinstance(value, (int, float)) and value == value:
+            by_step[rec["step"]] = float(value)
+    if not by_step:
+        return None
+    values = [by_step[s] for s in sorted(by_step)]
+    window = max(1, min(10, len(values) // 5))
+    first, last = values[:window], values[-window:]
+    return {"window": float(window), "first": sum(first) / len(first), "last": sum(last) / len(last),
+            "steps_logged": float(len(values))}

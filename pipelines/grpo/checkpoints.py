@@ -1,0 +1,88 @@
+"""Checkpoints: which one to resume from, and a marker that says a checkpoint was written completely.
+
+transformers writes ``checkpoint-N/`` in place, file by file. A kill during a save leaves a half-written
+folder, so every finished checkpoint gets a ``COMPLETE`` marker, written atomically after everything else;
+``resume_from_checkpoint: auto`` only picks marked checkpoints. (Checkpoints written by plain transformers
+are accepted when their ``trainer_state.json``, written last, parses.)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Optional, Union
+
+from pipelines.common.io import atomic_write_text
+from pipelines.common.problems import ConfigError, Problem
+
+log = logging.getLogger(__name__)
+
+COMPLETE_MARKER = "COMPLETE"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def mark_complete(checkpoint_dir: Path, step: int) -> None:
+    atomic_write_text(Path(checkpoint_dir) / COMPLETE_MARKER, json.dumps({"global_step": step}) + "\n")
+
+
+def checkpoint_step(checkpoint_dir: Path) -> Optional[int]:
+    """The global step a complete checkpoint was saved at, or None when it is incomplete or unreadable."""
+    checkpoint_dir = Path(checkpoint_dir)
+    state = checkpoint_dir / "trainer_state.json"
+    try:
+        step = int(json.loads(state.read_text(encoding="utf-8"))["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    marker = checkpoint_dir / COMPLETE_MARKER
+    if marker.exists():
+        return step
+    # A checkpoint from an earlier save that our marker did not cover (e.g. written by plain transformers):
+    # trainer_state.json is written last, so a parsable one means the rest is there.
+    has_weights = any((checkpoint_dir / n).exists() for n in
+                      ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "pytorch_model.bin"))
+    return step if has_weights and any(checkpoint_dir.glob("optimizer.*")) else None
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints in ``run_dir`` as (step, path), oldest first."""
+    out = []
+    if not Path(run_dir).is_dir():
+        return out
+    for child in Path(run_dir).iterdir():
+        if child.is_dir() and _CHECKPOINT_RE.match(child.name):
+            step = checkpoint_step(child)
+            if step is None:
+                log.warning("ignoring incomplete checkpoint %s (interrupted while saving)", child)
+            else:
+                out.append((step, child))
+    return sorted(out)
+
+
+def latest_checkpoint(run_dir: Path) -> Optional[Path]:
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def resolve_resume(setting: Union[str, bool, None], run_dir: Path, config_file: str) -> Optional[Path]:
+    """``auto`` -> the latest complete checkpoint in the run dir (None if there is none yet); a path -> that
+    checkpoint (ConfigError when it is missing or incomplete); false -> None."""
+    key = "training_parameters.resume_from_checkpoint"
+    if setting in (False, None, "false", "False", ""):
+        return None
+    if setting in ("auto", True):
+        found = latest_checkpoint(run_dir)
+        if found is None:
+            log.warning("resume_from_checkpoint: auto found no complete checkpoint in %s; starting from step 0",
+                        run_dir)
+        else:
+            log.info("resuming from %s", found)
+        return found
+    path = Path(str(setting))
+    if not path.is_dir():
+        raise ConfigError([Problem(config_file, key, f"checkpoint folder {path} does not exist; give a "
+                                                     "checkpoint-N folder of this run, or `auto`")])
+    if checkpoint_step(path) is None:
+        raise ConfigError([Problem(config_file, key, f"{path} is not a complete checkpoint (no readable "
+                                                     "trainer_state.json); pick an earlier one or use `auto`")])
+    return path

@@ -1,0 +1,202 @@
+"""Model backends: TRL + PEFT (``transformers``; CPU, multi-GPU) and Unsloth with vLLM rollouts (``unsloth``).
+
+The Unsloth path runs only on a CUDA machine (unsloth raises without an accelerator, and installing it into
+the CPU environment breaks torch; see ../shared/STACK.md). It is therefore kept behind a thin seam: the exact
+keyword arguments given to ``FastLanguageModel.from_pretrained``, ``FastLanguageModel.get_peft_model`` and
+vLLM's ``SamplingParams`` are built by plain functions here, which the CPU tests check, and
+:func:`load_unsloth_model` only calls them. The real GPU run is covered by ``@pytest.mark.gpu`` tests.
+
+Everything heavy is imported inside functions: validation never imports torch.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from pipelines.grpo.config import GRPOConfigFile
+
+log = logging.getLogger(__name__)
+
+# All attention and MLP projections of Llama/Qwen-style models.
+DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class LoadedModel:
+    """What the trainer needs from a backend."""
+
+    backend: str                      # "transformers" | "unsloth"
+    model: Any                        # a PreTrainedModel (transformers) or Unsloth's PEFT model
+    tokenizer: Any
+    peft_config: Any = None           # LoraConfig for GRPOTrainer (transformers backend); None when already PEFT
+    grpo_overrides: dict[str, Any] = field(default_factory=dict)   # GRPOConfig fields the backend decides
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def choose_backend(requested: str, has_cuda: Optional[bool] = None, has_unsloth: Optional[bool] = None) -> str:
+    """``auto`` -> unsloth when CUDA and the unsloth package are present, else transformers."""
+    if requested != "auto":
+        return requested
+    has_cuda = cuda_available() if has_cuda is None else has_cuda
+    has_unsloth = (importlib.util.find_spec("unsloth") is not None) if has_unsloth is None else has_unsloth
+    return "unsloth" if (has_cuda and has_unsloth) else "transformers"
+
+
+def target_modules(cfg: GRPOConfigFile) -> list[str]:
+    return list(cfg.model.target_modules or DEFAULT_TARGET_MODULES)
+
+
+def torch_dtype(name: str, on_gpu: bool):
+    """Config dtype -> torch dtype. ``auto``: bf16 on a GPU that supports it, else fp32 (CPU: always fp32)."""
+    import torch
+
+    if name == "auto":
+        if on_gpu and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+def load_tokenizer(model_path: str, chat_template: Optional[str]):
+    """The tokenizer with the config's chat template (if any), a pad token and left padding."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    if chat_template:
+        tok.chat_template = chat_template
+    if tok.chat_template is None:
+        raise ValueError(f"{model_path} has no chat template; set training_parameters.chat_template to a Jinja "
+                         "template (e.g. ChatML)")
+    if tok.pad_token is None:
+        # Reusing EOS as pad is the usual choice for causal LMs without a pad token.
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def lora_config(cfg: GRPOConfigFile):
+    from peft import LoraConfig
+
+    m = cfg.model
+    return LoraConfig(r=m.lora_rank, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
+                      target_modules=target_modules(cfg), task_type="CAUSAL_LM", bias="none")
+
+
+def load_transformers_model(cfg: GRPOConfigFile, model_path: str, tokenizer) -> LoadedModel:
+    """AutoModelForCausalLM + a LoraConfig that GRPOTrainer applies. bf16 only on a GPU."""
+    from transformers import AutoModelForCausalLM
+
+    on_gpu = cuda_available()
+    dtype = torch_dtype(cfg.model.dtype, on_gpu)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    overrides: dict[str, Any] = {"bf16": False, "fp16": False}
+    if on_gpu:
+        import torch
+
+        overrides = {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
+        if cfg.model.vllm is not None:
+            overrides.update(use_vllm=True, vllm_mode=cfg.model.vllm.mode,
+                             vllm_gpu_memory_utilization=cfg.model.gpu_memory_utilization)
+            if cfg.model.vllm.mode == "server":
+                overrides.update(vllm_server_host=cfg.model.vllm.host, vllm_server_port=cfg.model.vllm.port)
+            stops = cfg.training_parameters.model_stop_sequences
+            if stops:
+                # TRL hands generation_kwargs to vLLM's SamplingParams: the stop strings go there.
+                user = dict((cfg.training_parameters.model_extra or {}).get("generation_kwargs") or {})
+                overrides["generation_kwargs"] = {**user, "stop": list(stops), "include_stop_str_in_output": True}
+    else:
+        overrides["use_cpu"] = True
+    return LoadedModel("transformers", model, tokenizer, peft_config=lora_config(cfg), grpo_overrides=overrides)
+
+
+# ---- Unsloth seam (GPU only). The three *_kwargs functions are what the CPU tests check. ----
+
+def unsloth_from_pretrained_kwargs(cfg: GRPOConfigFile, model_path: str) -> dict[str, Any]:
+    m = cfg.model
+    return {"model_name": model_path, "max_seq_length": m.max_seq_length, "load_in_4bit": m.load_in_4bit,
+            "fast_inference": True, "max_lora_rank": m.lora_rank, "gpu_memory_utilization": m.gpu_memory_utilization,
+            "dtype": None if m.dtype == "auto" else _unsloth_dtype(m.dtype)}
+
+
+def _unsloth_dtype(name: str):
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+def unsloth_peft_kwargs(cfg: GRPOConfigFile) -> dict[str, Any]:
+    m = cfg.model
+    return {"r": m.lora_rank, "lora_alpha": m.lora_alpha, "lora_dropout": m.lora_dropout,
+            "target_modules": target_modules(cfg), "bias": "none",
+            "use_gradient_checkpointing": "unsloth", "random_state": cfg.seed}
+
+
+def vllm_sampling_kwargs(cfg: GRPOConfigFile) -> dict[str, Any]:
+    """Arguments for vLLM ``SamplingParams`` on the Unsloth path: the stop strings live here.
+
+    ``include_stop_str_in_output`` keeps the stop string at the end of the completion, as on the transformers
+    backend, so a reward that looks for a closing tag sees it whichever backend generated the text.
+    """
+    tp = cfg.training_parameters
+    extra = tp.model_extra or {}
+    kwargs: dict[str, Any] = {"temperature": extra.get("temperature", 1.0), "top_p": extra.get("top_p", 1.0),
+                              "max_tokens": tp.max_completion_length, "seed": cfg.seed}
+    if tp.model_stop_sequences:
+        kwargs.update(stop=list(tp.model_stop_sequences), include_stop_str_in_output=True)
+    return kwargs
+
+
+def load_unsloth_model(cfg: GRPOConfigFile, model_path: str, fast_language_model=None,
+                       sampling_params_cls=None) -> LoadedModel:
+    """Unsloth's FastLanguageModel with vLLM rollouts (``fast_inference``) and its LoRA.
+
+    ``fast_language_model`` / ``sampling_params_cls`` default to the real Unsloth / vLLM classes; the CPU tests
+    pass recording stand-ins (the real ones cannot be imported without CUDA).
+    """
+    if fast_language_model is None:
+        import unsloth  # noqa: F401 - must be imported before trl: it patches TRL's trainers on import
+        from unsloth import FastLanguageModel as fast_language_model  # noqa: N813
+    if sampling_params_cls is None:
+        from vllm import SamplingParams as sampling_params_cls  # noqa: N813
+
+    model, tokenizer = fast_language_model.from_pretrained(**unsloth_from_pretrained_kwargs(cfg, model_path))
+    model = fast_language_model.get_peft_model(model, **unsloth_peft_kwargs(cfg))
+    if cfg.training_parameters.chat_template:
+        tokenizer.chat_template = cfg.training_parameters.chat_template
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    bf16 = _gpu_supports_bf16()
+    overrides = {"vllm_sampling_params": sampling_params_cls(**vllm_sampling_kwargs(cfg)),
+                 "bf16": bf16, "fp16": not bf16}
+    return LoadedModel("unsloth", model, tokenizer, peft_config=None, grpo_overrides=overrides)
+
+
+def _gpu_supports_bf16() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    except ImportError:
+        return False
+
+
+def load_model(cfg: GRPOConfigFile, model_path: str, tokenizer) -> LoadedModel:
+    """Load the base model on the configured backend (after the data has been validated)."""
+    backend = choose_backend(cfg.model.backend)
+    log.info("loading %s on the %s backend", model_path, backend)
+    if backend == "unsloth":
+        if not cuda_available():
+            raise RuntimeError("model.backend is unsloth but no CUDA device is visible; Unsloth needs a GPU. Use "
+                               "backend: transformers (or auto) on this machine")
+        return load_unsloth_model(cfg, model_path)
+    return load_transformers_model(cfg, model_path, tokenizer)

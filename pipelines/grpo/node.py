@@ -1,0 +1,200 @@
+"""The GRPO node: data -> model -> rewards -> trainer -> artifacts in the run dir.
+
+Validation first: the tokenizer (cheap) is loaded for the prompt budget, the data is sampled and the reward
+functions are built before any model weights are loaded, so a data or reward mistake costs seconds, not a
+model load. torch/transformers/trl are imported here, lazily, only when the node runs.
+
+The run dir receives: checkpoint-N/ (every save_steps; resumable), metrics.jsonl, reward_curve.png, the
+high-scoring export, final_adapter/ (adapter + tokenizer with the chat template used), summary.json.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from pipelines.common.io import atomic_write_text
+from pipelines.common.tiny_model import resolve_model_name
+from pipelines.grpo.config import GRPOConfigFile
+from pipelines.registry import NodeContext
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+REWARD_CURVE = "reward_curve.png"
+FINAL_ADAPTER = "final_adapter"
+SUMMARY_FILE = "summary.json"
+TRL_REWARD_NAME = "reward_stack"   # the name TRL gives the stack's callable in its own `rewards/<name>/` keys
+
+
+def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
+    """Train a LoRA adapter with GRPO as configured; returns the outputs recorded in the manifest."""
+    from pipelines.grpo.checkpoints import checkpoint_step, resolve_resume
+    from pipelines.grpo.data import eval_row_count, make_token_counter, sample_datasets
+    from pipelines.grpo.model import choose_backend
+
+    started = time.time()
+    run_dir = Path(ctx.run_dir)
+    tp = cfg.training_parameters
+    backend = choose_backend(cfg.model.backend)
+    if backend == "unsloth":
+        import unsloth  # noqa: F401 - must come before transformers/trl: it patches them on import
+
+    model_path = resolve_model_name(cfg.model.base_model_name, cache_root=Path(ctx.outputs_root) / ".cache")
+    from pipelines.grpo.model import load_tokenizer
+
+    tokenizer = load_tokenizer(model_path, tp.chat_template)
+    counter = make_token_counter(tokenizer, tp.chat_template)
+    sample = sample_datasets(cfg, counter, eval_rows=eval_row_count(cfg), config_file=ctx.config_file)
+    resume = resolve_resume(tp.resume_from_checkpoint, run_dir, ctx.config_file)
+    resuming = tp.resume_from_checkpoint not in (False, None, "false")
+    resume_step = (checkpoint_step(resume) or 0) if resume else (0 if resuming else None)
+    log.info("%d training rows, %d held-out rows; backend %s; model %s", len(sample.train), len(sample.eval),
+             backend, model_path)
+
+    from pipelines.grpo.rewards.engine import RewardStack
+
+    stack = RewardStack(cfg, run_dir, resume_step=resume_step)
+    metrics_cb = None
+    try:
+        trainer, metrics_cb = _build_trainer(cfg, ctx, model_path, tokenizer, sample, stack, resume_step)
+        _train(trainer, cfg, run_dir, resume)
+    finally:
+        stack.close()
+        if metrics_cb is not None:
+            metrics_cb.close()
+    final = save_final_adapter(trainer, run_dir)
+    if cfg.push_to_hub is not None:
+        push_adapter(final, cfg.push_to_hub.repo_id, cfg.push_to_hub.private)
+    outputs = {"final_adapter": final, "metrics": run_dir / METRICS_FILE, "reward_curve": run_dir / REWARD_CURVE,
+               "summary": run_dir / SUMMARY_FILE}
+    if stack.export is not None:
+        outputs["high_scores"] = stack.export.path
+    write_summary(run_dir, trainer, started, outputs, resume)
+    return outputs
+
+
+def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokenizer: Any, sample: Any,
+                   stack: Any, resume_step: Optional[int]):
+    """Load the model (only now) and assemble the trainer with its callbacks."""
+    from datasets import Dataset
+
+    from pipelines.grpo.callbacks import metrics_callback, truncate_metrics_after
+    from pipelines.grpo.model import cuda_available, load_model
+    from pipelines.grpo.trainer import build_grpo_config, trainer_class
+
+    run_dir = Path(ctx.run_dir)
+    tp = cfg.training_parameters
+    if resume_step is not None:
+        dropped = truncate_metrics_after(run_dir / METRICS_FILE, resume_step)
+        if dropped:
+            log.info("metrics.jsonl: dropped %d record(s) after step %d (resume)", dropped, resume_step)
+    loaded = load_model(cfg, model_path, tokenizer)
+    args = build_grpo_config(cfg, run_dir, loaded.grpo_overrides, on_gpu=cuda_available())
+    metrics_cb = metrics_callback(run_dir / METRICS_FILE, run_dir / REWARD_CURVE, exclude=[TRL_REWARD_NAME])
+    trainer_ref: list = []
+    callbacks = [metrics_cb]
+    if cfg.evaluation is not None and sample.eval:
+        from pipelines.grpo.evaluation import Evaluator, evaluation_callback
+
+        extra = tp.model_extra or {}
+        evaluator = Evaluator(sample.eval, stack, loaded.tokenizer, num_generations=cfg.evaluation.num_generations,
+                              max_new_tokens=tp.max_completion_length, max_reward=cfg.evaluation.max_reward,
+                              stops=tp.model_stop_sequences, temperature=extra.get("temperature", 1.0),
+                              top_p=extra.get("top_p", 1.0), seed=cfg.seed)
+        callbacks.append(evaluation_callback(evaluator, cfg.evaluation.interval_steps, trainer_ref))
+    # On the Unsloth backend vLLM applies the stop strings (SamplingParams); the subclass must not.
+    stops = tuple(tp.model_stop_sequences) if loaded.backend == "transformers" else ()
+    trainer = trainer_class()(
+        model=loaded.model, args=args, train_dataset=Dataset.from_list(sample.train),
+        reward_funcs=[stack.reward_func], processing_class=loaded.tokenizer, peft_config=loaded.peft_config,
+        callbacks=callbacks, reward_stack=stack, stop_sequences=stops,
+        log_completions_every=cfg.logging.log_completions_every)
+    trainer_ref.append(trainer)
+    return trainer, metrics_cb
+
+
+def _train(trainer: Any, cfg: GRPOConfigFile, run_dir: Path, resume: Optional[Path]) -> None:
+    from pipelines.grpo.rewards.errors import CircuitBreakerOpen
+    from pipelines.grpo.trainer import tracker_env
+
+    with tracker_env(cfg, run_dir):
+        try:
+            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        except CircuitBreakerOpen as exc:
+            saved = save_emergency_checkpoint(trainer, run_dir)
+            log.error("reward circuit breaker open at step %d: %s. %s Fix the cause (e.g. the judge endpoint), "
+                      "then resume with --set training_parameters.resume_from_checkpoint=auto",
+                      trainer.state.global_step, exc,
+                      f"Checkpoint saved: {saved}." if saved else "No new checkpoint was needed.")
+            raise
+
+
+def save_emergency_checkpoint(trainer: Any, run_dir: Path) -> Optional[Path]:
+    """Save a checkpoint of the current step (weights as of the last completed optimizer step) unless one
+    exists. The failed step had not updated anything yet, so resuming from here loses no work."""
+    from pipelines.grpo.checkpoints import checkpoint_step
+
+    step = trainer.state.global_step
+    folder = run_dir / f"checkpoint-{step}"
+    if step == 0 or checkpoint_step(folder) is not None:
+        return None
+    trainer._save_checkpoint(trainer.model, trial=None)
+    return folder
+
+
+def save_final_adapter(trainer: Any, run_dir: Path) -> Path:
+    """The adapter and the tokenizer (with the chat template used), written to a temp folder then renamed,
+    so ``final_adapter/`` is either complete or absent."""
+    final = run_dir / FINAL_ADAPTER
+    tmp = run_dir / f".{FINAL_ADAPTER}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    trainer.processing_class.save_pretrained(str(tmp))
+    if final.exists():
+        old = run_dir / f".{FINAL_ADAPTER}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    log.info("final adapter saved to %s", final)
+    return final
+
+
+def push_adapter(folder: Path, repo_id: str, private: bool) -> None:
+    """Upload the final adapter folder (needs a Hugging Face token in the environment)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="GRPO LoRA adapter")
+    log.info("pushed %s to the hub as %s", folder, repo_id)
+
+
+def write_summary(run_dir: Path, trainer: Any, started: float, outputs: dict[str, Any],
+                  resume: Optional[Path]) -> dict[str, Any]:
+    """summary.json plus an end-of-run summary in the log: steps, time, reward first vs last window, paths."""
+    from pipelines.grpo.callbacks import reward_windows
+
+    windows = reward_windows(run_dir / METRICS_FILE)
+    summary = {"steps": trainer.state.global_step, "max_steps": trainer.args.max_steps,
+               "seconds": round(time.time() - started, 1), "resumed_from": str(resume) if resume else None,
+               "reward": windows, "outputs": {k: str(v) for k, v in outputs.items()},
+               "checkpoints": sorted(p.name for p in run_dir.glob("checkpoint-*"))}
+    atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    lines = [f"GRPO run finished: {summary['steps']} steps in {summary['seconds']:.0f}s"
+             + (f" (resumed from {resume.name})" if resume else "")]
+    if windows:
+        n = int(windows["window"])
+        lines.append(f"  reward (combined, mean): first {n} step(s) {windows['first']:.3f} -> last {n} step(s) "
+                     f"{windows['last']:.3f} ({windows['last'] - windows['first']:+.3f})")
+    for key, value in outputs.items():
+        lines.append(f"  {key}: {value}")
+    log.info("\n".join(lines))
+    return summary

@@ -1,0 +1,196 @@
+"""GRPOConfig mapping and the node's GRPOTrainer subclass.
+
+The subclass adds only what TRL lacks: stop sequences on the transformers backend, the reward stack's
+metrics merged into every log, a per-epoch seeded sampler (same data order after a resume), a completeness
+marker on checkpoints, and a sample of completions in run.log. TRL is imported lazily (``trainer_class``):
+on the Unsloth backend ``unsloth`` must be imported before trl, which the node does before calling in here.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from pipelines.grpo.config import GRPOConfigFile
+
+log = logging.getLogger(__name__)
+
+# Seed (Augmentoolkit) keys that map one to one onto GRPOConfig fields.
+DIRECT_KEYS = ("learning_rate", "adam_beta1", "adam_beta2", "weight_decay", "lr_scheduler_type", "optim",
+               "per_device_train_batch_size", "gradient_accumulation_steps", "num_generations",
+               "max_completion_length", "max_steps", "save_steps", "save_total_limit", "save_strategy",
+               "max_grad_norm", "logging_steps")
+
+
+def grpo_config_kwargs(cfg: GRPOConfigFile, run_dir: Path, backend_overrides: dict[str, Any],
+                       on_gpu: bool = False) -> dict[str, Any]:
+    """Keyword arguments for TRL's GRPOConfig: the seed keys, the node-owned keys, then the user's extra
+    GRPOConfig fields (already checked against the installed TRL at --validate), then the backend's choices."""
+    tp = cfg.training_parameters
+    kwargs: dict[str, Any] = {key: getattr(tp, key) for key in DIRECT_KEYS}
+    # transformers 5 folded warmup_ratio into warmup_steps: a float below 1 is a ratio of the total steps.
+    kwargs["warmup_steps"] = tp.warmup_ratio if tp.warmup_ratio < 1 else tp.max_steps
+    kwargs.update(
+        output_dir=str(run_dir), run_name=cfg.run_name, seed=cfg.seed, data_seed=cfg.seed,
+        report_to=[] if cfg.logging.report_to == "none" else [cfg.logging.report_to],
+        log_completions=False,           # the node writes its own sample to run.log (logging.log_completions_every)
+        disable_tqdm=False,              # the progress bar
+        save_only_model=False,           # optimizer + RNG state are needed to resume
+        # Gradient checkpointing only trades compute for memory; on a CPU it is pure overhead.
+        gradient_checkpointing=on_gpu,
+    )
+    kwargs.update(dict(tp.model_extra or {}))
+    kwargs.update(backend_overrides)
+    return kwargs
+
+
+def build_grpo_config(cfg: GRPOConfigFile, run_dir: Path, backend_overrides: dict[str, Any], on_gpu: bool = False):
+    from trl import GRPOConfig
+
+    return GRPOConfig(**grpo_config_kwargs(cfg, run_dir, backend_overrides, on_gpu))
+
+
+@contextlib.contextmanager
+def tracker_env(cfg: GRPOConfigFile, run_dir: Path) -> Iterator[None]:
+    """Environment the tracker callbacks read (wandb project/mode/dir, tensorboard dir), restored afterwards.
+
+    wandb runs offline by default: it needs no account and writes under ``<run_dir>/wandb``.
+    """
+    lg = cfg.logging
+    wanted: dict[str, str] = {}
+    if lg.report_to == "wandb":
+        wanted = {"WANDB_PROJECT": lg.project, "WANDB_MODE": lg.wandb_mode, "WANDB_DIR": str(run_dir),
+                  "WANDB_LOG_MODEL": "false", "WANDB_SILENT": "true"}
+    elif lg.report_to == "tensorboard":
+        wanted = {"TENSORBOARD_LOGGING_DIR": str(run_dir / "tensorboard")}
+    saved = {k: os.environ.get(k) for k in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if lg.report_to == "wandb":
+            _finish_wandb()
+
+
+def _finish_wandb() -> None:
+    try:
+        import wandb
+    except ImportError:
+        return
+    if wandb.run is not None:
+        wandb.finish()
+
+
+def sample_completions_text(logs: dict[str, Any], step: int, max_chars: int = 600) -> Optional[str]:
+    """One prompt of the latest batch with each of its completions and rewards, for run.log."""
+    prompts = list(logs.get("prompt") or [])
+    completions = list(logs.get("completion") or [])
+    if not prompts or len(prompts) != len(completions):
+        return None
+    rewards = {name: list(values) for name, values in (logs.get("rewards") or {}).items()}
+    first = prompts[0]
+    lines = [f"step {step}: sample prompt and its completions", f"  prompt: {first[-max_chars:]!r}"]
+    for i, (prompt, completion) in enumerate(zip(prompts, completions)):
+        if prompt != first:
+            continue
+        scores = ", ".join(f"{n}={v[i]:.3g}" for n, v in rewards.items() if i < len(v) and v[i] == v[i])
+        lines.append(f"  [{scores or 'no reward'}] {str(completion)[:max_chars]!r}")
+    return "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=1)
+def trainer_class() -> type:
+    """Define the GRPOTrainer subclass (imports trl, so only when training)."""
+    from trl import GRPOTrainer
+    from trl.trainer.utils import RepeatSampler
+
+    from pipelines.grpo.checkpoints import mark_complete
+    from pipelines.grpo.stops import cut_completions, stopping_generate, trim_completions
+
+    class EpochSeededRepeatSampler(RepeatSampler):
+        """TRL's RepeatSampler, reseeded from (seed, epoch) on every pass, so a resumed run replays the very
+        same order in every epoch (TRL's keeps one generator running across epochs)."""
+
+        epoch = 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self):
+            if self.shuffle:
+                self.generator.manual_seed((self.seed or 0) + 7919 * self.epoch)
+            return super().__iter__()
+
+    class NodeGRPOTrainer(GRPOTrainer):
+        def __init__(self, *args: Any, reward_stack: Any = None, stop_sequences: tuple[str, ...] = (),
+                     log_completions_every: int = 0, **kwargs: Any):
+            self.reward_stack = reward_stack
+            self.stop_sequences = [s for s in stop_sequences if s]
+            self.log_completions_every = log_completions_every
+            self.stopped_completions = 0
+            super().__init__(*args, **kwargs)
+
+        def _get_train_sampler(self, dataset=None):
+            dataset = self.train_dataset if dataset is None else dataset
+            return EpochSeededRepeatSampler(
+                data_source=dataset, mini_repeat_count=self.num_generations,
+                batch_size=self.args.generation_batch_size // self.num_generations,
+                repeat_count=self.num_iterations * self.args.steps_per_generation,
+                shuffle=self.shuffle_dataset, seed=self.args.seed)
+
+        def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations,
+                                  has_tool_images=False):
+            # vLLM (and Unsloth's vLLM) apply stop strings themselves, through their sampling parameters.
+            if not self.stop_sequences or self.use_vllm:
+                return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                     has_tool_images)
+            model = self.accelerator.unwrap_model(self.model_wrapped)
+            with stopping_generate(model, self._tokenizer, self.stop_sequences):
+                completion_ids, logprobs = super()._generate_single_turn(
+                    prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+            completion_ids, hits = cut_completions(completion_ids, self._tokenizer, self.stop_sequences,
+                                                   self.eos_token_ids[0])
+            self.stopped_completions += hits
+            return completion_ids, logprobs
+
+        def _generate(self, prompts):
+            out = super()._generate(prompts)
+            if not self.stop_sequences:
+                return out
+            # out = (prompt_ids, completion_ids, tool_mask, completions, logprobs, extra, images, tool_images)
+            return (*out[:3], trim_completions(out[3], self.stop_sequences), *out[4:])
+
+        def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
+            is_step_log = self.model.training and "loss" in logs
+            if is_step_log and self.reward_stack is not None:
+                logs.update(self.reward_stack.pop_metrics())
+            step = self.state.global_step
+            every = self.log_completions_every
+            if is_step_log and every and step % every == 0 and self.accelerator.is_main_process:
+                text = sample_completions_text(self._logs, step)
+                if text:
+                    log.info(text)
+            super().log(logs, start_time)
+
+        def emit_metrics(self, metrics: dict[str, float]) -> None:
+            """Log metrics computed outside TRL (evaluation) to every tracker and metrics.jsonl, without
+            touching TRL's own per-step metric buffers (``self.log`` would flush them)."""
+            entry = {**metrics, "step": self.state.global_step}
+            self.state.log_history.append(entry)
+            self.control = self.callback_handler.on_log(self.args, self.state, self.control, dict(metrics))
+
+        def _save_checkpoint(self, model, trial):
+            super()._save_checkpoint(model, trial)
+            if self.args.should_save:
+                folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+                mark_complete(folder, self.state.global_step)
+
+    return NodeGRPOTrainer
