@@ -1,0 +1,73 @@
+"""Chaining: a rollout names an earlier node's adapter as "@label.final_adapter"; bad references are
+validation errors (exit 2) before anything runs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.runner import main
+from tests.rollout.test_node import rollout_config, write_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(sc: Path, tmp_path: Path, *extra: str) -> int:
+    return main(["--super-config", str(sc), "--outputs", str(tmp_path / "out"), *extra])
+
+
+def chain(tmp_path: Path, tiny_model_dir: Path, adapter_ref: str, order=("trainer", "rollout")) -> Path:
+    cfg = rollout_config(tmp_path, tiny_model_dir, run_name="roll", dataset_settings={"total_rows": 4})
+    cfg["model"]["adapter"] = adapter_ref
+    write_yaml(tmp_path / "rollout.yaml", cfg)
+    write_yaml(tmp_path / "trainer.yaml", {"base": str(tiny_model_dir), "run_name": "trainer"})
+    entries = {"trainer": {"node": "tests.rollout.nodes_for_tests:make_adapter", "name": "trainer",
+                           "config": "trainer.yaml"},
+               "rollout": {"node": "rollout", "config": "rollout.yaml"}}
+    return write_yaml(tmp_path / "super.yaml", {"pipeline_order": [entries[e] for e in order]})
+
+
+def test_rollout_of_an_earlier_nodes_adapter(tiny_model_dir, tmp_path):
+    sc = chain(tmp_path, tiny_model_dir, "@trainer.final_adapter")
+    assert run(sc, tmp_path) == 0
+    adapter = tmp_path / "out" / "trainer" / "final_adapter"
+    resolved = yaml.safe_load((tmp_path / "out" / "roll" / "resolved_config.yaml").read_text())
+    assert resolved["model"]["adapter"] == str(adapter)
+    assert (adapter / "adapter_config.json").is_file()
+    manifest = json.loads((tmp_path / "out" / "roll" / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and Path(manifest["outputs"]["sft"]).is_file()
+    # alone (--only), the reference resolves to the latest completed run of that label
+    assert run(sc, tmp_path, "--only", "rollout", "--set", "run_name=roll2") == 0
+    resolved = yaml.safe_load((tmp_path / "out" / "roll2" / "resolved_config.yaml").read_text())
+    assert resolved["model"]["adapter"] == str(adapter)
+
+
+def test_reference_to_a_node_that_has_not_run(tiny_model_dir, tmp_path, capsys):
+    sc = chain(tmp_path, tiny_model_dir, "@grpo.final_adapter", order=("rollout",))
+    assert run(sc, tmp_path, "--validate") == 2
+    err = capsys.readouterr().err
+    assert "model.adapter: refers to node 'grpo', which has not run" in err
+    assert not (tmp_path / "out" / "roll").exists()
+
+
+def test_reference_to_a_later_node(tiny_model_dir, tmp_path, capsys):
+    sc = chain(tmp_path, tiny_model_dir, "@trainer.final_adapter", order=("rollout", "trainer"))
+    assert run(sc, tmp_path) == 2
+    assert "it comes later in the pipeline" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "trainer").exists()        # nothing ran
+
+
+def test_reference_to_a_missing_output(tiny_model_dir, tmp_path, capsys):
+    sc = chain(tmp_path, tiny_model_dir, "@trainer.final_adaptr")
+    assert run(sc, tmp_path, "--validate") == 2
+    assert "node 'trainer' has no output 'final_adaptr' (did you mean \"final_adapter\"?)" in capsys.readouterr().err
+
+
+def test_shipped_chain_validates(tmp_path, capsys):
+    rc = main(["--super-config", str(REPO / "super_config_chain.yaml"), "--outputs", str(tmp_path / "out"),
+               "--validate"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "builtin:tiny + adapter @grpo.final_adapter" in out.out
