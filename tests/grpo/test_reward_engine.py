@@ -291,3 +291,28 @@ def test_registry_refuses_duplicates_and_suggests():
     msg = check_reward_kwargs(f"{HERE}:sleeper", {"second": 1})[0]
     assert '"seconds"' in msg and "accepts: seconds" in msg
     assert check_reward_kwargs(f"{HERE}:sleeper", {"seconds": 1}) == []
+
+
+CLOSED: list[str] = []
+
+
+def closable():
+    async def closable(prompts, completions, **kw):
+        return [1.0] * len(completions)
+
+    async def aclose():
+        CLOSED.append("aclose")
+
+    closable.aclose = aclose
+    closable.close = lambda: CLOSED.append("close")
+    return closable
+
+
+def test_close_closes_reward_functions_and_export(tmp_path):
+    CLOSED.clear()
+    cfg = make_cfg([ref("closable")], reward={"score_save_threshold": 0.0})
+    stack = RewardStack(cfg, tmp_path)
+    stack.score_batch(None, ["a"], [row(0)], record=True)  # starts the private loop
+    stack.close()
+    assert CLOSED == ["aclose", "close"]
+    assert (tmp_path / "high_scoring_examples.jsonl").read_text().count("\n") == 1

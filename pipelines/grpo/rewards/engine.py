@@ -177,14 +177,17 @@ class RewardStack:
         if self.export is not None:
             self.export.close()
         for comp in (c for comps in self.components for c in comps):
+            aclose = getattr(comp.fn, "aclose", None)
             closer = getattr(comp.fn, "close", None)
-            if callable(closer):
-                try:
+            try:
+                if callable(aclose) and self._loop is not None:  # async clients used by score_batch's loop
+                    self._run(aclose())
+                if callable(closer):
                     result = closer()
                     if asyncio.iscoroutine(result):
                         self._run(result)
-                except Exception:  # closing must not mask the run's real outcome
-                    log.exception("closing %s failed", comp.label)
+            except Exception:  # closing must not mask the run's real outcome
+                log.exception("closing %s failed", comp.label)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._loop_thread is not None:
