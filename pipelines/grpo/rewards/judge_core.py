@@ -147,6 +147,7 @@ class LLMJudge:
                 return _Outcome(parsed.reward)
             self.metrics.add(parse_failures=1)
             last_error = parsed.error or "unparseable"
+            log.debug("judge %s: unparseable answer (%s): %.500r", opts.label, last_error, answer.text)
             conversation = messages + [{"role": "assistant", "content": answer.text or ""},
                                        {"role": "user", "content": self._reask_text.format(error=last_error)}]
         self.metrics.add(unparsed=1)
