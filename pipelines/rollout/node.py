@@ -137,11 +137,15 @@ def generate_and_score(cfg: RolloutConfigFile, ctx: NodeContext, tokenizer: Any,
 
 def run(cfg: RolloutConfigFile, ctx: NodeContext) -> dict[str, str]:
     """Run the rollout into ``ctx.run_dir``; return the outputs dict recorded in manifest.json."""
+    from pipelines.common.tiny_model import resolve_model_name
     from pipelines.rollout.generation import load_tokenizer, model_paths
     started = time.time()
     run_dir = Path(ctx.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     check_resume_state(cfg, run_dir, ctx.config_file)
+    # builtin:tiny resolves to the same cached build the GRPO node trained (<outputs>/.cache)
+    base = resolve_model_name(cfg.model.base_model_name, cache_root=Path(ctx.outputs_root) / ".cache")
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"base_model_name": base})})
     scored_path = run_dir / SCORED
     _, _, tok_src = model_paths(cfg)
     tokenizer = load_tokenizer(tok_src, cfg.generation.chat_template)

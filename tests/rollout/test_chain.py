@@ -71,3 +71,24 @@ def test_shipped_chain_validates(tmp_path, capsys):
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert "builtin:tiny + adapter @grpo.final_adapter" in out.out
+
+
+@pytest.mark.slow
+def test_grpo_then_rollout_of_its_adapter(tmp_path):
+    """The shipped chain (quickstart GRPO, then a rollout of its final_adapter), shortened to stay fast."""
+    shipped = yaml.safe_load((REPO / "super_config_chain.yaml").read_text())["pipeline_order"]
+    grpo, rollout = (dict(e) for e in shipped)
+    grpo["config"], rollout["config"] = str(REPO / grpo["config"]), str(REPO / rollout["config"])
+    grpo["overrides"] = {**grpo["overrides"], "training_parameters.max_steps": 2,
+                         "training_parameters.save_steps": 2, "dataset_settings.total_rows": 16}
+    rollout["overrides"] = {**rollout["overrides"], "dataset_settings.total_rows": 8}
+    sc = write_yaml(tmp_path / "super.yaml", {"pipeline_order": [grpo, rollout]})
+    assert run(sc, tmp_path) == 0
+    adapter = tmp_path / "out" / "chain-grpo" / "final_adapter"
+    roll = tmp_path / "out" / "chain-rollout"
+    assert yaml.safe_load((roll / "resolved_config.yaml").read_text())["model"]["adapter"] == str(adapter)
+    summary = json.loads((roll / "summary.json").read_text())
+    assert (summary["prompts"], summary["completions"]) == (8, 32)
+    assert summary["components"].keys() == {"d0/keyword"}
+    for name in ("scored.jsonl", "scored.parquet", "sft.jsonl", "preferences.jsonl"):
+        assert (roll / name).is_file()
