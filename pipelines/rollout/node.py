@@ -54,15 +54,15 @@ def resume_problems(cfg: RolloutConfigFile, run_dir: Path, file: str) -> list[Pr
     return []
 
 
-def check_resume_state(cfg: RolloutConfigFile, run_dir: Path, file: str) -> None:
-    """Refuse to resume with other settings (the runner's checks already did; this guards direct calls) and
-    record the settings of a fresh run."""
-    problems = resume_problems(cfg, run_dir, file)
-    if problems:
-        raise ConfigError(problems)
+def record_state(cfg: RolloutConfigFile, run_dir: Path) -> None:
+    """Remember the settings a fresh run starts with, so a resume can be checked against them."""
     if not (run_dir / STATE).exists():
         atomic_write_text(run_dir / STATE, json.dumps({"fingerprint": fingerprint(cfg)}, indent=2, default=str)
                           + "\n")
+
+
+def _config_error(file: str, key: str, exc: Exception) -> ConfigError:
+    return ConfigError([Problem(file, key, str(exc))])
 
 
 def load_finished(scored_path: Path, num_completions: int) -> set[str]:
@@ -113,10 +113,14 @@ def generate_and_score(cfg: RolloutConfigFile, ctx: NodeContext, tokenizer: Any,
 
     from pipelines.grpo.rewards.engine import RewardStack
     from pipelines.rollout.generation import DEFAULT_BATCH, make_generator
-    generator = make_generator(cfg, tokenizer)
+    try:
+        generator = make_generator(cfg, tokenizer)
+    except ValueError as exc:  # an adapter that does not fit the model
+        raise _config_error(ctx.config_file, "model.adapter", exc) from exc
     batch_size = cfg.generation.batch_size or DEFAULT_BATCH[generator.backend]
     # No run dir: the high-scoring export is a training feature; here scored.jsonl and sft.jsonl hold them all.
     stack = RewardStack(cfg.to_grpo_config(), None)
+    record_state(cfg, Path(ctx.run_dir))   # only now: a config error above leaves no half-run behind
     log.info("rollout: %d prompt(s) to generate (%d already done), K=%d, backend %s, batch %d", len(pending),
              total - len(pending), cfg.generation.num_completions, generator.backend, batch_size)
     bar = tqdm(total=total, initial=total - len(pending), desc="rollout", unit="prompt")
@@ -142,13 +146,21 @@ def run(cfg: RolloutConfigFile, ctx: NodeContext) -> dict[str, str]:
     started = time.time()
     run_dir = Path(ctx.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    check_resume_state(cfg, run_dir, ctx.config_file)
+    problems = resume_problems(cfg, run_dir, ctx.config_file)   # the runner checked; this guards direct calls
+    if problems:
+        raise ConfigError(problems)
     # builtin:tiny resolves to the same cached build the GRPO node trained (<outputs>/.cache)
     base = resolve_model_name(cfg.model.base_model_name, cache_root=Path(ctx.outputs_root) / ".cache")
     cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"base_model_name": base})})
     scored_path = run_dir / SCORED
-    _, _, tok_src = model_paths(cfg)
-    tokenizer = load_tokenizer(tok_src, cfg.generation.chat_template)
+    try:
+        _, _, tok_src = model_paths(cfg)
+    except FileNotFoundError as exc:
+        raise _config_error(ctx.config_file, "model.adapter", exc) from exc
+    try:
+        tokenizer = load_tokenizer(tok_src, cfg.generation.chat_template)
+    except ValueError as exc:
+        raise _config_error(ctx.config_file, "generation.chat_template", exc) from exc
     rows = sample_prompts(cfg, tokenizer, ctx.config_file)
     done = load_finished(scored_path, cfg.generation.num_completions)
     pending = [r for r in rows if str(r["row_id"]) not in done]

@@ -92,3 +92,16 @@ def test_grpo_then_rollout_of_its_adapter(tmp_path):
     assert summary["components"].keys() == {"d0/keyword"}
     for name in ("scored.jsonl", "scored.parquet", "sft.jsonl", "preferences.jsonl"):
         assert (roll / name).is_file()
+
+
+def test_adapter_that_does_not_fit_is_a_config_error_leaving_no_run(tiny_model_dir, tmp_path, capsys):
+    """Found only when the model loads: exit 2 naming model.adapter, and the run dir is not left blocking."""
+    sc = chain(tmp_path, tiny_model_dir, "@trainer.final_adapter")
+    assert run(sc, tmp_path, "--only", "trainer") == 0
+    adapter_cfg = tmp_path / "out" / "trainer" / "final_adapter" / "adapter_config.json"
+    data = json.loads(adapter_cfg.read_text())
+    adapter_cfg.write_text(json.dumps({**data, "r": 8}))        # weights saved with r=2
+    assert run(sc, tmp_path, "--only", "rollout") == 2
+    err = capsys.readouterr().err
+    assert "model.adapter: adapter" in err and "does not fit model" in err
+    assert not (tmp_path / "out" / "roll").exists()
