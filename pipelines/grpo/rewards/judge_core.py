@@ -168,7 +168,7 @@ class LLMJudge:
         if len(prompts) != n:
             raise JudgeInputError(f"got {len(prompts)} prompts for {n} completions")
         requests = [self.messages_for(self.sample_values(prompts[i], completions[i], columns, i)) for i in range(n)]
-        keys = [cache_key(self.transport.model, m, self.options.params or {}) if self.cache else None
+        keys = [cache_key(self.transport.model, m, self.options.params or {}) if self.cache is not None else None
                 for m in requests]
         rewards: list[Optional[float]] = [self._cached(k) for k in keys]
         todo = [i for i in range(n) if rewards[i] is None]
