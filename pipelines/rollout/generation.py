@@ -25,6 +25,9 @@ _TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
 class Generator(Protocol):
     backend: str
 
+    def seed(self, value: int) -> None:
+        """Seed the sampling of the next generate call."""
+
     def generate(self, prompts: Sequence[Messages]) -> list[list[Completion]]:
         """K completions for each prompt, in order."""
 
@@ -105,8 +108,12 @@ class TransformersGenerator:
         if adapter:
             model = _apply_adapter(model, base, adapter)
         self.model = model.to(self.device).eval()
-        torch.manual_seed(cfg.seed)
         self._eos = _eos_ids(self.model, tokenizer)
+        self.seed(cfg.seed)
+
+    def seed(self, value: int) -> None:
+        import torch
+        torch.manual_seed(value)
 
     def generate(self, prompts: Sequence[Messages]) -> list[list[Completion]]:
         import torch
@@ -206,8 +213,13 @@ class VLLMGenerator:
         args = vllm_arguments(cfg, base, adapter, tok_src)
         self.cfg, self.tokenizer = cfg, tokenizer
         self.llm = LLM(**args["llm"])
+        self._sampling_args, self._sampling_cls = args["sampling"], SamplingParams
         self.sampling = SamplingParams(**args["sampling"])
         self.lora = LoRARequest(**args["lora"]) if args["lora"] else None
+
+    def seed(self, value: int) -> None:
+        """vLLM seeds each request from SamplingParams.seed: a fixed batch gets the same completions."""
+        self.sampling = self._sampling_cls(**{**self._sampling_args, "seed": value})
 
     def generate(self, prompts: Sequence[Messages]) -> list[list[Completion]]:
         texts = render_prompts(self.tokenizer, prompts)

@@ -106,9 +106,13 @@ def make_records(rows: Sequence[dict[str, Any]], groups: Sequence[Sequence[dict[
     return out
 
 
-def generate_and_score(cfg: RolloutConfigFile, ctx: NodeContext, tokenizer: Any,
-                       pending: list[dict[str, Any]], total: int, scored_path: Path) -> None:
-    """Generate, score and append per prompt, with a progress bar over all prompts of the run."""
+def generate_and_score(cfg: RolloutConfigFile, ctx: NodeContext, tokenizer: Any, rows: list[dict[str, Any]],
+                       done: set[str], scored_path: Path) -> None:
+    """Generate, score and append per prompt, with a progress bar over all prompts of the run.
+
+    Batches are fixed slices of the sampled rows and each is seeded by its index, so a resumed run generates
+    what an uninterrupted one would have (except for a batch that a kill cut while it was being written).
+    """
     from tqdm.auto import tqdm
 
     from pipelines.grpo.rewards.engine import RewardStack
@@ -121,19 +125,23 @@ def generate_and_score(cfg: RolloutConfigFile, ctx: NodeContext, tokenizer: Any,
     # No run dir: the high-scoring export is a training feature; here scored.jsonl and sft.jsonl hold them all.
     stack = RewardStack(cfg.to_grpo_config(), None)
     record_state(cfg, Path(ctx.run_dir))   # only now: a config error above leaves no half-run behind
-    log.info("rollout: %d prompt(s) to generate (%d already done), K=%d, backend %s, batch %d", len(pending),
-             total - len(pending), cfg.generation.num_completions, generator.backend, batch_size)
-    bar = tqdm(total=total, initial=total - len(pending), desc="rollout", unit="prompt")
+    pending = sum(1 for r in rows if str(r["row_id"]) not in done)
+    log.info("rollout: %d prompt(s) to generate (%d already done), K=%d, backend %s, batch %d", pending,
+             len(rows) - pending, cfg.generation.num_completions, generator.backend, batch_size)
+    bar = tqdm(total=len(rows), initial=len(rows) - pending, desc="rollout", unit="prompt")
     try:
         with JsonlAppender(scored_path) as appender:
-            for start in range(0, len(pending), batch_size):
-                rows = pending[start:start + batch_size]
-                comps = generator.generate([r["prompt"] for r in rows])
-                scores = score_groups(stack, rows, comps, step=start // batch_size)
-                for recs in make_records(rows, comps, scores):
+            for index, start in enumerate(range(0, len(rows), batch_size)):
+                batch = [r for r in rows[start:start + batch_size] if str(r["row_id"]) not in done]
+                if not batch:
+                    continue
+                generator.seed(cfg.seed * 1_000_003 + index)
+                comps = generator.generate([r["prompt"] for r in batch])
+                scores = score_groups(stack, batch, comps, step=index)
+                for recs in make_records(batch, comps, scores):
                     for rec in recs:
                         appender.write(rec)
-                bar.update(len(rows))
+                bar.update(len(batch))
     finally:
         bar.close()
         stack.close()
@@ -163,9 +171,8 @@ def run(cfg: RolloutConfigFile, ctx: NodeContext) -> dict[str, str]:
         raise _config_error(ctx.config_file, "generation.chat_template", exc) from exc
     rows = sample_prompts(cfg, tokenizer, ctx.config_file)
     done = load_finished(scored_path, cfg.generation.num_completions)
-    pending = [r for r in rows if str(r["row_id"]) not in done]
-    if pending:
-        generate_and_score(cfg, ctx, tokenizer, pending, len(rows), scored_path)
+    if any(str(r["row_id"]) not in done for r in rows):
+        generate_and_score(cfg, ctx, tokenizer, rows, done, scored_path)
     else:
         log.info("rollout: all %d prompt(s) already scored; deriving the outputs", len(rows))
     wanted = {str(r["row_id"]) for r in rows}

@@ -50,6 +50,11 @@ def test_resume_keeps_finished_prompts_and_redoes_a_half_written_one(tiny_model_
     assert "dropping 2 record(s) of 1 unfinished prompt(s)" in log
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "completed"
     assert [r["row_id"] for r in records[::K]][:3] == [json.loads(x)["row_id"] for x in kept[::K]]
+    # batches are fixed and seeded by index: the untouched batches 1 and 2 (prompts 4-11) come out the same
+    original = [json.loads(x) for x in lines]
+    by_key = {(r["row_id"], r["completion_index"]): r["completion"] for r in records}
+    assert [by_key[(r["row_id"], r["completion_index"])] for r in original[4 * K:]] == \
+           [r["completion"] for r in original[4 * K:]]
 
 
 @pytest.mark.slow
@@ -84,3 +89,12 @@ def test_kill_9_then_resume(tiny_model_dir, tmp_path):
     check_complete(run_dir, 16)
     assert scored.read_text().splitlines(keepends=True)[:finished_prompts * K] == before[:finished_prompts * K]
     assert f"({finished_prompts} already done)" in (run_dir / "run.log").read_text()
+    # one prompt per batch, each seeded by its index: the same data as a run that was never interrupted
+    cfg["run_name"] = "uninterrupted"
+    write_yaml(tmp_path / "rollout.yaml", cfg)
+    clean = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    resumed = {(r["row_id"], r["completion_index"]): r["completion"] for r in read_jsonl(scored)}
+    fresh = {(r["row_id"], r["completion_index"]): r["completion"]
+             for r in read_jsonl(tmp_path / "out" / "uninterrupted" / "scored.jsonl")}
+    assert resumed == fresh
