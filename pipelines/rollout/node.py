@@ -30,7 +30,8 @@ _ROW_KEYS = ("prompt", "answer", "dataset_index", "dataset_path", "row_id")
 
 def fingerprint(cfg: RolloutConfigFile) -> dict[str, Any]:
     """What must not change between a run and its resume: which prompts are drawn and how many completions."""
-    return {"seed": cfg.seed, "datasets": [d.model_dump() for d in cfg.datasets],
+    # reward_funcs are left out: they do not change which prompts are drawn, and may hold API keys
+    return {"seed": cfg.seed, "datasets": [d.model_dump(exclude={"reward_funcs"}) for d in cfg.datasets],
             "dataset_settings": cfg.dataset_settings.model_dump(),
             "num_completions": cfg.generation.num_completions,
             "max_prompt_length": cfg.generation.max_prompt_length,
@@ -116,6 +117,7 @@ def generate_and_score(cfg: RolloutConfigFile, ctx: NodeContext, tokenizer: Any,
     from tqdm.auto import tqdm
 
     from pipelines.grpo.rewards.engine import RewardStack
+    from pipelines.grpo.rewards.errors import CircuitBreakerOpen
     from pipelines.rollout.generation import DEFAULT_BATCH, make_generator
     try:
         generator = make_generator(cfg, tokenizer)
@@ -137,7 +139,11 @@ def generate_and_score(cfg: RolloutConfigFile, ctx: NodeContext, tokenizer: Any,
                     continue
                 generator.seed(cfg.seed * 1_000_003 + index)
                 comps = generator.generate([r["prompt"] for r in batch])
-                scores = score_groups(stack, batch, comps, step=index)
+                try:
+                    scores = score_groups(stack, batch, comps, step=index)
+                except CircuitBreakerOpen as exc:   # its hint is the trainer's; say how to resume a rollout
+                    raise CircuitBreakerOpen(str(exc).replace("--set training_parameters.resume_from_checkpoint"
+                                                              "=auto", "--set resume=true")) from exc
                 for recs in make_records(batch, comps, scores):
                     for rec in recs:
                         appender.write(rec)
