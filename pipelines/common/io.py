@@ -42,22 +42,29 @@ class JsonlAppender:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         truncate_partial_last_line(self.path)
-        self._fh = open(self.path, "a", encoding="utf-8")
+        # O_APPEND + one write() per record: several processes (ranks) appending to the same file never
+        # interleave inside a line, because the kernel positions and writes each call under the inode lock.
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._fsync = fsync
         self._lock = threading.Lock()
 
     def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        data = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
         with self._lock:
-            self._fh.write(line)
-            self._fh.flush()
+            if self._fd is None:
+                raise ValueError(f"{self.path} is closed")
+            written = os.write(self._fd, data)
+            if written != len(data):  # only on a full disk: never leave a torn line behind
+                os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+                raise OSError(f"short write to {self.path} (disk full?)")
             if self._fsync:
-                os.fsync(self._fh.fileno())
+                os.fsync(self._fd)
 
     def close(self) -> None:
         with self._lock:
-            if not self._fh.closed:
-                self._fh.close()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def __enter__(self) -> "JsonlAppender":
         return self

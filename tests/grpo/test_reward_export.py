@@ -50,7 +50,8 @@ def test_records_hold_everything_and_only_high_scores(tmp_path):
     assert first["conversations"] == [{"from": "system", "value": "Be cheerful."},
                                       {"from": "human", "value": "Hello"}, {"from": "gpt", "value": "Joy!"}]
     assert set(first) == {"step", "dataset", "dataset_index", "row_id", "reward", "rewards", "prompt",
-                          "completion", "conversations"}
+                          "completion", "conversations", "rank"}
+    assert first["rank"] == 0
 
 
 def test_no_threshold_no_file(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,8 @@ class HighScoreExport:
         reward = record.get("reward")
         if reward is None or reward < self.threshold:
             return False
-        self._open().write(record)
+        # which process scored it: in a multi-process run every rank appends to the same file
+        self._open().write({**record, "rank": int(os.environ.get("RANK", "0"))})
         self.written += 1
         return True
 

@@ -48,9 +48,12 @@ class RewardMetrics:
             seen[1] += len(values)
 
     def pop(self) -> dict[str, float]:
+        """Statistics since the last pop, over every rank of a multi-process run (a collective call there:
+        every rank pops at the same logging step, as the trainer's ``log`` does)."""
         with self._lock:
             series, nones = self._series, self._nones
             self._series, self._nones = {}, {}
+        series, nones = _gather_across_ranks(series, nones)
         out: dict[str, float] = {}
         for key, moments in series.items():
             if moments.count:
@@ -60,4 +63,29 @@ class RewardMetrics:
                 out[f"rewards/{key}/none_ratio"] = declined / total
         if "rewards/combined/mean" in out:
             out["reward_combined_mean"] = out["rewards/combined/mean"]
+        if "combined" in nones:
+            out["rewards/combined/count"] = float(nones["combined"][1])  # completions scored, all ranks
         return out
+
+
+def _gather_across_ranks(series: dict[str, _Moments], nones: dict[str, list[int]]
+                         ) -> tuple[dict[str, _Moments], dict[str, list[int]]]:
+    """Sum the moments of every rank when torch.distributed is running with more than one process."""
+    import sys
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() < 2:
+        return series, nones
+    local = ({k: (m.count, m.total, m.total_sq) for k, m in series.items()}, nones)
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, local)
+    merged: dict[str, _Moments] = {}
+    merged_nones: dict[str, list[int]] = {}
+    for rank_series, rank_nones in gathered:
+        for key, (count, total, total_sq) in rank_series.items():
+            m = merged.setdefault(key, _Moments())
+            m.count, m.total, m.total_sq = m.count + count, m.total + total, m.total_sq + total_sq
+        for key, (declined, seen) in rank_nones.items():
+            acc = merged_nones.setdefault(key, [0, 0])
+            acc[0] += declined
+            acc[1] += seen
+    return merged, merged_nones
