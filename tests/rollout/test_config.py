@@ -35,10 +35,15 @@ def problems_of(data: dict, run_dir: Path | None = None) -> list[str]:
     return [str(p) for p in spec.check(cfg, ctx)]
 
 
-def test_quickstart_config_validates_and_declares_outputs(repo_root):
-    from pipelines.common.config_io import load_yaml
-    data = load_yaml(repo_root / "pipelines/rollout/configs/quickstart.yaml")
-    assert problems_of(data) == []
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "pipelines/rollout/configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_configs_validate_and_declare_outputs(path):
+    from pipelines.common.config_io import EnvResolver, load_yaml
+    problems: list = []
+    data = EnvResolver({}).resolve(load_yaml(path), str(path), problems)
+    assert problems == [] and problems_of(data) == []
     assert get_node("rollout").outputs == ("scored_jsonl", "scored_parquet", "sft", "preferences", "summary")
 
 
