@@ -3,11 +3,6 @@ selection rules hold on real scores, rewards route per dataset, and a killed run
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
