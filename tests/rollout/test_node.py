@@ -167,3 +167,31 @@ def test_rerun_is_refused_unless_resume(finished, tiny_model_dir, capsys):
     assert run_rollout(tmp_path, changed, "--set", "resume=true") == 2
     assert "different seed" in capsys.readouterr().err
     assert yaml.safe_load((finished / "resolved_config.yaml").read_text())["seed"] == 1   # refused before running
+
+
+def test_sft_file_reads_back_through_the_data_layer(finished):
+    """sft.jsonl is ShareGPT: the GRPO data layer samples it, with the kept completion as the answer."""
+    from pipelines.grpo.config import GRPOConfigFile
+    from pipelines.grpo.data import sample_datasets
+    sft = list(read_jsonl(finished / "sft.jsonl"))
+    cfg = GRPOConfigFile.model_validate({
+        "model": {"base_model_name": "unused"}, "dataset_settings": {"total_rows": len(sft)},
+        "datasets": [{"path": str(finished / "sft.jsonl"), "percentage": 1.0,
+                      "reward_funcs": [{"name": "keyword", "keywords": ["x"]}]}]})
+    rows = sample_datasets(cfg).train
+    assert sorted(r["answer"] for r in rows) == sorted(s["conversations"][-1]["value"] for s in sft)
+
+
+def test_preferences_train_with_trl_dpo(finished, tiny_model_dir, tmp_path):
+    """One real DPOTrainer step on preferences.jsonl: the file is in the form TRL's DPO trainer reads."""
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+    data = load_dataset("json", data_files=str(finished / "preferences.jsonl"), split="train")
+    args = DPOConfig(output_dir=str(tmp_path / "dpo"), max_steps=1, per_device_train_batch_size=1, use_cpu=True,
+                     bf16=False, report_to=[], save_strategy="no", logging_steps=1, max_length=64)
+    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model_dir), args=args,
+                         train_dataset=data, processing_class=AutoTokenizer.from_pretrained(tiny_model_dir))
+    result = trainer.train()
+    assert result.global_step == 1
+    assert any("rewards/chosen" in h or "loss" in h for h in trainer.state.log_history)
