@@ -128,3 +128,20 @@ def test_validate_imports_no_torch(repo_root, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "0 False"
     assert "rows to be sampled: 24" in out.stdout
+
+
+def test_schema_errors_and_data_problems_are_reported_together(tmp_path, capsys):
+    """A config the schema rejects still gets its dataset and reward checks (every mistake at once)."""
+    import yaml
+
+    from pipelines.runner import main
+    data = raw(model={"adapterr": "x"},
+               datasets=[{"path": "inputs/nope.jsonl", "percentage": 1.0,
+                          "reward_funcs": [{"name": "keywrd", "keywords": ["x"]}]}])
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(data))
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"pipeline_order": [{"node": "rollout", "config": "r.yaml"}]}))
+    assert main(["--super-config", str(tmp_path / "s.yaml"), "--outputs", str(tmp_path / "o"), "--validate"]) == 2
+    err = capsys.readouterr().err
+    assert 'model.adapterr: unknown key (did you mean "adapter"?)' in err
+    assert "datasets[0].path: no file matches 'inputs/nope.jsonl'" in err
+    assert "datasets[0].reward_funcs[0]" in err and "keywrd" in err
