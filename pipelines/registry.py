@@ -43,6 +43,7 @@ class NodeSpec:
     # checks that still make sense when the schema rejected the config (so every mistake is reported at once)
     check_partial: Optional[Callable[[dict[str, Any], NodeContext], list[Problem]]] = None
     inspect: Optional[Callable[[Any, NodeContext], list[str]]] = None       # --validate summary (may read data)
+    resume_hint: str = "--set training_parameters.resume_from_checkpoint=auto"   # how a user resumes this node
     outputs: tuple[str, ...] = ()   # names in the run's outputs dict that later nodes may refer to (@label.name)
 
     def run_function(self) -> Callable[..., Any]:
@@ -68,7 +69,13 @@ def _rollout_spec() -> NodeSpec:
     return spec.NODE
 
 
-NODE_FACTORIES: dict[str, Callable[[], NodeSpec]] = {"grpo": _grpo_spec, "rollout": _rollout_spec}
+def _grpo_hpo_spec() -> NodeSpec:
+    from pipelines.grpo.hpo import spec
+    return spec.NODE
+
+
+NODE_FACTORIES: dict[str, Callable[[], NodeSpec]] = {"grpo": _grpo_spec, "rollout": _rollout_spec,
+                                                     "grpo_hpo": _grpo_hpo_spec}
 
 
 def get_node(name: str) -> NodeSpec:
