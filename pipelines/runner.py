@@ -331,7 +331,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return EXIT_CONFIG
         except KeyboardInterrupt:
             print(f"\nnode {node.label!r} interrupted; its run dir {node.ctx.run_dir} keeps what was written "
-                  "(resume with --set training_parameters.resume_from_checkpoint=auto)", file=sys.stderr)
+                  f"(resume with {node.spec.resume_hint})", file=sys.stderr)
             return 130
         except Exception as exc:  # noqa: BLE001 - any node failure ends the pipeline with exit 1
             log.debug("traceback:\n%s", traceback.format_exc())

@@ -76,13 +76,14 @@ def check_config(cfg: RolloutConfigFile, file: str) -> list[Problem]:
     return [p for rule in RULES for p in rule(cfg, file)]
 
 
+RESUME_HINT = "--set resume=true"
+
+
 def _check(cfg: RolloutConfigFile, ctx: NodeContext) -> list[Problem]:
     problems = check_config(cfg, ctx.config_file)
-    if check_run_dir_free(ctx.run_dir, cfg.resume, ctx.config_file):
-        problems.append(Problem(ctx.config_file, "run_name",
-                                f"{ctx.run_dir} already holds a run; choose another run_name (e.g. --set "
-                                "run_name=NEW) or continue it with --set resume=true. Existing results are never "
-                                "overwritten"))
+    busy = check_run_dir_free(ctx.run_dir, cfg.resume, ctx.config_file, resume_hint=RESUME_HINT)
+    if busy:
+        problems += busy
     elif cfg.resume and not any(is_reference(d.path) for d in cfg.datasets):
         from pipelines.rollout.node import resume_problems
         problems += resume_problems(cfg, ctx.run_dir, ctx.config_file)
@@ -125,4 +126,5 @@ def _inspect(cfg: RolloutConfigFile, ctx: NodeContext) -> list[str]:
 
 
 NODE = NodeSpec(name="rollout", config_model=RolloutConfigFile, run="pipelines.rollout.node:run",
-                check=_check, check_partial=_check_partial, inspect=_inspect, outputs=OUTPUTS)
+                check=_check, check_partial=_check_partial, inspect=_inspect, outputs=OUTPUTS,
+                resume_hint=RESUME_HINT)
