@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import json
 import math
+import random
 import statistics
 import subprocess
 import sys
@@ -29,6 +31,20 @@ RUBRIC = """- role: system
 - role: user
   content: "Question: {input_text}\\nAnswer: {output_text}"
 """
+
+
+def jitter_floor(n: int, concurrency: int, latency: float, jitter: float, trials: int = 200) -> float:
+    """Mean makespan of n jobs with latency +/- jitter on `concurrency` slots and zero overhead (simulated):
+    what the jitter alone costs above the ideal."""
+    total = 0.0
+    for seed in range(trials):
+        rng = random.Random(seed)
+        slots = [0.0] * concurrency
+        for _ in range(n):
+            start = heapq.heappop(slots)
+            heapq.heappush(slots, start + latency * rng.uniform(1 - jitter, 1 + jitter))
+        total += max(slots)
+    return total / trials
 
 
 def start_server(latency: float, jitter: float) -> tuple[subprocess.Popen, int]:
@@ -91,6 +107,7 @@ async def run(args: argparse.Namespace, port: int, rubric: Path, proc: subproces
     return {"n": args.n, "concurrency": args.concurrency, "latency_s": args.latency, "jitter": args.jitter,
             "concurrent_s_runs": [round(r, 3) for r in runs], "concurrent_s": round(conc, 3),
             "ideal_s": round(ideal, 3), "ratio_to_ideal": round(conc / ideal, 3),
+            "jitter_floor_s": round(jitter_floor(args.n, args.concurrency, args.latency, args.jitter), 3),
             "sequential_n": args.sequential_n, "sequential_s": round(seq_full, 3),
             "speedup_vs_sequential": round(seq_full / conc, 1), "server_max_in_flight": in_flight,
             "judge_latency_p50_s": round(metrics.get("judge/bench/latency_p50_s", 0.0), 3),
@@ -124,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  concurrent  {result['concurrent_s']:.3f} s (median of {args.repeats}: {result['concurrent_s_runs']})")
     print(f"  ideal       {result['ideal_s']:.3f} s  -> {result['ratio_to_ideal']:.2f} x ideal "
           f"(target <= 1.25: {'PASS' if ok_ideal else 'FAIL'})")
+    print(f"  jitter floor {result['jitter_floor_s']:.3f} s (simulated makespan with zero overhead: "
+          f"{result['jitter_floor_s'] / result['ideal_s']:.2f} x ideal)")
     print(f"  sequential  {result['sequential_s']:.3f} s{extrapolated} -> {result['speedup_vs_sequential']:.1f} x "
           f"faster (target >= 40: {'PASS' if ok_seq else 'FAIL'})")
     print(f"  server max in flight {result['server_max_in_flight']}, request latency p50 "

@@ -11,7 +11,8 @@ Use it in-process::
     with JudgeServer(lambda req: Reply(content="<score>7</score>")) as srv:
         client = AsyncOpenAI(base_url=srv.base_url, api_key="x")
 
-or as a separate process (benchmarks), printing ``PORT <n>`` when ready::
+or as a separate process (benchmarks; :class:`AsyncJudgeServer`, timer-precise under load), printing
+``PORT <n>`` when ready::
 
     python tests/judge_server.py --latency 0.2 --jitter 0.2 --content "<score>7</score>"
 """
@@ -232,20 +233,98 @@ class JudgeServer:
             self.in_flight -= 1
 
 
+class AsyncJudgeServer:
+    """The same protocol on one asyncio loop in a thread: no thread per connection, so under heavy load its
+    delays are timer-precise (the threaded server's 64 handler threads contend for the GIL and answer ~20 ms
+    late). Benchmarks use it; it supports scripts that only delay and answer (no hang/raw)."""
+
+    def __init__(self, script: Script):
+        self.script = script
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop: Any = None
+        self._thread = threading.Thread(target=self._run, name="async-judge-server", daemon=True)
+
+    def start(self) -> "AsyncJudgeServer":
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        import asyncio
+
+        self._loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=512))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            server.close()
+            tasks = asyncio.all_tasks(self._loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self._loop.close()
+
+    async def _connection(self, reader: Any, writer: Any) -> None:
+        import asyncio
+
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+                body = json.loads(await reader.readexactly(int(headers.get("content-length") or 0)) or b"{}")
+                self.requests += 1
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                req = Request(body=body, headers=headers, index=self.requests - 1)
+                reply = self.script(req)
+                if reply.delay_s > 0:
+                    await asyncio.sleep(reply.delay_s)
+                data = json.dumps(_completion_body(req, reply)).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(data)).encode() + b"\r\n\r\n" + data)
+                self.in_flight -= 1
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    def reset_counters(self) -> None:
+        self.requests = 0
+        self.max_in_flight = self.in_flight
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Run the scriptable judge server until interrupted.")
+    p = argparse.ArgumentParser(description="Run the scriptable judge server until stdin closes.")
     p.add_argument("--latency", type=float, default=0.2, help="seconds per answer (default %(default)s)")
     p.add_argument("--jitter", type=float, default=0.2, help="+/- fraction of the latency (default %(default)s)")
     p.add_argument("--content", default="<score>7</score>", help="the judge's answer text")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threaded", action="store_true", help="the thread-per-connection server (default: asyncio)")
     args = p.parse_args(argv)
-    server = JudgeServer(fixed(args.content, args.latency, args.jitter, args.seed)).start()
+    script = fixed(args.content, args.latency, args.jitter, args.seed)
+    server: Any = JudgeServer(script) if args.threaded else AsyncJudgeServer(script)
+    server.start()
     print(f"PORT {server.port}", flush=True)
     try:
         for line in sys.stdin:            # a line "stats" prints counters; EOF stops the server
             if line.strip() == "stats":
-                print(json.dumps({"requests": len(server.requests), "max_in_flight": server.max_in_flight}),
-                      flush=True)
+                count = len(server.requests) if args.threaded else server.requests
+                print(json.dumps({"requests": count, "max_in_flight": server.max_in_flight}), flush=True)
             elif line.strip() == "reset":
                 server.reset_counters()
                 print("OK", flush=True)

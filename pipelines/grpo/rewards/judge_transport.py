@@ -1,7 +1,7 @@
 """HTTP transport to an OpenAI-compatible judge: one pooled client, bounded concurrency, retries, timeouts.
 
 The ``openai`` client does the HTTP; its own retries are off (``max_retries=0``) because we need what it does
-not give: a hard per-attempt bound (``asyncio.wait_for``, since httpx timeouts are per read, so a server
+not give: a hard per-attempt bound (``asyncio.timeout``, since httpx timeouts are per read, so a server
 trickling bytes could outlive them), retries that release the concurrency slot while they back off, and
 ``Retry-After`` capped by ``backoff_max_s`` so nothing waits without bound.
 
@@ -167,9 +167,9 @@ class JudgeTransport:
         # our body is plain JSON already (model, messages of role/content strings, sampling fields).
         params = dict(params)
         body = {"model": self.model, "messages": messages, **params.pop("extra_body", {}), **params}
-        request = state.client.post("/chat/completions", body=body, cast_to=ChatCompletion,
-                                    options={"timeout": self.timeout_s})
-        response = await asyncio.wait_for(request, self.timeout_s)
+        async with asyncio.timeout(self.timeout_s):     # the hard bound; no extra task as wait_for makes
+            response = await state.client.post("/chat/completions", body=body, cast_to=ChatCompletion,
+                                               options={"timeout": self.timeout_s})
         choices = getattr(response, "choices", None)
         if isinstance(response, (str, bytes)) or not choices or getattr(choices[0], "message", None) is None:
             raise MalformedResponse(f"no choices in {str(response)[:80]!r}")
