@@ -35,8 +35,34 @@ def arrow_shape_ok(t: pa.DataType, key: str) -> bool:
             and _is_string(st.field(content_key).type))
 
 
+def _bits(buffer: pa.Buffer, offset: int, length: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(buffer, dtype=np.uint8), bitorder="little")[offset: offset + length] == 1
+
+
 def _np(arr: pa.Array) -> np.ndarray:
-    return arr.to_numpy(zero_copy_only=False)
+    """A boolean or integer array as numpy, nulls read as False/0, straight from its buffers: pyarrow's
+    ``to_numpy``, ``fill_null`` with a Python value and ``pa.array`` on Python objects all import pandas (about
+    50 MB and a second of start-up), which the data layer otherwise never needs."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    validity, data = arr.buffers()[0], arr.buffers()[1]
+    if pa.types.is_boolean(arr.type):
+        values = _bits(data, arr.offset, len(arr))
+    else:
+        values = np.frombuffer(data, dtype=np.dtype(f"int{arr.type.bit_width}"))[arr.offset: arr.offset + len(arr)]
+    if arr.null_count:
+        values = np.where(_bits(validity, arr.offset, len(arr)), values, 0).astype(values.dtype)
+    return values
+
+
+def _string_array(values: list[str]) -> pa.Array:
+    """A pyarrow string array built from raw buffers (``pa.array`` on Python objects imports pandas)."""
+    data = [v.encode() for v in values]
+    offsets = np.cumsum([0] + [len(d) for d in data]).astype(np.int32)
+    return pa.StringArray.from_buffers(len(data), pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(data)))
+
+
+ROLE_SET, SYSTEM_SET, ASSISTANT_SET = (sorted(ROLES), sorted(SYSTEM_ROLES), sorted(ASSISTANT_ROLES))
 
 
 def _per_row(parents: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
@@ -44,8 +70,8 @@ def _per_row(parents: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(parents[mask], minlength=n)[:n] > 0
 
 
-def classify_arrow(column: pa.Array, key: str) -> tuple[Counter, np.ndarray]:
-    """(skipped rows by reason, boolean mask of valid rows) for one batch of a conversation column."""
+def reason_codes(column: pa.Array, key: str) -> np.ndarray:
+    """Per row: 0 when valid, else 1 + the index of its reason in :data:`ORDER`."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     role_key, content_key = FORMATS[key]
@@ -54,12 +80,12 @@ def classify_arrow(column: pa.Array, key: str) -> tuple[Counter, np.ndarray]:
     parents = _np(pc.list_parent_indices(column)).astype(np.int64)
     elem_null = _np(flat.is_null())
     roles = pc.utf8_lower(pc.utf8_trim_whitespace(pc.struct_field(flat, role_key)))
-    known = _np(pc.is_in(roles, value_set=pa.array(sorted(ROLES))).fill_null(False))
-    is_system = _np(pc.is_in(roles, value_set=pa.array(sorted(SYSTEM_ROLES))).fill_null(False))
-    is_assistant = _np(pc.is_in(roles, value_set=pa.array(sorted(ASSISTANT_ROLES))).fill_null(False))
+    known = _np(pc.is_in(roles, value_set=_string_array(ROLE_SET)))
+    is_system = _np(pc.is_in(roles, value_set=_string_array(SYSTEM_SET)))
+    is_assistant = _np(pc.is_in(roles, value_set=_string_array(ASSISTANT_SET)))
     content = pc.struct_field(flat, content_key)
     content_null = _np(content.is_null())
-    nonempty = _np(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(content)), 0).fill_null(False))
+    nonempty = _np(pc.utf8_length(pc.utf8_trim_whitespace(content))) > 0
 
     # A cut is an assistant turn with non-empty non-system content somewhere before it in the same row.
     speaks = (nonempty & ~is_system).astype(np.int64)
@@ -70,14 +96,42 @@ def classify_arrow(column: pa.Array, key: str) -> tuple[Counter, np.ndarray]:
 
     conditions = [
         _np(column.is_null()),
-        _np(pc.list_value_length(column).fill_null(0)) == 0,
+        _np(pc.list_value_length(column)) == 0,
         _per_row(parents, elem_null, n),
         _per_row(parents, ~known, n),
         _per_row(parents, content_null, n),
         ~_per_row(parents, is_assistant, n),
         ~_per_row(parents, cut, n),
     ]
-    codes = np.select(conditions, list(range(1, len(ORDER) + 1)), default=0)
+    return np.select(conditions, list(range(1, len(ORDER) + 1)), default=0).astype(np.uint8)
+
+
+def columns_reason_codes(columns: dict[str, pa.Array]) -> tuple[np.ndarray, np.ndarray]:
+    """(reason codes, whether the row uses the second column) for a batch holding ``conversations`` and/or
+    ``messages`` (each of a usable shape): a row uses the first of them that is not null, as
+    :func:`~pipelines.grpo.data_prompts.conversation_key` does."""
+    keys = [k for k in FORMATS if k in columns]
+    codes = reason_codes(columns[keys[0]], keys[0])
+    use_second = np.zeros(len(codes), dtype=bool)
+    if len(keys) == 2:
+        first, second = (_combined(columns[k]) for k in keys)
+        use_second = _np(first.is_null()) & _np(second.is_valid())
+        if use_second.any():
+            codes = np.where(use_second, reason_codes(second, keys[1]), codes)
+    return codes, use_second
+
+
+def _combined(column):
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def count_codes(codes: np.ndarray) -> Counter:
+    """Skipped rows by reason."""
     counts = np.bincount(codes, minlength=len(ORDER) + 1)
-    skipped = Counter({reason: int(counts[i + 1]) for i, reason in enumerate(ORDER) if counts[i + 1]})
-    return skipped, codes == 0
+    return Counter({reason: int(counts[i + 1]) for i, reason in enumerate(ORDER) if counts[i + 1]})
+
+
+def classify_arrow(column: pa.Array, key: str) -> tuple[Counter, np.ndarray]:
+    """(skipped rows by reason, boolean mask of valid rows) for one batch of a conversation column."""
+    codes = reason_codes(column, key)
+    return count_codes(codes), codes == 0

@@ -51,11 +51,10 @@ class BadRow(ValueError):
 
 
 def conversation_key(raw: dict) -> Optional[str]:
-    """The key holding this row's conversation, or None."""
-    for key in FORMATS:
-        if key in raw:
-            return key
-    return None
+    """The key holding this row's conversation: the first of ``conversations``/``messages`` that is not null,
+    else the first present, else None."""
+    present = [key for key in FORMATS if key in raw]
+    return next((key for key in present if raw[key] is not None), present[0] if present else None)
 
 
 def classify(raw: Any) -> Optional[str]:

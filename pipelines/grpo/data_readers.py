@@ -20,11 +20,14 @@ from typing import Any, Iterable, Iterator, Optional
 import numpy as np
 
 from pipelines.grpo.checks import resolve_input_paths
-from pipelines.grpo.data_prompts import classify, conversation_key
+from pipelines.grpo.data_jsonl import count_row, scan_jsonl
+from pipelines.grpo.data_prompts import FORMATS
 
 logger = logging.getLogger(__name__)
 
-PARQUET_BATCH_ROWS = 32_768
+PARQUET_BATCH_ROWS = 8_192
+# Stream column chunks through a small buffer instead of loading whole row groups (some files have 1M-row groups).
+PARQUET_BUFFER_BYTES = 1 << 20
 PROGRESS_DELAY_S = 1.0  # a progress bar appears only once a scan has taken this long
 
 
@@ -71,34 +74,9 @@ def _progress(total: int, desc: str, unit: str):
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, delay=PROGRESS_DELAY_S, leave=False)
 
 
-def _count(scan: ScanResult, raw: Any, file_id: int, record: int, offset: int = -1) -> None:
-    reason = classify(raw)
-    if reason is None:
-        scan.add(file_id, record, offset)
-        scan.formats[conversation_key(raw)] += 1
-    else:
-        scan.skipped[reason] += 1
-
-
 def _scan_jsonl(scan: ScanResult, path: Path, file_id: int) -> None:
-    size = path.stat().st_size
-    with open(path, "rb") as fh, _progress(size, f"scan {path.name}", "B") as bar:
-        offset, pending = 0, 0
-        for lineno, line in enumerate(fh, 1):
-            start, offset = offset, offset + len(line)
-            pending += len(line)
-            if pending > (1 << 22):
-                bar.update(pending)
-                pending = 0
-            if not line.strip():
-                continue
-            scan.rows_read += 1
-            try:
-                raw = json.loads(line)
-            except ValueError:  # includes bad UTF-8
-                scan.skipped["invalid_json"] += 1
-                continue
-            _count(scan, raw, file_id, lineno, start)
+    with _progress(path.stat().st_size, f"scan {path.name}", "B") as bar:
+        scan_jsonl(scan, path, file_id, bar)
 
 
 def load_json_records(path: Path) -> Optional[list]:
@@ -116,7 +94,7 @@ def load_json_records(path: Path) -> Optional[list]:
         lists = [k for k, v in data.items() if isinstance(v, list)]
         if len(lists) == 1:
             return data[lists[0]]
-        if conversation_key(data) is not None:  # a single record
+        if any(k in data for k in FORMATS):  # a single record
             return [data]
         raise DataFileError(f"{path}: expected a list of records or an object holding one list; found "
                             f"{len(lists)} list-valued keys ({', '.join(lists) or 'none'})")
@@ -131,41 +109,42 @@ def _scan_json(scan: ScanResult, path: Path, file_id: int) -> None:
         return
     for index, raw in enumerate(records):
         scan.rows_read += 1
-        _count(scan, raw, file_id, index)
+        count_row(scan, raw, file_id, index)
 
 
 def _scan_parquet(scan: ScanResult, path: Path, file_id: int) -> None:
     import pyarrow.parquet as pq
 
-    from pipelines.grpo.data_arrow import arrow_shape_ok, classify_arrow
+    from pipelines.grpo.data_arrow import arrow_shape_ok, columns_reason_codes, count_codes
 
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a broken file
         raise DataFileError(f"{path}: not a readable Parquet file ({exc})") from None
     total = pf.metadata.num_rows
-    names = pf.schema_arrow.names
-    key = next((k for k in ("conversations", "messages") if k in names), None)
+    keys = [k for k in FORMATS if k in pf.schema_arrow.names]
     scan.rows_read += total
-    if key is None:
+    if not keys:
         scan.skipped["missing_conversations"] += total
         return
-    fast = arrow_shape_ok(pf.schema_arrow.field(key).type, key) and not {"conversations", "messages"} <= set(names)
+    fast = all(arrow_shape_ok(pf.schema_arrow.field(k).type, k) for k in keys)
     start = 0
     with _progress(total, f"scan {path.name}", "row") as bar:
-        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[key]):
-            column = batch.column(0)
+        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=keys):
             if fast:
-                counts, valid_mask = classify_arrow(column, key)
-                scan.skipped.update(counts)
-                valid = np.flatnonzero(valid_mask) + start
-                scan.file_ids.extend(array("i", [file_id]) * len(valid))
-                scan.records.extend(array("q", valid.astype(np.int64).tobytes()))
-                scan.offsets.extend(array("q", [-1]) * len(valid))
-                scan.formats[key] += len(valid)
+                codes, second = columns_reason_codes({k: batch.column(k) for k in keys})
+                scan.skipped.update(count_codes(codes))
+                valid = codes == 0
+                rows = np.flatnonzero(valid).astype(np.int64) + start
+                scan.file_ids.extend(array("i", [file_id]) * len(rows))
+                scan.records.extend(array("q", rows.tobytes()))
+                scan.offsets.extend(array("q", [-1]) * len(rows))
+                for key, mask in zip(keys, (valid & ~second, valid & second)):
+                    if mask.any():
+                        scan.formats[key] += int(mask.sum())
             else:
-                for i, value in enumerate(column.to_pylist()):
-                    _count(scan, {key: value}, file_id, start + i)
+                for i, raw in enumerate(batch.to_pylist()):
+                    count_row(scan, raw, file_id, start + i)
             start += batch.num_rows
             bar.update(batch.num_rows)
 
@@ -195,9 +174,10 @@ def _read_jsonl(path: Path, offsets: Iterable[int]) -> Iterator[tuple[int, Any]]
 
 
 def _read_parquet(path: Path, indices: list[int]) -> Iterator[tuple[int, Any]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
     wanted = np.sort(np.asarray(indices, dtype=np.int64))
     rg_starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
     for group in np.unique(np.searchsorted(rg_starts, wanted, side="right") - 1):
@@ -206,7 +186,8 @@ def _read_parquet(path: Path, indices: list[int]) -> Iterator[tuple[int, Any]]:
             end = start + batch.num_rows
             local = wanted[(wanted >= start) & (wanted < end)] - start
             if len(local):
-                for idx, raw in zip(local, batch.take(local).to_pylist()):
+                indices = pa.Array.from_buffers(pa.int64(), len(local), [None, pa.py_buffer(local.tobytes())])
+                for idx, raw in zip(local, batch.take(indices).to_pylist()):  # (pa.array(numpy) imports pandas)
                     yield int(idx) + start, raw
             start = end
 

@@ -1,0 +1,158 @@
+"""Benchmark: sample 1,000 prompts from a ~2M-row (~1 GB) ShareGPT file, against a naive pandas baseline.
+
+    .venv/bin/python bench/bench_sampling.py                 # 2M rows (generated once under bench/_data/)
+    .venv/bin/python bench/bench_sampling.py --rows 100000   # a quick look
+
+The data layer (``pipelines.grpo.data.sample_datasets``, the real code path, with prompt tokens counted by the
+builtin tiny model's tokenizer) is measured on Parquet and on JSONL, and so is the naive way: pandas reads the
+whole file, then samples. Each measurement runs in its own subprocess, which reports its peak RSS
+(``ru_maxrss``); wall time is measured around the subprocess, interpreter start and imports included.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "bench" / "_data"
+TARGET_RSS_MB, RSS_RATIO, TIME_RATIO = 400, 1 / 5, 1 / 3
+
+
+def _sentences(rng, n: int):
+    """A pool of random word sequences that messages are assembled from (keeps generation fast)."""
+    import numpy as np
+
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    vocab = ["".join(rng.choice(letters, size=k)) for k in rng.integers(2, 10, size=4000)]
+    lengths = rng.integers(4, 16, size=n)
+    return [" ".join(vocab[j] for j in rng.integers(0, len(vocab), size=k)) for k in lengths]
+
+
+def generate(rows: int, seed: int = 0, chunk: int = 50_000) -> tuple[Path, Path]:
+    """Write the ShareGPT dataset as JSONL and Parquet (same rows) unless they already exist."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    jsonl, parquet = DATA / f"sharegpt_{rows}.jsonl", DATA / f"sharegpt_{rows}.parquet"
+    if jsonl.exists() and parquet.exists():
+        return jsonl, parquet
+    rng = np.random.default_rng(seed)
+    pool = _sentences(rng, 100_000)
+    conv_type = pa.list_(pa.struct([("from", pa.string()), ("value", pa.string())]))
+    schema = pa.schema([("conversations", conv_type), ("id", pa.int64()), ("source", pa.string())])
+    started = time.time()
+    with open(jsonl.with_name(jsonl.name + ".tmp"), "w", encoding="utf-8") as jf, \
+            pq.ParquetWriter(parquet.with_name(parquet.name + ".tmp"), schema) as writer:
+        for base in range(0, rows, chunk):
+            n = min(chunk, rows - base)
+            batch = []
+            exchanges = rng.integers(1, 4, size=n)
+            picks = rng.integers(0, len(pool), size=(n, 12))
+            nums = rng.integers(0, 1_000_000, size=(n, 6))
+            for i in range(n):
+                conv = [{"from": "system", "value": "You are a helpful assistant."}] if i % 3 == 0 else []
+                for t in range(exchanges[i]):
+                    conv.append({"from": "human", "value": f"{pool[picks[i, 4 * t]]} {nums[i, 2 * t]}?"})
+                    conv.append({"from": "gpt", "value": f"{pool[picks[i, 4 * t + 1]]} {pool[picks[i, 4 * t + 2]]}"
+                                                        f" {nums[i, 2 * t + 1]}."})
+                batch.append({"conversations": conv, "id": base + i, "source": "bench"})
+            jf.write("\n".join(json.dumps(r) for r in batch) + "\n")
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema), row_group_size=chunk)
+            print(f"\r  generated {base + n:,}/{rows:,} rows ({time.time() - started:.0f}s)", end="", flush=True)
+    print()
+    os.replace(jsonl.with_name(jsonl.name + ".tmp"), jsonl)
+    os.replace(parquet.with_name(parquet.name + ".tmp"), parquet)
+    return jsonl, parquet
+
+
+def measure_ours(path: str, sample: int, tokenizer: str | None) -> dict:
+    from pipelines.grpo.config import GRPOConfigFile
+    from pipelines.grpo.data import make_token_counter, sample_datasets
+
+    cfg = GRPOConfigFile.model_validate({
+        "seed": 42, "model": {"base_model_name": "builtin:tiny"},
+        "training_parameters": {"max_prompt_length": 512},
+        "datasets": [{"path": path, "percentage": 1.0, "reward_funcs": [{"name": "keyword"}]}],
+        "dataset_settings": {"total_rows": sample}})
+    counter = make_token_counter(tokenizer, None) if tokenizer else None
+    result = sample_datasets(cfg, counter)
+    return {"rows": len(result.train), "valid": result.stats[0].valid_rows}
+
+
+def measure_pandas(path: str, sample: int) -> dict:
+    import pandas as pd
+
+    df = pd.read_parquet(path) if path.endswith(".parquet") else pd.read_json(path, lines=True)
+    picked = df.sample(n=sample, random_state=42).to_dict("records")
+    return {"rows": len(picked), "valid": len(df)}
+
+
+def child(args: argparse.Namespace) -> None:
+    started = time.time()
+    if args.child == "ours":
+        out = measure_ours(args.path, args.sample, args.tokenizer)
+    else:
+        out = measure_pandas(args.path, args.sample)
+    out["work_s"] = time.time() - started
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print("RESULT " + json.dumps(out))
+
+
+def run_child(kind: str, path: Path, sample: int, tokenizer: str | None) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, "--path", str(path), "--sample", str(sample)]
+    if tokenizer:
+        cmd += ["--tokenizer", tokenizer]
+    started = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    wall = time.time() - started
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode or line is None:
+        raise SystemExit(f"{kind} on {path.name} failed:\n{proc.stdout}\n{proc.stderr}")
+    return {**json.loads(line[len("RESULT "):]), "wall_s": wall}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", type=int, default=2_000_000, help="rows in the generated dataset")
+    p.add_argument("--sample", type=int, default=1000, help="rows to sample")
+    p.add_argument("--formats", default="parquet,jsonl", help="comma-separated: parquet, jsonl")
+    p.add_argument("--child", choices=["ours", "pandas"], help=argparse.SUPPRESS)
+    p.add_argument("--path", help=argparse.SUPPRESS)
+    p.add_argument("--tokenizer", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        sys.path.insert(0, str(REPO))
+        return child(args)
+
+    sys.path.insert(0, str(REPO))
+    os.chdir(REPO)
+    from pipelines.common.tiny_model import resolve_model_name
+    tokenizer = resolve_model_name("builtin:tiny")  # built here, so no measured process imports torch
+    jsonl, parquet = generate(args.rows)
+    files = {"parquet": parquet, "jsonl": jsonl}
+    print(f"dataset: {args.rows:,} rows; parquet {parquet.stat().st_size / 1e9:.2f} GB, jsonl "
+          f"{jsonl.stat().st_size / 1e9:.2f} GB; sampling {args.sample} rows; {os.cpu_count()} CPUs")
+    print(f"{'format':8} {'method':8} {'wall s':>8} {'work s':>8} {'peak RSS MB':>12} {'time ratio':>11} "
+          f"{'RSS ratio':>10}  verdict")
+    for fmt in args.formats.split(","):
+        base = run_child("pandas", files[fmt], args.sample, None)
+        ours = run_child("ours", files[fmt], args.sample, tokenizer)
+        assert ours["rows"] == base["rows"] == args.sample
+        t_ratio, m_ratio = ours["wall_s"] / base["wall_s"], ours["peak_rss_mb"] / base["peak_rss_mb"]
+        ok = ours["peak_rss_mb"] <= TARGET_RSS_MB and m_ratio <= RSS_RATIO and t_ratio <= TIME_RATIO
+        print(f"{fmt:8} {'pandas':8} {base['wall_s']:8.1f} {base['work_s']:8.1f} {base['peak_rss_mb']:12.0f}")
+        print(f"{fmt:8} {'ours':8} {ours['wall_s']:8.1f} {ours['work_s']:8.1f} {ours['peak_rss_mb']:12.0f} "
+              f"{t_ratio:11.3f} {m_ratio:10.3f}  {'meets' if ok else 'MISSES'} target (RSS <= {TARGET_RSS_MB} MB"
+              f" and <= 1/5 of pandas, time <= 1/3)")
+
+
+if __name__ == "__main__":
+    main()
