@@ -15,7 +15,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from pipelines.common.io import JsonlAppender
 from pipelines.grpo.hpo.config import GRPOHPOConfigFile
@@ -166,7 +166,7 @@ class PopulationTrainer:
         return GRPOConfig(**kwargs)
 
     def train(self, generation: int, member: str, hparams: dict[str, Any], start: Optional[Path],
-              output_dir: Path) -> tuple[Path, Any]:
+              output_dir: Path, extra_callbacks: Sequence[Any] = ()) -> tuple[Path, Any]:
         """Train one member to the end of ``generation``; returns its new checkpoint and its trainer."""
         from peft import set_peft_model_state_dict
 
@@ -181,7 +181,8 @@ class PopulationTrainer:
         trainer = member_trainer_class()(
             model=self.model, args=args, train_dataset=self.dataset, reward_funcs=[self.stack.reward_func],
             processing_class=self.loaded.tokenizer, peft_config=None,
-            callbacks=member_callbacks(stop_at, self.metrics, generation, member), reward_stack=self.stack,
+            callbacks=member_callbacks(stop_at, self.metrics, generation, member) + list(extra_callbacks),
+            reward_stack=self.stack,
             stop_sequences=stops, log_completions_every=cfg.logging.log_completions_every)
         _drop_reference_copy(trainer.model)
         with tracker_env(cfg, self.run_dir):
