@@ -44,7 +44,7 @@ def test_missing_evaluation_is_a_config_error(base, tmp_path, capsys):
     del raw["evaluation"]
     code, _, err = validate(tmp_path, raw, capsys)
     assert code == 2
-    assert "an `evaluation` section is required for hyperparameter search" in err
+    assert "hpo.yaml: evaluation: an `evaluation` section is required for hyperparameter search" in err
 
 
 def test_missing_hpo_section(base, tmp_path, capsys):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipelines.common.schema import StrictModel
 from pipelines.grpo.config import EvaluationSection, GRPOConfigFile
@@ -51,12 +51,14 @@ class GRPOHPOConfigFile(GRPOConfigFile):
     """A GRPO config plus `hpo`; `evaluation` is required because fitness is its mean combined reward."""
 
     hpo: HPOSection = Field(description="Evolutionary search settings.")
-    evaluation: Optional[EvaluationSection] = Field(None, description="Held-out evaluation: REQUIRED here, the "
-                                                    "fitness is its mean combined reward.")
+    evaluation: Optional[EvaluationSection] = Field(None, validate_default=True, description="Held-out evaluation: "
+                                                    "REQUIRED here, the fitness is its mean combined reward.")
 
-    @model_validator(mode="after")
-    def _needs_evaluation(self) -> "GRPOHPOConfigFile":
-        if self.evaluation is None:
+    @field_validator("evaluation")
+    @classmethod
+    def _needs_evaluation(cls, value: Optional[EvaluationSection]) -> Optional[EvaluationSection]:
+        # A field validator (not a model one) so that the problem is reported at the key `evaluation`.
+        if value is None:
             raise ValueError("an `evaluation` section is required for hyperparameter search: a member's fitness is "
                              "the mean combined reward on its held-out prompts (add e.g. evaluation: {rows: 8})")
-        return self
+        return value
