@@ -85,14 +85,15 @@ def reason_codes(column: pa.Array, key: str) -> np.ndarray:
     is_assistant = _np(pc.is_in(roles, value_set=_string_array(ASSISTANT_SET)))
     content = pc.struct_field(flat, content_key)
     content_null = _np(content.is_null())
-    nonempty = _np(pc.utf8_length(pc.utf8_trim_whitespace(content))) > 0
+    # non-empty after str.strip(): has bytes and is not all whitespace (no trimmed copy of the text is made)
+    nonempty = (_np(pc.binary_length(content)) > 0) & ~_np(pc.utf8_is_space(content))
 
     # A cut is an assistant turn with non-empty non-system content somewhere before it in the same row.
     speaks = (nonempty & ~is_system).astype(np.int64)
     before = np.concatenate(([0], np.cumsum(speaks)))
-    row_first = np.searchsorted(parents, parents, side="left")
-    idx = np.arange(len(parents))
-    cut = is_assistant & (before[idx] - before[row_first] > 0)
+    run_starts = np.flatnonzero(np.diff(parents, prepend=-1))  # parents are sorted: one run per row
+    row_first = np.repeat(run_starts, np.diff(np.append(run_starts, len(parents))))
+    cut = is_assistant & (before[:-1] - before[row_first] > 0)
 
     conditions = [
         _np(column.is_null()),

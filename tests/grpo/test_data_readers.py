@@ -141,3 +141,23 @@ def test_parquet_read_rows_returns_exactly_the_asked_rows_with_all_columns(tmp_p
     wanted = [199, 0, 17, 16, 100, 34]
     got = read_rows(scan, wanted)
     assert {p: got[p] for p in wanted} == {p: rows[p] for p in wanted}
+
+
+def test_parquet_with_both_conversation_columns_uses_the_first_that_is_not_null(tmp_path):
+    msgs_type = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    rows = [
+        {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}], "messages": None},
+        {"conversations": None, "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
+        {"conversations": None, "messages": [{"role": "user", "content": "q"}]},
+        {"conversations": None, "messages": None},
+        {"conversations": [], "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
+    ]
+    schema = pa.schema([("conversations", CONV_TYPE), ("messages", msgs_type)])
+    path = tmp_path / "both.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    scan = scan_dataset(str(path))
+    assert list(scan.records) == [0, 1]
+    assert scan.formats == Counter({"conversations": 1, "messages": 1})
+    assert scan.skipped == Counter({"no_assistant_turn": 1, "missing_conversations": 1, "empty_conversations": 1})
+    assert [classify(r) for r in rows] == [None, None, "no_assistant_turn", "missing_conversations",
+                                           "empty_conversations"]
