@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=64, help="max_concurrency (default %(default)s)")
     p.add_argument("--latency", type=float, default=0.2, help="server latency, s (default %(default)s)")
     p.add_argument("--jitter", type=float, default=0.2, help="+/- fraction of the latency (default %(default)s)")
-    p.add_argument("--repeats", type=int, default=3, help="concurrent batches timed; the median is reported")
+    p.add_argument("--repeats", type=int, default=5, help="concurrent batches timed; the median is reported")
     p.add_argument("--sequential-n", type=int, default=256,
                    help="completions timed one at a time; fewer is faster and extrapolated to --n (labelled)")
     args = p.parse_args(argv)
