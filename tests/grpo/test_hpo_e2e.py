@@ -1,0 +1,167 @@
+"""The grpo_hpo node end to end on CPU with the tiny model: outputs, the elite, a real kill and a resume."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pipelines.common.io import read_jsonl
+from pipelines.runner import main
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "pipelines" / "grpo" / "configs" / "quickstart_hpo.yaml"
+POPULATION, GENERATIONS, STEPS = 3, 2, 3
+
+pytestmark = pytest.mark.slow
+
+
+def _super_config(tmp: Path, tiny_model_dir: Path) -> Path:
+    overrides = {"model.base_model_name": str(tiny_model_dir), "hpo.steps_per_generation": STEPS,
+                 "hpo.population_size": POPULATION, "hpo.generations": GENERATIONS,
+                 "dataset_settings.total_rows": 48, "evaluation.rows": 8,
+                 "datasets.0.path": str(REPO / "inputs" / "quickstart.jsonl")}
+    sc = tmp / "super.yaml"
+    sc.write_text(yaml.safe_dump({"pipeline_order": [{"node": "grpo_hpo", "config": str(QUICKSTART),
+                                                      "overrides": overrides}]}), encoding="utf-8")
+    return sc
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("hpo_e2e")
+    return tmp, _super_config(tmp, tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def full_run(setup) -> Path:
+    tmp, sc = setup
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)   # under pytest the root logger may filter INFO before run.log sees it
+    try:
+        assert main(["--super-config", str(sc), "--outputs", str(tmp / "out"), "--set", "run_name=full"]) == 0
+    finally:
+        root.setLevel(level)
+    return tmp / "out" / "full"
+
+
+def history(run_dir: Path) -> list[dict]:
+    return list(read_jsonl(run_dir / "hpo_history.jsonl"))
+
+
+def test_history_has_one_line_per_generation_and_member(full_run):
+    records = history(full_run)
+    assert len(records) == POPULATION * GENERATIONS
+    assert [(r["generation"], r["member"]) for r in records] == \
+        [(g, m) for g in range(GENERATIONS) for m in range(POPULATION)]
+    first = {r["id"] for r in records if r["generation"] == 0}
+    for r in records:
+        assert set(r["hparams"]) == {"learning_rate", "beta", "temperature", "num_generations"}
+        assert isinstance(r["fitness"], float) and 0.0 <= r["fitness"] <= 1.0
+        assert r["steps"] == (r["generation"] + 1) * STEPS
+        if r["generation"] == 0:
+            assert (r["parent"], r["mutation"]) == (None, "init")
+        else:
+            assert r["parent"] in first and r["mutation"]
+    second = [r for r in records if r["generation"] == 1]
+    best_first = max((r for r in records if r["generation"] == 0), key=lambda r: r["fitness"])
+    assert (second[0]["mutation"], second[0]["parent"]) == ("elite", best_first["id"])   # elitism
+    assert second[0]["hparams"] == best_first["hparams"]
+
+
+def test_elite_is_the_best_of_the_last_generation_and_loads(full_run, tiny_model_dir):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    last = [r for r in history(full_run) if r["generation"] == GENERATIONS - 1]
+    best = max(last, key=lambda r: r["fitness"])
+    elite_dir = full_run / "elite_adapter"
+    elite = json.loads((elite_dir / "hpo_elite.json").read_text())
+    assert elite["fitness"] == max(r["fitness"] for r in last) and elite["best"]
+    assert elite["id"] == next(r for r in last if r["best"])["id"]
+    assert best["fitness"] == elite["fitness"]
+    summary = json.loads((full_run / "summary.json").read_text())
+    assert summary["elite"]["id"] == elite["id"] and summary["elite"]["hparams"] == elite["hparams"]
+
+    weights = load_file(str(elite_dir / "adapter_model.safetensors"))
+    source = load_file(str(full_run / elite["checkpoint"] / "adapter_model.safetensors"))
+    assert weights.keys() == source.keys() and all(torch.equal(weights[k], source[k]) for k in weights)
+    tok = AutoTokenizer.from_pretrained(elite_dir)
+    assert tok.chat_template == AutoTokenizer.from_pretrained(tiny_model_dir).chat_template
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), elite_dir)
+    lora = {n: p for n, p in model.named_parameters() if "lora_B" in n}
+    assert lora and any(p.abs().sum() > 0 for p in lora.values())   # trained (LoRA B starts at zero)
+    ids = tok.apply_chat_template([{"role": "user", "content": "Describe the sea."}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)
+    out = model.generate(**ids, max_new_tokens=4, do_sample=False)
+    assert out.shape[1] > ids["input_ids"].shape[1]
+
+
+def test_outputs_metrics_and_manifest(full_run):
+    manifest = json.loads((full_run / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["node"] == "grpo_hpo"
+    for key in ("elite_adapter", "hpo_history", "hpo_fitness"):
+        assert Path(manifest["outputs"][key]).exists()
+    assert (full_run / "hpo_fitness.png").read_bytes()[:4] == b"\x89PNG"
+    records = list(read_jsonl(full_run / "metrics.jsonl"))
+    lrs = {r["id"]: r["hparams"]["learning_rate"] for r in history(full_run)}
+    for member, lr in lrs.items():
+        steps = [r for r in records if r.get("member") == member and "loss" in r]
+        generation = int(member[1:].split("m")[0])
+        assert [r["step"] for r in steps] == list(range(generation * STEPS + 1, (generation + 1) * STEPS + 1))
+        assert all(r["learning_rate"] == pytest.approx(lr) for r in steps)   # constant schedule: the member's lr
+        assert any(r.get("member") == member and "eval/reward_mean" in r for r in records)
+    # only the last generation's checkpoints are kept (the elite's among them)
+    kept = sorted(p.name for p in (full_run / "hpo").glob("gen-*/*"))
+    assert kept == sorted(r["id"] for r in history(full_run) if r["generation"] == GENERATIONS - 1)
+    log = (full_run / "run.log").read_text()
+    assert "elite: member" in log and "learning_rate" in log and "lineage:" in log
+
+
+def test_a_killed_search_resumes_at_its_last_completed_generation(setup, full_run):
+    tmp, sc = setup
+    run_dir = tmp / "out" / "killed"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "run_pipeline.py", "--super-config", str(sc), "--outputs",
+                             str(tmp / "out"), "--set", "run_name=killed"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    try:
+        # kill once generation 1 is saved and generation 2 has started training (a member folder exists)
+        while time.time() < deadline and proc.poll() is None:
+            if any((run_dir / "hpo" / "gen-0001").glob("*/")):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the search ended before it could be interrupted"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    state = json.loads((run_dir / "hpo" / "state.json").read_text())
+    assert state["generation"] == 1 and not (run_dir / "manifest.json").exists() \
+        or json.loads((run_dir / "manifest.json").read_text())["status"] != "completed"
+    assert len(history(run_dir)) == POPULATION
+
+    # without the resume switch the run dir is refused; with it, the search goes on from generation 2
+    assert main(["--super-config", str(sc), "--outputs", str(tmp / "out"), "--set", "run_name=killed"]) == 2
+    assert main(["--super-config", str(sc), "--outputs", str(tmp / "out"), "--set", "run_name=killed",
+                 "--set", "training_parameters.resume_from_checkpoint=auto"]) == 0
+    resumed, reference = history(run_dir), history(full_run)
+    assert len(resumed) == POPULATION * GENERATIONS
+    same = ("generation", "member", "id", "parent", "mutation", "hparams", "fitness", "best", "checkpoint")
+    assert [{k: r[k] for k in same} for r in resumed] == [{k: r[k] for k in same} for r in reference]
+    losses = [(r["member"], r["step"]) for r in read_jsonl(run_dir / "metrics.jsonl") if "loss" in r]
+    assert len(losses) == len(set(losses)) == POPULATION * GENERATIONS * STEPS   # the redone steps, once
+    assert json.loads((run_dir / "summary.json").read_text())["resumed"] is True
+    assert (run_dir / "elite_adapter" / "adapter_model.safetensors").is_file()
