@@ -76,7 +76,7 @@ def test_429_honours_retry_after(server, rubric):
     reward.pop_metrics()
     started = time.monotonic()
     assert run(reward, ["busy"]) == [7.0]
-    assert 0.4 <= time.monotonic() - started < 0.4 * 1.1 + 0.3
+    assert 0.4 <= time.monotonic() - started < 0.4 * 1.1 + 0.6
     m = reward.pop_metrics()
     assert m["judge/grader/calls"] == 2 and m["judge/grader/retries"] == 1 and m["judge/grader/failures"] == 0
 
@@ -87,7 +87,7 @@ def test_retry_after_is_capped_by_backoff_max(server, rubric):
     run(reward, ["warm-up"])
     started = time.monotonic()
     assert run(reward, ["busy"]) == [7.0]
-    assert 0.2 <= time.monotonic() - started < 1.0
+    assert 0.2 <= time.monotonic() - started < 2.0        # not the 30 s asked for
 
 
 @pytest.mark.parametrize("bad", [Reply(status=500), Reply(status=503), Reply(raw=b"<html>proxy error</html>"),
@@ -121,7 +121,7 @@ def test_hang_past_timeout_is_bounded_then_retried(server, rubric):
     run(reward, ["warm-up"])
     started = time.monotonic()
     assert run(reward, ["slow"]) == [7.0]
-    assert 0.5 <= time.monotonic() - started < 1.3
+    assert 0.5 <= time.monotonic() - started < 2.5
 
 
 def test_permanent_hang_gives_up_within_its_bounds(server, rubric):
@@ -132,7 +132,7 @@ def test_permanent_hang_gives_up_within_its_bounds(server, rubric):
     started = time.monotonic()
     assert run(reward, ["slow"]) == [None]
     # 3 attempts x 0.3 s + backoff (<= 0.01 + 0.02 s) + slack
-    assert 0.9 <= time.monotonic() - started < 1.6
+    assert 0.9 <= time.monotonic() - started < 3.0        # the server would hang 10 s
     m = reward.pop_metrics()
     assert m["judge/grader/failures"] == 1 and m["judge/grader/calls"] == 3
 
