@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-from array import array
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -106,10 +105,7 @@ def _scan_block(scan: "ScanResult", block: bytes, file_id: int, first_line: int,
         if n:
             scan.skipped[ORDER[code]] += int(n)
     valid = codes == 0
-    count = int(valid.sum())
-    scan.file_ids.extend(array("i", [file_id]) * count)
-    scan.records.extend(array("q", (index[valid] + first_line).astype(np.int64).tobytes()))
-    scan.offsets.extend(array("q", (starts[valid] + offset).astype(np.int64).tobytes()))
+    scan.add_many(file_id, index[valid] + first_line, starts[valid] + offset)
     for key, mask in zip(FORMATS, (valid & ~second, valid & second)):
         if mask.any():
             scan.formats[key] += int(mask.sum())

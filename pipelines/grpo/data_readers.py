@@ -25,9 +25,6 @@ from pipelines.grpo.data_prompts import FORMATS
 
 logger = logging.getLogger(__name__)
 
-PARQUET_BATCH_ROWS = 8_192
-# Stream column chunks through a small buffer instead of loading whole row groups (some files have 1M-row groups).
-PARQUET_BUFFER_BYTES = 1 << 20
 PROGRESS_DELAY_S = 1.0  # a progress bar appears only once a scan has taken this long
 
 
@@ -56,6 +53,15 @@ class ScanResult:
         self.file_ids.append(file_id)
         self.records.append(record)
         self.offsets.append(offset)
+
+    def add_many(self, file_id: int, records: np.ndarray, offsets: Optional[np.ndarray] = None) -> None:
+        """Record many valid rows of one file at once."""
+        self.file_ids.extend(array("i", [file_id]) * len(records))
+        self.records.extend(array("q", np.asarray(records, dtype=np.int64).tobytes()))
+        if offsets is None:
+            self.offsets.extend(array("q", [-1]) * len(records))
+        else:
+            self.offsets.extend(array("q", np.asarray(offsets, dtype=np.int64).tobytes()))
 
     def row_id(self, i: int) -> str:
         """Stable id of valid row ``i``: ``file:line`` for JSONL, ``file[index]`` otherwise."""
@@ -113,40 +119,11 @@ def _scan_json(scan: ScanResult, path: Path, file_id: int) -> None:
 
 
 def _scan_parquet(scan: ScanResult, path: Path, file_id: int) -> None:
-    import pyarrow.parquet as pq
-
-    from pipelines.grpo.data_arrow import arrow_shape_ok, columns_reason_codes, count_codes
-
+    from pipelines.grpo.data_parquet import ParquetFileError, scan_parquet
     try:
-        pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a broken file
-        raise DataFileError(f"{path}: not a readable Parquet file ({exc})") from None
-    total = pf.metadata.num_rows
-    keys = [k for k in FORMATS if k in pf.schema_arrow.names]
-    scan.rows_read += total
-    if not keys:
-        scan.skipped["missing_conversations"] += total
-        return
-    fast = all(arrow_shape_ok(pf.schema_arrow.field(k).type, k) for k in keys)
-    start = 0
-    with _progress(total, f"scan {path.name}", "row") as bar:
-        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=keys):
-            if fast:
-                codes, second = columns_reason_codes({k: batch.column(k) for k in keys})
-                scan.skipped.update(count_codes(codes))
-                valid = codes == 0
-                rows = np.flatnonzero(valid).astype(np.int64) + start
-                scan.file_ids.extend(array("i", [file_id]) * len(rows))
-                scan.records.extend(array("q", rows.tobytes()))
-                scan.offsets.extend(array("q", [-1]) * len(rows))
-                for key, mask in zip(keys, (valid & ~second, valid & second)):
-                    if mask.any():
-                        scan.formats[key] += int(mask.sum())
-            else:
-                for i, raw in enumerate(batch.to_pylist()):
-                    count_row(scan, raw, file_id, start + i)
-            start += batch.num_rows
-            bar.update(batch.num_rows)
+        scan_parquet(scan, path, file_id, _progress)
+    except ParquetFileError as exc:
+        raise DataFileError(str(exc)) from None
 
 
 SCANNERS = {".jsonl": ("jsonl", _scan_jsonl), ".json": ("json", _scan_json), ".parquet": ("parquet", _scan_parquet)}
@@ -173,25 +150,6 @@ def _read_jsonl(path: Path, offsets: Iterable[int]) -> Iterator[tuple[int, Any]]
             yield off, json.loads(fh.readline())
 
 
-def _read_parquet(path: Path, indices: list[int]) -> Iterator[tuple[int, Any]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
-    wanted = np.sort(np.asarray(indices, dtype=np.int64))
-    rg_starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
-    for group in np.unique(np.searchsorted(rg_starts, wanted, side="right") - 1):
-        start = int(rg_starts[group])
-        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, row_groups=[int(group)]):
-            end = start + batch.num_rows
-            local = wanted[(wanted >= start) & (wanted < end)] - start
-            if len(local):
-                indices = pa.Array.from_buffers(pa.int64(), len(local), [None, pa.py_buffer(local.tobytes())])
-                for idx, raw in zip(local, batch.take(indices).to_pylist()):  # (pa.array(numpy) imports pandas)
-                    yield int(idx) + start, raw
-            start = end
-
-
 def read_rows(scan: ScanResult, positions: Iterable[int]) -> dict[int, Any]:
     """Raw rows for valid-row positions of a scan, read straight from the files: {position: row}."""
     by_file: dict[int, list[int]] = {}
@@ -205,8 +163,9 @@ def read_rows(scan: ScanResult, positions: Iterable[int]) -> dict[int, Any]:
             for off, raw in _read_jsonl(path, key_of):
                 out[key_of[off]] = raw
         elif kind == "parquet":
+            from pipelines.grpo.data_parquet import read_parquet_rows
             key_of = {int(scan.records[p]): p for p in poss}
-            for idx, raw in _read_parquet(path, list(key_of)):
+            for idx, raw in read_parquet_rows(path, list(key_of)):
                 out[key_of[idx]] = raw
         else:
             records = load_json_records(path) or []
