@@ -2,10 +2,11 @@
 
 A scan walks every file of a dataset, classifies each row (see :func:`pipelines.grpo.data_prompts.classify`)
 and keeps, for each valid row, just enough to find it again: its file, its record number and (JSONL) its byte
-offset. Nothing is tokenized and no row is kept. JSONL is streamed line by line; Parquet is read in record
-batches of the conversation column only, classified with vectorised pyarrow code when the column has the
-usual list-of-struct shape. A ``.json`` file has no streaming reader in the standard library, so it is loaded
-whole (a ``.json`` file holding JSON lines is read as JSONL).
+offset. Nothing is tokenized and no row is kept. JSONL is streamed in blocks of lines
+(:mod:`pipelines.grpo.data_jsonl`), Parquet by row group, reading the conversation column only
+(:mod:`pipelines.grpo.data_parquet`). A ``.json`` file has no streaming reader in the standard library, so it
+is loaded whole (a ``.json`` file holding JSON lines is read as JSONL). Reading back seeks to the sampled
+JSONL lines, and decodes only the Parquet row groups that hold sampled rows.
 """
 from __future__ import annotations
 
@@ -97,11 +98,11 @@ def load_json_records(path: Path) -> Optional[list]:
     if isinstance(data, list):
         return data
     if isinstance(data, dict):
+        if any(k in data for k in FORMATS):  # a single record
+            return [data]
         lists = [k for k, v in data.items() if isinstance(v, list)]
         if len(lists) == 1:
             return data[lists[0]]
-        if any(k in data for k in FORMATS):  # a single record
-            return [data]
         raise DataFileError(f"{path}: expected a list of records or an object holding one list; found "
                             f"{len(lists)} list-valued keys ({', '.join(lists) or 'none'})")
     raise DataFileError(f"{path}: expected a list of records, found {type(data).__name__}")

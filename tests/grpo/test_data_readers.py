@@ -161,3 +161,10 @@ def test_parquet_with_both_conversation_columns_uses_the_first_that_is_not_null(
     assert scan.skipped == Counter({"no_assistant_turn": 1, "missing_conversations": 1, "empty_conversations": 1})
     assert [classify(r) for r in rows] == [None, None, "no_assistant_turn", "missing_conversations",
                                            "empty_conversations"]
+
+
+def test_json_object_that_is_a_single_record(tmp_path):
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(sharegpt(("human", "hi"), ("gpt", "yo"), tags=["a", "b"])))
+    scan = scan_dataset(str(path))
+    assert scan.valid == 1 and read_rows(scan, [0])[0]["tags"] == ["a", "b"]
