@@ -81,10 +81,12 @@ def test_group_size_bounds_need_a_divisor_of_the_generation_batch(base, tmp_path
     assert "[2, 4, 8]" in err
 
 
-def test_single_process_and_resume_value(base, tmp_path, capsys):
+def test_single_process_no_vllm_and_resume_value(base, tmp_path, capsys):
     code, _, err = validate(tmp_path, base, capsys, "--num-processes", "2",
-                            "--set", "training_parameters.resume_from_checkpoint=some/checkpoint-5")
+                            "--set", "training_parameters.resume_from_checkpoint=some/checkpoint-5",
+                            "--set", "model.vllm={mode: server}")
     assert code == 2
+    assert "model.vllm: grpo_hpo builds a new trainer per member" in err
     assert "launch.num_processes: grpo_hpo trains its members one after another" in err
     assert "training_parameters.resume_from_checkpoint: grpo_hpo resumes a whole search" in err
 

@@ -72,6 +72,9 @@ def test_history_has_one_line_per_generation_and_member(full_run):
             assert (r["parent"], r["mutation"]) == (None, "init")
         else:
             assert r["parent"] in first and r["mutation"]
+    # member 0 starts from the config's values (TRL's defaults for beta and temperature, which it leaves unset)
+    assert records[0]["hparams"] == {"learning_rate": 0.02, "beta": 0.0, "temperature": 1.0, "num_generations": 4}
+    assert len({json.dumps(r["hparams"], sort_keys=True) for r in records if r["generation"] == 0}) == POPULATION
     second = [r for r in records if r["generation"] == 1]
     best_first = max((r for r in records if r["generation"] == 0), key=lambda r: r["fitness"])
     assert (second[0]["mutation"], second[0]["parent"]) == ("elite", best_first["id"])   # elitism
@@ -149,8 +152,9 @@ def test_a_killed_search_resumes_at_its_last_completed_generation(setup, full_ru
         if proc.poll() is None:
             proc.kill()
     state = json.loads((run_dir / "hpo" / "state.json").read_text())
-    assert state["generation"] == 1 and not (run_dir / "manifest.json").exists() \
-        or json.loads((run_dir / "manifest.json").read_text())["status"] != "completed"
+    assert state["generation"] == 1
+    manifest = run_dir / "manifest.json"
+    assert not manifest.exists() or json.loads(manifest.read_text())["status"] != "completed"
     assert len(history(run_dir)) == POPULATION
 
     # without the resume switch the run dir is refused; with it, the search goes on from generation 2
@@ -165,3 +169,10 @@ def test_a_killed_search_resumes_at_its_last_completed_generation(setup, full_ru
     assert len(losses) == len(set(losses)) == POPULATION * GENERATIONS * STEPS   # the redone steps, once
     assert json.loads((run_dir / "summary.json").read_text())["resumed"] is True
     assert (run_dir / "elite_adapter" / "adapter_model.safetensors").is_file()
+
+    # resuming a finished search trains nothing and exports the same elite again
+    metrics_before = (run_dir / "metrics.jsonl").read_text()
+    assert main(["--super-config", str(sc), "--outputs", str(tmp / "out"), "--set", "run_name=killed",
+                 "--set", "training_parameters.resume_from_checkpoint=auto"]) == 0
+    assert history(run_dir) == resumed and (run_dir / "metrics.jsonl").read_text() == metrics_before
+    assert json.loads((run_dir / "elite_adapter" / "hpo_elite.json").read_text())["best"]

@@ -95,6 +95,15 @@ def check_single_process(cfg: GRPOHPOConfigFile, file: str) -> list[Problem]:
     return []
 
 
+def check_no_vllm_section(cfg: GRPOHPOConfigFile, file: str) -> list[Problem]:
+    if getattr(cfg.model, "vllm", None) is not None:
+        return [Problem(file, "model.vllm", "grpo_hpo builds a new trainer per member and generation, and TRL would "
+                                            "start (colocate) or re-attach (server) a vLLM engine each time; remove "
+                                            "model.vllm (members generate with transformers, or with Unsloth's own "
+                                            "engine on backend: unsloth)")]
+    return []
+
+
 def check_resume_setting(cfg: GRPOHPOConfigFile, file: str) -> list[Problem]:
     value = cfg.training_parameters.resume_from_checkpoint
     if value in (False, None, "false", "auto"):
@@ -105,7 +114,7 @@ def check_resume_setting(cfg: GRPOHPOConfigFile, file: str) -> list[Problem]:
 
 
 RULES: list[Callable[[GRPOHPOConfigFile, str], list[Problem]]] = [
-    check_search_space, check_group_size_bounds, check_single_process, check_resume_setting]
+    check_search_space, check_group_size_bounds, check_single_process, check_no_vllm_section, check_resume_setting]
 
 
 def check_hpo(cfg: GRPOHPOConfigFile, file: str) -> list[Problem]:

@@ -31,7 +31,8 @@ def _check_partial(raw: dict, ctx: NodeContext) -> list[Problem]:
 
     ns = SimpleNamespace(hpo=section(HPOSection, raw.get("hpo")),
                          training_parameters=section(C.TrainingParameters, raw.get("training_parameters")),
-                         launch=section(C.LaunchSection, raw.get("launch")))
+                         launch=section(C.LaunchSection, raw.get("launch")),
+                         model=section(C.ModelSection, raw.get("model")))
     if ns.hpo is None:
         return problems
     for rule in RULES:
