@@ -117,7 +117,7 @@ def scan_or_problem(ds: DatasetEntry, index: int, file: str) -> tuple[Optional[S
     return scan, []
 
 
-def _shortfall(stats: DatasetStats, have: int, mode: str, file: str, why: str) -> Optional[Problem]:
+def shortfall_problem(stats: DatasetStats, have: int, mode: str, file: str, why: str) -> Optional[Problem]:
     """A Problem in `error` mode, a warning in `take_all` mode, for a dataset with too few rows."""
     asked = stats.requested_train + stats.requested_eval
     what = f"{asked} rows asked ({stats.requested_train} training + {stats.requested_eval} held out)"
@@ -176,7 +176,7 @@ def sample_datasets(cfg: GRPOConfigFile, token_counter: Optional[TokenCounter] =
             stats.skipped.update(scan.skipped)
             stats.formats.update(scan.formats)
             if not found and scan.valid < train_counts[i] + eval_counts[i]:
-                problem = _shortfall(stats, scan.valid, mode, config_file, "valid rows")
+                problem = shortfall_problem(stats, scan.valid, mode, config_file, "valid rows")
                 problems += [problem] if problem else []
         plans.append((ds, stats, scan))
     if problems:
@@ -190,7 +190,7 @@ def sample_datasets(cfg: GRPOConfigFile, token_counter: Optional[TokenCounter] =
         rows = _draw(scan, ds, stats, min(need, scan.valid), cfg.seed, token_counter,
                      max_len if token_counter is not None else None)
         if len(rows) < need and not stats.shortfall:
-            problem = _shortfall(stats, len(rows), mode, config_file, "fit the prompt budget")
+            problem = shortfall_problem(stats, len(rows), mode, config_file, "fit the prompt budget")
             problems += [problem] if problem else []
         n_eval = min(stats.requested_eval, len(rows))
         held += rows[:n_eval]

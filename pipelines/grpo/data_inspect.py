@@ -14,7 +14,7 @@ import numpy as np
 
 from pipelines.common.problems import ConfigError, Problem
 from pipelines.grpo.config import GRPOConfigFile
-from pipelines.grpo.data import (DatasetStats, _shortfall, describe_skipped, eval_row_count, rows_per_dataset,
+from pipelines.grpo.data import (DatasetStats, shortfall_problem, describe_skipped, eval_row_count, rows_per_dataset,
                                  scan_or_problem, split_eval)
 from pipelines.grpo.data_prompts import FORMAT_NAMES, BadRow, prepare_prompt
 from pipelines.grpo.data_readers import ScanResult, read_rows
@@ -94,6 +94,10 @@ def inspect_all(cfg: GRPOConfigFile, config_file: str) -> list[str]:
     lines: list[str] = []
     problems: list[Problem] = []
     for i, ds in enumerate(cfg.datasets):
+        want = train_counts[i] + eval_counts[i]
+        if want == 0:
+            lines.append(f"dataset[{i}] {ds.path}: not read (percentage {ds.percentage:g} gives 0 rows)")
+            continue
         scan, found = scan_or_problem(ds, i, config_file)
         problems += found
         if scan is None:
@@ -101,14 +105,13 @@ def inspect_all(cfg: GRPOConfigFile, config_file: str) -> list[str]:
         formats = ", ".join(FORMAT_NAMES[k] for k in scan.formats) or "none"
         lines.append(f"dataset[{i}] {ds.path}: {len(scan.files)} file(s), format: {formats}")
         lines.append(f"  rows read: {scan.rows_read}, valid: {scan.valid}, skipped: {describe_skipped(scan.skipped)}")
-        want = train_counts[i] + eval_counts[i]
         held = f" + {eval_counts[i]} held out" if eval_counts[i] else ""
         lines.append(f"  rows to be sampled: {min(want, scan.valid)} ({train_counts[i]} training{held}, "
                      f"percentage {ds.percentage:g} of total_rows {cfg.dataset_settings.total_rows})")
         if scan.valid and scan.valid < want:
             stats = DatasetStats(index=i, path=ds.path, requested_train=train_counts[i],
                                  requested_eval=eval_counts[i])
-            problem = _shortfall(stats, scan.valid, cfg.dataset_settings.shortfall, config_file, "valid rows")
+            problem = shortfall_problem(stats, scan.valid, cfg.dataset_settings.shortfall, config_file, "valid rows")
             problems += [problem] if problem else []
             if problem is None:
                 lines.append(f"  WARNING: only {scan.valid} valid rows; all of them will be used (shortfall: "

@@ -148,7 +148,10 @@ def _read_jsonl(path: Path, offsets: Iterable[int]) -> Iterator[tuple[int, Any]]
     with open(path, "rb") as fh:
         for off in sorted(offsets):
             fh.seek(off)
-            yield off, json.loads(fh.readline())
+            try:
+                yield off, json.loads(fh.readline())
+            except ValueError:  # the file changed since the scan: the row is then skipped as a bad row
+                yield off, None
 
 
 def read_rows(scan: ScanResult, positions: Iterable[int]) -> dict[int, Any]:

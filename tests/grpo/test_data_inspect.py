@@ -78,3 +78,11 @@ def test_validate_reads_data_without_importing_torch(tmp_path):
                          timeout=120)
     assert "RC 0 HEAVY []" in out.stdout, out.stdout + out.stderr
     assert "rows read: 5, valid: 5" in out.stdout
+
+
+def test_zero_percentage_dataset_is_listed_but_not_read(tmp_path):
+    good = write_jsonl(tmp_path / "good.jsonl", good_rows(5))
+    cfg = make_config([{"path": str(good), "percentage": 1.0},
+                       {"path": str(tmp_path / "missing-but-unused.jsonl"), "percentage": 0.0}], total_rows=5)
+    text = "\n".join(inspect_datasets(cfg, "c.yaml"))
+    assert "dataset[1]" in text and "not read (percentage 0 gives 0 rows)" in text
