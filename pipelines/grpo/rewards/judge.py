@@ -193,8 +193,22 @@ def llm_judge(eval_llm_name: str, eval_llm_base_url: str, system_prompt_path: st
               judge_reasoning: bool = False, max_failure_rate: float = 0.5, normalize: bool = False,
               label: Optional[str] = None, backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
               extra_body: Optional[dict[str, Any]] = None) -> Callable[..., Any]:
-    """Build the judge reward once per run. ``eval_llm_mode`` is accepted for Augmentoolkit configs and ignored:
-    every judge speaks the OpenAI chat-completions API."""
+    """Build the judge reward once per run.
+
+    eval_llm_name / eval_llm_base_url / eval_llm_api_key: the judge model, its OpenAI-compatible ``/v1`` URL
+        and key (write ``${ENV_VAR}``; never logged). ``eval_llm_mode`` is accepted for Augmentoolkit configs
+        and ignored: every judge speaks the chat-completions API.
+    system_prompt_path: the rubric YAML (working directory first, then pipelines/grpo/).
+    score_types: ``[{name, type: score|autofail, min, max, weight}]``; see judge_parse.py for the rules.
+    cot_start / cot_end / judge_reasoning: the policy's reasoning between the markers is removed before judging
+        unless judge_reasoning is true.
+    temperature / top_p / max_tokens / extra_body: sent with each request when set.
+    max_concurrency / timeout_s / max_retries / backoff_base_s / backoff_max_s: transport bounds (calls in
+        flight, seconds per attempt, retries of 429/5xx/timeouts/connection errors, backoff and Retry-After cap).
+    format_retries: re-asks when an answer does not parse. on_error: ``skip`` (None), a number, or ``fail``.
+    cache: a SQLite file of parsed answers, or off. max_failure_rate: the circuit breaker per batch.
+    normalize: map the weighted sum onto [0, 1]. label: names the metrics ``judge/<label>/...``.
+    """
     settings = {k: v for k, v in locals().items()}
     judge = build_judge(settings)
     log.info("llm_judge %s: %s at %s, rubric %s, max_concurrency %d", judge.options.label, eval_llm_name,
