@@ -112,6 +112,19 @@ def test_cache_hits_persist_and_key_covers_params(server, rubric, tmp_path):
     assert rows == 5
 
 
+def test_identical_requests_in_a_batch_are_sent_once_with_a_cache(server, rubric, tmp_path):
+    server.script = Router({"same": [Reply(content="<score>3</score>")]}, default=Reply(content="<score>6</score>"))
+    prompts = [[{"role": "user", "content": "q"}]] * 4
+    completions = [[{"role": "assistant", "content": t}] for t in ("same", "same", "other", "same")]
+    cached = make_judge(server.base_url, rubric, cache=str(tmp_path / "c.sqlite"))
+    assert asyncio.run(cached(prompts, completions)) == [3.0, 3.0, 6.0, 3.0]
+    assert len(server.requests) == 2
+    assert cached.pop_metrics()["judge/grader/cache_hits"] == 2
+    uncached = make_judge(server.base_url, rubric)              # without a cache every completion is judged
+    assert asyncio.run(uncached(prompts, completions)) == [3.0, 3.0, 6.0, 3.0]
+    assert len(server.requests) == 6
+
+
 def test_failed_and_unparsed_answers_are_not_cached(server, rubric, tmp_path):
     db = tmp_path / "judge.sqlite"
     server.script = Router({"bad": [Reply(content="garbled")], "down": [Reply(status=500)]})

@@ -171,11 +171,19 @@ class LLMJudge:
         keys = [cache_key(self.transport.model, m, self.options.params or {}) if self.cache is not None else None
                 for m in requests]
         rewards: list[Optional[float]] = [self._cached(k) for k in keys]
-        todo = [i for i in range(n) if rewards[i] is None]
+        missing = [i for i in range(n) if rewards[i] is None]
+        # With a cache, identical requests in one batch (GRPO often samples the same short completion twice)
+        # are sent once and share the answer, as a later cache hit would.
+        first: dict[Any, int] = {}
+        for i in missing:
+            first.setdefault(keys[i] if keys[i] is not None else i, i)
+        todo = sorted(first.values())
         self.metrics.add(samples=n, cache_hits=n - len(todo))
         outcomes = await self._run_all([requests[i] for i in todo], [keys[i] for i in todo])
         fallback = None if self.options.on_error == "skip" else float(self.options.on_error)
-        for i, outcome in zip(todo, outcomes):
+        by_index = dict(zip(todo, outcomes))
+        for i in missing:
+            outcome = by_index[first[keys[i] if keys[i] is not None else i]]
             rewards[i] = outcome.reward if outcome.error is None else fallback
         bad = [o for o in outcomes if o.error is not None]
         if bad:

@@ -2,7 +2,8 @@
 
 Metrics (all since the last pop):
 
-- ``samples``: completions judged; ``cache_hits``: answered from the cache;
+- ``samples``: completions judged; ``cache_hits``: answered from the cache (or, with a cache, by an identical
+  request of the same batch);
 - ``calls``: HTTP requests sent (retries and format re-asks included); ``retries``: transport retries;
 - ``failures``: completions whose judge call still failed after retries;
 - ``parse_failures``: judge answers that could not be parsed (including ones fixed by a re-ask);
