@@ -127,6 +127,7 @@ def run_generation(population: Any, state: SearchState, cfg: GRPOHPOConfigFile, 
         checkpoint, trainer = population.train(g, slot.id, slot.hparams, start, gen_dir / slot.id)
         metrics = population.evaluate(trainer, g, slot.id)
         population.release(trainer)
+        del trainer
         fitness.append(metrics.get(FITNESS_KEY))
         evals.append(metrics)
         checkpoints.append(checkpoint.relative_to(run_dir).as_posix())

@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 from pipelines.common.io import atomic_write_text
 from pipelines.common.problems import ConfigError, Problem
 from pipelines.grpo.hpo.config import HPOSection
-from pipelines.grpo.hpo.evolution import Member, generation_rng, initial_hparams, mutate, tournament_select
+from pipelines.grpo.hpo.evolution import generation_rng, initial_hparams, mutate, tournament_select
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +117,6 @@ def history_records(state: SearchState, fitness: Sequence[Optional[float]], eval
     return [{"generation": state.generation, "member": i, "id": s.id, "parent": s.parent, "mutation": s.mutation,
              "hparams": s.hparams, "fitness": fitness[i], "best": i == best, "steps": steps,
              "checkpoint": checkpoints[i], "eval": evals[i]} for i, s in enumerate(state.population)]
-
-
-def as_members(records: Sequence[dict[str, Any]]) -> list[Member]:
-    return [Member(r["id"], r["hparams"], r["parent"], r["mutation"], r["fitness"]) for r in records]
 
 
 def save_state(run_dir: Path, state: SearchState) -> None:
