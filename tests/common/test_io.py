@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import signal
 import subprocess
@@ -13,22 +12,20 @@ from pathlib import Path
 from pipelines.common.io import JsonlAppender, atomic_write_text, read_jsonl, truncate_partial_last_line
 
 
-def _append_many(path: str, who: int, n: int) -> None:
-    with JsonlAppender(path) as out:
-        for i in range(n):
-            out.write({"who": who, "i": i, "blob": "x" * (20000 + who)})  # larger than any stdio buffer
+_APPEND = ("import sys; sys.path.insert(0, %r)\n"
+           "from pipelines.common.io import JsonlAppender\n"
+           "who = int(sys.argv[2])\n"
+           "with JsonlAppender(sys.argv[1]) as out:\n"
+           "    for i in range(200):\n"
+           "        out.write({'who': who, 'i': i, 'blob': 'x' * (20000 + who)})\n") % str(Path(__file__).parents[2])
 
 
 def test_concurrent_appenders_never_interleave(tmp_path):
+    """Three processes append records larger than any stdio buffer to one file at the same time."""
     path = tmp_path / "shared.jsonl"
-    procs = [mp.get_context("spawn").Process(target=_append_many, args=(str(path), w, 200)) for w in range(3)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
-    lines = path.read_text().splitlines()
-    records = [json.loads(line) for line in lines]  # every line is one whole record
+    procs = [subprocess.Popen([sys.executable, "-c", _APPEND, str(path), str(w)]) for w in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    records = [json.loads(line) for line in path.read_text().splitlines()]  # every line is one whole record
     assert len(records) == 600
     for w in range(3):
         assert sorted(r["i"] for r in records if r["who"] == w) == list(range(200))
