@@ -192,3 +192,14 @@ def test_a_killed_search_resumes_at_its_last_completed_generation(setup, full_ru
                  "--set", "training_parameters.resume_from_checkpoint=auto"]) == 0
     assert history(run_dir) == resumed and (run_dir / "metrics.jsonl").read_text() == metrics_before
     assert json.loads((run_dir / "elite_adapter" / "hpo_elite.json").read_text())["best"]
+
+    # a finished search is extended by raising hpo.generations and resuming
+    assert main(["--super-config", str(sc), "--outputs", str(tmp / "out"), "--set", "run_name=killed",
+                 "--set", "training_parameters.resume_from_checkpoint=auto",
+                 "--set", f"hpo.generations={GENERATIONS + 1}"]) == 0
+    extended = history(run_dir)
+    assert extended[:len(resumed)] == resumed and len(extended) == POPULATION * (GENERATIONS + 1)
+    last_ids = {r["id"] for r in resumed if r["generation"] == GENERATIONS - 1}
+    assert all(r["parent"] in last_ids for r in extended[len(resumed):])
+    elite = json.loads((run_dir / "elite_adapter" / "hpo_elite.json").read_text())
+    assert elite["generation"] == GENERATIONS and elite["steps"] == (GENERATIONS + 1) * STEPS

@@ -120,13 +120,17 @@ def test_prune_keeps_only_referenced_checkpoints(tmp_path):
     state = SearchState(2, [Slot("g2m0", {}, "g1m1", "elite", "hpo/gen-0001/g1m1/checkpoint-4"),
                             Slot("g2m1", {}, "g1m1", "none", "hpo/gen-0001/g1m1/checkpoint-4"),
                             Slot("g2m2", {}, "g1m2", "x", "hpo/gen-0001/g1m2/checkpoint-4")], 7, {})
-    prune_checkpoints(tmp_path, referenced(state))
+    prune_checkpoints(tmp_path, referenced(state, complete=False))
     left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("hpo/*/*"))
     assert left == ["hpo/gen-0001/g1m1", "hpo/gen-0001/g1m2"]
     # search complete: the last generation's checkpoints stay (the elite is exported from them)
-    done = SearchState(2, [], 7, {}, history=[{"generation": 1, "checkpoint": "hpo/gen-0001/g1m2/checkpoint-4"}])
-    prune_checkpoints(tmp_path, referenced(done))
-    assert [p.name for p in tmp_path.glob("hpo/*/*")] == ["g1m2"]
+    (tmp_path / "hpo" / "gen-0002" / "g2m0" / "checkpoint-6").mkdir(parents=True)
+    (tmp_path / "hpo" / "gen-0002" / "g2m1" / "checkpoint-6").mkdir(parents=True)
+    done = SearchState(3, [Slot("g3m0", {}, "g2m1", "elite", "hpo/gen-0002/g2m1/checkpoint-6")], 7, {},
+                       history=[{"generation": 2, "checkpoint": f"hpo/gen-0002/g2m{i}/checkpoint-6"} for i in (0, 1)])
+    assert referenced(done, complete=False) == {"hpo/gen-0002/g2m1/checkpoint-6"}
+    prune_checkpoints(tmp_path, referenced(done, complete=True))
+    assert sorted(p.name for p in tmp_path.glob("hpo/*/*")) == ["g2m0", "g2m1"]
 
 
 HISTORY = [

@@ -137,19 +137,19 @@ def run_generation(population: Any, state: SearchState, cfg: GRPOHPOConfigFile, 
                     "arbitrary (check the reward functions with --validate and the eval rows)", g + 1)
     steps = (g + 1) * hpo.steps_per_generation
     state.history += history_records(state, fitness, evals, checkpoints, steps)
-    if g + 1 < hpo.generations:
-        state.population = next_population(state.population, fitness, checkpoints, hpo, state.seed, g,
-                                           generation_batch(cfg))
-    else:
-        state.population = []
+    # The next population is drawn after the last generation too, so that a finished search can be extended
+    # (raise hpo.generations and resume); it is seeded per generation, so drawing it changes nothing else.
+    state.population = next_population(state.population, fitness, checkpoints, hpo, state.seed, g,
+                                       generation_batch(cfg))
     state.generation = g + 1
+    complete = state.generation >= hpo.generations
     save_state(run_dir, state)
-    prune_checkpoints(run_dir, referenced(state))
+    prune_checkpoints(run_dir, referenced(state, complete))
     _plot(state, run_dir)
     best = best_index(fitness)
-    log.info("generation %d done: best %s (fitness %s); next: %s", g + 1, f"g{g}m{best}",
-             _fmt_fitness(fitness[best]),
-             ", ".join(f"{s.id}<-{s.parent} [{s.mutation}]" for s in state.population) or "search complete")
+    log.info("generation %d done: best %s (fitness %s); %s", g + 1, state.history[-len(fitness) + best]["id"],
+             _fmt_fitness(fitness[best]), "search complete" if complete else "next: " + ", ".join(
+                 f"{s.id}<-{s.parent} [{s.mutation}]" for s in state.population))
 
 
 def finish(cfg: GRPOHPOConfigFile, run_dir: Path, state: SearchState, tokenizer: Any, started: float,

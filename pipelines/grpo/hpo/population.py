@@ -146,11 +146,12 @@ def check_resumable(state: SearchState, hpo: HPOSection, seed: int, file: str) -
         raise ConfigError(problems)
 
 
-def referenced(state: SearchState) -> set[str]:
-    """Checkpoints the saved state still needs: the next generation's starts, or (search complete) the last
-    generation's checkpoints, from which the elite is exported."""
+def referenced(state: SearchState, complete: bool) -> set[str]:
+    """Checkpoints the saved state still needs: the next generation's starts and, once the search is
+    ``complete``, all of the last generation's (the elite is exported from them; raising hpo.generations and
+    resuming continues from the next generation's starts)."""
     keep = {s.start for s in state.population if s.start}
-    if not state.population:
+    if complete:
         keep |= {r["checkpoint"] for r in state.history if r["generation"] == state.generation - 1}
     return keep
 
