@@ -111,19 +111,20 @@ def test_a_mutated_member_resumes_its_parent_with_its_own_learning_rate(populati
     pop, run_dir = population
     parent = {"learning_rate": 0.03, "beta": 0.02, "num_generations": 4, "temperature": 1.0}
     rec0 = Recorder()
-    ckpt0, trainer = pop.train(0, "g0m0", parent, None, run_dir / "gen-0000" / "g0m0", [rec0])
+    ckpt0, fitness, trainer = pop.train(0, "g0m0", parent, None, run_dir / "gen-0000" / "g0m0", [rec0])
     assert ckpt0.name == "checkpoint-2" and (ckpt0 / "optimizer.pt").is_file()
     assert rec0.lrs == [pytest.approx(0.03)] * 2
     # beta > 0: the reference is the base model (TRL's copy of the shared adapter is removed), the member trains
     assert set(trainer.model.peft_config) == {"default"}
     assert any(p.requires_grad for n, p in trainer.model.named_parameters() if "lora_" in n)
-    fitness = pop.evaluate(trainer, 0, "g0m0")
     assert "eval/reward_mean" in fitness
+    evals = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("member") == "g0m0" and "eval/accuracy" in r]
+    assert [(r["step"], r["eval/reward_mean"]) for r in evals] == [(2, fitness["eval/reward_mean"])]
     pop.release(trainer)
 
     child = dict(parent, learning_rate=0.004, num_generations=2)
     rec1 = Recorder()
-    ckpt1, trainer = pop.train(1, "g1m1", child, ckpt0, run_dir / "gen-0001" / "g1m1", [rec1])
+    ckpt1, _, trainer = pop.train(1, "g1m1", child, ckpt0, run_dir / "gen-0001" / "g1m1", [rec1])
     assert ckpt1.name == "checkpoint-4"
     # the clone starts from the parent's adapter and optimizer state, and really uses its own learning rate
     saved = _adapter(ckpt0)
@@ -139,6 +140,6 @@ def test_a_mutated_member_resumes_its_parent_with_its_own_learning_rate(populati
 
     # a fresh member of generation 0 starts from the fresh adapter, not from what the shared model last held
     rec2 = Recorder()
-    _, trainer = pop.train(0, "g0m1", parent, None, run_dir / "gen-0000" / "g0m1", [rec2])
+    _, _, trainer = pop.train(0, "g0m1", parent, None, run_dir / "gen-0000" / "g0m1", [rec2])
     assert all(torch.equal(rec2.begin[k], pop.init_state[k]) for k in pop.init_state)
     pop.release(trainer)

@@ -165,8 +165,9 @@ class PopulationTrainer:
         return GRPOConfig(**kwargs)
 
     def train(self, generation: int, member: str, hparams: dict[str, Any], start: Optional[Path],
-              output_dir: Path, extra_callbacks: Sequence[Any] = ()) -> tuple[Path, Any]:
-        """Train one member to the end of ``generation``; returns its new checkpoint and its trainer."""
+              output_dir: Path, extra_callbacks: Sequence[Any] = ()) -> tuple[Path, dict[str, float], Any]:
+        """Train one member to the end of ``generation`` and evaluate it on the held-out prompts (same prompts
+        and sampling seed for every member); returns its new checkpoint, its evaluation and its trainer."""
         from peft import set_peft_model_state_dict
 
         from pipelines.grpo.trainer import tracker_env
@@ -186,19 +187,13 @@ class PopulationTrainer:
         _drop_reference_copy(trainer.model)
         with tracker_env(cfg, self.run_dir):
             trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
-        checkpoint = output_dir / f"checkpoint-{trainer.state.global_step}"
-        if trainer.state.global_step != stop_at or not checkpoint.is_dir():
-            raise RuntimeError(f"member {member} stopped at step {trainer.state.global_step}, expected {stop_at}")
-        return checkpoint, trainer
-
-    def evaluate(self, trainer: Any, generation: int, member: str) -> dict[str, float]:
-        """Held-out evaluation of the member's current weights (same prompts and sampling seed for all)."""
-        step = (generation + 1) * self.cfg.hpo.steps_per_generation
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        metrics = self.evaluator.run(model, step)
-        self.metrics.write({"generation": generation, "member": member, "step": step,
-                            **{k: _jsonable(v) for k, v in metrics.items()}})
-        return metrics
+            checkpoint = output_dir / f"checkpoint-{trainer.state.global_step}"
+            if trainer.state.global_step != stop_at or not checkpoint.is_dir():
+                raise RuntimeError(f"member {member} stopped at step {trainer.state.global_step}, expected "
+                                   f"{stop_at}")
+            metrics = self.evaluator.run(trainer.accelerator.unwrap_model(trainer.model), stop_at)
+            trainer.emit_metrics(metrics)   # to the trackers (the member's run) and metrics.jsonl
+        return checkpoint, metrics, trainer
 
     @staticmethod
     def release(trainer: Any) -> None:

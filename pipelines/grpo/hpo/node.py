@@ -124,8 +124,7 @@ def run_generation(population: Any, state: SearchState, cfg: GRPOHPOConfigFile, 
     for slot in tqdm(state.population, desc=f"generation {g + 1}/{hpo.generations}", unit="member"):
         start = run_dir / slot.start if slot.start else None
         log.info("generation %d, member %s (%s): %s", g + 1, slot.id, slot.mutation, _fmt(slot.hparams))
-        checkpoint, trainer = population.train(g, slot.id, slot.hparams, start, gen_dir / slot.id)
-        metrics = population.evaluate(trainer, g, slot.id)
+        checkpoint, metrics, trainer = population.train(g, slot.id, slot.hparams, start, gen_dir / slot.id)
         population.release(trainer)
         del trainer
         fitness.append(metrics.get(FITNESS_KEY))
