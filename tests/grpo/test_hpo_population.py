@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,8 @@ from pipelines.grpo.hpo.population import (SearchState, Slot, best_index, check_
                                            initial_state, load_state, next_population, prune_checkpoints,
                                            referenced, save_state)
 from pipelines.grpo.hpo.report import elite_table, lineage, plot_fitness
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def hpo(**kw) -> HPOSection:
@@ -157,3 +160,16 @@ def test_fitness_plot(tmp_path):
     out = plot_fitness(HISTORY, tmp_path / "hpo_fitness.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_fitness([dict(r, fitness=None) for r in HISTORY], tmp_path / "none.png") is None
+
+
+def test_backend_auto_means_transformers_for_the_search():
+    from pipelines.common.config_io import load_yaml
+    from pipelines.grpo.hpo.config import GRPOHPOConfigFile
+    from pipelines.grpo.hpo.node import member_backend
+
+    raw = load_yaml(REPO / "pipelines" / "grpo" / "configs" / "quickstart_hpo.yaml")
+    raw["model"]["backend"] = "auto"
+    cfg = GRPOHPOConfigFile.model_validate(raw)
+    assert member_backend(cfg).model.backend == "transformers" and cfg.model.backend == "auto"
+    raw["model"]["backend"] = "unsloth"
+    assert member_backend(GRPOHPOConfigFile.model_validate(raw)).model.backend == "unsloth"

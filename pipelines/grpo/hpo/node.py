@@ -45,6 +45,7 @@ def run(cfg: GRPOHPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     from pipelines.grpo.model import choose_backend, load_tokenizer
 
     started = time.time()
+    cfg = member_backend(cfg)
     run_dir, tp, hpo = Path(ctx.run_dir), cfg.training_parameters, cfg.hpo
     if choose_backend(cfg.model.backend) == "unsloth":
         import unsloth  # noqa: F401 - must come before transformers/trl: it patches them on import
@@ -82,6 +83,20 @@ def run(cfg: GRPOHPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     if stack.export is not None:
         outputs["high_scores"] = stack.export.path
     return outputs
+
+
+def member_backend(cfg: GRPOHPOConfigFile) -> GRPOHPOConfigFile:
+    """``backend: auto`` means transformers here: the search (a new trainer per member on one PEFT model) is
+    verified on that backend; ``backend: unsloth`` is honoured, with a warning."""
+    if cfg.model.backend == "auto":
+        cfg = cfg.model_copy(deep=True)
+        cfg.model.backend = "transformers"
+        log.info("grpo_hpo: backend auto -> transformers (set backend: unsloth to try Unsloth, not yet verified "
+                 "with per-member trainers)")
+    elif cfg.model.backend == "unsloth":
+        log.warning("grpo_hpo on the unsloth backend is not verified yet (one trainer per member on Unsloth's "
+                    "PEFT model and vLLM engine); if a member fails, use backend: transformers")
+    return cfg
 
 
 def start_state(cfg: GRPOHPOConfigFile, run_dir: Path, config_file: str) -> tuple[SearchState, bool]:
