@@ -55,6 +55,8 @@ def _inspect(cfg: GRPOHPOConfigFile, ctx: NodeContext) -> list[str]:
               f"hpo: search space: {ranges}",
               f"hpo: generation batch {generation_batch(cfg)} completions per step; training_parameters.max_steps "
               f"is replaced by generations x steps_per_generation ({hpo.generations * hpo.steps_per_generation})"]
+    if cfg.model.backend == "auto":
+        lines.append("hpo: backend auto -> members train on the transformers backend")
     return lines
 
 
