@@ -162,9 +162,11 @@ def attach_adapter(base: Any, adapter: Path, given: str):
         model = PeftModel(base, config, adapter_name="default")
         result = model.load_adapter(str(adapter), adapter_name="default", is_trainable=False)
     except (ValueError, RuntimeError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MergeError(f"the adapter in {adapter} does not fit base model {given}: {first[:600]}. Pass the base "
-                         "model the adapter was trained on") from None
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        # A state_dict error's first line is a bare header; the "size mismatch for ..." line says what is wrong.
+        detail = next((line for line in lines if "mismatch" in line), lines[0] if lines else type(exc).__name__)
+        raise MergeError(f"the adapter in {adapter} does not fit base model {given}: {detail[:600].rstrip('.')}. Pass the "
+                         "base model the adapter was trained on") from None
     _check_load_result(result, adapter, given)
     return model.eval()
 

@@ -113,7 +113,7 @@ def _other_base(tmp_path: Path, name: str, **overrides) -> Path:
 
 
 @pytest.mark.parametrize("overrides, needle", [
-    ({"hidden_size": 32, "intermediate_size": 64}, "does not fit base model"),
+    ({"hidden_size": 32, "intermediate_size": 64}, "size mismatch"),
     ({"num_hidden_layers": 1}, "with no place in the base model"),
 ])
 def test_base_with_other_shapes_is_refused(adapter_dir, tmp_path, capsys, overrides, needle):
