@@ -1,0 +1,102 @@
+"""cli_utils.make_countdown_data, the shipped inputs/countdown.jsonl and pipelines/grpo/configs/countdown.yaml."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cli_utils import make_countdown_data as mcd
+from pipelines.grpo.rewards import builtin  # noqa: F401  (registers the built-in rewards)
+from pipelines.grpo.rewards.registry import get_reward_factory
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "inputs" / "countdown.jsonl"
+CONFIG = REPO / "pipelines" / "grpo" / "configs" / "countdown.yaml"
+
+
+def equation_scores(rows: list[dict], solutions: list[str]) -> list[float]:
+    """The countdown_equation reward, as the config builds it, on ``<answer>solution</answer>`` completions."""
+    fn = get_reward_factory("countdown_equation")(target_column="target", nums_column="nums")
+    completions = [[{"role": "assistant", "content": f"<think>x</think>\n<answer>{s}</answer>"}] for s in solutions]
+    return fn(prompts=[[]] * len(rows), completions=completions, nums=[r["nums"] for r in rows],
+              target=[r["target"] for r in rows])
+
+
+def test_generator_is_deterministic():
+    assert mcd.generate(300, seed=7) == mcd.generate(300, seed=7)
+    assert mcd.generate(300, seed=7) != mcd.generate(300, seed=8)
+
+
+def test_every_generated_task_is_solved_by_its_expression():
+    rows = mcd.generate(3000, seed=123)
+    assert equation_scores(rows, [r["solution"] for r in rows]) == [1.0] * len(rows)
+    # The check can fail: a target off by one is not reached.
+    wrong = [{**r, "target": r["target"] + 1} for r in rows[:50]]
+    assert equation_scores(wrong, [r["solution"] for r in wrong]) == [0.0] * 50
+    assert {len(r["nums"]) for r in rows} == {3, 4}
+    assert all(1 <= r["target"] <= mcd.MAX_TARGET for r in rows)
+    assert all(all(1 <= n <= mcd.MAX_NUMBER for n in r["nums"]) for r in rows)
+    assert any("/" in r["solution"] for r in rows) and any("*" in r["solution"] for r in rows)
+
+
+def test_reference_answers_have_the_trained_format():
+    fmt = get_reward_factory("think_answer_format")()
+    rows = mcd.generate(200, seed=5)
+    answers = [r["conversations"][1]["value"] for r in rows]
+    assert fmt(prompts=[[]] * 200, completions=answers) == [1.0] * 200
+    assert equation_scores(rows, [a.split("<answer>")[1].split("</answer>")[0] for a in answers]) == [1.0] * 200
+
+
+def test_cli_writes_the_same_rows(tmp_path):
+    out = tmp_path / "sub" / "cd.jsonl"
+    assert mcd.main(["--output", str(out), "--rows", "40", "--seed", "3"]) == 0
+    assert [json.loads(line) for line in out.read_text().splitlines()] == mcd.generate(40, 3)
+
+
+def test_shipped_file_is_reproducible_small_and_solvable():
+    assert SHIPPED.stat().st_size < 1_000_000
+    rows = [json.loads(line) for line in SHIPPED.read_text().splitlines()]
+    assert rows == mcd.generate(len(rows), seed=0), "regenerate: python -m cli_utils.make_countdown_data --seed 0"
+    assert equation_scores(rows, [r["solution"] for r in rows]) == [1.0] * len(rows)
+
+
+def test_help():
+    proc = subprocess.run([sys.executable, "-m", "cli_utils.make_countdown_data", "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "--rows" in proc.stdout and "--seed" in proc.stdout
+
+
+def test_config_chat_template_prefills_think(tiny_model_dir):
+    """The config's template opens <think>, which is what think_answer_format(prefilled_think=True) assumes."""
+    from transformers import AutoTokenizer
+
+    from pipelines.common.config_io import load_yaml
+
+    cfg = load_yaml(CONFIG)
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    tok.chat_template = cfg["training_parameters"]["chat_template"]
+    text = tok.apply_chat_template([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}],
+                                   tokenize=False, add_generation_prompt=True)
+    assert text == ("<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n"
+                    "<|im_start|>assistant\nLet me solve this step by step.\n<think>")
+    entry = next(e for e in cfg["datasets"][0]["reward_funcs"] if e["name"] == "think_answer_format")
+    fmt = get_reward_factory("think_answer_format")(prefilled_think=entry["prefilled_think"])
+    # A completion as vLLM returns it with the config's stop string kept.
+    assert fmt(prompts=[[]], completions=["50 - 4 = 46</think>\n<answer>50 - 4</answer>"]) == [1.0]
+    assert cfg["training_parameters"]["model_stop_sequences"] == ["</answer>"]
+
+
+@pytest.mark.parametrize("sets", [[], ["--set", "model.backend=transformers"]])
+def test_countdown_config_validates_on_cpu(tmp_path, sets):
+    """--validate on a CPU box: static checks only, the hub model need not be downloaded."""
+    super_config = tmp_path / "super.yaml"
+    super_config.write_text(f"pipeline_order:\n  - node: grpo\n    config: {CONFIG}\n")
+    proc = subprocess.run([sys.executable, "run_pipeline.py", "--validate", "--super-config", str(super_config),
+                           "--outputs", str(tmp_path / "outputs"), *sets],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "OK: 1 node(s) valid" in proc.stdout
+    assert "valid: 2000" in proc.stdout and "not on this machine" in proc.stdout
