@@ -17,6 +17,11 @@ REF_RE = re.compile(r"^@([A-Za-z0-9_\-]+)\.([A-Za-z0-9_]+)$")
 RUN_DIR_OUTPUT = "run_dir"
 
 
+def is_reference(value: Any) -> bool:
+    """True for an unresolved ``@label.output`` string (checked and substituted by the runner)."""
+    return isinstance(value, str) and value.strip().startswith("@")
+
+
 def find_refs(data: Any, key: str = "") -> Iterator[tuple[str, str, str]]:
     """Yield (key path, label, output) for every reference string in a config."""
     if isinstance(data, dict):

@@ -63,8 +63,12 @@ def check_lengths(cfg: GRPOConfigFile, file: str) -> list[Problem]:
 
 
 def check_input_paths(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    """Every dataset path matches a supported file (an ``@node.output`` reference is checked by the runner)."""
+    from pipelines.common.refs import is_reference
     problems = []
     for i, ds in enumerate(cfg.datasets):
+        if is_reference(ds.path):
+            continue
         files = resolve_input_paths(ds.path)
         if not files:
             problems.append(Problem(file, f"datasets[{i}].path", f"no file matches {ds.path!r} (relative paths are "

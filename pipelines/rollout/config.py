@@ -7,17 +7,12 @@ that may hold one never check the file system here.
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
 from pipelines.common.schema import StrictModel
 from pipelines.grpo.config import DatasetEntry, DatasetSettings, GRPOConfigFile, RewardSection
-
-
-def is_reference(value: Any) -> bool:
-    """True for an unresolved ``@label.output`` string (checked and substituted by the runner)."""
-    return isinstance(value, str) and value.strip().startswith("@")
 
 
 class RolloutModel(StrictModel):

@@ -9,29 +9,12 @@ from typing import Any, Callable
 
 from pipelines.common.problems import Problem
 from pipelines.common.rundir import check_run_dir_free
-from pipelines.grpo.checks import (SUPPORTED_SUFFIXES, check_percentages, check_post_processors, check_rewards,
-                                   resolve_input_paths)
+from pipelines.grpo.checks import check_input_paths, check_percentages, check_post_processors, check_rewards
 from pipelines.registry import NodeContext, NodeSpec
-from pipelines.rollout.config import RolloutConfigFile, is_reference
+from pipelines.common.refs import is_reference
+from pipelines.rollout.config import RolloutConfigFile
 
 OUTPUTS = ("scored_jsonl", "scored_parquet", "sft", "preferences", "summary")
-
-
-def check_input_paths(cfg: Any, file: str) -> list[Problem]:
-    """Every dataset path matches a supported file (references are checked by the runner)."""
-    problems = []
-    for i, ds in enumerate(cfg.datasets):
-        if is_reference(ds.path):
-            continue
-        files = resolve_input_paths(ds.path)
-        if not files:
-            problems.append(Problem(file, f"datasets[{i}].path", f"no file matches {ds.path!r} (relative paths are "
-                                                                  f"resolved from {os.getcwd()})"))
-        for f in files:
-            if f.suffix.lower() not in SUPPORTED_SUFFIXES:
-                problems.append(Problem(file, f"datasets[{i}].path", f"{f}: unsupported file type {f.suffix!r}; "
-                                                                      f"use one of {', '.join(SUPPORTED_SUFFIXES)}"))
-    return problems
 
 
 def check_model_paths(cfg: RolloutConfigFile, file: str) -> list[Problem]:
