@@ -109,6 +109,11 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
         callbacks.append(evaluation_callback(evaluator, cfg.evaluation.interval_steps, trainer_ref))
     # On the Unsloth backend vLLM applies the stop strings (SamplingParams); the subclass must not.
     stops = tuple(tp.model_stop_sequences) if loaded.backend == "transformers" else ()
+    # GRPOTrainer applies the LoraConfig (random LoRA A init) before Trainer.__init__ seeds the RNGs, so seed
+    # here: without it two runs with the same seed start from different adapters and diverge at the first update.
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
     trainer = trainer_class()(
         model=loaded.model, args=args, train_dataset=Dataset.from_list(sample.train),
         reward_funcs=[stack.reward_func], processing_class=loaded.tokenizer, peft_config=loaded.peft_config,
