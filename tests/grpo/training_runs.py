@@ -1,0 +1,97 @@
+"""Helpers for the GRPO training tests: a node config derived from the quickstart, a one-entry super-config,
+and a runner call from the repository root with the tiny model already in the outputs cache."""
+from __future__ import annotations
+
+import copy
+import logging
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+import yaml
+
+from pipelines.common.io import read_jsonl
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "pipelines/grpo/configs/quickstart.yaml"
+STEP_KEY = "reward_combined_mean"          # present on every training-step record of metrics.jsonl
+
+# Small and fast: 2 prompts x 4 generations per step, 12 new tokens.
+FAST = {"per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 12}
+
+
+def quickstart_config(**training: Any) -> dict[str, Any]:
+    """The shipped quickstart config with training_parameters updated (FAST sizes unless given)."""
+    cfg = yaml.safe_load(QUICKSTART.read_text(encoding="utf-8"))
+    cfg["training_parameters"].update({**FAST, **training})
+    return copy.deepcopy(cfg)
+
+
+def write_super(folder: Path, cfg: dict[str, Any], name: str = "node") -> Path:
+    """Write ``cfg`` as a node config plus a super-config running it; returns the super-config path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    node_cfg = folder / f"{name}.yaml"
+    node_cfg.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    super_cfg = folder / f"{name}.super.yaml"
+    super_cfg.write_text(f"pipeline_order:\n  - node: grpo\n    config: {node_cfg}\n", encoding="utf-8")
+    return super_cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """A cache folder holding the builtin tiny model, built once per session."""
+    from pipelines.common.tiny_model import resolve_model_name
+
+    cache = tmp_path_factory.mktemp("tiny-cache")
+    resolve_model_name("builtin:tiny", cache_root=cache)
+    return cache
+
+
+@pytest.fixture
+def outputs(tmp_path, tiny_cache, monkeypatch, caplog) -> Path:
+    """An outputs root with the tiny model in its cache; the working directory is the repository root."""
+    monkeypatch.chdir(REPO)
+    caplog.set_level(logging.INFO)   # under pytest the root logger would drop INFO before run.log sees it
+    out = tmp_path / "out"
+    for child in tiny_cache.iterdir():
+        if child.name.startswith("tiny-"):
+            shutil.copytree(child, out / ".cache" / child.name)
+    return out
+
+
+def run_node(outputs: Path, super_cfg: Optional[Path], *sets: str) -> int:
+    """``python run_pipeline.py [--super-config S] --outputs O --set ...`` in-process; returns the exit code."""
+    from pipelines.runner import main
+
+    args = ["--outputs", str(outputs)]
+    if super_cfg is not None:
+        args = ["--super-config", str(super_cfg)] + args
+    for item in sets:
+        args += ["--set", item]
+    assert Path.cwd() == REPO, "run from the repository root (monkeypatch.chdir(REPO))"
+    return main(args)
+
+
+def step_records(run_dir: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl records of training steps, in file order."""
+    return [r for r in read_jsonl(run_dir / "metrics.jsonl") if STEP_KEY in r]
+
+
+def high_scores(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "high_scoring_examples.jsonl"
+    return list(read_jsonl(path)) if path.exists() else []
+
+
+def trainer_state(checkpoint: Path) -> dict[str, Any]:
+    return json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+
+
+def text_files(run_dir: Path) -> str:
+    """Every text artifact of a run dir (logs, JSON, JSONL, YAML, Jinja, README), concatenated."""
+    parts = []
+    for path in sorted(run_dir.rglob("*")):
+        if path.is_file() and path.suffix in (".log", ".json", ".jsonl", ".yaml", ".yml", ".md", ".jinja", ".txt"):
+            parts.append(path.read_text(encoding="utf-8", errors="replace"))
+    return "\n".join(parts)
