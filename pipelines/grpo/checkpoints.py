@@ -1,9 +1,10 @@
 """Checkpoints: which one to resume from, and a marker that says a checkpoint was written completely.
 
 transformers writes ``checkpoint-N/`` in place, file by file. A kill during a save leaves a half-written
-folder, so every finished checkpoint gets a ``COMPLETE`` marker, written atomically after everything else;
-``resume_from_checkpoint: auto`` only picks marked checkpoints. (Checkpoints written by plain transformers
-are accepted when their ``trainer_state.json``, written last, parses.)
+folder, so every finished checkpoint gets a ``COMPLETE`` marker, written atomically after everything else
+(and removed first when a save overwrites an existing folder); ``resume_from_checkpoint: auto`` only picks
+marked checkpoints. Only an explicit path may name an unmarked one (e.g. written by plain transformers): it
+is accepted when its ``trainer_state.json`` (written last) parses and its weights and optimizer are there.
 """
 from __future__ import annotations
 
@@ -26,8 +27,15 @@ def mark_complete(checkpoint_dir: Path, step: int) -> None:
     atomic_write_text(Path(checkpoint_dir) / COMPLETE_MARKER, json.dumps({"global_step": step}) + "\n")
 
 
-def checkpoint_step(checkpoint_dir: Path) -> Optional[int]:
-    """The global step a complete checkpoint was saved at, or None when it is incomplete or unreadable."""
+def clear_marker(checkpoint_dir: Path) -> None:
+    """Remove the marker before a save writes into an existing folder: a kill during that save must not leave
+    a folder that claims to be complete while holding half-new files."""
+    (Path(checkpoint_dir) / COMPLETE_MARKER).unlink(missing_ok=True)
+
+
+def checkpoint_step(checkpoint_dir: Path, require_marker: bool = False) -> Optional[int]:
+    """The global step a complete checkpoint was saved at, or None when it is incomplete or unreadable.
+    With ``require_marker`` only checkpoints carrying this node's completeness marker count."""
     checkpoint_dir = Path(checkpoint_dir)
     state = checkpoint_dir / "trainer_state.json"
     try:
@@ -37,6 +45,8 @@ def checkpoint_step(checkpoint_dir: Path) -> Optional[int]:
     marker = checkpoint_dir / COMPLETE_MARKER
     if marker.exists():
         return step
+    if require_marker:
+        return None
     # A checkpoint from an earlier save that our marker did not cover (e.g. written by plain transformers):
     # trainer_state.json is written last, so a parsable one means the rest is there.
     has_weights = any((checkpoint_dir / n).exists() for n in
@@ -45,13 +55,13 @@ def checkpoint_step(checkpoint_dir: Path) -> Optional[int]:
 
 
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints in ``run_dir`` as (step, path), oldest first."""
+    """Complete (marked) checkpoints in ``run_dir`` as (step, path), oldest first."""
     out = []
     if not Path(run_dir).is_dir():
         return out
     for child in Path(run_dir).iterdir():
         if child.is_dir() and _CHECKPOINT_RE.match(child.name):
-            step = checkpoint_step(child)
+            step = checkpoint_step(child, require_marker=True)
             if step is None:
                 log.warning("ignoring incomplete checkpoint %s (interrupted while saving)", child)
             else:

@@ -112,7 +112,7 @@ def trainer_class() -> type:
     from trl import GRPOTrainer
     from trl.trainer.utils import RepeatSampler
 
-    from pipelines.grpo.checkpoints import mark_complete
+    from pipelines.grpo.checkpoints import clear_marker, mark_complete
     from pipelines.grpo.stops import cut_completions, stopping_generate, trim_completions
 
     class EpochSeededRepeatSampler(RepeatSampler):
@@ -188,9 +188,11 @@ def trainer_class() -> type:
             self.control = self.callback_handler.on_log(self.args, self.state, self.control, dict(metrics))
 
         def _save_checkpoint(self, model, trial):
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            if self.args.should_save:
+                clear_marker(folder)   # a resumed run may overwrite a checkpoint of the interrupted one
             super()._save_checkpoint(model, trial)
             if self.args.should_save:
-                folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
                 mark_complete(folder, self.state.global_step)
 
     return NodeGRPOTrainer
