@@ -1,0 +1,133 @@
+"""Resume after an interruption: a real SIGKILL after a checkpoint, then `resume_from_checkpoint: auto` finishes
+the run at the right step, with no duplicated metrics or high-score records, replaying the uninterrupted run."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from pipelines.grpo.checkpoints import COMPLETE_MARKER, latest_checkpoint, resolve_resume
+from tests.grpo.training_runs import (REPO, high_scores, outputs, quickstart_config, run_node,  # noqa: F401
+                                      step_records, tiny_cache, trainer_state, write_super)
+
+HANG_ENV = "GRPO_TEST_HANG_AT_STEP"
+PER_STEP = 8          # completions per optimizer step (2 prompts x 4 generations)
+
+
+def hanging_keyword(keyword: str = "Joy"):
+    """1.0 when ``keyword`` is in the completion. With $GRPO_TEST_HANG_AT_STEP=N, the scoring of step N hangs
+    (after writing ``hanging`` next to the run's checkpoints), so a test can kill the run at a known point."""
+    hang_at = int(os.environ.get(HANG_ENV, "0"))
+
+    def reward(prompts, completions, trainer_state=None, **kwargs):
+        step = trainer_state.global_step + 1
+        if hang_at and step >= hang_at:
+            Path(os.environ[HANG_ENV + "_FLAG"]).write_text(str(step))
+            while True:
+                time.sleep(1)
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        return [1.0 if keyword in t else 0.0 for t in texts]
+
+    return reward
+
+
+def resume_config(run_name: str, max_steps: int = 7) -> dict:
+    cfg = quickstart_config(max_steps=max_steps, save_steps=2, save_total_limit=None)
+    cfg["run_name"] = run_name
+    cfg["reward"]["score_save_threshold"] = 0.0          # every completion is recorded: duplicates show
+    cfg["datasets"][0]["reward_funcs"] = [{"name": "tests.grpo.test_training_resume:hanging_keyword"}]
+    cfg["logging"]["log_completions_every"] = 0
+    return cfg
+
+
+def by_step(records: list[dict]) -> dict[int, list]:
+    out: dict[int, list] = {}
+    for rec in records:
+        out.setdefault(rec["step"], []).append(rec)
+    return out
+
+
+@pytest.mark.slow
+def test_sigkill_after_checkpoint_then_resume_auto(outputs, tmp_path):  # noqa: F811
+    steps = 7
+    # the uninterrupted reference
+    assert run_node(outputs, write_super(tmp_path / "ref", resume_config("ref", steps))) == 0
+    ref = outputs / "ref"
+
+    super_cfg = write_super(tmp_path / "killed", resume_config("killed", steps))
+    flag = tmp_path / "hanging"
+    env = {**os.environ, HANG_ENV: "6", HANG_ENV + "_FLAG": str(flag)}
+    with open(tmp_path / "child.out", "wb") as sink:
+        child = subprocess.Popen([sys.executable, "run_pipeline.py", "--super-config", str(super_cfg),
+                                  "--outputs", str(outputs)], cwd=REPO, env=env, stdout=sink, stderr=sink)
+        try:
+            deadline = time.time() + 120
+            while not flag.exists():
+                assert child.poll() is None, (tmp_path / "child.out").read_text()[-3000:]
+                assert time.time() < deadline, "the child never reached step 6"
+                time.sleep(0.2)
+            time.sleep(0.5)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+    run = outputs / "killed"
+    assert (run / "checkpoint-4" / COMPLETE_MARKER).is_file() and not (run / "checkpoint-6").exists()
+    assert max(r["step"] for r in step_records(run)) == 5         # step 5 was logged after checkpoint-4
+    assert 5 in by_step(high_scores(run))
+    # a half-written save of a later step (no completeness marker) is never picked
+    half = run / "checkpoint-5"
+    shutil.copytree(run / "checkpoint-4", half)
+    (half / COMPLETE_MARKER).unlink()
+    state = json.loads((half / "trainer_state.json").read_text())
+    (half / "trainer_state.json").write_text(json.dumps({**state, "global_step": 5}))
+    assert latest_checkpoint(run) == run / "checkpoint-4"
+
+    assert run_node(outputs, super_cfg, "training_parameters.resume_from_checkpoint=auto") == 0
+    assert trainer_state(run / f"checkpoint-{steps}")["global_step"] == steps
+    logged = [r["step"] for r in step_records(run)]
+    assert logged == list(range(1, steps + 1))                       # no step twice, none missing
+    records = by_step(high_scores(run))
+    assert {s: len(v) for s, v in records.items()} == {s: PER_STEP for s in range(1, steps + 1)}
+    # the same data order as the uninterrupted run, and (seeded, RNG state restored) the very same rollouts
+    reference = by_step(high_scores(ref))
+    for step in range(1, steps + 1):
+        assert Counter(r["row_id"] for r in records[step]) == Counter(r["row_id"] for r in reference[step])
+        assert [r["completion"] for r in records[step]] == [r["completion"] for r in reference[step]], step
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == steps and summary["resumed_from"].endswith("checkpoint-4")
+
+
+def test_auto_ignores_checkpoints_without_the_marker(tmp_path):
+    """A checkpoint folder whose save was interrupted (no COMPLETE marker) is never picked by `auto`, even
+    when its trainer_state.json, weights and optimizer files are there; an explicit path to one is refused."""
+    run = tmp_path / "run"
+    for step, marked in ((2, True), (4, False)):
+        folder = run / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        (folder / "adapter_model.safetensors").write_bytes(b"x")
+        (folder / "optimizer.pt").write_bytes(b"x")
+        if marked:
+            (folder / COMPLETE_MARKER).write_text(json.dumps({"global_step": step}))
+    assert resolve_resume("auto", run, "cfg.yaml") == run / "checkpoint-2"
+    (run / "checkpoint-2" / COMPLETE_MARKER).unlink()
+    assert resolve_resume("auto", run, "cfg.yaml") is None
+
+
+def test_resume_false_on_an_existing_run_dir_is_refused(outputs, tmp_path, capsys):  # noqa: F811
+    cfg = resume_config("taken")
+    (outputs / "taken").mkdir(parents=True)
+    (outputs / "taken" / "resolved_config.yaml").write_text("seed: 1\n")
+    super_cfg = write_super(tmp_path, cfg)
+    assert run_node(outputs, super_cfg, "training_parameters.resume_from_checkpoint=false") == 2
+    err = capsys.readouterr().err
+    assert "run_name" in err and "resume_from_checkpoint=auto" in err
+    assert sorted(p.name for p in (outputs / "taken").iterdir()) == ["resolved_config.yaml"]
