@@ -60,9 +60,14 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
 
     stack = RewardStack(cfg, run_dir, resume_step=resume_step)
     metrics_cb = None
+    from pipelines.grpo.trainer import tracker_env
+
     try:
-        trainer, metrics_cb = _build_trainer(cfg, ctx, model_path, tokenizer, sample, stack, resume_step)
-        _train(trainer, cfg, run_dir, resume)
+        # The trackers' callbacks read their environment when the trainer builds them (tensorboard's log dir)
+        # and when training starts (wandb), so both happen inside it.
+        with tracker_env(cfg, run_dir):
+            trainer, metrics_cb = _build_trainer(cfg, ctx, model_path, tokenizer, sample, stack, resume_step)
+            _train(trainer, run_dir, resume)
     finally:
         stack.close()
         if metrics_cb is not None:
@@ -123,20 +128,18 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
     return trainer, metrics_cb
 
 
-def _train(trainer: Any, cfg: GRPOConfigFile, run_dir: Path, resume: Optional[Path]) -> None:
+def _train(trainer: Any, run_dir: Path, resume: Optional[Path]) -> None:
     from pipelines.grpo.rewards.errors import CircuitBreakerOpen
-    from pipelines.grpo.trainer import tracker_env
 
-    with tracker_env(cfg, run_dir):
-        try:
-            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        except CircuitBreakerOpen as exc:
-            saved = save_emergency_checkpoint(trainer, run_dir)
-            log.error("reward circuit breaker open at step %d: %s. %s Fix the cause (e.g. the judge endpoint), "
-                      "then resume with --set training_parameters.resume_from_checkpoint=auto",
-                      trainer.state.global_step, exc,
-                      f"Checkpoint saved: {saved}." if saved else "No new checkpoint was needed.")
-            raise
+    try:
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except CircuitBreakerOpen as exc:
+        saved = save_emergency_checkpoint(trainer, run_dir)
+        log.error("reward circuit breaker open at step %d: %s. %s Fix the cause (e.g. the judge endpoint), "
+                  "then resume with --set training_parameters.resume_from_checkpoint=auto",
+                  trainer.state.global_step, exc,
+                  f"Checkpoint saved: {saved}." if saved else "No new checkpoint was needed.")
+        raise
 
 
 def save_emergency_checkpoint(trainer: Any, run_dir: Path) -> Optional[Path]:
