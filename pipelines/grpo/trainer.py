@@ -187,6 +187,22 @@ def trainer_class() -> type:
             self.state.log_history.append(entry)
             self.control = self.callback_handler.on_log(self.args, self.state, self.control, dict(metrics))
 
+        def _load_optimizer_and_scheduler(self, checkpoint):
+            # With several processes transformers maps the optimizer state to args.device, which on a CPU is
+            # torch.device("cpu", 0): torch.load cannot restore to "cpu:0" and a multi-process CPU resume
+            # fails. Present plain "cpu" (the same memory) for the duration of the load.
+            device = self.args.device
+            if checkpoint is None or device.type != "cpu" or device.index is None:
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            import torch
+
+            cached = self.args.__dict__.get("_setup_devices")   # functools.cached_property storage
+            self.args.__dict__["_setup_devices"] = torch.device("cpu")
+            try:
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            finally:
+                self.args.__dict__["_setup_devices"] = cached
+
         def _save_checkpoint(self, model, trial):
             folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
             if self.args.should_save:
