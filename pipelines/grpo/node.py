@@ -57,8 +57,13 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
              backend, model_path)
 
     from pipelines.grpo.rewards.engine import RewardStack
+    from pipelines.launch import current_rank
 
-    stack = RewardStack(cfg, run_dir, resume_step=resume_step)
+    # Run-level files are the main process's: only it drops the records a resumed run redoes (another rank's
+    # rewrite could discard what the main process already appended). No rank writes a record before the
+    # model is wrapped for DDP at the start of training, a collective step that follows these truncations.
+    main_process = current_rank() == 0
+    stack = RewardStack(cfg, run_dir, resume_step=resume_step if main_process else None)
     metrics_cb = None
     from pipelines.grpo.trainer import tracker_env
 
@@ -66,20 +71,22 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
         # The trackers' callbacks read their environment when the trainer builds them (tensorboard's log dir)
         # and when training starts (wandb), so both happen inside it.
         with tracker_env(cfg, run_dir):
-            trainer, metrics_cb = _build_trainer(cfg, ctx, model_path, tokenizer, sample, stack, resume_step)
+            trainer, metrics_cb = _build_trainer(cfg, ctx, model_path, tokenizer, sample, stack,
+                                                 resume_step if main_process else None)
             _train(trainer, run_dir, resume)
     finally:
         stack.close()
         if metrics_cb is not None:
             metrics_cb.close()
     final = save_final_adapter(trainer, run_dir)
-    if cfg.push_to_hub is not None:
+    if cfg.push_to_hub is not None and trainer.is_world_process_zero():
         push_adapter(final, cfg.push_to_hub.repo_id, cfg.push_to_hub.private)
     outputs = {"final_adapter": final, "metrics": run_dir / METRICS_FILE, "reward_curve": run_dir / REWARD_CURVE,
                "summary": run_dir / SUMMARY_FILE}
     if stack.export is not None:
         outputs["high_scores"] = stack.export.path
-    write_summary(run_dir, trainer, started, outputs, resume)
+    if trainer.is_world_process_zero():
+        write_summary(run_dir, trainer, started, outputs, resume)
     return outputs
 
 
@@ -157,21 +164,27 @@ def save_emergency_checkpoint(trainer: Any, run_dir: Path) -> Optional[Path]:
 
 def save_final_adapter(trainer: Any, run_dir: Path) -> Path:
     """The adapter and the tokenizer (with the chat template used), written to a temp folder then renamed,
-    so ``final_adapter/`` is either complete or absent."""
+    so ``final_adapter/`` is either complete or absent. Every rank calls this (``save_model`` gathers sharded
+    weights); only the main process touches the folders."""
     final = run_dir / FINAL_ADAPTER
     tmp = run_dir / f".{FINAL_ADAPTER}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    main_process = trainer.is_world_process_zero()
+    if main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(tmp))
-    trainer.processing_class.save_pretrained(str(tmp))
-    if final.exists():
-        old = run_dir / f".{FINAL_ADAPTER}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    log.info("final adapter saved to %s", final)
+    if main_process:
+        trainer.processing_class.save_pretrained(str(tmp))
+        if final.exists():
+            old = run_dir / f".{FINAL_ADAPTER}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        log.info("final adapter saved to %s", final)
+    trainer.accelerator.wait_for_everyone()   # no rank returns before the adapter is in place
     return final
 
 
