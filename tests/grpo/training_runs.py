@@ -7,7 +7,7 @@ import logging
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import pytest
 import yaml
@@ -61,11 +61,12 @@ def outputs(tmp_path, tiny_cache, monkeypatch, caplog) -> Path:
     return out
 
 
-def run_node(outputs: Path, super_cfg: Optional[Path], *sets: str) -> int:
-    """``python run_pipeline.py [--super-config S] --outputs O --set ...`` in-process; returns the exit code."""
+def run_node(outputs: Path, super_cfg: Optional[Path], *sets: str, extra: Sequence[str] = ()) -> int:
+    """``python run_pipeline.py [--super-config S] --outputs O --set ... [extra]`` in-process; returns the
+    exit code."""
     from pipelines.runner import main
 
-    args = ["--outputs", str(outputs)]
+    args = ["--outputs", str(outputs), *extra]
     if super_cfg is not None:
         args = ["--super-config", str(super_cfg)] + args
     for item in sets:
