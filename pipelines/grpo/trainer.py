@@ -204,11 +204,23 @@ def trainer_class() -> type:
                 self.args.__dict__["_setup_devices"] = cached
 
         def _save_checkpoint(self, model, trial):
-            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            from transformers import trainer_utils
+
+            run_dir = self._get_output_dir(trial=trial)
+            folder = Path(run_dir) / f"checkpoint-{self.state.global_step}"
             if self.args.should_save:
                 clear_marker(folder)   # a resumed run may overwrite a checkpoint of the interrupted one
-            super()._save_checkpoint(model, trial)
+            # transformers deletes the oldest checkpoints (save_total_limit) at the end of its save; that must
+            # come after the new one is marked, or a kill in between leaves no checkpoint `auto` accepts.
+            limit = self.args.save_total_limit
+            self.args.save_total_limit = None
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                self.args.save_total_limit = limit
             if self.args.should_save:
                 mark_complete(folder, self.state.global_step)
+                trainer_utils.rotate_checkpoints(output_dir=run_dir, save_total_limit=limit, use_mtime=True,
+                                                 best_model_checkpoint=self.state.best_model_checkpoint)
 
     return NodeGRPOTrainer
