@@ -122,6 +122,33 @@ def test_auto_ignores_checkpoints_without_the_marker(tmp_path):
     assert resolve_resume("auto", run, "cfg.yaml") is None
 
 
+@pytest.mark.slow
+def test_kill_while_rotating_checkpoints_leaves_a_resumable_one(outputs, tmp_path, monkeypatch):  # noqa: F811
+    """save_total_limit deletes old checkpoints at the end of a save; a kill right then must leave the new one
+    complete (marked), so `auto` resumes from it instead of from step 0."""
+    import transformers.trainer
+    import transformers.trainer_utils
+
+    real = transformers.trainer_utils.rotate_checkpoints
+    rotations = []
+
+    def rotate_then_die(*args, **kwargs):
+        real(*args, **kwargs)
+        if kwargs.get("save_total_limit"):
+            rotations.append(1)
+            if len(rotations) == 2:                 # the save of step 4, which deleted checkpoint-2
+                raise KeyboardInterrupt("killed right after deleting old checkpoints")
+
+    monkeypatch.setattr(transformers.trainer_utils, "rotate_checkpoints", rotate_then_die)
+    monkeypatch.setattr(transformers.trainer, "rotate_checkpoints", rotate_then_die)
+    cfg = resume_config("rotating", max_steps=4)
+    cfg["training_parameters"]["save_total_limit"] = 1
+    assert run_node(outputs, write_super(tmp_path, cfg)) == 130          # interrupted in the second save
+    run = outputs / "rotating"
+    assert not (run / "checkpoint-2").exists()
+    assert latest_checkpoint(run) == run / "checkpoint-4"
+
+
 def test_resume_false_on_an_existing_run_dir_is_refused(outputs, tmp_path, capsys):  # noqa: F811
     cfg = resume_config("taken")
     (outputs / "taken").mkdir(parents=True)
