@@ -47,10 +47,13 @@ def timing_callback(sink: dict):
 
         def on_step_begin(self, args, state, control, **kwargs):
             self.begin = time.perf_counter()
+            self.begin_cpu = time.process_time()
 
         def on_step_end(self, args, state, control, **kwargs):
             now = time.perf_counter()
             sink.setdefault("step", []).append(now - self.begin)
+            # CPU seconds of the whole process (all threads): barely moved by other jobs on a shared box.
+            sink.setdefault("step_cpu", []).append(time.process_time() - self.begin_cpu)
             if self.last_end is not None:
                 sink.setdefault("cycle", []).append(now - self.last_end)
                 # This cycle ran the log/save of the previous step: remember whether that one saved.
@@ -147,6 +150,11 @@ def worker(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(REPO))
     work, tiny = Path(args.work), Path(args.tiny)
     sink = (run_node if args.worker == "node" else run_bare)(work, tiny, args.steps, args.tag)
+    import threading
+
+    import torch
+
+    sink["threads"] = {"torch": torch.get_num_threads(), "python": [t.name for t in threading.enumerate()]}
     (work / f"result-{args.worker}-{args.tag}.json").write_text(json.dumps(sink, default=str))
     return 0
 
@@ -189,38 +197,45 @@ def controller(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-step-"))
     tiny = build_tiny_model(work / "tiny", seed=0)
     dump_prompts(work, tiny, args.steps)
-    per_run: dict[str, dict[str, list[float]]] = {"node": {"step": [], "cycle": []},
-                                                 "bare": {"step": [], "cycle": []}}
+    per_run: dict[str, dict[str, list[float]]] = {"node": {}, "bare": {}}
     last: dict[str, dict] = {}
     order = ["node", "bare"]
     for i in range(args.repeats):
         for kind in (order if i % 2 == 0 else order[::-1]):   # ABBA... keeps drift from favouring one side
             res = spawn(kind, work, tiny, args.steps, str(i), args.threads)
             last[kind] = res
-            for metric in ("step", "cycle"):
-                per_run[kind][metric].append(mean_after(res[metric], args.warmup))
+            for metric in ("step", "cycle", "step_cpu"):
+                per_run[kind].setdefault(metric, []).append(mean_after(res[metric], args.warmup))
             plain, saving = split_cycles(res, args.warmup)
             per_run[kind].setdefault("plain", []).append(plain)
             per_run[kind].setdefault("save", []).append(saving)
-            print(f"run {i} {kind}: step {per_run[kind]['step'][-1] * 1000:.1f} ms, cycle "
-                  f"{per_run[kind]['cycle'][-1] * 1000:.1f} ms ({len(res['step'])} steps)", flush=True)
+            print(f"run {i} {kind}: step {per_run[kind]['step'][-1] * 1000:.1f} ms (cpu "
+                  f"{per_run[kind]['step_cpu'][-1] * 1000:.1f} ms), cycle {per_run[kind]['cycle'][-1] * 1000:.1f} ms "
+                  f"({len(res['step'])} steps)", flush=True)
+    report(per_run, last, args)
+    print(f"work dir: {work}")
+    return 0
+
+
+def report(per_run: dict[str, dict[str, list[float]]], last: dict[str, dict], args: argparse.Namespace) -> None:
     diffs = diff_args(last["node"]["args"], last["bare"]["args"])
     print("\nGRPOConfig differences (besides paths/names):", "none" if not diffs else "")
     for line in diffs:
         print("  " + line)
     print(f"\nmean train-step time over steps {args.warmup + 1}..{args.steps}, median of {args.repeats} runs each:")
-    for metric in ("step", "cycle"):
+    for metric in ("step", "cycle", "step_cpu"):
         node, bare = (statistics.median(per_run[k][metric]) for k in ("node", "bare"))
         best = min(per_run["node"][metric]) / min(per_run["bare"][metric])
-        print(f"  {metric:5s}: node {node * 1000:.1f} ms  bare TRL {bare * 1000:.1f} ms  ratio {node / bare:.3f}"
+        print(f"  {metric:8s}: node {node * 1000:.1f} ms  bare TRL {bare * 1000:.1f} ms  ratio {node / bare:.3f}"
               + (f"  (target <= {TARGET})" if metric == "step" else "") + f"  [fastest runs: {best:.3f}]")
+    paired = [n / b for n, b in zip(per_run["node"]["step"], per_run["bare"]["step"])]
+    print(f"  step, per pair of adjacent runs: median ratio {statistics.median(paired):.3f} "
+          f"(pairs: {', '.join(f'{r:.2f}' for r in paired)})")
     plain = [statistics.median(per_run[k]["plain"]) for k in ("node", "bare")]
     save = [statistics.median(per_run[k]["save"]) for k in ("node", "bare")]
     print(f"  cycle without a checkpoint save: node {plain[0] * 1000:.1f} ms  bare TRL {plain[1] * 1000:.1f} ms  "
           f"ratio {plain[0] / plain[1]:.3f}")
     print(f"  extra time per checkpoint save: node {save[0] * 1000:.0f} ms  bare TRL {save[1] * 1000:.0f} ms")
-    print(f"work dir: {work}")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
