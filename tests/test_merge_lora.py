@@ -165,3 +165,28 @@ def test_help():
     assert proc.returncode == 0
     for flag in ("--base-model", "--adapter", "--output", "--dtype", "builtin:tiny"):
         assert flag in proc.stdout
+
+
+@pytest.mark.slow
+def test_merges_the_adapter_a_training_run_wrote(tmp_path, monkeypatch, tiny_model_dir):
+    """The node's final_adapter (recorded base: its own builtin:tiny cache) merges with --base-model builtin:tiny."""
+    import yaml
+
+    from pipelines.common.tiny_model import TINY_CHAT_TEMPLATE, TINY_SEED, TINY_VERSION
+    from pipelines.runner import main
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_model_dir, tmp_path / "outputs" / ".cache" / f"tiny-{TINY_VERSION}-seed{TINY_SEED}")
+    cfg = yaml.safe_load((REPO / "pipelines" / "grpo" / "configs" / "quickstart.yaml").read_text())
+    cfg["datasets"][0]["path"] = str(REPO / "inputs" / "quickstart.jsonl")
+    cfg["training_parameters"].update(max_steps=2, save_steps=2)
+    (tmp_path / "grpo.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "super.yaml").write_text(yaml.safe_dump({"pipeline_order": [{"node": "grpo", "config": "grpo.yaml"}]}))
+    assert main(["--super-config", "super.yaml", "--set", "run_name=run"]) == 0
+    adapter = tmp_path / "outputs" / "run" / "final_adapter"
+    report = ml.merge_lora("builtin:tiny", adapter, tmp_path / "merged")
+    assert report.tokenizer_source == "adapter" and report.max_abs_diff <= report.tolerance
+    assert report.adapter_effect > 0          # two steps at lr 0.02 moved lora_B off zero
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(str(tmp_path / "merged")).chat_template == TINY_CHAT_TEMPLATE
