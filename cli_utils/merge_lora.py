@@ -71,7 +71,8 @@ def same_base(recorded: Optional[str], given: str, resolved: str) -> bool:
     """Whether the base recorded in adapter_config.json names the given base model.
 
     Equal names, the same folder on disk, or the same final path component (a hub id ``org/name`` and a local
-    download ``/models/name``; a builtin:tiny cache folder built elsewhere) count as the same base.
+    download ``/models/name``; a builtin:tiny cache folder built elsewhere; Unsloth's re-upload of the same
+    model) count as the same base.
     """
     if not recorded:
         return True
@@ -80,7 +81,16 @@ def same_base(recorded: Optional[str], given: str, resolved: str) -> bool:
     rec, res = Path(recorded), Path(resolved)
     if rec.exists() and res.exists() and rec.resolve() == res.resolve():
         return True
-    return rec.name.lower() == res.name.lower() or rec.name.lower() == Path(given).name.lower()
+    return _model_key(rec.name) in (_model_key(res.name), _model_key(Path(given).name))
+
+
+def _model_key(name: str) -> str:
+    """A model folder/id name without the suffixes of Unsloth's re-uploads (``-unsloth-bnb-4bit``, ...): Unsloth
+    records its own copy of a base (e.g. unsloth/Qwen2.5-1.5B-Instruct-unsloth-bnb-4bit) in adapter_config."""
+    key = name.lower()
+    for suffix in ("-bnb-4bit", "-unsloth", "-4bit"):
+        key = key[: -len(suffix)] if key.endswith(suffix) else key
+    return key
 
 
 def check_base_name(adapter_cfg: dict[str, Any], given: str, resolved: str) -> None:
@@ -165,8 +175,9 @@ def attach_adapter(base: Any, adapter: Path, given: str):
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         # A state_dict error's first line is a bare header; the "size mismatch for ..." line says what is wrong.
         detail = next((line for line in lines if "mismatch" in line), lines[0] if lines else type(exc).__name__)
-        raise MergeError(f"the adapter in {adapter} does not fit base model {given}: {detail[:600].rstrip('.')}. Pass the "
-                         "base model the adapter was trained on") from None
+        detail = detail[:600].rstrip(".")
+        raise MergeError(f"the adapter in {adapter} does not fit base model {given}: {detail}. Pass the base model "
+                         "the adapter was trained on") from None
     _check_load_result(result, adapter, given)
     return model.eval()
 
@@ -236,7 +247,8 @@ def merge_lora(base_model: str, adapter: str | Path, output: str | Path, dtype: 
     save_atomically(merged, tokenizer, output, overwrite)
     log.info("merged model written to %s", output)
     return MergeReport(output=output, dtype=str(torch_dtype).replace("torch.", ""), tokenizer_source=tok_source,
-                       max_abs_diff=diff, tolerance=tol, adapter_effect=effect, probe_tokens=inputs["input_ids"].shape[1])
+                       max_abs_diff=diff, tolerance=tol, adapter_effect=effect,
+                       probe_tokens=int(inputs["input_ids"].shape[1]))
 
 
 def build_parser() -> argparse.ArgumentParser:

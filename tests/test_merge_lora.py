@@ -190,3 +190,16 @@ def test_merges_the_adapter_a_training_run_wrote(tmp_path, monkeypatch, tiny_mod
     from transformers import AutoTokenizer
 
     assert AutoTokenizer.from_pretrained(str(tmp_path / "merged")).chat_template == TINY_CHAT_TEMPLATE
+
+
+@pytest.mark.parametrize("recorded, given, same", [
+    ("Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct", True),
+    ("Qwen/Qwen2.5-1.5B-Instruct", "/models/qwen2.5-1.5b-instruct", True),
+    ("unsloth/qwen2.5-1.5b-instruct-unsloth-bnb-4bit", "Qwen/Qwen2.5-1.5B-Instruct", True),
+    ("outputs/.cache/tiny-v1-seed0", "/elsewhere/.cache/tiny-v1-seed0", True),
+    (None, "anything", True),
+    ("Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct", False),
+    ("Qwen/Qwen2.5-1.5B-Instruct", "Qwen/Qwen2.5-1.5B", False),
+])
+def test_same_base_names(recorded, given, same):
+    assert ml.same_base(recorded, given, given) is same
