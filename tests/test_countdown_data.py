@@ -100,3 +100,32 @@ def test_countdown_config_validates_on_cpu(tmp_path, sets):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OK: 1 node(s) valid" in proc.stdout
     assert "valid: 2000" in proc.stdout and "not on this machine" in proc.stdout
+
+
+@pytest.mark.slow
+def test_countdown_config_trains_on_cpu_with_the_tiny_model(tmp_path, tiny_model_dir):
+    """The GPU config, shrunk with --set, runs end to end here: both rewards logged, evaluation, the prefilled
+    chat template saved with the adapter."""
+    from pipelines.common.io import read_jsonl
+    from pipelines.runner import main
+
+    super_config = tmp_path / "super.yaml"
+    super_config.write_text(f"pipeline_order:\n  - node: grpo\n    config: {CONFIG}\n")
+    sets = {"model.base_model_name": str(tiny_model_dir), "model.backend": "transformers",
+            "model.max_seq_length": 512, "training_parameters.optim": "adamw_torch",
+            "training_parameters.max_steps": 2, "training_parameters.save_steps": 2,
+            "training_parameters.gradient_accumulation_steps": 1, "training_parameters.max_completion_length": 24,
+            "training_parameters.max_prompt_length": 448,   # the tiny tokenizer spends more tokens per prompt
+            "dataset_settings.total_rows": 16, "evaluation.rows": 2, "evaluation.interval_steps": 5,  # at the end
+            "logging.report_to": "none", "run_name": "cd"}
+    args = [item for key, value in sets.items() for item in ("--set", f"{key}={value}")]
+    assert main(["--super-config", str(super_config), "--outputs", str(tmp_path / "out"), *args]) == 0
+    run = tmp_path / "out" / "cd"
+    records = list(read_jsonl(run / "metrics.jsonl"))
+    train = [r for r in records if "loss" in r]
+    assert len(train) == 2
+    for name in ("countdown_equation", "think_answer_format"):
+        assert f"rewards/d0/{name}/mean" in train[0]
+        assert any(f"eval/rewards/d0/{name}/mean" in r for r in records)
+    template = (run / "final_adapter" / "chat_template.jinja").read_text()
+    assert template.endswith("Let me solve this step by step.\\n<think>' }}{%- endif %}")
