@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from pipelines.common.io import read_jsonl
 from pipelines.grpo.config import GRPOConfigFile
 from pipelines.grpo.data import eval_row_count, sample_datasets
 from pipelines.grpo.evaluation import summarize
 from pipelines.grpo.plots import reward_series
-from pipelines.common.io import read_jsonl
 from tests.grpo.training_runs import (high_scores, outputs, quickstart_config, run_node,  # noqa: F401
                                       tiny_cache, write_super)
 
@@ -51,8 +51,8 @@ def test_evaluation_at_intervals_and_end_on_held_out_rows(outputs, tmp_path):  #
     assert reward_series(read_jsonl(run / "metrics.jsonl"))["eval"][0] == [2, 4, 5]   # plotted too
 
     # the node's own draw (same config, same seed): held-out rows are disjoint from the trained ones
-    sample = sample_datasets(GRPOConfigFile.model_validate(cfg), None, eval_rows=eval_row_count(
-        GRPOConfigFile.model_validate(cfg)))
+    node_cfg = GRPOConfigFile.model_validate(cfg)
+    sample = sample_datasets(node_cfg, None, eval_rows=eval_row_count(node_cfg))
     held_out = {r["row_id"] for r in sample.eval}
     trained = {r["row_id"] for r in high_scores(run)}
     assert len(held_out) == 4 and trained == {r["row_id"] for r in sample.train}
