@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.common.problems import ConfigError
 from pipelines.grpo.checkpoints import COMPLETE_MARKER, latest_checkpoint, resolve_resume
 from tests.grpo.training_runs import (REPO, high_scores, outputs, quickstart_config, run_node,  # noqa: F401
                                       step_records, tiny_cache, trainer_state, write_super)
@@ -120,6 +121,14 @@ def test_auto_ignores_checkpoints_without_the_marker(tmp_path):
     assert resolve_resume("auto", run, "cfg.yaml") == run / "checkpoint-2"
     (run / "checkpoint-2" / COMPLETE_MARKER).unlink()
     assert resolve_resume("auto", run, "cfg.yaml") is None
+    # an explicit path may name an unmarked checkpoint whose files are all there (e.g. from plain transformers)
+    assert resolve_resume(str(run / "checkpoint-4"), run, "cfg.yaml") == run / "checkpoint-4"
+    (run / "checkpoint-4" / "trainer_state.json").write_text('{"global_st')       # killed while writing it
+    for bad in (run / "checkpoint-4", run / "checkpoint-9"):
+        with pytest.raises(ConfigError) as err:
+            resolve_resume(str(bad), run, "cfg.yaml")
+        assert err.value.problems[0].key == "training_parameters.resume_from_checkpoint"
+        assert "auto" in str(err.value.problems[0])
 
 
 @pytest.mark.slow
