@@ -185,7 +185,11 @@ def trainer_class() -> type:
             touching TRL's own per-step metric buffers (``self.log`` would flush them)."""
             entry = {**metrics, "step": self.state.global_step}
             self.state.log_history.append(entry)
+            # on_log resets control.should_log; this runs inside on_step_end, before the trainer logs the step,
+            # so keep the step's own flag or that step's training log would be dropped.
+            should_log = self.control.should_log
             self.control = self.callback_handler.on_log(self.args, self.state, self.control, dict(metrics))
+            self.control.should_log = should_log
 
         def _load_optimizer_and_scheduler(self, checkpoint):
             # With several processes transformers maps the optimizer state to args.device, which on a CPU is

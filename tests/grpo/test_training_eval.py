@@ -41,6 +41,8 @@ def test_evaluation_at_intervals_and_end_on_held_out_rows(outputs, tmp_path):  #
 
     evals = [r for r in read_jsonl(run / "metrics.jsonl") if "eval/reward_mean" in r]
     assert [r["step"] for r in evals] == [2, 4, 5]                 # every 2 steps, and at the end
+    # evaluating inside a step must not swallow that step's own training log
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl") if "loss" in r] == [1, 2, 3, 4, 5]
     for rec in evals:
         assert rec["eval/completions"] == 4 * 2
         assert 0.0 <= rec["eval/accuracy"] <= 1.0
