@@ -42,6 +42,7 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     tp = cfg.training_parameters
     backend = choose_backend(cfg.model.backend)
     if backend == "unsloth":
+        _require_unsloth(ctx.config_file)
         import unsloth  # noqa: F401 - must come before transformers/trl: it patches them on import
 
     model_path = resolve_model_name(cfg.model.base_model_name, cache_root=Path(ctx.outputs_root) / ".cache")
@@ -88,6 +89,21 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     if trainer.is_world_process_zero():
         write_summary(run_dir, trainer, started, outputs, resume)
     return outputs
+
+
+def _require_unsloth(config_file: str) -> None:
+    """backend: unsloth needs CUDA and the unsloth package; say how to get either instead of an ImportError."""
+    import importlib.util
+
+    from pipelines.common.problems import ConfigError, Problem
+    from pipelines.grpo.model import cuda_available
+
+    if importlib.util.find_spec("unsloth") is None:
+        raise ConfigError([Problem(config_file, "model.backend", "unsloth is not installed: run `bash linux.sh "
+                                   "--gpu` on a GPU machine, or use backend: transformers (or auto)")])
+    if not cuda_available():
+        raise ConfigError([Problem(config_file, "model.backend", "the unsloth backend needs a CUDA GPU and none "
+                                   "is visible; use backend: transformers (or auto) on this machine")])
 
 
 def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokenizer: Any, sample: Any,

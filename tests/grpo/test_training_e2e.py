@@ -80,3 +80,17 @@ def test_final_adapter_loads_with_peft_and_keeps_the_chat_template(outputs, tmp_
         tuned_logits = model(ids).logits
     assert tuned_logits.shape == base_logits.shape
     assert not torch.allclose(tuned_logits, base_logits)      # the trained LoRA weights are in the adapter
+
+
+def test_unsloth_backend_without_cuda_is_a_config_error(outputs, tmp_path, capsys):  # noqa: F811
+    """On a machine without CUDA (or without unsloth) the run stops with exit 2 before any model loads."""
+    from pipelines.grpo.model import cuda_available
+    if cuda_available():
+        pytest.skip("CUDA is present: the unsloth backend may legitimately run")
+    cfg = quickstart_config(max_steps=1, save_steps=1)
+    cfg.update(run_name="needs-gpu")
+    cfg["model"]["backend"] = "unsloth"
+    assert run_node(outputs, write_super(tmp_path, cfg)) == 2
+    err = capsys.readouterr().err
+    assert "model.backend" in err and "backend: transformers" in err
+    assert not (outputs / "needs-gpu").exists()   # nothing half-run is left to block a rerun
