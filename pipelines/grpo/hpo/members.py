@@ -178,14 +178,16 @@ class PopulationTrainer:
         stops = tuple(tp.model_stop_sequences) if self.loaded.backend == "transformers" else ()
         if start is None:
             set_peft_model_state_dict(self.model, self.init_state)
-        trainer = member_trainer_class()(
-            model=self.model, args=args, train_dataset=self.dataset, reward_funcs=[self.stack.reward_func],
-            processing_class=self.loaded.tokenizer, peft_config=None,
-            callbacks=member_callbacks(stop_at, self.metrics, generation, member) + list(extra_callbacks),
-            reward_stack=self.stack,
-            stop_sequences=stops, log_completions_every=cfg.logging.log_completions_every)
-        _drop_reference_copy(trainer.model)
+        # Built inside the tracker environment: the tracker callbacks read their folders (e.g. the
+        # TensorBoard log dir under the run dir) when the trainer is constructed.
         with tracker_env(cfg, self.run_dir):
+            trainer = member_trainer_class()(
+                model=self.model, args=args, train_dataset=self.dataset, reward_funcs=[self.stack.reward_func],
+                processing_class=self.loaded.tokenizer, peft_config=None,
+                callbacks=member_callbacks(stop_at, self.metrics, generation, member) + list(extra_callbacks),
+                reward_stack=self.stack,
+                stop_sequences=stops, log_completions_every=cfg.logging.log_completions_every)
+            _drop_reference_copy(trainer.model)
             trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
             checkpoint = output_dir / f"checkpoint-{trainer.state.global_step}"
             if trainer.state.global_step != stop_at or not checkpoint.is_dir():
