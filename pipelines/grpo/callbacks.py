@@ -96,3 +96,25 @@ def reward_windows(metrics_path: Path, key: str = TOTAL_KEY) -> Optional[dict[st
     first, last = values[:window], values[-window:]
     return {"window": float(window), "first": sum(first) / len(first), "last": sum(last) / len(last),
             "steps_logged": float(len(values))}
+
+
+def use_compact_progress(trainer: Any) -> None:
+    """Keep the progress bar but show a few numbers on it instead of printing every log dict as a line.
+
+    transformers' ProgressCallback writes each step's ~30 metrics under the bar; they are all in
+    metrics.jsonl and the trackers already, so the terminal shows step, loss and the combined reward.
+    """
+    from transformers.trainer_callback import ProgressCallback
+
+    class CompactProgressCallback(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or self.training_bar is None or not logs:
+                return
+            shown = {short: logs[key] for key, short in (("loss", "loss"), (TOTAL_KEY, "reward"),
+                                                          ("eval/reward_mean", "eval")) if key in logs}
+            if shown:
+                self.training_bar.set_postfix({k: f"{float(v):.3g}" for k, v in shown.items()}, refresh=False)
+
+    if any(isinstance(cb, ProgressCallback) for cb in trainer.callback_handler.callbacks):
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(CompactProgressCallback())

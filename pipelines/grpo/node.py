@@ -111,7 +111,7 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
     """Load the model (only now) and assemble the trainer with its callbacks."""
     from datasets import Dataset
 
-    from pipelines.grpo.callbacks import metrics_callback, truncate_metrics_after
+    from pipelines.grpo.callbacks import metrics_callback, truncate_metrics_after, use_compact_progress
     from pipelines.grpo.model import cuda_available, load_model
     from pipelines.grpo.trainer import build_grpo_config, trainer_class
 
@@ -147,6 +147,7 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
         reward_funcs=[stack.reward_func], processing_class=loaded.tokenizer, peft_config=loaded.peft_config,
         callbacks=callbacks, reward_stack=stack, stop_sequences=stops,
         log_completions_every=cfg.logging.log_completions_every)
+    use_compact_progress(trainer)
     trainer_ref.append(trainer)
     return trainer, metrics_cb
 

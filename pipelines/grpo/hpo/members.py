@@ -170,6 +170,7 @@ class PopulationTrainer:
         and sampling seed for every member); returns its new checkpoint, its evaluation and its trainer."""
         from peft import set_peft_model_state_dict
 
+        from pipelines.grpo.callbacks import use_compact_progress
         from pipelines.grpo.trainer import tracker_env
 
         cfg, tp = self.cfg, self.cfg.training_parameters
@@ -188,6 +189,7 @@ class PopulationTrainer:
                 reward_stack=self.stack,
                 stop_sequences=stops, log_completions_every=cfg.logging.log_completions_every)
             _drop_reference_copy(trainer.model)
+            use_compact_progress(trainer)
             trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
             checkpoint = output_dir / f"checkpoint-{trainer.state.global_step}"
             if trainer.state.global_step != stop_at or not checkpoint.is_dir():
