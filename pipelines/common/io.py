@@ -102,3 +102,22 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
         for line in fh:
             if line.endswith("\n") and line.strip():
                 yield json.loads(line)
+
+
+def replace_dir(tmp: str | Path, final: str | Path) -> None:
+    """Move the finished folder ``tmp`` to ``final``, replacing any previous ``final``.
+
+    The old folder is renamed aside first and deleted only after the new one is in place, so a kill at any
+    moment leaves either the old complete folder or the new complete one at ``final`` (never a mix).
+    """
+    import shutil
+
+    tmp, final = Path(tmp), Path(final)
+    if final.exists():
+        old = final.parent / f".{final.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)

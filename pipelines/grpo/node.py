@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-from pipelines.common.io import atomic_write_text
+from pipelines.common.io import atomic_write_text, replace_dir
 from pipelines.common.tiny_model import resolve_model_name
 from pipelines.grpo.config import GRPOConfigFile
 from pipelines.registry import NodeContext
@@ -192,14 +191,7 @@ def save_final_adapter(trainer: Any, run_dir: Path) -> Path:
     trainer.save_model(str(tmp))
     if main_process:
         trainer.processing_class.save_pretrained(str(tmp))
-        if final.exists():
-            old = run_dir / f".{FINAL_ADAPTER}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        replace_dir(tmp, final)
         log.info("final adapter saved to %s", final)
     trainer.accelerator.wait_for_everyone()   # no rank returns before the adapter is in place
     return final

@@ -68,3 +68,17 @@ def test_atomic_write_replaces_whole_file(tmp_path):
     atomic_write_text(path, "new")
     assert path.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["c.txt"]  # no temp files left behind
+
+
+def test_replace_dir_swaps_whole_folders(tmp_path):
+    from pipelines.common.io import replace_dir
+    final, tmp = tmp_path / "final", tmp_path / ".final.tmp"
+    tmp.mkdir()
+    (tmp / "a.txt").write_text("v1")
+    replace_dir(tmp, final)
+    assert (final / "a.txt").read_text() == "v1" and not tmp.exists()
+    tmp.mkdir()
+    (tmp / "b.txt").write_text("v2")
+    replace_dir(tmp, final)
+    assert sorted(p.name for p in final.iterdir()) == ["b.txt"]          # the old content is gone, not merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]       # no .old or temp folder left

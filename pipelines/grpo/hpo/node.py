@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-from pipelines.common.io import atomic_write_text
+from pipelines.common.io import atomic_write_text, replace_dir
 from pipelines.common.problems import ConfigError, Problem
 from pipelines.common.tiny_model import resolve_model_name
 from pipelines.grpo.hpo.checks import generation_batch, search_seed
@@ -212,14 +211,7 @@ def save_elite_adapter(checkpoint: Path, tokenizer: Any, run_dir: Path, elite: d
         shutil.copy2(checkpoint / name, tmp / name)
     tokenizer.save_pretrained(str(tmp))
     atomic_write_text(tmp / "hpo_elite.json", json.dumps(elite, indent=2) + "\n")
-    if final.exists():
-        old = run_dir / f".{ELITE_ADAPTER}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    replace_dir(tmp, final)
     log.info("elite adapter (%s) saved to %s", elite["id"], final)
     return final
 
