@@ -12,7 +12,8 @@ from pipelines.grpo.plots import TOTAL_KEY, plot_reward_curve
 log = logging.getLogger(__name__)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """A log value as JSON: NaN/inf -> null, tensors and numpy scalars -> float, anything else -> str."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, (int, float, str, bool)) or value is None:
@@ -55,7 +56,7 @@ def metrics_callback(metrics_path: Path, plot_path: Path, exclude: Iterable[str]
                 return
             if self.writer is None:
                 self.writer = JsonlAppender(metrics_path)
-            record = {"step": state.global_step, **{k: _jsonable(v) for k, v in logs.items()}}
+            record = {"step": state.global_step, **{k: jsonable(v) for k, v in logs.items()}}
             self.writer.write(record)
 
         def on_save(self, args, state, control, **kwargs):

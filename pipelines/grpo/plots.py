@@ -42,6 +42,26 @@ def reward_series(records: Iterable[dict], exclude: Iterable[str] = ()) -> dict[
     return series
 
 
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display on a rented box)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, out_path: str | Path) -> Path:
+    """Lay out and write a figure atomically (temp file + rename): a reader never sees half a PNG."""
+    out_path = Path(out_path)
+    fig.tight_layout()
+    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
+    fig.savefig(tmp)
+    os.replace(tmp, out_path)
+    return out_path
+
+
 def plot_reward_curve(metrics_path: str | Path, out_path: str | Path,
                       exclude: Iterable[str] = ()) -> Optional[Path]:
     """Write the plot atomically (temp file + rename); None when there is nothing to plot yet."""
@@ -51,11 +71,7 @@ def plot_reward_curve(metrics_path: str | Path, out_path: str | Path,
     series = reward_series(read_jsonl(metrics_path), exclude)
     if not series:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     try:
         for name, (steps, values) in sorted(series.items(), key=lambda kv: kv[0] != "combined"):
@@ -68,10 +84,7 @@ def plot_reward_curve(metrics_path: str | Path, out_path: str | Path,
         ax.set_title("Reward per step")
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
-        fig.tight_layout()
-        tmp = out_path.with_name(f".{out_path.name}.tmp.png")
-        fig.savefig(tmp)
-        os.replace(tmp, out_path)
+        save_figure(fig, out_path)
     finally:
         plt.close(fig)
     return out_path

@@ -3,22 +3,9 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from pipelines.grpo.hpo.config import HPOSection, SearchRange
-
-
-@dataclass
-class Member:
-    """One population member: an adapter (on disk, by id) and its hyperparameters."""
-
-    id: str
-    hparams: dict[str, Any]
-    parent: Optional[str] = None
-    mutation: str = "init"
-    fitness: Optional[float] = None
-    history: list[str] = field(default_factory=list)
 
 
 def generation_rng(seed: int, generation: int) -> random.Random:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from pipelines.common.io import JsonlAppender
+from pipelines.grpo.callbacks import jsonable
 from pipelines.grpo.hpo.config import GRPOHPOConfigFile
 
 log = logging.getLogger(__name__)
@@ -80,17 +80,6 @@ def member_trainer_class() -> type:
     return MemberGRPOTrainer
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (int, float, str, bool)) or value is None:
-        return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
-
-
 def member_callbacks(stop_at: int, writer: JsonlAppender, generation: int, member: str) -> list[Any]:
     """Stop (and save a checkpoint) at ``stop_at``; append every log to metrics.jsonl with the member's id."""
     from transformers import TrainerCallback
@@ -105,7 +94,7 @@ def member_callbacks(stop_at: int, writer: JsonlAppender, generation: int, membe
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
                 writer.write({"generation": generation, "member": member, "step": state.global_step,
-                              **{k: _jsonable(v) for k, v in logs.items()}})
+                              **{k: jsonable(v) for k, v in logs.items()}})
 
     return [StopAndSave(), MemberMetrics()]
 

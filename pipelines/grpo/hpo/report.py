@@ -1,7 +1,6 @@
 """hpo_fitness.png (fitness per member and generation, the elite's lineage highlighted) and the elite table."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -31,11 +30,9 @@ def plot_fitness(history: Sequence[dict[str, Any]], out_path: Path) -> Optional[
     points = [r for r in history if r.get("fitness") is not None]
     if not points:
         return None
-    import matplotlib
+    from pipelines.grpo.plots import pyplot, save_figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     by_id = {r["id"]: r for r in points}
     size = max(r["member"] for r in points) + 1
 
@@ -65,14 +62,10 @@ def plot_fitness(history: Sequence[dict[str, Any]], out_path: Path) -> Optional[
         ax.set_xticks(sorted({r["generation"] + 1 for r in points}))
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
-        fig.tight_layout()
-        out_path = Path(out_path)
-        tmp = out_path.with_name(f".{out_path.name}.tmp.png")
-        fig.savefig(tmp)
-        os.replace(tmp, out_path)
+        save_figure(fig, out_path)
     finally:
         plt.close(fig)
-    return out_path
+    return Path(out_path)
 
 
 def _value(v: Any) -> str:
