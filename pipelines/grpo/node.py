@@ -197,14 +197,26 @@ def save_final_adapter(trainer: Any, run_dir: Path) -> Path:
     return final
 
 
-def push_adapter(folder: Path, repo_id: str, private: bool) -> None:
-    """Upload the final adapter folder (needs a Hugging Face token in the environment)."""
-    from huggingface_hub import HfApi
+def push_adapter(folder: Path, repo_id: str, private: bool, api: Any = None) -> bool:
+    """Upload the final adapter folder (needs a Hugging Face token in the environment, HF_TOKEN).
 
-    api = HfApi()
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="GRPO LoRA adapter")
+    A failed upload does not fail the run: the adapter is safe on disk, and the error says how to upload it
+    later. Returns True when the upload succeeded. ``api`` is the HfApi seam (tests; no hub here).
+    """
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi()
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="GRPO LoRA adapter")
+    except Exception as exc:  # noqa: BLE001 - network, auth, quota: all leave the local adapter intact
+        log.error("push_to_hub to %s failed (%s: %s); the adapter is in %s; upload it later with "
+                  "`huggingface-cli upload %s %s` after `huggingface-cli login`", repo_id, type(exc).__name__,
+                  exc, folder, repo_id, folder)
+        return False
     log.info("pushed %s to the hub as %s", folder, repo_id)
+    return True
 
 
 def write_summary(run_dir: Path, trainer: Any, started: float, outputs: dict[str, Any],
