@@ -6,6 +6,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
+
 from pipelines.grpo.rewards.registry import get_reward_factory
 from tests.judge_server import Reply, Request
 
@@ -78,3 +80,17 @@ class Router:
                     self.seen[needle] = n + 1
                 return replies[min(n, len(replies) - 1)]
         return self.default
+
+
+# Fixtures shared by the HTTP judge tests (imported into their modules by name).
+@pytest.fixture
+def server():
+    """A scriptable OpenAI-compatible server on 127.0.0.1; each test sets ``server.script``."""
+    from tests.judge_server import JudgeServer
+    with JudgeServer(Router({}), hang_limit_s=10) as srv:
+        yield srv
+
+
+@pytest.fixture
+def rubric(tmp_path):
+    return write_rubric(tmp_path)

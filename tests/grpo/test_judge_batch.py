@@ -11,19 +11,9 @@ import pytest
 
 from pipelines.grpo.rewards.errors import CircuitBreakerOpen
 from pipelines.grpo.rewards.judge_cache import JudgeCache, cache_key
-from tests.grpo.judge_helpers import Router, answer_of, batch, make_judge, run, write_rubric
-from tests.judge_server import JudgeServer, Reply, fixed
-
-
-@pytest.fixture
-def server():
-    with JudgeServer(Router({}), hang_limit_s=10) as srv:
-        yield srv
-
-
-@pytest.fixture
-def rubric(tmp_path):
-    return write_rubric(tmp_path)
+from tests.grpo.judge_helpers import (Router, answer_of, batch, make_judge, rubric, run,  # noqa: F401
+                                     server, write_rubric)
+from tests.judge_server import Reply, fixed
 
 
 # -------------------------------------------------------------------------------------------- concurrency

@@ -10,21 +10,11 @@ import pytest
 
 from pipelines.grpo.rewards.errors import CircuitBreakerOpen
 from pipelines.grpo.rewards.judge_core import JudgeFailed, JudgeInputError
-from tests.grpo.judge_helpers import (FULL_RUBRIC, Router, batch, make_judge, run, write_rubric)
+from tests.grpo.judge_helpers import (FULL_RUBRIC, Router, batch, make_judge, rubric, run,  # noqa: F401
+                                     server, write_rubric)
 from tests.judge_server import JudgeServer, Reply
 
 OK7 = Reply(content="<score>7</score>")
-
-
-@pytest.fixture
-def server():
-    with JudgeServer(Router({}), hang_limit_s=10) as srv:
-        yield srv
-
-
-@pytest.fixture
-def rubric(tmp_path):
-    return write_rubric(tmp_path)
 
 
 def test_scores_each_completion_in_both_completion_forms(server, rubric):
