@@ -37,12 +37,20 @@ def check_percentages(cfg: GRPOConfigFile, file: str) -> list[Problem]:
     return []
 
 
-def check_batch_sizes(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+def generation_batch(cfg: GRPOConfigFile) -> int:
+    """Completions generated per optimizer step, as TRL counts them (what num_generations must divide)."""
     tp = cfg.training_parameters
     procs = cfg.launch.num_processes * cfg.launch.num_machines
     extra = tp.model_extra or {}
-    steps_per_gen = extra.get("steps_per_generation") or tp.gradient_accumulation_steps
-    gen_batch = extra.get("generation_batch_size") or tp.per_device_train_batch_size * procs * steps_per_gen
+    steps = extra.get("steps_per_generation") or tp.gradient_accumulation_steps
+    return int(extra.get("generation_batch_size") or tp.per_device_train_batch_size * procs * steps)
+
+
+def check_batch_sizes(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    tp = cfg.training_parameters
+    procs = cfg.launch.num_processes * cfg.launch.num_machines
+    steps_per_gen = (tp.model_extra or {}).get("steps_per_generation") or tp.gradient_accumulation_steps
+    gen_batch = generation_batch(cfg)
     if gen_batch % tp.num_generations:
         return [Problem(file, "training_parameters.num_generations",
                         f"TRL needs the generation batch (per_device_train_batch_size {tp.per_device_train_batch_size}"

@@ -6,7 +6,7 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from pipelines.common.problems import Problem, did_you_mean
-from pipelines.grpo.checks import NODE_OWNED_KEYS
+from pipelines.grpo.checks import NODE_OWNED_KEYS, generation_batch
 from pipelines.grpo.config import TrainingParameters
 from pipelines.grpo.hpo.config import GRPOHPOConfigFile
 
@@ -21,15 +21,6 @@ NOT_SEARCHABLE = NODE_OWNED_KEYS | {
 
 def search_seed(cfg: GRPOHPOConfigFile) -> int:
     return cfg.hpo.seed if cfg.hpo.seed is not None else cfg.seed
-
-
-def generation_batch(cfg: Any) -> int:
-    """Completions generated per optimizer step (what num_generations must divide), as the grpo checks count."""
-    tp = cfg.training_parameters
-    procs = cfg.launch.num_processes * cfg.launch.num_machines
-    extra = tp.model_extra or {}
-    steps = extra.get("steps_per_generation") or tp.gradient_accumulation_steps
-    return int(extra.get("generation_batch_size") or tp.per_device_train_batch_size * procs * steps)
 
 
 def check_search_space(cfg: GRPOHPOConfigFile, file: str) -> list[Problem]:

@@ -18,7 +18,8 @@ from typing import Any, Optional
 from pipelines.common.io import atomic_write_text, replace_dir
 from pipelines.common.problems import ConfigError, Problem
 from pipelines.common.tiny_model import resolve_model_name
-from pipelines.grpo.hpo.checks import generation_batch, search_seed
+from pipelines.grpo.checks import generation_batch
+from pipelines.grpo.hpo.checks import search_seed
 from pipelines.grpo.hpo.config import GRPOHPOConfigFile
 from pipelines.grpo.hpo.population import (HISTORY_FILE, SearchState, best_index, check_resumable, generation_dir,
                                            history_records, initial_state, load_state, next_population,

@@ -7,7 +7,8 @@ from pydantic import ValidationError
 
 from pipelines.common.problems import Problem
 from pipelines.grpo import spec as grpo_spec
-from pipelines.grpo.hpo.checks import RULES, check_hpo, generation_batch, search_seed
+from pipelines.grpo.checks import generation_batch
+from pipelines.grpo.hpo.checks import RULES, check_hpo, search_seed
 from pipelines.grpo.hpo.config import GRPOHPOConfigFile
 from pipelines.registry import NodeContext, NodeSpec
 
