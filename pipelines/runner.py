@@ -201,7 +201,25 @@ def plan(args: argparse.Namespace) -> tuple[list[PlannedNode], list[Problem]]:
     for label in {x for x in labels if labels.count(x) > 1}:
         problems.append(Problem(args.super_config, "pipeline_order", f"two entries are labelled {label!r}; give "
                                                                       "one a distinct `name:`"))
+    problems += _shared_run_dirs(planned)
     return planned, problems
+
+
+def _shared_run_dirs(planned: list[PlannedNode]) -> list[Problem]:
+    """Two entries of one invocation writing into one run dir would refuse (or overwrite) each other."""
+    seen: dict[Path, PlannedNode] = {}
+    problems = []
+    for node in planned:
+        key = node.ctx.run_dir.resolve()
+        if key in seen:
+            first = seen[key]
+            problems.append(Problem(node.ctx.config_file, "run_name",
+                                    f"entries {first.label!r} and {node.label!r} would both write to {node.ctx.run_dir}; "
+                                    "give each its own run_name (--set applies to every selected entry: use the "
+                                    "super-config's per-entry `overrides`, or --only)"))
+        else:
+            seen[key] = node
+    return problems
 
 
 def report_problems(problems: Sequence[Problem]) -> None:

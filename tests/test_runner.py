@@ -83,11 +83,12 @@ def test_bad_set_syntax_is_a_config_error(pipeline, capsys):
 def test_failing_node_stops_later_nodes_and_is_printed_last(tmp_path, capsys):
     log = tmp_path / "log.jsonl"
     write(tmp_path / "ok.yaml", {"log": str(log), "run_name": "ok"})
+    write(tmp_path / "ok3.yaml", {"log": str(log), "run_name": "ok3"})
     write(tmp_path / "bad.yaml", {"reason": "kaput", "run_name": "bad"})
     sc = write(tmp_path / "super.yaml", {"pipeline_order": [
         {"node": "tests.nodes_for_tests:record", "name": "first", "config": "ok.yaml"},
         {"node": "tests.nodes_for_tests:fail", "name": "second", "config": "bad.yaml"},
-        {"node": "tests.nodes_for_tests:record", "name": "third", "config": "ok.yaml"}]})
+        {"node": "tests.nodes_for_tests:record", "name": "third", "config": "ok3.yaml"}]})
     assert run(sc, tmp_path) == 1
     assert [r["label"] for r in logged(log)] == ["first"]
     err = capsys.readouterr().err.strip().splitlines()
@@ -203,3 +204,11 @@ def test_config_errors_reported_fast_without_heavy_imports(tmp_path):
     for needle in ('model.lora_rnak: unknown key (did you mean "lora_rank"?)', "datasets[0].percentage",
                    "datasets[0].path", "dataset_settings.total_rows"):
         assert needle in out.stderr, needle
+
+
+def test_two_entries_sharing_a_run_dir_are_refused_before_anything_runs(pipeline, capsys):
+    tmp_path, sc, log = pipeline
+    assert run(sc, tmp_path, "--set", "run_name=same") == 2
+    err = capsys.readouterr().err
+    assert "entries 'a' and 'b' would both write to" in err and "entries 'a' and 'c'" in err
+    assert logged(log) == []
