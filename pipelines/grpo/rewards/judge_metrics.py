@@ -55,21 +55,35 @@ class JudgeMetrics:
             self.latencies.append(seconds)
 
     def snapshot(self) -> dict[str, float]:
-        """The current values without resetting them."""
+        """The current values (this process only) without resetting them."""
         with self._lock:
-            out = {self.prefix + k: float(v) for k, v in self.counts.items()}
-            sent = self.counts["samples"] - self.counts["cache_hits"]
-            bad = self.counts["failures"] + self.counts["unparsed"]
-            out[self.prefix + "failure_rate"] = bad / sent if sent else 0.0
-            out[self.prefix + "latency_p50_s"] = percentile(self.latencies, 50)
-            out[self.prefix + "latency_p95_s"] = percentile(self.latencies, 95)
-            return out
+            return self._values(self.counts, self.latencies)
+
+    def _values(self, counts: dict[str, int], latencies: Sequence[float]) -> dict[str, float]:
+        out = {self.prefix + k: float(v) for k, v in counts.items()}
+        sent = counts["samples"] - counts["cache_hits"]
+        bad = counts["failures"] + counts["unparsed"]
+        out[self.prefix + "failure_rate"] = bad / sent if sent else 0.0
+        out[self.prefix + "latency_p50_s"] = percentile(latencies, 50)
+        out[self.prefix + "latency_p95_s"] = percentile(latencies, 95)
+        return out
 
     def pop(self) -> dict[str, float]:
-        """The values since the last pop; resets them. Empty when nothing was judged."""
+        """The values since the last pop, over every rank of a multi-process run (counts summed, latency
+        percentiles over all ranks' requests); resets them. Empty when nothing was judged.
+
+        In a multi-process run this is a collective: every rank pops at the same logging step (the reward
+        stack's ``pop_metrics``, called from the trainer's ``log`` on every rank).
+        """
+        from pipelines.common.dist import all_gather_objects
+
         with self._lock:
-            if self.counts["samples"] == 0 and self.counts["calls"] == 0:
-                return {}
-            out = self.snapshot()
+            counts, latencies = dict(self.counts), list(self.latencies)
             self._reset()
-            return out
+        gathered = all_gather_objects((counts, latencies))
+        if len(gathered) > 1:
+            counts = {k: sum(rank_counts[k] for rank_counts, _ in gathered) for k in COUNTERS}
+            latencies = [x for _, rank_latencies in gathered for x in rank_latencies]
+        if counts["samples"] == 0 and counts["calls"] == 0:
+            return {}
+        return self._values(counts, latencies)

@@ -71,16 +71,14 @@ class RewardMetrics:
 def _gather_across_ranks(series: dict[str, _Moments], nones: dict[str, list[int]]
                          ) -> tuple[dict[str, _Moments], dict[str, list[int]]]:
     """Sum the moments of every rank when torch.distributed is running with more than one process."""
-    import sys
-    dist = sys.modules.get("torch.distributed")
-    if dist is None or not dist.is_available() or not dist.is_initialized() or dist.get_world_size() < 2:
+    from pipelines.common.dist import all_gather_objects, world_size
+
+    if world_size() < 2:
         return series, nones
     local = ({k: (m.count, m.total, m.total_sq) for k, m in series.items()}, nones)
-    gathered: list = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, local)
     merged: dict[str, _Moments] = {}
     merged_nones: dict[str, list[int]] = {}
-    for rank_series, rank_nones in gathered:
+    for rank_series, rank_nones in all_gather_objects(local):
         for key, (count, total, total_sq) in rank_series.items():
             m = merged.setdefault(key, _Moments())
             m.count, m.total, m.total_sq = m.count + count, m.total + total, m.total_sq + total_sq
