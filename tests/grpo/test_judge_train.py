@@ -44,7 +44,7 @@ def write_config(tmp_path: Path, base_url: str) -> Path:
         {"name": "keyword", "keywords": ["Joy"]},
         {"name": "llm_judge", "label": "quick", "eval_llm_name": "test-judge", "eval_llm_base_url": base_url,
          "eval_llm_api_key": "${TEST_JUDGE_KEY}", "system_prompt_path": write_rubric(tmp_path),
-         "score_types": SCORE, "normalize": True, "max_retries": 1, "timeout_s": 5, **FAST}]
+         "score_types": SCORE, "normalize": True, "max_retries": 1, "timeout_s": 30, **FAST}]
     node_cfg = tmp_path / "judged.yaml"
     node_cfg.write_text(yaml.safe_dump(cfg, sort_keys=False))
     super_cfg = tmp_path / "super.yaml"
