@@ -69,3 +69,17 @@ def test_launch_section_checks():
     cfg, _ = validate_model(GRPOConfigFile, raw, "c.yaml")
     keys = [p.key for p in check_launch(cfg, "c.yaml")]
     assert keys == ["launch.accelerate_config", "launch.main_process_ip", "launch.machine_rank"]
+
+
+def test_evaluation_with_parameter_sharding_is_refused(repo_root):
+    from pipelines.common.schema import validate_model
+    from pipelines.grpo.checks import check_launch
+    from pipelines.grpo.config import GRPOConfigFile
+    raw = yaml.safe_load((repo_root / "pipelines/grpo/configs/quickstart.yaml").read_text())
+    raw["evaluation"] = {"rows": 4}
+    problems = {}
+    for name in ("ddp", "zero2", "zero3", "fsdp"):
+        raw["launch"] = {"accelerate_config": str(repo_root / "pipelines/grpo/accelerate" / f"{name}.yaml")}
+        cfg, _ = validate_model(GRPOConfigFile, raw, "c.yaml")
+        problems[name] = [p.key for p in check_launch(cfg, "c.yaml")]
+    assert problems == {"ddp": [], "zero2": [], "zero3": ["evaluation"], "fsdp": ["evaluation"]}

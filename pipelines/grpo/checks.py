@@ -148,7 +148,26 @@ def check_launch(cfg: GRPOConfigFile, file: str) -> list[Problem]:
                                                                 "the machine with machine_rank 0"))
     if launch.machine_rank >= launch.num_machines:
         problems.append(Problem(file, "launch.machine_rank", f"must be below num_machines ({launch.num_machines})"))
+    if cfg.evaluation is not None and launch.accelerate_config and Path(launch.accelerate_config).is_file():
+        if _shards_parameters(Path(launch.accelerate_config)):
+            problems.append(Problem(file, "evaluation", f"{launch.accelerate_config} shards the model's parameters "
+                                    "(ZeRO-3 or FSDP), but held-out evaluation generates on the main process "
+                                    "alone and would hang; evaluate with ddp.yaml or zero2.yaml, or remove "
+                                    "`evaluation`"))
     return problems
+
+
+def _shards_parameters(accelerate_config: Path) -> bool:
+    """True for an accelerate config using DeepSpeed ZeRO stage 3 or FSDP."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(accelerate_config.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    kind = str(data.get("distributed_type", "")).upper()
+    stage = (data.get("deepspeed_config") or {}).get("zero_stage")
+    return kind == "FSDP" or (kind == "DEEPSPEED" and stage == 3)
 
 
 def check_evaluation(cfg: GRPOConfigFile, file: str) -> list[Problem]:
