@@ -1,6 +1,8 @@
 """Crash-safe file writing: atomic replace for whole files, whole-line flushed appends for JSONL."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -41,24 +43,36 @@ class JsonlAppender:
     def __init__(self, path: str | Path, fsync: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        truncate_partial_last_line(self.path)
-        # O_APPEND + one write() per record: several processes (ranks) appending to the same file never
-        # interleave inside a line, because the kernel positions and writes each call under the inode lock.
+        # Several processes (ranks) may append to one file. Each record is one O_APPEND write() made while
+        # holding an exclusive flock, and the torn-line repair below runs under the same lock: without it, a
+        # process opening the file could see another's record half-copied into the page cache, take it for a
+        # torn line and cut it off.
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._fsync = fsync
         self._lock = threading.Lock()
+        with self._locked():
+            truncate_partial_last_line(self.path)
 
-    def write(self, record: dict[str, Any]) -> None:
-        data = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[int]:
         with self._lock:
             if self._fd is None:
                 raise ValueError(f"{self.path} is closed")
-            written = os.write(self._fd, data)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield self._fd
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def write(self, record: dict[str, Any]) -> None:
+        data = (json.dumps(record, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+        with self._locked() as fd:
+            written = os.write(fd, data)
             if written != len(data):  # only on a full disk: never leave a torn line behind
-                os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+                os.ftruncate(fd, os.fstat(fd).st_size - written)
                 raise OSError(f"short write to {self.path} (disk full?)")
             if self._fsync:
-                os.fsync(self._fd)
+                os.fsync(fd)
 
     def close(self) -> None:
         with self._lock:

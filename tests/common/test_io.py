@@ -15,13 +15,15 @@ from pipelines.common.io import JsonlAppender, atomic_write_text, read_jsonl, tr
 _APPEND = ("import sys; sys.path.insert(0, %r)\n"
            "from pipelines.common.io import JsonlAppender\n"
            "who = int(sys.argv[2])\n"
-           "with JsonlAppender(sys.argv[1]) as out:\n"
-           "    for i in range(200):\n"
-           "        out.write({'who': who, 'i': i, 'blob': 'x' * (20000 + who)})\n") % str(Path(__file__).parents[2])
+           "for chunk in range(20):  # reopen often: opening repairs a torn last line, racing other writers\n"
+           "    with JsonlAppender(sys.argv[1]) as out:\n"
+           "        for i in range(chunk * 10, chunk * 10 + 10):\n"
+           "            out.write({'who': who, 'i': i, 'blob': 'x' * (20000 + who)})\n") % str(Path(__file__).parents[2])
 
 
 def test_concurrent_appenders_never_interleave(tmp_path):
-    """Three processes append records larger than any stdio buffer to one file at the same time."""
+    """Three processes append records larger than any stdio buffer to one file at the same time, reopening it
+    as they go; no record is lost, cut or interleaved."""
     path = tmp_path / "shared.jsonl"
     procs = [subprocess.Popen([sys.executable, "-c", _APPEND, str(path), str(w)]) for w in range(3)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
