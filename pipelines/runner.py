@@ -374,10 +374,8 @@ def validate_summary(planned: list[PlannedNode], args: argparse.Namespace) -> in
             except ConfigError as exc:
                 problems += exc.problems
         if args.check_judges:
-            try:
-                from pipelines.grpo.rewards.judge_check import check_judges
-            except ImportError:
-                continue
+            from pipelines.grpo.rewards.judge_check import check_judges
+
             problems += check_judges(node.cfg, node.ctx)
     if problems:
         report_problems(problems)

@@ -17,10 +17,8 @@ def _check(cfg: GRPOConfigFile, ctx: NodeContext) -> list[Problem]:
 
 
 def _inspect(cfg: GRPOConfigFile, ctx: NodeContext) -> list[str]:
-    try:
-        from pipelines.grpo.data import inspect_datasets
-    except ImportError:  # the data layer is optional while it is being built
-        return []
+    from pipelines.grpo.data import inspect_datasets
+
     return inspect_datasets(cfg, ctx.config_file)
 
 
