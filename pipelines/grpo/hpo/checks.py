@@ -9,6 +9,7 @@ from pipelines.common.problems import Problem, did_you_mean
 from pipelines.grpo.checks import NODE_OWNED_KEYS, generation_batch
 from pipelines.grpo.config import TrainingParameters
 from pipelines.grpo.hpo.config import GRPOHPOConfigFile
+from pipelines.grpo.hpo.evolution import valid_group_sizes
 
 # Fields a search must not vary: set by the node, fixed for the whole search (data, schedule length, batch
 # shape, checkpointing), or not numbers.
@@ -67,9 +68,8 @@ def check_group_size_bounds(cfg: GRPOHPOConfigFile, file: str) -> list[Problem]:
         return []
     batch = generation_batch(cfg)
     lo, hi = int(round(space.min)), int(round(space.max))
-    valid = [g for g in range(max(2, lo), hi + 1) if batch % g == 0]
-    if not valid:
-        divisors = [g for g in range(2, batch + 1) if batch % g == 0]
+    if not valid_group_sizes(lo, hi, batch):
+        divisors = valid_group_sizes(2, batch, batch)
         return [Problem(file, "hpo.search_space.num_generations",
                         f"no value in [{lo}, {hi}] divides the generation batch ({batch} completions per step: "
                         f"per_device_train_batch_size x processes x steps_per_generation), so TRL would refuse "

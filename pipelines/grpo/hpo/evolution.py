@@ -38,9 +38,14 @@ def _perturb(value: float, rng_: SearchRange, sd: float, rng: random.Random) -> 
     return float(round(new)) if rng_.type == "int" else new
 
 
+def valid_group_sizes(lo: int, hi: int, batch: int) -> list[int]:
+    """num_generations values within [lo, hi] that TRL accepts: at least 2 and dividing the generation batch."""
+    return [g for g in range(max(2, lo), hi + 1) if batch % g == 0]
+
+
 def snap_group_size(value: int, lo: int, hi: int, batch: int) -> int:
     """The valid num_generations (divides the generation batch, within bounds) closest to ``value``."""
-    valid = [g for g in range(max(2, lo), hi + 1) if batch % g == 0]
+    valid = valid_group_sizes(lo, hi, batch)
     if not valid:
         raise ValueError(f"no num_generations in [{lo}, {hi}] divides the generation batch ({batch})")
     return min(valid, key=lambda g: (abs(g - value), g))
