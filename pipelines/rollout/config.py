@@ -45,7 +45,7 @@ class GenerationSection(StrictModel):
     batch_size: Optional[int] = Field(None, ge=1, description="Prompts per generate call (and per progress and "
                                       "resume step); default 8 with transformers, 256 with vLLM.")
     stop_sequences: list[str] = Field(default_factory=list, description="Strings that end a completion; the "
-                                      "completion is cut before the first one (as vLLM does), on every backend.")
+                                      "completion is cut right after the first one, which is kept (as in GRPO training), on every backend.")
     chat_template: Optional[str] = Field(None, description="Jinja chat template applied to the prompt messages "
                                          "(with the generation prompt); default: the adapter's tokenizer's, else "
                                          "the model's.")

@@ -1,8 +1,8 @@
 """Generation backends for the rollout node: transformers ``generate`` (CPU or GPU) and vLLM (GPU).
 
 Both take a batch of prompts (lists of role/content messages) and return, per prompt, K completions as
-``{"text", "finish_reason", "num_tokens"}``. The text is cut before the first stop sequence on every backend
-(vLLM's own behaviour). torch, transformers, peft and vllm are imported only when a backend is built.
+``{"text", "finish_reason", "num_tokens"}``. The text is cut right after the first stop sequence, which is kept,
+on every backend: the same text the GRPO node's rewards see in training (e.g. an answer ending in ``</answer>``). torch, transformers, peft and vllm are imported only when a backend is built.
 """
 from __future__ import annotations
 
@@ -33,9 +33,11 @@ class Generator(Protocol):
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """``text`` up to (not including) the earliest stop sequence, and whether one was found."""
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
+    """``text`` up to and including its first stop sequence (as in training), and whether one was found."""
+    from pipelines.grpo.stops import stop_end
+
+    end = stop_end(text, stops)
+    return (text[:end], True) if end is not None else (text, False)
 
 
 def cuda_available() -> bool:
@@ -194,7 +196,8 @@ def vllm_arguments(cfg: RolloutConfigFile, base: str, adapter: Optional[str], to
     if adapter is not None:
         llm["max_lora_rank"] = m.max_lora_rank or adapter_rank(adapter)
     sampling = {"n": g.num_completions, "temperature": g.temperature, "top_p": g.top_p,
-                "max_tokens": g.max_new_tokens, "stop": list(g.stop_sequences) or None, "seed": cfg.seed}
+                "max_tokens": g.max_new_tokens, "stop": list(g.stop_sequences) or None,
+                "include_stop_str_in_output": bool(g.stop_sequences), "seed": cfg.seed}
     if g.top_k is not None:
         sampling["top_k"] = g.top_k
     lora = {"lora_name": "adapter", "lora_int_id": 1, "lora_path": adapter} if adapter is not None else None

@@ -56,9 +56,10 @@ def adapter_and_merged(tiny_model_dir, tmp_path_factory):
 
 
 def test_cut_at_stop_takes_the_earliest_stop():
-    assert cut_at_stop("abc</answer>def<end>", ["<end>", "</answer>"]) == ("abc", True)
+    # the stop is kept, as the GRPO node's rewards see it in training (think_answer_format needs "</answer>")
+    assert cut_at_stop("abc</answer>def<end>", ["<end>", "</answer>"]) == ("abc</answer>", True)
     assert cut_at_stop("abc", ["x"]) == ("abc", False)
-    assert cut_at_stop("xabc", ["x"]) == ("", True)
+    assert cut_at_stop("xabc", ["x"]) == ("x", True)
 
 
 def test_base_model_gives_k_completions_per_prompt(tiny_model_dir):
@@ -72,7 +73,7 @@ def test_base_model_gives_k_completions_per_prompt(tiny_model_dir):
 
 def test_stop_sequences_cut_generation_like_the_uncut_text(tiny_model_dir):
     """Greedy, so the run without stops shows what the model writes; with stops each completion must be that
-    text cut before the first stop sequence."""
+    text cut right after the first stop sequence."""
     free = generate(make_cfg(str(tiny_model_dir), temperature=0, max_new_tokens=24))
     texts = [g[0]["text"] for g in free]
     stops = sorted({t[len(t) // 3:len(t) // 3 + 2] for t in texts if len(t) > 6})
@@ -140,7 +141,7 @@ def test_vllm_arguments_seam(tiny_model_dir, adapter_and_merged):
                            "max_model_len": 2048, "gpu_memory_utilization": 0.85, "enable_lora": True,
                            "max_lora_rank": 4}
     assert args["sampling"] == {"n": 3, "temperature": 0.7, "top_p": 0.9, "max_tokens": 64, "stop": ["</answer>"],
-                                "seed": 3, "top_k": 20}
+                                "include_stop_str_in_output": True, "seed": 3, "top_k": 20}
     assert args["lora"] == {"lora_name": "adapter", "lora_int_id": 1, "lora_path": str(adapter)}
     assert json.loads((Path(adapter) / "adapter_config.json").read_text())["r"] == 4
     plain = vllm_arguments(make_cfg("some/model"), "some/model", None, "some/model")
