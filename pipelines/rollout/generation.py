@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence
 
+from pipelines.grpo.model import cuda_available, torch_dtype
 from pipelines.rollout.config import RolloutConfigFile
 
 log = logging.getLogger(__name__)
@@ -38,14 +39,6 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
 
     end = stop_end(text, stops)
     return (text[:end], True) if end is not None else (text, False)
-
-
-def cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
 
 
 def resolve_backend(name: str) -> str:
@@ -88,13 +81,6 @@ def render_prompts(tokenizer: Any, prompts: Sequence[Messages]) -> list[str]:
     return [tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True) for p in prompts]
 
 
-def torch_dtype(name: str) -> Any:
-    import torch
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
-
-
 class TransformersGenerator:
     """Batched ``model.generate`` with ``num_return_sequences=K``; base, base + LoRA (merged in memory) or merged."""
 
@@ -106,7 +92,7 @@ class TransformersGenerator:
         self.cfg, self.gen, self.tokenizer = cfg, cfg.generation, tokenizer
         base, adapter, _ = model_paths(cfg)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype(cfg.model.dtype))
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype(cfg.model.dtype, cuda_available()))
         if adapter:
             model = _apply_adapter(model, base, adapter)
         self.model = model.to(self.device).eval()
