@@ -66,16 +66,17 @@ def torch_dtype(name: str, on_gpu: bool):
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
-def load_tokenizer(model_path: str, chat_template: Optional[str]):
-    """The tokenizer with the config's chat template (if any), a pad token and left padding."""
+def load_tokenizer(model_path: str, chat_template: Optional[str],
+                   template_key: str = "training_parameters.chat_template"):
+    """The tokenizer with the config's chat template (if any), a pad token and left padding.
+    ``template_key`` names the config key to set when the tokenizer has no template of its own."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_path)
     if chat_template:
         tok.chat_template = chat_template
-    if tok.chat_template is None:
-        raise ValueError(f"{model_path} has no chat template; set training_parameters.chat_template to a Jinja "
-                         "template (e.g. ChatML)")
+    if not getattr(tok, "chat_template", None):
+        raise ValueError(f"{model_path} has no chat template; set {template_key} to a Jinja template (e.g. ChatML)")
     if tok.pad_token is None:
         # Reusing EOS as pad is the usual choice for causal LMs without a pad token.
         tok.pad_token = tok.eos_token

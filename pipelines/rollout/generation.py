@@ -64,16 +64,9 @@ def model_paths(cfg: RolloutConfigFile) -> tuple[str, Optional[str], str]:
 
 def load_tokenizer(source: str, chat_template: Optional[str]) -> Any:
     """Tokenizer for rendering prompts: left padding, a pad token, the configured chat template."""
-    from transformers import AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(source)
-    if chat_template:
-        tok.chat_template = chat_template
-    if not getattr(tok, "chat_template", None):
-        raise ValueError(f"the tokenizer from {source} has no chat template; set generation.chat_template")
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
+    from pipelines.grpo.model import load_tokenizer as load
+
+    return load(source, chat_template, template_key="generation.chat_template")
 
 
 def render_prompts(tokenizer: Any, prompts: Sequence[Messages]) -> list[str]:

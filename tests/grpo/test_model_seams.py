@@ -197,3 +197,19 @@ def test_gpu_unsloth_backend_few_steps(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 4
     assert (run / "final_adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_tokenizer_without_chat_template_names_the_key_to_set(tiny_model_dir, tmp_path):
+    import shutil
+
+    from pipelines.grpo.model import load_tokenizer
+    from pipelines.rollout.generation import load_tokenizer as rollout_tokenizer
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model_dir, bare)
+    (bare / "chat_template.jinja").unlink()
+    with pytest.raises(ValueError, match="has no chat template; set training_parameters.chat_template"):
+        load_tokenizer(str(bare), None)
+    with pytest.raises(ValueError, match="has no chat template; set generation.chat_template"):
+        rollout_tokenizer(str(bare), None)
+    tok = load_tokenizer(str(bare), "{{ messages[0]['content'] }}")   # the config's template fills the gap
+    assert tok.padding_side == "left" and tok.pad_token is not None
