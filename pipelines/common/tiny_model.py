@@ -121,6 +121,11 @@ def _mark_tokenizer_class(out: Path) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def tiny_model_path(cache_root: str | Path = Path("outputs/.cache")) -> Path:
+    """Where ``builtin:tiny`` is (or will be) cached; nothing is built."""
+    return Path(cache_root) / f"tiny-{TINY_VERSION}-seed{TINY_SEED}"
+
+
 def resolve_model_name(name: str, cache_root: str | Path = Path("outputs/.cache")) -> str:
     """``builtin:tiny`` -> a cached build of the tiny model (built on first use); anything else unchanged.
 
@@ -130,7 +135,7 @@ def resolve_model_name(name: str, cache_root: str | Path = Path("outputs/.cache"
     if name != BUILTIN_TINY:
         return name
     cache_root = Path(cache_root)
-    target = cache_root / f"tiny-{TINY_VERSION}-seed{TINY_SEED}"
+    target = tiny_model_path(cache_root)
     if (target / "config.json").exists() and (target / "tokenizer.json").exists():
         return str(target)
     cache_root.mkdir(parents=True, exist_ok=True)

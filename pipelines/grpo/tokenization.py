@@ -155,9 +155,9 @@ def local_tokenizer_folder(model_name: str) -> Optional[Path]:
     """A folder holding ``model_name``'s tokenizer without downloading or building anything: a local folder,
     the cached ``builtin:tiny`` build, or the Hugging Face cache; None when there is none."""
     if model_name.startswith("builtin:"):
-        from pipelines.common import tiny_model
-        # the path resolve_model_name builds to; calling it would build the model (and import torch)
-        folder = Path("outputs/.cache") / f"tiny-{tiny_model.TINY_VERSION}-seed{tiny_model.TINY_SEED}"
+        from pipelines.common.tiny_model import tiny_model_path
+        # where resolve_model_name builds it; calling that would build the model (and import torch)
+        folder = tiny_model_path()
         return folder if (folder / "tokenizer.json").is_file() else None
     path = Path(model_name).expanduser()
     if path.is_dir():
