@@ -189,3 +189,11 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path, monkeypatch, c
     err = capsys.readouterr().err
     assert "run_name:" in err and "already holds a run" in err and "resume_from_checkpoint=auto" in err
     assert (out / "mine" / "resolved_config.yaml").read_text() == "run_name: mine\n"
+
+
+def test_vllm_section_belongs_to_the_transformers_backend():
+    raw = base_raw()
+    raw["model"].update(backend="unsloth", vllm={"mode": "server"})
+    msg = messages(checks.check_backend(model(raw), "c.yaml"))
+    assert msg == ["c.yaml: model.vllm: the unsloth backend always uses its own vLLM; `model.vllm` applies to "
+                   "backend: transformers"]
