@@ -21,7 +21,7 @@ if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then 
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 VPY=.venv/bin/python
-STAMP=.venv/.installed-$(cat requirements.txt requirements-gpu.txt 2>/dev/null | cksum | cut -d' ' -f1)-gpu$WANT_GPU
+STAMP=.venv/.installed-$(cat requirements.txt requirements-gpu.txt pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)-gpu$WANT_GPU
 
 if [ -f "$STAMP" ]; then
   echo "linux.sh: .venv is up to date ($("$VPY" --version))"
@@ -36,6 +36,9 @@ else
     echo "linux.sh: GPU found (or --gpu): installing requirements-gpu.txt"
     "$VPY" -m pip install -q -r requirements-gpu.txt
   fi
+  # The project itself, editable: `pipelines` and `cli_utils` import from anywhere, no sys.path patching.
+  echo "linux.sh: installing this project (pip install -e .)"
+  "$VPY" -m pip install -q --no-deps -e .
   rm -f .venv/.installed-*
   touch "$STAMP"
 fi

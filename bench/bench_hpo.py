@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,6 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 QUICKSTART = REPO / "pipelines" / "grpo" / "configs" / "quickstart_hpo.yaml"
 

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 RUBRIC = """- role: system
   content: Grade the answer. End with <score>N</score>, N from 0 to 10.
@@ -66,7 +65,7 @@ def server_stats(proc: subprocess.Popen, command: str = "stats") -> dict:
 
 
 def make_judge(port: int, rubric: Path, concurrency: int):
-    from pipelines.grpo.rewards.judge import llm_judge
+    from pipelines.rewards.judge.reward import llm_judge
     return llm_judge(eval_llm_name="bench-judge", eval_llm_base_url=f"http://127.0.0.1:{port}/v1",
                      eval_llm_api_key="bench", system_prompt_path=str(rubric),
                      score_types=[{"name": "score", "type": "score", "min": 0, "max": 10}],

@@ -16,18 +16,15 @@ import argparse
 import asyncio
 import random
 import re
-import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipelines.grpo.config import GRPOConfigFile  # noqa: E402
-from pipelines.grpo.rewards.builtin import countdown_score  # noqa: E402
-from pipelines.grpo.rewards.engine import RewardStack  # noqa: E402
-from pipelines.grpo.rewards.registry import get_reward_factory  # noqa: E402
-from pipelines.grpo.rewards.safe_arith import UnsafeExpression, evaluate  # noqa: E402
+from pipelines.data.config import DatasetEntry
+from pipelines.rewards.builtin import countdown_score
+from pipelines.rewards.catalog import get_reward_factory
+from pipelines.rewards.config import RewardSection
+from pipelines.rewards.engine import RewardStack
+from pipelines.rewards.safe_arith import UnsafeExpression, evaluate
 
 
 def latency_reward(latency: float = 0.05):
@@ -37,10 +34,11 @@ def latency_reward(latency: float = 0.05):
     return latency_reward
 
 
-def cfg_for(lists):
-    return GRPOConfigFile.model_validate({
-        "model": {"base_model_name": "builtin:tiny"}, "dataset_settings": {"total_rows": 10},
-        "datasets": [{"path": f"d{i}.jsonl", "percentage": 0.5, "reward_funcs": f} for i, f in enumerate(lists)]})
+def stack_for(lists):
+    """The reward stack of one dataset per reward list, with the default reward section."""
+    datasets = [DatasetEntry.model_validate({"path": f"d{i}.jsonl", "percentage": 0.5, "reward_funcs": f})
+                for i, f in enumerate(lists)]
+    return RewardStack(RewardSection(), datasets)
 
 
 def batch(n: int, rng: random.Random):
@@ -63,7 +61,7 @@ def best_of(fn, repeats: int) -> float:
 def bench_overhead(n: int, repeats: int) -> None:
     d0 = [{"name": "keyword", "keywords": ["Joy"]}, {"name": "length_target", "ideal_length": 40}]
     d1 = [{"name": "answer_match"}, {"name": "repetition_penalty"}]
-    stack = RewardStack(cfg_for([d0, d1]))
+    stack = stack_for([d0, d1])
     prompts, completions, kw = batch(n, random.Random(0))
     fns = [[get_reward_factory(e["name"])(**{k: v for k, v in e.items() if k != "name"}) for e in d] for d in (d0, d1)]
 
@@ -89,7 +87,7 @@ def bench_overhead(n: int, repeats: int) -> None:
 
 def bench_concurrency(latency: float, repeats: int) -> None:
     entry = {"name": "__main__:latency_reward", "latency": latency}
-    stack = RewardStack(cfg_for([[entry, entry], [entry, entry]]))
+    stack = stack_for([[entry, entry], [entry, entry]])
     prompts, completions, kw = batch(32, random.Random(1))
     fns = [latency_reward(latency) for _ in range(4)]
 

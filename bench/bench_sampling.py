@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_sampling.py                 # 2M rows (generated once under bench/_data/)
     .venv/bin/python bench/bench_sampling.py --rows 100000   # a quick look
 
-The data layer (``pipelines.grpo.data.sample_datasets``, the real code path, with prompt tokens counted by the
+The data layer (``pipelines.data.sampling.sample_datasets``, the real code path, with prompt tokens counted by the
 builtin tiny model's tokenizer) is measured on Parquet and on JSONL, and so is the naive way: pandas reads the
 whole file, then samples. Each measurement runs in its own subprocess, which reports its peak RSS
 (``ru_maxrss``); wall time is measured around the subprocess, interpreter start and imports included.
@@ -74,16 +74,14 @@ def generate(rows: int, seed: int = 0, chunk: int = 50_000) -> tuple[Path, Path]
 
 
 def measure_ours(path: str, sample: int, tokenizer: str | None) -> dict:
-    from pipelines.grpo.config import GRPOConfigFile
-    from pipelines.grpo.data import make_token_counter, sample_datasets
+    from pipelines.data.config import DatasetEntry, DatasetSettings
+    from pipelines.data.sampling import DataSpec, sample_datasets
+    from pipelines.data.tokenization import make_token_counter
 
-    cfg = GRPOConfigFile.model_validate({
-        "seed": 42, "model": {"base_model_name": "builtin:tiny"},
-        "training_parameters": {"max_prompt_length": 512},
-        "datasets": [{"path": path, "percentage": 1.0, "reward_funcs": [{"name": "keyword"}]}],
-        "dataset_settings": {"total_rows": sample}})
+    spec = DataSpec(datasets=[DatasetEntry(path=path, percentage=1.0, reward_funcs=[{"name": "keyword"}])],
+                    settings=DatasetSettings(total_rows=sample), seed=42, max_prompt_length=512)
     counter = make_token_counter(tokenizer, None) if tokenizer else None
-    result = sample_datasets(cfg, counter)
+    result = sample_datasets(spec, counter)
     return {"rows": len(result.train), "valid": result.stats[0].valid_rows}
 
 
@@ -129,10 +127,8 @@ def main() -> None:
     p.add_argument("--tokenizer", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        sys.path.insert(0, str(REPO))
         return child(args)
 
-    sys.path.insert(0, str(REPO))
     os.chdir(REPO)
     from pipelines.common.tiny_model import resolve_model_name
     tokenizer = resolve_model_name("builtin:tiny")  # built here, so no measured process imports torch

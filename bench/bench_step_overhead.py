@@ -99,13 +99,14 @@ def run_node(work: Path, tiny: Path, steps: int, tag: str) -> dict:
 
 def dump_prompts(work: Path, tiny: Path, steps: int) -> Path:
     """The node's sampled training prompts (same rows, same order), for the bare script."""
+    from pipelines.data.sampling import sample_with_tokenizer
     from pipelines.grpo.config import GRPOConfigFile
-    from pipelines.grpo.data import make_token_counter, sample_datasets
+    from pipelines.grpo.inputs import data_spec
     from pipelines.grpo.model import load_tokenizer
 
     cfg = GRPOConfigFile.model_validate(node_config(tiny, steps))
     tok = load_tokenizer(str(tiny), cfg.training_parameters.chat_template)
-    rows = sample_datasets(cfg, make_token_counter(tok, None)).train
+    rows = sample_with_tokenizer(data_spec(cfg), tok, "bench").train
     path = work / "prompts.json"
     path.write_text(json.dumps([r["prompt"] for r in rows]))
     return path
@@ -147,7 +148,6 @@ def run_bare(work: Path, tiny: Path, steps: int, tag: str) -> dict:
 
 
 def worker(args: argparse.Namespace) -> int:
-    sys.path.insert(0, str(REPO))
     work, tiny = Path(args.work), Path(args.tiny)
     sink = (run_node if args.worker == "node" else run_bare)(work, tiny, args.steps, args.tag)
     import threading
@@ -191,7 +191,6 @@ def spawn(kind: str, work: Path, tiny: Path, steps: int, tag: str, threads: int)
 
 
 def controller(args: argparse.Namespace) -> int:
-    sys.path.insert(0, str(REPO))
     from pipelines.common.tiny_model import build_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-step-"))

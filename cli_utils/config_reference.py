@@ -11,12 +11,10 @@ import typing
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
 
-from pydantic import BaseModel  # noqa: E402
-from pydantic_core import PydanticUndefined  # noqa: E402
-
-from pipelines.common.schema import _submodel  # noqa: E402
+from pipelines.common.schema import submodel
 
 
 def _type_name(annotation: Any) -> str:
@@ -41,7 +39,7 @@ def render_model(model: type[BaseModel], prefix: str, out: list[str], seen: set)
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
         rows.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {field.description or ''} |")
-        sub = _submodel(field.annotation)
+        sub = submodel(field.annotation)
         if sub is not None and sub not in seen:
             is_list = typing.get_origin(field.annotation) is list
             nested.append((sub, f"{key}[]." if is_list else f"{key}."))

@@ -13,12 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-REPO = Path(__file__).resolve().parents[1]
 MAX_TARGET = 100
 MAX_NUMBER = 99
 MAX_TRIES = 1000
@@ -104,8 +102,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.rows < 1:
         parser.error("--rows must be at least 1")
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     rows = generate(args.rows, args.seed)
     write_jsonl(rows, Path(args.output))
     print(f"wrote {len(rows)} countdown tasks to {args.output} (seed {args.seed})")

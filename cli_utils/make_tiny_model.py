@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,8 +15,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="Folder to write the model and tokenizer into.")
     parser.add_argument("--seed", type=int, default=0, help="Weight-initialisation seed (default 0, as builtin:tiny).")
     args = parser.parse_args(argv)
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     from pipelines.common.tiny_model import build_tiny_model
 

@@ -28,7 +28,6 @@ from typing import Any, Optional
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 PROBE_MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
                   {"role": "user", "content": "Using the numbers [3, 7, 25], create an equation that equals 46."}]
@@ -264,8 +263,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         report = merge_lora(args.base_model, args.adapter, args.output, dtype=args.dtype, overwrite=args.overwrite,

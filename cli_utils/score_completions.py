@@ -22,9 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipelines.common.problems import ConfigError, Problem  # noqa: E402
+from pipelines.common.problems import ConfigError, Problem
 
 CLI_KEYS = ("completion", "dataset")
 
@@ -54,8 +52,8 @@ def load_config(path: str, sets: Sequence[str]):
     """Load, override, interpolate and validate the config; check its rewards. ConfigError on problems."""
     from pipelines.common.config_io import EnvResolver, apply_overrides, load_yaml, parse_scalar
     from pipelines.common.schema import validate_model
-    from pipelines.grpo.checks import check_post_processors, check_rewards
     from pipelines.grpo.config import GRPOConfigFile
+    from pipelines.rewards.checks import check_post_processors, check_reward_funcs
 
     raw = load_yaml(path) or {}
     if not isinstance(raw, dict):
@@ -73,7 +71,7 @@ def load_config(path: str, sets: Sequence[str]):
     cfg, schema_problems = validate_model(GRPOConfigFile, raw, path)
     problems += schema_problems
     if cfg is not None:
-        problems += check_rewards(cfg, path) + check_post_processors(cfg, path)
+        problems += check_reward_funcs(cfg.datasets, path) + check_post_processors(cfg.reward, path)
     if problems:
         raise ConfigError(problems)
     return cfg, env.secret_values
@@ -101,7 +99,7 @@ def resolve_dataset(value: Any, cfg, where: str) -> int:
 
 def prepare_line(line: dict, cfg, default_dataset: Optional[str], row_id: str) -> tuple[dict, str]:
     """The trainer row for one input line (same construction as training) and its completion."""
-    from pipelines.grpo.data import BadRow, prepare_prompt
+    from pipelines.data.sampling import BadRow, prepare_prompt
 
     completion = line.get("completion")
     if not isinstance(completion, str):
@@ -190,10 +188,13 @@ def score_lines(stack, items: list[tuple[dict, Optional[dict], str, Optional[str
 def _batches(args, cfg) -> Iterator[list[tuple[dict, Optional[dict], str, Optional[str]]]]:
     batch: list = []
     if args.sample is not None:
-        from pipelines.grpo.data import sample_datasets
-        sized = cfg.model_copy(deep=True)
-        sized.dataset_settings.total_rows = args.sample
-        sized.dataset_settings.shortfall = "take_all"
+        import dataclasses
+
+        from pipelines.data.sampling import sample_datasets
+        from pipelines.grpo.inputs import data_spec
+        spec = data_spec(cfg)
+        settings = spec.settings.model_copy(update={"total_rows": args.sample, "shortfall": "take_all"})
+        sized = dataclasses.replace(spec, settings=settings, eval_rows=0)
         for row in sample_datasets(sized, token_counter=None, config_file=args.config).train:
             batch.append(({**row, "completion": row["answer"]}, row, row["answer"], None))
             if len(batch) >= args.batch_size:
@@ -232,10 +233,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     from tqdm import tqdm
 
-    from pipelines.grpo.rewards.engine import RewardStack
-    from pipelines.grpo.rewards.errors import CircuitBreakerOpen, RewardFunctionError
+    from pipelines.rewards.engine import RewardStack
+    from pipelines.rewards.errors import CircuitBreakerOpen, RewardFunctionError
     try:
-        stack = RewardStack(cfg, run_dir=None)
+        stack = RewardStack(cfg.reward, cfg.datasets, run_dir=None)
     except RewardFunctionError as exc:
         print(_redact(str(exc), secrets), file=sys.stderr)
         return 2

@@ -1,62 +1,16 @@
-"""Pipeline nodes: name -> config model, checks and a lazily imported run function.
+"""The node table: node name -> :class:`~pipelines.common.node.NodeSpec`.
 
-Registering a node imports nothing heavy: the run function is named as ``module:function`` and imported only
-when the node runs, so validating a whole pipeline never loads torch.
+Each node package declares its spec in its own ``spec`` module, imported only when the node is named; the run
+function is named as ``module:function`` and imported only when the node runs, so validating a whole pipeline
+never loads torch.
 """
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable
 
-from pydantic import BaseModel
-
-from pipelines.common.problems import Problem, did_you_mean
-
-
-@dataclass
-class NodeContext:
-    """What a node run receives besides its config."""
-
-    label: str                      # the entry's name in the pipeline (node name, or import path)
-    index: int                      # position in pipeline_order
-    config_file: str                # the node config file, for messages
-    raw_config: dict[str, Any]      # the resolved config as a dict (overrides + env applied)
-    secrets: set[str]               # secret values that must never be written
-    run_dir: Path
-    outputs_root: Path
-    manifests: dict[str, dict[str, Any]] = field(default_factory=dict)  # earlier nodes' manifests, by label
-    num_processes: Optional[int] = None   # --num-processes from the command line
-    validate_only: bool = False
-    launched: bool = False          # this process is one rank of a multi-process run started by the runner
-
-
-@dataclass
-class NodeSpec:
-    """A registered node type."""
-
-    name: str
-    config_model: Optional[type[BaseModel]]
-    run: str                                                     # "module:function", fn(cfg, ctx) -> outputs dict
-    check: Optional[Callable[[Any, NodeContext], list[Problem]]] = None     # fast checks, no heavy imports
-    # checks that still make sense when the schema rejected the config (so every mistake is reported at once)
-    check_partial: Optional[Callable[[dict[str, Any], NodeContext], list[Problem]]] = None
-    inspect: Optional[Callable[[Any, NodeContext], list[str]]] = None       # --validate summary (may read data)
-    resume_hint: str = "--set training_parameters.resume_from_checkpoint=auto"   # how a user resumes this node
-    outputs: tuple[str, ...] = ()   # names in the run's outputs dict that later nodes may refer to (@label.name)
-
-    def run_function(self) -> Callable[..., Any]:
-        return import_callable(self.run)
-
-
-def import_callable(path: str) -> Callable[..., Any]:
-    module_name, _, attr = path.partition(":")
-    module = importlib.import_module(module_name)
-    fn = getattr(module, attr)
-    if not callable(fn):
-        raise TypeError(f"{path} is not callable")
-    return fn
+from pipelines.common.node import NodeSpec
+from pipelines.common.problems import did_you_mean
 
 
 def _grpo_spec() -> NodeSpec:

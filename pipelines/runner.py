@@ -20,9 +20,9 @@ from pipelines.common.problems import ConfigError, Problem, did_you_mean
 from pipelines.common.refs import check_refs, record_latest, substitute_refs
 from pipelines.common.rundir import (MANIFEST, RESOLVED_CONFIG, RUN_LOG, RedactingFilter, default_run_name, open_run_dir, read_manifest, run_dir_for,
                                      write_manifest)
-from pipelines.common.schema import validate_model
 from pipelines.launch import current_rank, requested_processes, run_launched, write_rank_error
-from pipelines.registry import NodeContext, NodeSpec, get_node
+from pipelines.common.node import NodeContext, NodeSpec, validate_node_config
+from pipelines.registry import get_node
 
 log = logging.getLogger(__name__)
 EXIT_OK, EXIT_NODE_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -166,15 +166,8 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     ctx = NodeContext(label=label, index=index, config_file=file, raw_config=raw, secrets=env.secret_values,
                       run_dir=run_dir, outputs_root=Path(args.outputs), manifests=manifests,
                       num_processes=args.num_processes, validate_only=args.validate, launched=args.launched_rank)
-    if spec.config_model is None:
-        return PlannedNode(label, spec, raw, ctx), problems
-    cfg, schema_problems = validate_model(spec.config_model, raw, file)
-    problems += schema_problems
-    if cfg is not None and spec.check is not None:
-        problems += spec.check(cfg, ctx)
-    elif cfg is None and spec.check_partial is not None:
-        problems += spec.check_partial(raw, ctx)
-    return PlannedNode(label, spec, cfg, ctx), problems
+    cfg, node_problems = validate_node_config(spec, raw, ctx)
+    return PlannedNode(label, spec, cfg, ctx), problems + node_problems
 
 
 def plan(args: argparse.Namespace) -> tuple[list[PlannedNode], list[Problem]]:
@@ -236,12 +229,7 @@ def _resolve_refs(node: PlannedNode) -> None:
     if resolved == ctx.raw_config:
         return
     ctx.raw_config = resolved
-    if node.spec.config_model is None:
-        node.cfg = resolved
-        return
-    cfg, problems = validate_model(node.spec.config_model, resolved, ctx.config_file)
-    if cfg is not None and node.spec.check is not None:
-        problems += node.spec.check(cfg, ctx)
+    cfg, problems = validate_node_config(node.spec, resolved, ctx)
     if problems:
         raise ConfigError(problems)
     node.cfg = cfg
@@ -348,14 +336,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             report_problems(exc.problems)
             return EXIT_CONFIG
         except KeyboardInterrupt:
-            print(f"\nnode {node.label!r} interrupted; its run dir {node.ctx.run_dir} keeps what was written "
-                  f"(resume with {node.spec.resume_hint})", file=sys.stderr)
+            print(f"\nnode {node.label!r} interrupted; its run dir {node.ctx.run_dir} keeps what was written"
+                  + (f" (resume with {node.spec.resume_hint})" if node.spec.resume_hint else ""), file=sys.stderr)
             return 130
         except Exception as exc:  # noqa: BLE001 - any node failure ends the pipeline with exit 1
             log.debug("traceback:\n%s", traceback.format_exc())
             traceback.print_exc()
+            # An error that leaves the run resumable (e.g. a judge that went down) says how to continue it.
+            hint = (f"\nfix the cause, then resume with {node.spec.resume_hint}"
+                    if getattr(exc, "resumable", False) and node.spec.resume_hint else "")
             print(f"\nnode {node.label!r} (entry {node.ctx.index}) failed after {time.time() - started:.0f}s: "
-                  f"{type(exc).__name__}: {exc}\nlater nodes were not run; see {node.ctx.run_dir / 'run.log'}",
+                  f"{type(exc).__name__}: {exc}{hint}\nlater nodes were not run; see {node.ctx.run_dir / 'run.log'}",
                   file=sys.stderr)
             return EXIT_NODE_FAILED
     return EXIT_OK
@@ -373,10 +364,8 @@ def validate_summary(planned: list[PlannedNode], args: argparse.Namespace) -> in
                     print(f"    {line}")
             except ConfigError as exc:
                 problems += exc.problems
-        if args.check_judges:
-            from pipelines.grpo.rewards.judge_check import check_judges
-
-            problems += check_judges(node.cfg, node.ctx)
+        if args.check_judges and node.spec.check_judges is not None:
+            problems += node.spec.check_judges(node.cfg, node.ctx)
     if problems:
         report_problems(problems)
         return EXIT_CONFIG

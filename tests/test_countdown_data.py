@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from cli_utils import make_countdown_data as mcd
-from pipelines.grpo.rewards import builtin  # noqa: F401  (registers the built-in rewards)
-from pipelines.grpo.rewards.registry import get_reward_factory
+from pipelines.rewards.catalog import get_reward_factory
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "inputs" / "countdown.jsonl"

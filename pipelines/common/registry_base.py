@@ -12,11 +12,9 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Holds named objects of one kind (reward factories, combination functions, nodes...)."""
 
-    def __init__(self, kind: str, loader: Callable[[], None] | None = None):
+    def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, T] = {}
-        self._loader = loader
-        self._loaded = False
 
     def register(self, name: str, item: T) -> T:
         if name in self._items and self._items[name] is not item:
@@ -29,18 +27,11 @@ class Registry(Generic[T]):
             return self.register(name, item)
         return wrap
 
-    def _ensure_loaded(self) -> None:
-        if not self._loaded and self._loader is not None:
-            self._loaded = True
-            self._loader()
-
     def names(self) -> list[str]:
-        self._ensure_loaded()
         return sorted(self._items)
 
     def get(self, name: str) -> T:
         """Look up ``name``, or import ``package.module:attr``; KeyError says what exists."""
-        self._ensure_loaded()
         if name in self._items:
             return self._items[name]
         if ":" in name:
@@ -57,5 +48,4 @@ class Registry(Generic[T]):
                        f"registered: {', '.join(sorted(self._items)) or '(none)'}")
 
     def __contains__(self, name: str) -> bool:
-        self._ensure_loaded()
         return name in self._items

@@ -36,11 +36,8 @@ def holds_a_run(run_dir: Path) -> bool:
     return (run_dir / RESOLVED_CONFIG).exists() or (run_dir / MANIFEST).exists()
 
 
-GRPO_RESUME_HINT = "--set training_parameters.resume_from_checkpoint=auto"
-
-
-def check_run_dir_free(run_dir: Path, resume: bool, file: str, key: str = "run_name",
-                       resume_hint: str = GRPO_RESUME_HINT) -> list[Problem]:
+def check_run_dir_free(run_dir: Path, resume: bool, file: str, resume_hint: str,
+                       key: str = "run_name") -> list[Problem]:
     """Refuse to reuse a folder that holds a run unless the config resumes it (``resume_hint`` says how)."""
     if holds_a_run(run_dir) and not resume:
         return [Problem(file, key, f"{run_dir} already holds a run; choose another run_name (e.g. --set "

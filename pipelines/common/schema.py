@@ -15,12 +15,12 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def _submodel(annotation: Any) -> type[BaseModel] | None:
+def submodel(annotation: Any) -> type[BaseModel] | None:
     """The BaseModel class inside ``Model``, ``Model | None`` or ``list[Model]``, if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in typing.get_args(annotation):
-        found = _submodel(arg)
+        found = submodel(arg)
         if found is not None:
             return found
     return None
@@ -37,7 +37,7 @@ def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
         field = model.model_fields.get(part)
         if field is None:
             return None
-        model = _submodel(field.annotation)
+        model = submodel(field.annotation)
     return model
 
 

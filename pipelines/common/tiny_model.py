@@ -3,7 +3,7 @@
 Nothing reaches a model hub. The model is small enough for GRPO to run (and visibly learn) on a 2-core CPU:
 hidden size 64, 2 layers, 4 heads, 2 KV heads, tied embeddings. Its weights are initialised with a large
 ``initializer_range`` (0.2): with the usual 0.02 the logits stay nearly uniform and the reward never moves
-(see ../shared/STACK.md). ``base_model_name: builtin:tiny`` resolves to a cached copy built on demand.
+(measured on CPU). ``base_model_name: builtin:tiny`` resolves to a cached copy built on demand.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from pipelines.common.io import JsonlAppender, atomic_write_text, read_jsonl
+from pipelines.grpo.artifacts import EVAL_REWARD_KEY
 from pipelines.grpo.plots import TOTAL_KEY, plot_reward_curve
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def use_compact_progress(trainer: Any) -> None:
             if not state.is_world_process_zero or self.training_bar is None or not logs:
                 return
             shown = {short: logs[key] for key, short in (("loss", "loss"), (TOTAL_KEY, "reward"),
-                                                          ("eval/reward_mean", "eval")) if key in logs}
+                                                          (EVAL_REWARD_KEY, "eval")) if key in logs}
             if shown:
                 self.training_bar.set_postfix({k: f"{float(v):.3g}" for k, v in shown.items()}, refresh=False)
 

@@ -1,40 +1,22 @@
-"""Cross-field and environment checks for a validated GRPO config.
+"""Cross-field and environment checks of a GRPO config, as :class:`~pipelines.common.node.Rule` s.
 
-Each rule is a small function returning a list of :class:`Problem`; :func:`check_config` runs them all so a
-user sees every mistake at once. None of them imports torch, transformers or trl.
+Each rule is a small function returning a list of :class:`Problem` and names the sections it reads, so the
+runner runs every rule on a valid config and, on one the schema rejected, the rules whose sections validated:
+a user sees every mistake at once. The data and reward sections are checked by their own layers
+(:mod:`pipelines.data.checks`, :mod:`pipelines.rewards.checks`). None of them imports torch, transformers or trl.
 """
 from __future__ import annotations
 
-import glob
-import os
 from pathlib import Path
-from typing import Callable
 
+from pipelines.common.node import Rule
 from pipelines.common.problems import Problem, did_you_mean
-from pipelines.grpo.config import GRPOConfigFile, NamedFunction
+from pipelines.data import checks as data_checks
+from pipelines.grpo.config import GRPOConfigFile
+from pipelines.rewards import checks as reward_checks
 
-SUPPORTED_SUFFIXES = (".json", ".jsonl", ".parquet")
 # GRPOConfig keys the node sets itself; giving them under training_parameters would be ignored or conflict.
 NODE_OWNED_KEYS = {"output_dir", "run_name", "report_to", "bf16", "fp16", "use_cpu", "resume_from_checkpoint"}
-
-
-def resolve_input_paths(pattern: str) -> list[Path]:
-    """Files matched by a dataset path (a file or a glob), relative to the working directory, sorted."""
-    expanded = os.path.expanduser(pattern)
-    if glob.has_magic(expanded):
-        return sorted(Path(p) for p in glob.glob(expanded, recursive=True) if Path(p).is_file())
-    path = Path(expanded)
-    return [path] if path.is_file() else []
-
-
-def check_percentages(cfg: GRPOConfigFile, file: str) -> list[Problem]:
-    total = sum(d.percentage for d in cfg.datasets)
-    if total > 1 + 1e-9:
-        return [Problem(file, "datasets", f"percentages sum to {total:g}, which is more than 1; lower them so "
-                                          "that they add up to at most 1")]
-    if total <= 0:
-        return [Problem(file, "datasets", "every percentage is 0: no rows would be sampled")]
-    return []
 
 
 def generation_batch(cfg: GRPOConfigFile) -> int:
@@ -62,51 +44,9 @@ def check_batch_sizes(cfg: GRPOConfigFile, file: str) -> list[Problem]:
 
 def check_lengths(cfg: GRPOConfigFile, file: str) -> list[Problem]:
     tp = cfg.training_parameters
-    if tp.max_prompt_length + tp.max_completion_length > cfg.model.max_seq_length:
-        return [Problem(file, "model.max_seq_length",
-                        f"max_prompt_length ({tp.max_prompt_length}) + max_completion_length "
-                        f"({tp.max_completion_length}) = {tp.max_prompt_length + tp.max_completion_length} exceeds "
-                        f"max_seq_length ({cfg.model.max_seq_length}); raise max_seq_length or lower the others")]
-    return []
-
-
-def check_input_paths(cfg: GRPOConfigFile, file: str) -> list[Problem]:
-    """Every dataset path matches a supported file (an ``@node.output`` reference is checked by the runner)."""
-    from pipelines.common.refs import is_reference
-    problems = []
-    for i, ds in enumerate(cfg.datasets):
-        if is_reference(ds.path):
-            continue
-        files = resolve_input_paths(ds.path)
-        if not files:
-            problems.append(Problem(file, f"datasets[{i}].path", f"no file matches {ds.path!r} (relative paths are "
-                                                                  f"resolved from {os.getcwd()})"))
-        for f in files:
-            if f.suffix.lower() not in SUPPORTED_SUFFIXES:
-                problems.append(Problem(file, f"datasets[{i}].path", f"{f}: unsupported file type {f.suffix!r}; "
-                                                                      f"use one of {', '.join(SUPPORTED_SUFFIXES)}"))
-    return problems
-
-
-def check_rewards(cfg: GRPOConfigFile, file: str) -> list[Problem]:
-    from pipelines.grpo.rewards.registry import check_reward_kwargs
-    problems = []
-    for i, ds in enumerate(cfg.datasets):
-        for j, entry in enumerate(ds.reward_funcs):
-            for msg in check_reward_kwargs(entry.name, entry.kwargs):
-                problems.append(Problem(file, f"datasets[{i}].reward_funcs[{j}]", msg))
-    return problems
-
-
-def check_post_processors(cfg: GRPOConfigFile, file: str) -> list[Problem]:
-    from pipelines.grpo.rewards.registry import COMBINATION_REGISTRY, SCALING_REGISTRY, check_function_kwargs
-    problems = []
-    for key, registry in (("combination_function", COMBINATION_REGISTRY), ("scaling_function", SCALING_REGISTRY)):
-        spec = getattr(cfg.reward, key)
-        named = spec if isinstance(spec, NamedFunction) else NamedFunction(name=spec)
-        for msg in check_function_kwargs(registry, named.name, named.kwargs):
-            problems.append(Problem(file, f"reward.{key}", msg))
-    return problems
+    return data_checks.check_length_budget(("max_prompt_length", tp.max_prompt_length),
+                                           ("max_completion_length", tp.max_completion_length),
+                                           ("model.max_seq_length", cfg.model.max_seq_length), file)
 
 
 def check_grpo_extras(cfg: GRPOConfigFile, file: str) -> list[Problem]:
@@ -174,70 +114,14 @@ def check_evaluation(cfg: GRPOConfigFile, file: str) -> list[Problem]:
     ev = cfg.evaluation
     if ev is None:
         return []
-    held = ev.rows if ev.rows is not None else round(ev.fraction * cfg.dataset_settings.total_rows)
-    if held >= cfg.dataset_settings.total_rows:
-        return [Problem(file, "evaluation", f"held-out rows ({held}) must be fewer than dataset_settings.total_rows "
-                                            f"({cfg.dataset_settings.total_rows})")]
-    return []
+    return data_checks.check_held_out(ev.rows, ev.fraction, cfg.dataset_settings.total_rows, file)
 
 
-RULES: list[Callable[[GRPOConfigFile, str], list[Problem]]] = [
-    check_percentages, check_batch_sizes, check_lengths, check_input_paths, check_rewards,
-    check_post_processors, check_grpo_extras, check_backend, check_launch, check_evaluation,
-]
-
-
-def check_config(cfg: GRPOConfigFile, file: str) -> list[Problem]:
-    """Run every rule; return all problems."""
-    problems: list[Problem] = []
-    for rule in RULES:
-        problems.extend(rule(cfg, file))
-    return problems
-
-
-def check_partial(raw: dict, file: str) -> list[Problem]:
-    """Rules that still apply when the schema rejected the config: each runs on the sections that validated.
-
-    A rule whose sections did not all validate is skipped (their schema errors are already reported).
-    """
-    from types import SimpleNamespace
-
-    from pydantic import ValidationError
-
-    from pipelines.grpo import config as C
-
-    def section(model, value):
-        value = value if value is not None else {}
-        try:
-            return model.model_validate(value)
-        except ValidationError as exc:
-            # A section whose only fault is unknown keys still has usable values for the other rules.
-            extra = [e["loc"][0] for e in exc.errors() if e["type"] == "extra_forbidden" and len(e["loc"]) == 1]
-            if isinstance(value, dict) and len(extra) == len(exc.errors()):
-                return section(model, {k: v for k, v in value.items() if k not in extra})
-            return None
-
-    datasets = [section(C.DatasetEntry, d) for d in raw.get("datasets") or []] if isinstance(
-        raw.get("datasets"), list) else []
-    ns = SimpleNamespace(
-        model=section(C.ModelSection, raw.get("model")),
-        training_parameters=section(C.TrainingParameters, raw.get("training_parameters")),
-        reward=section(C.RewardSection, raw.get("reward")),
-        datasets=datasets if datasets and all(d is not None for d in datasets) else None,
-        dataset_settings=section(C.DatasetSettings, raw.get("dataset_settings")),
-        evaluation=section(C.EvaluationSection, raw.get("evaluation")) if raw.get("evaluation") else None,
-        launch=section(C.LaunchSection, raw.get("launch")),
-    )
-    problems: list[Problem] = []
-    for rule in RULES:
-        try:
-            problems.extend(rule(ns, file))
-        except (AttributeError, TypeError):
-            continue  # a section this rule needs did not validate
-    if ns.datasets is None:  # paths of the entries that did not validate as a whole
-        for i, d in enumerate(raw.get("datasets") or []):
-            if isinstance(d, dict) and isinstance(d.get("path"), str) and datasets[i] is None:
-                if not resolve_input_paths(d["path"]):
-                    problems.append(Problem(file, f"datasets[{i}].path", f"no file matches {d['path']!r} (relative "
-                                                                          f"paths are resolved from {os.getcwd()})"))
-    return problems
+RULES: tuple[Rule, ...] = data_checks.RULES + reward_checks.RULES + (
+    Rule(check_batch_sizes, ("training_parameters", "launch")),
+    Rule(check_lengths, ("training_parameters", "model")),
+    Rule(check_grpo_extras, ("training_parameters",)),
+    Rule(check_backend, ("model", "launch")),
+    Rule(check_launch, ("launch", "evaluation")),
+    Rule(check_evaluation, ("evaluation", "dataset_settings")),
+)

@@ -3,15 +3,19 @@
 One pydantic model per section, ``extra="forbid"``, a description on every field: this module is both the
 validator and the reference documentation (``python -m cli_utils.config_reference`` prints it). Section
 and key names follow Augmentoolkit's GRPO pipeline so that its configs validate here unchanged.
-Checks that need the file system or the registries live in :mod:`pipelines.grpo.checks`.
+The ``datasets``/``dataset_settings`` and ``reward`` sections are the shared layers' own models
+(:mod:`pipelines.data.config`, :mod:`pipelines.rewards.config`), so every node reads its data and scores it the
+same way. Checks that need the file system or the registries live in :mod:`pipelines.grpo.checks`.
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Literal, Optional, Union
 
 from pydantic import ConfigDict, Field, model_validator
 
 from pipelines.common.schema import StrictModel
+from pipelines.data.config import DatasetEntry, DatasetSettings
+from pipelines.rewards.config import RewardSection
 
 
 class ModelSection(StrictModel):
@@ -86,60 +90,10 @@ class TrainingParameters(StrictModel):
             self.resume_from_checkpoint = "auto"
         return self
 
-
-class NamedFunction(StrictModel):
-    name: str = Field(description="Registered function name (post_processors.py).")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the function.")
-
-
-class RewardSection(StrictModel):
-    high_scoring_save_path: Optional[str] = Field("high_scoring_examples.jsonl",
-                                                  description="JSONL file (inside the run dir) for completions "
-                                                              "scoring at least score_save_threshold.")
-    score_save_threshold: Optional[float] = Field(None, description="Combined reward (before scaling) at or above "
-                                                  "which a completion is saved; null saves none.")
-    combination_function: Union[str, NamedFunction] = Field(
-        "sum", description="Combines one completion's reward scores: sum, mean, weighted_sum, min, product, or "
-                           "a function registered in post_processors.py; a name or {name, kwargs}.")
-    scaling_function: Union[str, NamedFunction] = Field(
-        "identity", description="Scales the batch of combined rewards: identity, zscore, minmax, rank, clip, or "
-                                "a registered function; a name or {name, kwargs}.")
-
-
-class RewardFuncEntry(StrictModel):
-    """One reward function for a dataset: `name` plus keyword arguments for its factory."""
-
-    model_config = ConfigDict(extra="allow")
-    name: str = Field(description="Name registered with @register_reward_function, or `module:function`.")
-    weight: float = Field(1.0, description="Weight used by weighted_sum.")
-    gate: bool = Field(False, description="If true, a score of 0 from this function zeroes the combined reward.")
-
     @property
-    def kwargs(self) -> dict[str, Any]:
-        """Factory keyword arguments: every key but name, weight and gate."""
-        return dict(self.model_extra or {})
-
-
-class DatasetEntry(StrictModel):
-    path: str = Field(description="A .json, .jsonl or .parquet file, or a glob of them; relative to the working "
-                                  "directory.")
-    percentage: float = Field(ge=0, le=1, description="Fraction of dataset_settings.total_rows drawn from here.")
-    system_prompt: Optional[str] = Field(None, description="System prompt for this dataset's prompts.")
-    system_prompt_mode: Literal["prepend", "insert", "replace"] = Field(
-        "prepend", description="With an existing system message: `prepend` puts system_prompt before it, "
-                               "`insert` adds a separate system message first, `replace` discards it.")
-    single_turn_ratio: float = Field(1.0, ge=0, le=1, description="Probability that a row is cut at its first "
-                                     "assistant turn; otherwise at a later assistant turn chosen by the seed.")
-    force_single_turn: bool = Field(False, description="Always cut at the first assistant turn.")
-    reward_funcs: list[RewardFuncEntry] = Field(min_length=1, description="Reward functions for completions "
-                                                "of this dataset's prompts.")
-
-
-class DatasetSettings(StrictModel):
-    total_rows: int = Field(ge=1, description="Rows sampled across all datasets.")
-    shortfall: Literal["error", "take_all"] = Field(
-        "error", description="When a dataset has fewer valid rows than asked: `error` (exit 2) or `take_all` "
-                             "(use them all, with a warning).")
+    def resuming(self) -> bool:
+        """Whether this run continues an earlier one (``auto`` or a checkpoint path)."""
+        return self.resume_from_checkpoint not in (False, None, "false")
 
 
 class EvaluationSection(StrictModel):
@@ -196,3 +150,6 @@ class GRPOConfigFile(StrictModel):
     logging: LoggingSection = Field(default_factory=LoggingSection, description="Tracking and logs.")
     push_to_hub: Optional[PushToHub] = Field(None, description="Upload the final adapter.")
     launch: LaunchSection = Field(default_factory=LaunchSection, description="Multi-process launch.")
+
+
+RESUME_HINT = "--set training_parameters.resume_from_checkpoint=auto"   # how a user resumes a GRPO run

@@ -11,7 +11,8 @@ import logging
 import math
 from typing import Any, Optional, Sequence
 
-from pipelines.grpo.stops import cut_completions, stopping_generate, trim_text
+from pipelines.common.stops import cut_completions, cut_text_at_stop, stopping_generate
+from pipelines.grpo.artifacts import EVAL_REWARD_KEY
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def summarize(results: Sequence[Any], max_reward: Optional[float], lengths: Sequ
     out: dict[str, float] = {}
     combined = [r.combined for r in results if r.combined is not None and not math.isnan(r.combined)]
     if combined:
-        out["eval/reward_mean"] = sum(combined) / len(combined)
+        out[EVAL_REWARD_KEY] = sum(combined) / len(combined)
     components: dict[str, list[float]] = {}
     for r in results:
         for name, value in r.rewards.items():
@@ -36,6 +37,17 @@ def summarize(results: Sequence[Any], max_reward: Optional[float], lengths: Sequ
         out["eval/completion_length"] = sum(lengths) / len(lengths)
     out["eval/completions"] = float(len(results))
     return out
+
+
+def make_evaluator(cfg: Any, rows: list[dict[str, Any]], stack: Any, tokenizer: Any) -> "Evaluator":
+    """The evaluator a GRPO config's ``evaluation`` section asks for: its generations and reward threshold, with
+    the training run's completion length, stop sequences, sampling temperature/top_p and seed."""
+    tp, ev = cfg.training_parameters, cfg.evaluation
+    extra = tp.model_extra or {}
+    return Evaluator(rows, stack, tokenizer, num_generations=ev.num_generations,
+                     max_new_tokens=tp.max_completion_length, max_reward=ev.max_reward,
+                     stops=tp.model_stop_sequences, temperature=extra.get("temperature", 1.0),
+                     top_p=extra.get("top_p", 1.0), seed=cfg.seed)
 
 
 class Evaluator:
@@ -70,7 +82,7 @@ class Evaluator:
             ids.append(seq[:cut])
         if self.stops:
             ids, _ = cut_completions(ids, tok, self.stops, eos)
-        texts = [trim_text(tok.decode(s, skip_special_tokens=True), self.stops) for s in ids]
+        texts = [cut_text_at_stop(tok.decode(s, skip_special_tokens=True), self.stops)[0] for s in ids]
         return texts, [len(s) for s in ids]
 
     def run(self, model: Any, step: int) -> dict[str, float]:

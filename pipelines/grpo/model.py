@@ -1,7 +1,7 @@
 """Model backends: TRL + PEFT (``transformers``; CPU, multi-GPU) and Unsloth with vLLM rollouts (``unsloth``).
 
 The Unsloth path runs only on a CUDA machine (unsloth raises without an accelerator, and installing it into
-the CPU environment breaks torch; see ../shared/STACK.md). It is therefore kept behind a thin seam: the exact
+the CPU environment breaks torch; see the README's GPU section). It is therefore kept behind a thin seam: the exact
 keyword arguments given to ``FastLanguageModel.from_pretrained``, ``FastLanguageModel.get_peft_model`` and
 vLLM's ``SamplingParams`` are built by plain functions here, which the CPU tests check, and
 :func:`load_unsloth_model` only calls them. The real GPU run is covered by ``@pytest.mark.gpu`` tests.
@@ -15,6 +15,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from pipelines.common import hf
+from pipelines.common.hf import cuda_available, torch_dtype
 from pipelines.grpo.config import GRPOConfigFile
 
 log = logging.getLogger(__name__)
@@ -34,14 +36,6 @@ class LoadedModel:
     grpo_overrides: dict[str, Any] = field(default_factory=dict)   # GRPOConfig fields the backend decides
 
 
-def cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())
-
-
 def choose_backend(requested: str, has_cuda: Optional[bool] = None, has_unsloth: Optional[bool] = None) -> str:
     """``auto`` -> unsloth when CUDA and the unsloth package are present, else transformers."""
     if requested != "auto":
@@ -55,33 +49,9 @@ def target_modules(cfg: GRPOConfigFile) -> list[str]:
     return list(cfg.model.target_modules or DEFAULT_TARGET_MODULES)
 
 
-def torch_dtype(name: str, on_gpu: bool):
-    """Config dtype -> torch dtype. ``auto``: bf16 on a GPU that supports it, else fp32 (CPU: always fp32)."""
-    import torch
-
-    if name == "auto":
-        if on_gpu and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
-
-
-def load_tokenizer(model_path: str, chat_template: Optional[str],
-                   template_key: str = "training_parameters.chat_template"):
-    """The tokenizer with the config's chat template (if any), a pad token and left padding.
-    ``template_key`` names the config key to set when the tokenizer has no template of its own."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_path)
-    if chat_template:
-        tok.chat_template = chat_template
-    if not getattr(tok, "chat_template", None):
-        raise ValueError(f"{model_path} has no chat template; set {template_key} to a Jinja template (e.g. ChatML)")
-    if tok.pad_token is None:
-        # Reusing EOS as pad is the usual choice for causal LMs without a pad token.
-        tok.pad_token = tok.eos_token
-    tok.padding_side = "left"
-    return tok
+def load_tokenizer(model_path: str, chat_template: Optional[str]) -> Any:
+    """The GRPO nodes' tokenizer: ``training_parameters.chat_template`` applied, left padding."""
+    return hf.load_tokenizer(model_path, chat_template, "training_parameters.chat_template")
 
 
 def lora_config(cfg: GRPOConfigFile):

@@ -17,23 +17,17 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pipelines.common.io import atomic_write_text, replace_dir
-from pipelines.common.tiny_model import resolve_model_name
-from pipelines.grpo.config import GRPOConfigFile
-from pipelines.registry import NodeContext
+from pipelines.common.node import NodeContext
+from pipelines.grpo.artifacts import FINAL_ADAPTER, METRICS_FILE, REWARD_CURVE, SUMMARY_FILE, TRL_REWARD_NAME
+from pipelines.grpo.config import RESUME_HINT, GRPOConfigFile
 
 log = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.jsonl"
-REWARD_CURVE = "reward_curve.png"
-FINAL_ADAPTER = "final_adapter"
-SUMMARY_FILE = "summary.json"
-TRL_REWARD_NAME = "reward_stack"   # the name TRL gives the stack's callable in its own `rewards/<name>/` keys
 
 
 def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     """Train a LoRA adapter with GRPO as configured; returns the outputs recorded in the manifest."""
     from pipelines.grpo.checkpoints import checkpoint_step, resolve_resume
-    from pipelines.grpo.data import eval_row_count, make_token_counter, sample_datasets
+    from pipelines.grpo.inputs import load_inputs
     from pipelines.grpo.model import choose_backend
 
     started = time.time()
@@ -44,26 +38,21 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
         _require_unsloth(ctx.config_file)
         import unsloth  # noqa: F401 - must come before transformers/trl: it patches them on import
 
-    model_path = resolve_model_name(cfg.model.base_model_name, cache_root=Path(ctx.outputs_root) / ".cache")
-    from pipelines.grpo.model import load_tokenizer
-
-    tokenizer = load_tokenizer(model_path, tp.chat_template)
-    counter = make_token_counter(tokenizer, tp.chat_template)
-    sample = sample_datasets(cfg, counter, eval_rows=eval_row_count(cfg), config_file=ctx.config_file)
+    inputs = load_inputs(cfg, ctx)
+    model_path, tokenizer, sample = inputs.model_path, inputs.tokenizer, inputs.sample
     resume = resolve_resume(tp.resume_from_checkpoint, run_dir, ctx.config_file)
-    resuming = tp.resume_from_checkpoint not in (False, None, "false")
-    resume_step = (checkpoint_step(resume) or 0) if resume else (0 if resuming else None)
+    resume_step = (checkpoint_step(resume) or 0) if resume else (0 if tp.resuming else None)
     log.info("%d training rows, %d held-out rows; backend %s; model %s", len(sample.train), len(sample.eval),
              backend, model_path)
 
-    from pipelines.grpo.rewards.engine import RewardStack
+    from pipelines.rewards.engine import RewardStack
     from pipelines.launch import current_rank
 
     # Run-level files are the main process's: only it drops the records a resumed run redoes (another rank's
     # rewrite could discard what the main process already appended). No rank writes a record before the
     # model is wrapped for DDP at the start of training, a collective step that follows these truncations.
     main_process = current_rank() == 0
-    stack = RewardStack(cfg, run_dir, resume_step=resume_step if main_process else None)
+    stack = RewardStack(cfg.reward, cfg.datasets, run_dir, resume_step=resume_step if main_process else None)
     metrics_cb = None
     from pipelines.grpo.trainer import tracker_env
 
@@ -94,8 +83,8 @@ def _require_unsloth(config_file: str) -> None:
     """backend: unsloth needs CUDA and the unsloth package; say how to get either instead of an ImportError."""
     import importlib.util
 
+    from pipelines.common.hf import cuda_available
     from pipelines.common.problems import ConfigError, Problem
-    from pipelines.grpo.model import cuda_available
 
     if importlib.util.find_spec("unsloth") is None:
         raise ConfigError([Problem(config_file, "model.backend", "unsloth is not installed: run `bash linux.sh "
@@ -111,7 +100,8 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
     from datasets import Dataset
 
     from pipelines.grpo.callbacks import metrics_callback, truncate_metrics_after, use_compact_progress
-    from pipelines.grpo.model import cuda_available, load_model
+    from pipelines.common.hf import cuda_available
+    from pipelines.grpo.model import load_model
     from pipelines.grpo.trainer import build_grpo_config, trainer_class
 
     run_dir = Path(ctx.run_dir)
@@ -126,13 +116,9 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
     trainer_ref: list = []
     callbacks = [metrics_cb]
     if cfg.evaluation is not None and sample.eval:
-        from pipelines.grpo.evaluation import Evaluator, evaluation_callback
+        from pipelines.grpo.evaluation import evaluation_callback, make_evaluator
 
-        extra = tp.model_extra or {}
-        evaluator = Evaluator(sample.eval, stack, loaded.tokenizer, num_generations=cfg.evaluation.num_generations,
-                              max_new_tokens=tp.max_completion_length, max_reward=cfg.evaluation.max_reward,
-                              stops=tp.model_stop_sequences, temperature=extra.get("temperature", 1.0),
-                              top_p=extra.get("top_p", 1.0), seed=cfg.seed)
+        evaluator = make_evaluator(cfg, sample.eval, stack, loaded.tokenizer)
         callbacks.append(evaluation_callback(evaluator, cfg.evaluation.interval_steps, trainer_ref))
     # On the Unsloth backend vLLM applies the stop strings (SamplingParams); the subclass must not.
     stops = tuple(tp.model_stop_sequences) if loaded.backend == "transformers" else ()
@@ -152,16 +138,15 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
 
 
 def _train(trainer: Any, run_dir: Path, resume: Optional[Path]) -> None:
-    from pipelines.grpo.rewards.errors import CircuitBreakerOpen
+    from pipelines.rewards.errors import CircuitBreakerOpen
 
     try:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     except CircuitBreakerOpen as exc:
         saved = save_emergency_checkpoint(trainer, run_dir)
         log.error("reward circuit breaker open at step %d: %s. %s Fix the cause (e.g. the judge endpoint), "
-                  "then resume with --set training_parameters.resume_from_checkpoint=auto",
-                  trainer.state.global_step, exc,
-                  f"Checkpoint saved: {saved}." if saved else "No new checkpoint was needed.")
+                  "then resume with %s", trainer.state.global_step, exc,
+                  f"Checkpoint saved: {saved}." if saved else "No new checkpoint was needed.", RESUME_HINT)
         raise
 
 

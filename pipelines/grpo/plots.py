@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from pipelines.common.io import read_jsonl
+from pipelines.grpo.artifacts import EVAL_REWARD_KEY
 
 log = logging.getLogger(__name__)
 
 TOTAL_KEY = "reward_combined_mean"
-EVAL_KEY = "eval/reward_mean"
 _COMPONENT_RE = re.compile(r"^rewards/(.+)/mean$")
 _NOT_COMPONENTS = {"combined", "scaled"}
 
@@ -34,7 +34,7 @@ def reward_series(records: Iterable[dict], exclude: Iterable[str] = ()) -> dict[
         if not isinstance(step, int):
             continue
         add("combined", step, rec.get(TOTAL_KEY))
-        add("eval", step, rec.get(EVAL_KEY))
+        add("eval", step, rec.get(EVAL_REWARD_KEY))
         for key, value in rec.items():
             m = _COMPONENT_RE.match(key)
             if m and m.group(1) not in skip:

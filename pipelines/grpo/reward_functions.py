@@ -37,17 +37,17 @@ for completions that merely fail your check. It comes in one of two forms:
 
 A function can also be named by import path, ``name: my_package.my_module:my_factory``, without registering.
 Try a reward without a GPU: ``python -m cli_utils.score_completions --config CONFIG --sample 20``.
-The built-in rewards are in ``pipelines/grpo/rewards/builtin.py``: ``keyword``, ``regex_match``,
+The built-in rewards are in ``pipelines/rewards/builtin.py``: ``keyword``, ``regex_match``,
 ``answer_match``, ``countdown_equation``, ``think_answer_format``, ``cot_format``, ``length_target``,
-``repetition_penalty``.
+``repetition_penalty``; the LLM judge ``llm_judge`` (alias ``generic_llm_reward``) is in
+``pipelines/rewards/judge/``. They are always registered: editing or trimming this file never removes them.
 """
 from __future__ import annotations
 
 import asyncio
 
-from pipelines.grpo.rewards import builtin  # noqa: F401  (registers the built-in rewards)
-from pipelines.grpo.rewards.forms import completion_text, per_sample
-from pipelines.grpo.rewards.registry import register_reward_function
+from pipelines.rewards.forms import completion_text, per_sample
+from pipelines.rewards.registry import register_reward_function
 
 # ------------------------------------------------------------------ worked example 1: batch form, synchronous
 

@@ -1,31 +1,36 @@
-"""Registration of the GRPO node: its schema, checks, --validate summary and run function."""
+"""Registration of the GRPO node: its schema, rules, run-dir check, --validate summary, judge probe and run
+function. The functions here are public: the ``grpo_hpo`` node (a GRPO config plus ``hpo``) builds on them."""
 from __future__ import annotations
 
+from pipelines.common.node import NodeContext, NodeSpec
 from pipelines.common.problems import Problem
 from pipelines.common.rundir import check_run_dir_free
-from pipelines.grpo.checks import check_config, check_partial
-from pipelines.grpo.config import GRPOConfigFile
-from pipelines.registry import NodeContext, NodeSpec
+from pipelines.grpo.checks import RULES
+from pipelines.grpo.config import RESUME_HINT, GRPOConfigFile
 
 
-def _check(cfg: GRPOConfigFile, ctx: NodeContext) -> list[Problem]:
-    problems = check_config(cfg, ctx.config_file)
-    resume = cfg.training_parameters.resume_from_checkpoint not in (False, None, "false")
-    if not ctx.launched:  # a launched rank runs in the folder its parent process just opened
-        problems += check_run_dir_free(ctx.run_dir, resume, ctx.config_file)
-    return problems
+def check_run_dir(cfg: GRPOConfigFile, ctx: NodeContext) -> list[Problem]:
+    """A run dir that already holds a run is refused unless the config resumes it."""
+    if ctx.launched:  # a launched rank runs in the folder its parent process just opened
+        return []
+    return check_run_dir_free(ctx.run_dir, cfg.training_parameters.resuming, ctx.config_file, RESUME_HINT)
 
 
-def _inspect(cfg: GRPOConfigFile, ctx: NodeContext) -> list[str]:
-    from pipelines.grpo.data import inspect_datasets
+def inspect(cfg: GRPOConfigFile, ctx: NodeContext) -> list[str]:
+    """The --validate summary: every dataset's counts and an example prompt."""
+    from pipelines.data.summary import inspect_datasets
+    from pipelines.grpo.inputs import data_spec
 
-    return inspect_datasets(cfg, ctx.config_file)
-
-
-def _check_partial(raw: dict, ctx: NodeContext) -> list[Problem]:
-    return check_partial(raw, ctx.config_file)
+    return inspect_datasets(data_spec(cfg), ctx.config_file)
 
 
-NODE = NodeSpec(name="grpo", config_model=GRPOConfigFile, run="pipelines.grpo.node:run",
-                check=_check, check_partial=_check_partial, inspect=_inspect,
+def check_judges(cfg: GRPOConfigFile, ctx: NodeContext) -> list[Problem]:
+    """--check-judges: one request to each LLM judge the datasets use."""
+    from pipelines.rewards.judge.check import check_judges as probe
+
+    return probe(cfg.datasets, ctx.config_file)
+
+
+NODE = NodeSpec(name="grpo", config_model=GRPOConfigFile, run="pipelines.grpo.node:run", rules=RULES,
+                check=check_run_dir, inspect=inspect, check_judges=check_judges, resume_hint=RESUME_HINT,
                 outputs=("final_adapter", "metrics", "reward_curve", "high_scores"))

@@ -113,7 +113,7 @@ def trainer_class() -> type:
     from trl.trainer.utils import RepeatSampler
 
     from pipelines.grpo.checkpoints import clear_marker, mark_complete
-    from pipelines.grpo.stops import cut_completions, stopping_generate, trim_completions
+    from pipelines.common.stops import cut_completions, stopping_generate, trim_completions
 
     class EpochSeededRepeatSampler(RepeatSampler):
         """TRL's RepeatSampler, reseeded from (seed, epoch) on every pass, so a resumed run replays the very

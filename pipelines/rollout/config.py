@@ -1,7 +1,7 @@
 """The rollout node's configuration schema.
 
-`datasets`, `dataset_settings` and `reward` are the GRPO node's own sections (same models, same meaning), so a
-rollout samples and scores exactly like training does. A string ``@<label>.<output>`` (e.g.
+`datasets`, `dataset_settings` and `reward` are the shared data and reward layers' sections (the same models
+the GRPO node uses, with the same meaning), so a rollout samples and scores exactly like training does. A string ``@<label>.<output>`` (e.g.
 ``"@grpo.final_adapter"``) names an output of an earlier node; the runner checks and substitutes it, so fields
 that may hold one never check the file system here.
 """
@@ -12,7 +12,9 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from pipelines.common.schema import StrictModel
-from pipelines.grpo.config import DatasetEntry, DatasetSettings, GRPOConfigFile, RewardSection
+from pipelines.data.config import DatasetEntry, DatasetSettings
+from pipelines.data.sampling import DataSpec
+from pipelines.rewards.config import RewardSection
 
 
 class RolloutModel(StrictModel):
@@ -90,20 +92,13 @@ class RolloutConfigFile(StrictModel):
     selection: SelectionSection = Field(default_factory=SelectionSection, description="Rules for sft.jsonl and "
                                                                                       "preferences.jsonl.")
 
-    def to_grpo_config(self) -> GRPOConfigFile:
-        """A GRPO config with the same data and reward sections, for the data layer and the reward stack."""
-        return GRPOConfigFile.model_validate({
-            "run_name": self.run_name,
-            "seed": self.seed,
-            "model": {"base_model_name": self.model.base_model_name,
-                      "max_seq_length": max(self.model.max_seq_length,
-                                            self.generation.max_prompt_length + self.generation.max_new_tokens)},
-            "training_parameters": {"max_prompt_length": self.generation.max_prompt_length,
-                                    "max_completion_length": self.generation.max_new_tokens,
-                                    "num_generations": max(2, self.generation.num_completions),
-                                    "chat_template": self.generation.chat_template,
-                                    "model_stop_sequences": list(self.generation.stop_sequences)},
-            "reward": self.reward.model_dump(),
-            "datasets": [d.model_dump() for d in self.datasets],
-            "dataset_settings": self.dataset_settings.model_dump(),
-        })
+    def data_spec(self) -> DataSpec:
+        """The data layer's view of this config: the same sampling and prompt construction as training, with
+        the generation section's prompt budget and chat template."""
+        g = self.generation
+        return DataSpec(datasets=self.datasets, settings=self.dataset_settings, seed=self.seed,
+                        max_prompt_length=g.max_prompt_length, model_name=self.model.base_model_name,
+                        chat_template=g.chat_template, chat_template_key="generation.chat_template")
+
+
+RESUME_HINT = "--set resume=true"   # how a user resumes a rollout

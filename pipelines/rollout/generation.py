@@ -12,7 +12,8 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence
 
-from pipelines.grpo.model import cuda_available, torch_dtype
+from pipelines.common.hf import cuda_available, torch_dtype
+from pipelines.common.stops import cut_text_at_stop
 from pipelines.rollout.config import RolloutConfigFile
 
 log = logging.getLogger(__name__)
@@ -31,14 +32,6 @@ class Generator(Protocol):
 
     def generate(self, prompts: Sequence[Messages]) -> list[list[Completion]]:
         """K completions for each prompt, in order."""
-
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
-    """``text`` up to and including its first stop sequence (as in training), and whether one was found."""
-    from pipelines.grpo.stops import stop_end
-
-    end = stop_end(text, stops)
-    return (text[:end], True) if end is not None else (text, False)
 
 
 def resolve_backend(name: str) -> str:
@@ -64,9 +57,9 @@ def model_paths(cfg: RolloutConfigFile) -> tuple[str, Optional[str], str]:
 
 def load_tokenizer(source: str, chat_template: Optional[str]) -> Any:
     """Tokenizer for rendering prompts: left padding, a pad token, the configured chat template."""
-    from pipelines.grpo.model import load_tokenizer as load
+    from pipelines.common.hf import load_tokenizer as load
 
-    return load(source, chat_template, template_key="generation.chat_template")
+    return load(source, chat_template, "generation.chat_template")
 
 
 def render_prompts(tokenizer: Any, prompts: Sequence[Messages]) -> list[str]:
@@ -117,7 +110,7 @@ class TransformersGenerator:
     def _completion(self, ids: list[int]) -> Completion:
         end = next((j for j, t in enumerate(ids) if t in self._eos), None)
         tokens = ids if end is None else ids[:end]
-        text, stopped = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True),
+        text, stopped = cut_text_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True),
                                     self.gen.stop_sequences)
         if stopped or end is not None:
             reason = "stop"
@@ -212,7 +205,7 @@ class VLLMGenerator:
         for out in outputs:
             group = []
             for c in out.outputs:
-                text, _ = cut_at_stop(c.text, stops)
+                text, _ = cut_text_at_stop(c.text, stops)
                 group.append({"text": text, "finish_reason": c.finish_reason or "stop",
                               "num_tokens": len(c.token_ids)})
             results.append(group)

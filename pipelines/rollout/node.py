@@ -7,86 +7,34 @@ per prompt, so a killed run resumes where it stopped) -> ``scored.parquet``, ``s
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from pipelines.common.io import JsonlAppender, atomic_write_text, read_jsonl
+from pipelines.common.io import JsonlAppender, read_jsonl
 from pipelines.common.problems import ConfigError, Problem
-from pipelines.registry import NodeContext
+from pipelines.common.node import NodeContext
 from pipelines.rollout import outputs as out_files
 from pipelines.rollout.config import RolloutConfigFile
 from pipelines.rollout.scoring import score_groups
-from pipelines.rollout.selection import complete_row_ids, group_by_prompt
+from pipelines.rollout.resume import load_finished, record_state, resume_problems
 
 log = logging.getLogger(__name__)
 
 SCORED = "scored.jsonl"
-STATE = "rollout_state.json"
 _ROW_KEYS = ("prompt", "answer", "dataset_index", "dataset_path", "row_id")
-
-
-def fingerprint(cfg: RolloutConfigFile) -> dict[str, Any]:
-    """What must not change between a run and its resume: which prompts are drawn and how many completions."""
-    # reward_funcs are left out: they do not change which prompts are drawn, and may hold API keys
-    return {"seed": cfg.seed, "datasets": [d.model_dump(exclude={"reward_funcs"}) for d in cfg.datasets],
-            "dataset_settings": cfg.dataset_settings.model_dump(),
-            "num_completions": cfg.generation.num_completions,
-            "max_prompt_length": cfg.generation.max_prompt_length,
-            "chat_template": cfg.generation.chat_template}
-
-
-def resume_problems(cfg: RolloutConfigFile, run_dir: Path, file: str) -> list[Problem]:
-    """A problem when ``run_dir`` was started with settings that would draw other prompts than ``cfg``."""
-    state_path = run_dir / STATE
-    if not state_path.exists():
-        return []
-    try:
-        saved = json.loads(state_path.read_text(encoding="utf-8")).get("fingerprint", {})
-    except ValueError:
-        return [Problem(file, "resume", f"{state_path} is damaged; choose a new run_name")]
-    current = json.loads(json.dumps(fingerprint(cfg), default=str))
-    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-    if changed:
-        return [Problem(file, "resume", f"{run_dir} was started with different {', '.join(changed)}; resume with "
-                                        "the same settings, or choose a new run_name")]
-    return []
-
-
-def record_state(cfg: RolloutConfigFile, run_dir: Path) -> None:
-    """Remember the settings a fresh run starts with, so a resume can be checked against them."""
-    if not (run_dir / STATE).exists():
-        atomic_write_text(run_dir / STATE, json.dumps({"fingerprint": fingerprint(cfg)}, indent=2, default=str)
-                          + "\n")
 
 
 def _config_error(file: str, key: str, exc: Exception) -> ConfigError:
     return ConfigError([Problem(file, key, str(exc))])
 
 
-def load_finished(scored_path: Path, num_completions: int) -> set[str]:
-    """Row ids already complete in scored.jsonl; drops the records of a prompt a kill left half-written."""
-    if not scored_path.exists():
-        return set()
-    records = list(read_jsonl(scored_path))
-    groups = group_by_prompt(records)
-    done = complete_row_ids(groups, num_completions)
-    keep = [r for r in records if str(r["row_id"]) in done]
-    if len(keep) != len(records):
-        log.info("resume: dropping %d record(s) of %d unfinished prompt(s)", len(records) - len(keep),
-                 len(groups) - len(done))
-        atomic_write_text(scored_path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n"
-                                               for r in keep))
-    return done
-
-
 def sample_prompts(cfg: RolloutConfigFile, tokenizer: Any, config_file: str) -> list[dict[str, Any]]:
     """The rows the data layer samples for this config (seeded: the same rows in the same order on resume)."""
-    from pipelines.grpo.data import make_token_counter, sample_datasets
-    counter = make_token_counter(tokenizer, cfg.generation.chat_template)
-    return list(sample_datasets(cfg.to_grpo_config(), counter, config_file=config_file).train)
+    from pipelines.data.sampling import sample_with_tokenizer
+
+    return list(sample_with_tokenizer(cfg.data_spec(), tokenizer, config_file).train)
 
 
 def make_records(rows: Sequence[dict[str, Any]], groups: Sequence[Sequence[dict[str, Any]]],
@@ -116,8 +64,7 @@ def generate_and_score(cfg: RolloutConfigFile, ctx: NodeContext, tokenizer: Any,
     """
     from tqdm.auto import tqdm
 
-    from pipelines.grpo.rewards.engine import RewardStack
-    from pipelines.grpo.rewards.errors import CircuitBreakerOpen
+    from pipelines.rewards.engine import RewardStack
     from pipelines.rollout.generation import DEFAULT_BATCH, make_generator
     try:
         generator = make_generator(cfg, tokenizer)
@@ -125,7 +72,7 @@ def generate_and_score(cfg: RolloutConfigFile, ctx: NodeContext, tokenizer: Any,
         raise _config_error(ctx.config_file, "model.adapter", exc) from exc
     batch_size = cfg.generation.batch_size or DEFAULT_BATCH[generator.backend]
     # No run dir: the high-scoring export is a training feature; here scored.jsonl and sft.jsonl hold them all.
-    stack = RewardStack(cfg.to_grpo_config(), None)
+    stack = RewardStack(cfg.reward, cfg.datasets, run_dir=None)
     record_state(cfg, Path(ctx.run_dir))   # only now: a config error above leaves no half-run behind
     pending = sum(1 for r in rows if str(r["row_id"]) not in done)
     log.info("rollout: %d prompt(s) to generate (%d already done), K=%d, backend %s, batch %d", pending,
@@ -139,11 +86,7 @@ def generate_and_score(cfg: RolloutConfigFile, ctx: NodeContext, tokenizer: Any,
                     continue
                 generator.seed(cfg.seed * 1_000_003 + index)
                 comps = generator.generate([r["prompt"] for r in batch])
-                try:
-                    scores = score_groups(stack, batch, comps, step=index)
-                except CircuitBreakerOpen as exc:   # its hint is the trainer's; say how to resume a rollout
-                    raise CircuitBreakerOpen(str(exc).replace("--set training_parameters.resume_from_checkpoint"
-                                                              "=auto", "--set resume=true")) from exc
+                scores = score_groups(stack, batch, comps, step=index)
                 for recs in make_records(batch, comps, scores):
                     for rec in recs:
                         appender.write(rec)

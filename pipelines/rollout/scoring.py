@@ -1,4 +1,4 @@
-"""Scoring rollouts with the training reward stack (pipelines.grpo.rewards.engine.RewardStack).
+"""Scoring rollouts with the training reward stack (pipelines.rewards.engine.RewardStack).
 
 A whole generation batch is scored in one call, so every reward call of the batch (an LLM judge's included)
 runs concurrently. ``reward`` is the combined score before scaling, which the selection rules use;
@@ -20,7 +20,7 @@ def score_groups(stack: Any, rows: Sequence[dict[str, Any]], comps: Sequence[Seq
     A reward function that raises on a completion gives it ``None`` scores and an ``errors`` entry instead of
     stopping the rollout; CircuitBreakerOpen (e.g. a judge that is down) still stops it.
     """
-    from pipelines.grpo.rewards.combine import scale
+    from pipelines.rewards.combine import scale
     flat_rows = [row for row, group in zip(rows, comps) for _ in group]
     completions = [c["text"] for group in comps for c in group]
     results = stack.score_batch(None, completions, flat_rows, step, raise_errors=False)

@@ -1,18 +1,19 @@
-"""Registration of the rollout node: schema, checks (no heavy imports), --validate summary, run function."""
+"""Registration of the rollout node: schema, rules (no heavy imports), run-dir check, --validate summary, judge
+probe and run function."""
 from __future__ import annotations
 
 import importlib.util
 import os
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Callable
 
+from pipelines.common.node import NodeContext, NodeSpec, Rule
 from pipelines.common.problems import Problem
-from pipelines.common.rundir import check_run_dir_free
-from pipelines.grpo.checks import check_input_paths, check_percentages, check_post_processors, check_rewards
-from pipelines.registry import NodeContext, NodeSpec
 from pipelines.common.refs import is_reference
-from pipelines.rollout.config import RolloutConfigFile
+from pipelines.common.rundir import check_run_dir_free
+from pipelines.data import checks as data_checks
+from pipelines.data.checks import check_length_budget
+from pipelines.rewards import checks as reward_checks
+from pipelines.rollout.config import RESUME_HINT, RolloutConfigFile
 
 OUTPUTS = ("scored_jsonl", "scored_parquet", "sft", "preferences", "summary")
 
@@ -34,11 +35,9 @@ def check_model_paths(cfg: RolloutConfigFile, file: str) -> list[Problem]:
 
 def check_lengths(cfg: RolloutConfigFile, file: str) -> list[Problem]:
     g = cfg.generation
-    if g.max_prompt_length + g.max_new_tokens > cfg.model.max_seq_length:
-        return [Problem(file, "model.max_seq_length",
-                        f"generation.max_prompt_length ({g.max_prompt_length}) + max_new_tokens ({g.max_new_tokens}) "
-                        f"exceeds max_seq_length ({cfg.model.max_seq_length}); raise it or lower the others")]
-    return []
+    return check_length_budget(("generation.max_prompt_length", g.max_prompt_length),
+                               ("max_new_tokens", g.max_new_tokens),
+                               ("model.max_seq_length", cfg.model.max_seq_length), file)
 
 
 def check_backend(cfg: RolloutConfigFile, file: str) -> list[Problem]:
@@ -48,66 +47,43 @@ def check_backend(cfg: RolloutConfigFile, file: str) -> list[Problem]:
     return []
 
 
-RULES: list[Callable[[Any, str], list[Problem]]] = [
-    check_percentages, check_input_paths, check_rewards, check_post_processors, check_model_paths,
-    check_lengths, check_backend,
-]
+RULES: tuple[Rule, ...] = data_checks.RULES + reward_checks.RULES + (
+    Rule(check_model_paths, ("model",)),
+    Rule(check_lengths, ("model", "generation")),
+    Rule(check_backend, ("generation",)),
+)
 
 
-def check_config(cfg: RolloutConfigFile, file: str) -> list[Problem]:
-    """Run every rule; return all problems."""
-    return [p for rule in RULES for p in rule(cfg, file)]
+def check_run_dir(cfg: RolloutConfigFile, ctx: NodeContext) -> list[Problem]:
+    """A run dir that holds a run is refused unless ``resume``; a resume must keep the prompt-drawing settings."""
+    busy = check_run_dir_free(ctx.run_dir, cfg.resume, ctx.config_file, RESUME_HINT)
+    if busy or not cfg.resume or any(is_reference(d.path) for d in cfg.datasets):
+        return busy
+    from pipelines.rollout.resume import resume_problems
+
+    return resume_problems(cfg, ctx.run_dir, ctx.config_file)
 
 
-RESUME_HINT = "--set resume=true"
+def check_judges(cfg: RolloutConfigFile, ctx: NodeContext) -> list[Problem]:
+    """--check-judges: one request to each LLM judge the datasets use."""
+    from pipelines.rewards.judge.check import check_judges as probe
+
+    return probe(cfg.datasets, ctx.config_file)
 
 
-def _check(cfg: RolloutConfigFile, ctx: NodeContext) -> list[Problem]:
-    problems = check_config(cfg, ctx.config_file)
-    busy = check_run_dir_free(ctx.run_dir, cfg.resume, ctx.config_file, resume_hint=RESUME_HINT)
-    if busy:
-        problems += busy
-    elif cfg.resume and not any(is_reference(d.path) for d in cfg.datasets):
-        from pipelines.rollout.node import resume_problems
-        problems += resume_problems(cfg, ctx.run_dir, ctx.config_file)
-    return problems
-
-
-def _check_partial(raw: dict, ctx: NodeContext) -> list[Problem]:
-    """Dataset and reward rules on the sections that validated, when the config as a whole did not."""
-    from pydantic import ValidationError
-
-    from pipelines.grpo.config import DatasetEntry, RewardSection
-
-    def section(model: Any, value: Any) -> Any:
-        try:
-            return model.model_validate(value if value is not None else {})
-        except ValidationError:
-            return None
-
-    items = raw.get("datasets") if isinstance(raw.get("datasets"), list) else []
-    datasets = [d for d in (section(DatasetEntry, d) for d in items) if d is not None]
-    ns = SimpleNamespace(datasets=datasets, reward=section(RewardSection, raw.get("reward")))
-    problems = check_input_paths(ns, ctx.config_file) + check_rewards(ns, ctx.config_file)
-    if ns.reward is not None:
-        problems += check_post_processors(ns, ctx.config_file)
-    return problems
-
-
-def _inspect(cfg: RolloutConfigFile, ctx: NodeContext) -> list[str]:
+def inspect(cfg: RolloutConfigFile, ctx: NodeContext) -> list[str]:
+    """The --validate summary: the model, the sampling settings, and the data (unless it comes from a node)."""
     m, g = cfg.model, cfg.generation
     lines = [f"model: {m.base_model_name}" + (f" + adapter {m.adapter}" if m.adapter else ""),
              f"generation: backend {g.backend}, {g.num_completions} completion(s) per prompt, up to "
              f"{g.max_new_tokens} new tokens, temperature {g.temperature}"]
     if is_reference(m.base_model_name) or any(is_reference(d.path) for d in cfg.datasets):
         return lines + ["(data not inspected: it refers to an earlier node's outputs)"]
-    try:
-        from pipelines.grpo.data import inspect_datasets
-    except ImportError:
-        return lines
-    return lines + inspect_datasets(cfg.to_grpo_config(), ctx.config_file)
+    from pipelines.data.summary import inspect_datasets
+
+    return lines + inspect_datasets(cfg.data_spec(), ctx.config_file)
 
 
-NODE = NodeSpec(name="rollout", config_model=RolloutConfigFile, run="pipelines.rollout.node:run",
-                check=_check, check_partial=_check_partial, inspect=_inspect, outputs=OUTPUTS,
-                resume_hint=RESUME_HINT)
+NODE = NodeSpec(name="rollout", config_model=RolloutConfigFile, run="pipelines.rollout.node:run", rules=RULES,
+                check=check_run_dir, inspect=inspect, check_judges=check_judges, resume_hint=RESUME_HINT,
+                outputs=OUTPUTS)

@@ -8,16 +8,13 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
 RANK_SCRIPT = r"""
 import json, os, sys
-sys.path.insert(0, sys.argv[1])
 import torch.distributed as dist
 dist.init_process_group("gloo")
 rank = dist.get_rank()
-from pipelines.grpo.rewards.judge_metrics import JudgeMetrics
-from pipelines.grpo.rewards.metrics import RewardMetrics
+from pipelines.rewards.judge.metrics import JudgeMetrics
+from pipelines.rewards.metrics import RewardMetrics
 judge = JudgeMetrics("j")
 judge.add(samples=4 + rank, calls=5 + rank, failures=rank)
 for s in ([0.1, 0.2] if rank == 0 else [0.9]):
@@ -25,7 +22,7 @@ for s in ([0.1, 0.2] if rank == 0 else [0.9]):
 rewards = RewardMetrics()
 rewards.add("combined", [1.0, 1.0] if rank == 0 else [0.0, 0.0, 0.0, None])
 out = {"judge": judge.pop(), "rewards": rewards.pop(), "empty": JudgeMetrics("e").pop()}
-with open(os.path.join(sys.argv[2], f"rank{rank}.json"), "w") as fh:
+with open(os.path.join(sys.argv[1], f"rank{rank}.json"), "w") as fh:
     json.dump(out, fh)
 dist.destroy_process_group()
 """
@@ -36,7 +33,7 @@ def test_judge_and_reward_metrics_are_aggregated_over_ranks(tmp_path):
     script = tmp_path / "rank.py"
     script.write_text(RANK_SCRIPT)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(script), str(REPO), str(tmp_path)]
+           str(script), str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

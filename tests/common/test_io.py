@@ -12,13 +12,13 @@ from pathlib import Path
 from pipelines.common.io import JsonlAppender, atomic_write_text, read_jsonl, truncate_partial_last_line
 
 
-_APPEND = ("import sys; sys.path.insert(0, %r)\n"
+_APPEND = ("import sys\n"
            "from pipelines.common.io import JsonlAppender\n"
            "who = int(sys.argv[2])\n"
            "for chunk in range(20):  # reopen often: opening repairs a torn last line, racing other writers\n"
            "    with JsonlAppender(sys.argv[1]) as out:\n"
            "        for i in range(chunk * 10, chunk * 10 + 10):\n"
-           "            out.write({'who': who, 'i': i, 'blob': 'x' * (20000 + who)})\n") % str(Path(__file__).parents[2])
+           "            out.write({'who': who, 'i': i, 'blob': 'x' * (20000 + who)})\n")
 
 
 def test_concurrent_appenders_never_interleave(tmp_path):
@@ -48,11 +48,10 @@ def test_torn_last_line_is_cut_on_open_and_skipped_on_read(tmp_path):
 
 def test_killed_writer_leaves_whole_lines(tmp_path):
     path = tmp_path / "k.jsonl"
-    code = ("import sys; sys.path.insert(0, %r)\n"
-            "from pipelines.common.io import JsonlAppender\n"
+    code = ("from pipelines.common.io import JsonlAppender\n"
             "out = JsonlAppender(%r)\n"
             "i = 0\n"
-            "while True:\n    out.write({'i': i, 'pad': 'y' * 5000}); i += 1\n") % (str(Path(__file__).parents[2]), str(path))
+            "while True:\n    out.write({'i': i, 'pad': 'y' * 5000}); i += 1\n") % (str(path),)
     proc = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.time() + 20
     while (not path.exists() or path.stat().st_size < 2_000_000) and time.time() < deadline:

@@ -172,7 +172,7 @@ def test_seed_doc_config_validates(tmp_path, monkeypatch):
     """A config written exactly as Augmentoolkit's GRPO doc describes it validates unchanged."""
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("EVAL_API_KEY", "sk-test-key")
-    raw = yaml.safe_load((REPO / "tests/grpo/fixtures/seed_doc_config.yaml").read_text())
+    raw = yaml.safe_load((REPO / "tests/grpo/seed_doc_config.yaml").read_text())
     env_problems: list = []
     raw = EnvResolver().resolve(raw, "seed.yaml", env_problems)
     cfg = model(raw)

@@ -11,7 +11,7 @@ import yaml
 
 from pipelines.common.io import read_jsonl
 from pipelines.runner import main
-from tests.grpo.judge_helpers import FAST, SCORE, answer_of, write_rubric
+from tests.rewards.judge.judge_helpers import FAST, SCORE, answer_of, write_rubric
 from tests.judge_server import JudgeServer, Reply, Request
 
 REPO = Path(__file__).resolve().parents[2]

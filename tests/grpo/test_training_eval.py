@@ -6,7 +6,7 @@ import pytest
 
 from pipelines.common.io import read_jsonl
 from pipelines.grpo.config import GRPOConfigFile
-from pipelines.grpo.data import eval_row_count, sample_datasets
+from pipelines.data.sampling import eval_row_count, sample_datasets
 from pipelines.grpo.evaluation import summarize
 from pipelines.grpo.plots import reward_series
 from tests.grpo.training_runs import (high_scores, outputs, quickstart_config, run_node,  # noqa: F401

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.grpo.stops import (cut_at_stop, cut_completions, stop_end, stopping_generate, trim_completions,
-                                  trim_text)
+from pipelines.common.stops import (cut_completions, cut_ids_at_stop, cut_text_at_stop, stop_end, stopping_generate,
+                                    trim_completions)
 from tests.grpo.training_runs import (high_scores, outputs, quickstart_config, run_node,  # noqa: F401
                                       step_records, tiny_cache, write_super)
 
@@ -30,21 +30,21 @@ def tok(tiny_cache):  # noqa: F811
 def test_text_helpers_cut_after_the_earliest_ending_stop():
     assert stop_end("abc</a>def</b>", ["</b>", "</a>"]) == 7
     assert stop_end("no stop here", ["</a>"]) is None
-    assert trim_text("x</answer> tail</answer>", ["</answer>"]) == "x</answer>"
-    assert trim_text("unchanged", []) == "unchanged"
+    assert cut_text_at_stop("x</answer> tail</answer>", ["</answer>"]) == ("x</answer>", True)
+    assert cut_text_at_stop("unchanged", []) == ("unchanged", False)
     conv = [{"role": "assistant", "content": "a STOP b"}]
     assert trim_completions(["a STOP b", conv, None], ["STOP"]) == ["a STOP", [{"role": "assistant",
                                                                               "content": "a STOP"}], None]
     assert conv[0]["content"] == "a STOP b"     # the caller's completion is not mutated
 
 
-def test_cut_at_stop_keeps_the_token_that_completes_a_stop_spanning_tokens(tok):
+def test_cut_ids_at_stop_keeps_the_token_that_completes_a_stop_spanning_tokens(tok):
     eos = tok.eos_token_id
     ids = tok.encode("Joy: the </answer> sea.", add_special_tokens=False)
-    cut, stopped = cut_at_stop(ids, tok.decode, ["</answer>"], eos)
+    cut, stopped = cut_ids_at_stop(ids, tok.decode, ["</answer>"], eos)
     assert stopped and cut[-1] == eos
     assert tok.decode(cut[:-1]) == "Joy: the </answer>"
-    assert cut_at_stop(ids, tok.decode, ["<never>"], eos) == (ids, False)
+    assert cut_ids_at_stop(ids, tok.decode, ["<never>"], eos) == (ids, False)
     batch, hits = cut_completions([ids, tok.encode("Joy", add_special_tokens=False)], tok, ["</answer>"], eos)
     assert hits == 1 and batch[0] == cut and tok.decode(batch[1]) == "Joy"
 

@@ -1,7 +1,7 @@
 """Reward factories named by import path in the rollout tests (``tests.rollout.rewards_for_tests:...``)."""
 from __future__ import annotations
 
-from pipelines.grpo.rewards.forms import completion_text, per_sample
+from pipelines.rewards.forms import completion_text, per_sample
 
 
 def bonus(column: str = "bonus"):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.common.schema import validate_model
-from pipelines.registry import NodeContext, get_node
+from pipelines.common.node import NodeContext
+from pipelines.registry import get_node
 from pipelines.rollout.config import RolloutConfigFile
 
 FILE = "rollout.yaml"

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipelines.rollout.config import RolloutConfigFile
-from pipelines.rollout.generation import (TransformersGenerator, cut_at_stop, generate_kwargs, load_tokenizer,
+from pipelines.common.stops import cut_text_at_stop
+from pipelines.rollout.generation import (TransformersGenerator, generate_kwargs, load_tokenizer,
                                           model_paths, render_prompts, resolve_backend, vllm_arguments)
 
 PROMPTS = [[{"role": "user", "content": "Tell me about the city."}],
@@ -57,9 +58,9 @@ def adapter_and_merged(tiny_model_dir, tmp_path_factory):
 
 def test_cut_at_stop_takes_the_earliest_stop():
     # the stop is kept, as the GRPO node's rewards see it in training (think_answer_format needs "</answer>")
-    assert cut_at_stop("abc</answer>def<end>", ["<end>", "</answer>"]) == ("abc</answer>", True)
-    assert cut_at_stop("abc", ["x"]) == ("abc", False)
-    assert cut_at_stop("xabc", ["x"]) == ("x", True)
+    assert cut_text_at_stop("abc</answer>def<end>", ["<end>", "</answer>"]) == ("abc</answer>", True)
+    assert cut_text_at_stop("abc", ["x"]) == ("abc", False)
+    assert cut_text_at_stop("xabc", ["x"]) == ("x", True)
 
 
 def test_base_model_gives_k_completions_per_prompt(tiny_model_dir):
@@ -81,7 +82,7 @@ def test_stop_sequences_cut_generation_like_the_uncut_text(tiny_model_dir):
     stopped = generate(make_cfg(str(tiny_model_dir), temperature=0, max_new_tokens=24, stop_sequences=stops))
     hits = 0
     for full, group in zip(texts, stopped):
-        expected, hit = cut_at_stop(full, stops)
+        expected, hit = cut_text_at_stop(full, stops)
         hits += hit
         assert all(c["text"] == expected for c in group)
         if hit:

@@ -6,7 +6,7 @@ import json
 import threading
 
 from pipelines.common.io import read_jsonl
-from tests.grpo.judge_helpers import FAST, SCORE, answer_of, write_rubric
+from tests.rewards.judge.judge_helpers import FAST, SCORE, answer_of, write_rubric
 from tests.judge_server import JudgeServer, Reply, Request
 from tests.rollout.test_node import rollout_config, run_rollout
 

@@ -172,7 +172,7 @@ def test_rerun_is_refused_unless_resume(finished, tiny_model_dir, capsys):
 def test_sft_file_reads_back_through_the_data_layer(finished):
     """sft.jsonl is ShareGPT: the GRPO data layer samples it, with the kept completion as the answer."""
     from pipelines.grpo.config import GRPOConfigFile
-    from pipelines.grpo.data import sample_datasets
+    from pipelines.data.sampling import sample_datasets
     sft = list(read_jsonl(finished / "sft.jsonl"))
     cfg = GRPOConfigFile.model_validate({
         "model": {"base_model_name": "unused"}, "dataset_settings": {"total_rows": len(sft)},

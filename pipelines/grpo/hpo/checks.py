@@ -1,10 +1,11 @@
-"""Checks of a ``grpo_hpo`` config on top of the grpo node's (no torch/transformers/trl imports)."""
+"""Rules of a ``grpo_hpo`` config on top of the grpo node's (no torch/transformers/trl imports)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import ValidationError
 
+from pipelines.common.node import Rule
 from pipelines.common.problems import Problem, did_you_mean
 from pipelines.grpo.checks import NODE_OWNED_KEYS, generation_batch
 from pipelines.grpo.config import TrainingParameters
@@ -104,12 +105,10 @@ def check_resume_setting(cfg: GRPOHPOConfigFile, file: str) -> list[Problem]:
                     f"use `auto` or false (got {value!r})")]
 
 
-RULES: list[Callable[[GRPOHPOConfigFile, str], list[Problem]]] = [
-    check_search_space, check_group_size_bounds, check_single_process, check_no_vllm_section, check_resume_setting]
-
-
-def check_hpo(cfg: GRPOHPOConfigFile, file: str) -> list[Problem]:
-    problems: list[Problem] = []
-    for rule in RULES:
-        problems += rule(cfg, file)
-    return problems
+RULES: tuple[Rule, ...] = (
+    Rule(check_search_space, ("hpo",)),
+    Rule(check_group_size_bounds, ("hpo", "training_parameters", "launch")),
+    Rule(check_single_process, ("launch",)),
+    Rule(check_no_vllm_section, ("model",)),
+    Rule(check_resume_setting, ("training_parameters",)),
+)

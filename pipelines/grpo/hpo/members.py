@@ -106,21 +106,15 @@ class PopulationTrainer:
                  stack: Any, metrics: JsonlAppender):
         from datasets import Dataset
 
-        from pipelines.grpo.evaluation import Evaluator
+        from pipelines.grpo.evaluation import make_evaluator
         from pipelines.grpo.model import load_model
 
         self.cfg, self.run_dir, self.stack, self.metrics = cfg, Path(run_dir), stack, metrics
-        tp = cfg.training_parameters
         self.loaded = load_model(cfg, model_path, tokenizer)
         self.model = self._wrap_once(self.loaded)
         self.init_state = self._adapter_state()
         self.dataset = Dataset.from_list(sample.train)
-        extra = tp.model_extra or {}
-        ev = cfg.evaluation
-        self.evaluator = Evaluator(sample.eval, stack, self.loaded.tokenizer, num_generations=ev.num_generations,
-                                   max_new_tokens=tp.max_completion_length, max_reward=ev.max_reward,
-                                   stops=tp.model_stop_sequences, temperature=extra.get("temperature", 1.0),
-                                   top_p=extra.get("top_p", 1.0), seed=cfg.seed)
+        self.evaluator = make_evaluator(cfg, sample.eval, stack, self.loaded.tokenizer)
 
     def _wrap_once(self, loaded: Any) -> Any:
         """Apply LoRA once (the transformers backend hands a LoraConfig; Unsloth's model is already PEFT)."""

@@ -17,23 +17,21 @@ from typing import Any, Optional
 
 from pipelines.common.io import atomic_write_text, replace_dir
 from pipelines.common.problems import ConfigError, Problem
-from pipelines.common.tiny_model import resolve_model_name
+from pipelines.common.node import NodeContext
+from pipelines.grpo.artifacts import EVAL_REWARD_KEY, METRICS_FILE, SUMMARY_FILE
 from pipelines.grpo.checks import generation_batch
+from pipelines.grpo.config import RESUME_HINT
 from pipelines.grpo.hpo.checks import search_seed
 from pipelines.grpo.hpo.config import GRPOHPOConfigFile
 from pipelines.grpo.hpo.population import (HISTORY_FILE, SearchState, best_index, check_resumable, generation_dir,
                                            history_records, initial_state, load_state, next_population,
                                            prune_checkpoints, referenced, save_state)
 from pipelines.grpo.hpo.report import elite_table, plot_fitness
-from pipelines.registry import NodeContext
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
 FITNESS_PLOT = "hpo_fitness.png"
 ELITE_ADAPTER = "elite_adapter"
-SUMMARY_FILE = "summary.json"
-FITNESS_KEY = "eval/reward_mean"
 _ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 
 
@@ -41,18 +39,16 @@ def run(cfg: GRPOHPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     """Run (or resume) the search; returns the outputs recorded in the manifest."""
     from pipelines.common.io import JsonlAppender
     from pipelines.grpo.callbacks import truncate_metrics_after
-    from pipelines.grpo.data import eval_row_count, make_token_counter, sample_datasets
-    from pipelines.grpo.model import choose_backend, load_tokenizer
+    from pipelines.grpo.inputs import load_inputs
+    from pipelines.grpo.model import choose_backend
 
     started = time.time()
     cfg = member_backend(cfg)
-    run_dir, tp, hpo = Path(ctx.run_dir), cfg.training_parameters, cfg.hpo
+    run_dir, hpo = Path(ctx.run_dir), cfg.hpo
     if choose_backend(cfg.model.backend) == "unsloth":
         import unsloth  # noqa: F401 - must come before transformers/trl: it patches them on import
-    model_path = resolve_model_name(cfg.model.base_model_name, cache_root=Path(ctx.outputs_root) / ".cache")
-    tokenizer = load_tokenizer(model_path, tp.chat_template)
-    counter = make_token_counter(tokenizer, tp.chat_template)
-    sample = sample_datasets(cfg, counter, eval_rows=eval_row_count(cfg), config_file=ctx.config_file)
+    inputs = load_inputs(cfg, ctx)
+    model_path, tokenizer, sample = inputs.model_path, inputs.tokenizer, inputs.sample
     if not sample.eval:
         raise ConfigError([Problem(ctx.config_file, "evaluation", "no held-out rows were drawn, so there is no "
                                                                   "fitness; raise evaluation.rows")])
@@ -62,9 +58,9 @@ def run(cfg: GRPOHPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
         truncate_metrics_after(run_dir / METRICS_FILE, resume_step)
 
     from pipelines.grpo.hpo.members import PopulationTrainer
-    from pipelines.grpo.rewards.engine import RewardStack
+    from pipelines.rewards.engine import RewardStack
 
-    stack = RewardStack(cfg, run_dir, resume_step=resume_step)
+    stack = RewardStack(cfg.reward, cfg.datasets, run_dir, resume_step=resume_step)
     metrics = JsonlAppender(run_dir / METRICS_FILE)
     try:
         if state.generation < hpo.generations:
@@ -73,8 +69,7 @@ def run(cfg: GRPOHPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
                 run_generation(population, state, cfg, run_dir)
     except BaseException:
         log.error("search stopped during generation %d of %d; the %d completed generation(s) are kept: resume "
-                  "with --set training_parameters.resume_from_checkpoint=auto", state.generation + 1,
-                  hpo.generations, state.generation)
+                  "with %s", state.generation + 1, hpo.generations, state.generation, RESUME_HINT)
         raise
     finally:
         stack.close()
@@ -102,7 +97,7 @@ def member_backend(cfg: GRPOHPOConfigFile) -> GRPOHPOConfigFile:
 def start_state(cfg: GRPOHPOConfigFile, run_dir: Path, config_file: str) -> tuple[SearchState, bool]:
     """The saved state when resuming (``resume_from_checkpoint: auto``), else a new initial population."""
     seed = search_seed(cfg)
-    resume = cfg.training_parameters.resume_from_checkpoint not in (False, None, "false")
+    resume = cfg.training_parameters.resuming
     saved = load_state(run_dir) if resume else None
     if saved is not None:
         check_resumable(saved, cfg.hpo, seed, config_file)
@@ -142,7 +137,7 @@ def run_generation(population: Any, state: SearchState, cfg: GRPOHPOConfigFile, 
         checkpoint, metrics, trainer = population.train(g, slot.id, slot.hparams, start, gen_dir / slot.id)
         population.release(trainer)
         del trainer
-        fitness.append(metrics.get(FITNESS_KEY))
+        fitness.append(metrics.get(EVAL_REWARD_KEY))
         evals.append(metrics)
         checkpoints.append(checkpoint.relative_to(run_dir).as_posix())
         log.info("generation %d, member %s: fitness %s", g + 1, slot.id, _fmt_fitness(fitness[-1]))

@@ -1,0 +1,120 @@
+"""Stop sequences: where a completion ends, in text and in token ids, the same for every node and backend.
+
+TRL 1.14 has no stop-string option, and ``generate(stop_strings=...)`` fails inside GRPOTrainer because TRL
+passes no tokenizer to ``generate``. So stops are handled in two parts (vLLM/Unsloth take them natively):
+
+- during generation, a ``StopStringCriteria`` (built with our tokenizer) ends each sequence early, which
+  saves compute; transformers then pads the finished rows;
+- after generation, :func:`cut_ids_at_stop` cuts each completion right after the token that completes the
+  earliest stop string and appends EOS, so TRL neither trains on the padding nor counts the completion as
+  truncated; :func:`cut_text_at_stop` cuts the decoded text right after the stop string, which is what rewards
+  see (the rollout node cuts its generated text with it too).
+
+The stop string itself is kept in the completion (as ``include_stop_str_in_output`` does on vLLM), so that a
+reward looking for a closing tag such as ``</answer>`` finds it.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+
+def stop_end(text: str, stops: Sequence[str]) -> Optional[int]:
+    """Index just past the earliest-ending stop string in ``text``, or None."""
+    best: Optional[int] = None
+    for stop in stops:
+        if not stop:
+            continue
+        pos = text.find(stop)
+        if pos >= 0 and (best is None or pos + len(stop) < best):
+            best = pos + len(stop)
+    return best
+
+
+def cut_text_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    """``text`` cut right after its earliest-ending stop string, which is kept (unchanged when there is none),
+    and whether one was found."""
+    end = stop_end(text, stops)
+    return (text, False) if end is None else (text[:end], True)
+
+
+def cut_ids_at_stop(ids: list[int], decode: Callable[[list[int]], str], stops: Sequence[str],
+                eos_id: int) -> tuple[list[int], bool]:
+    """Cut ``ids`` after the token that completes the first stop string and append ``eos_id``.
+
+    Returns ``(ids, stopped)``. A binary search over prefixes finds the shortest one whose text holds a stop
+    (a prefix holding a stop keeps holding it as tokens are added), so this decodes O(log n) times.
+    """
+    if not stops or not ids or stop_end(decode(ids), stops) is None:
+        return ids, False
+    lo, hi = 1, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if stop_end(decode(ids[:mid]), stops) is not None:
+            hi = mid
+        else:
+            lo = mid + 1
+    return list(ids[:lo]) + [eos_id], True
+
+
+def cut_completions(completion_ids: list[list[int]], tokenizer: Any, stops: Sequence[str],
+                    eos_id: int) -> tuple[list[list[int]], int]:
+    """Apply :func:`cut_ids_at_stop` to a batch; returns the new ids and how many were stopped."""
+
+    def decode(ids: list[int]) -> str:
+        # Special tokens are kept so that a stop string spelled like a special token is found too.
+        return tokenizer.decode(ids, skip_special_tokens=False)
+
+    out, stopped = [], 0
+    for ids in completion_ids:
+        new, hit = cut_ids_at_stop(list(ids), decode, stops, eos_id)
+        out.append(new)
+        stopped += int(hit)
+    return out, stopped
+
+
+def trim_completions(completions: list[Any], stops: Sequence[str]) -> list[Any]:
+    """Trim decoded completions (strings, or conversational ``[{"role", "content"}]``) at their stop."""
+    out = []
+    for completion in completions:
+        if isinstance(completion, str):
+            out.append(cut_text_at_stop(completion, stops)[0])
+        elif isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+            last = dict(completion[-1])
+            if isinstance(last.get("content"), str):
+                last["content"] = cut_text_at_stop(last["content"], stops)[0]
+            out.append([*completion[:-1], last])
+        else:
+            out.append(completion)
+    return out
+
+
+@contextlib.contextmanager
+def stopping_generate(model: Any, tokenizer: Any, stops: Sequence[str]) -> Iterator[None]:
+    """Within the block, ``model.generate`` also stops each sequence at a stop string.
+
+    TRL calls ``unwrapped_model.generate(**inputs, generation_config=...)`` with no way to add a stopping
+    criterion, so the bound method is shadowed on this one instance for the duration of the call and restored
+    afterwards. (Hand-written because neither TRL nor transformers exposes a hook for it.)
+    """
+    if not stops:
+        yield
+        return
+    from transformers import StopStringCriteria, StoppingCriteriaList
+
+    criteria = StopStringCriteria(tokenizer=tokenizer, stop_strings=list(stops))
+    original = model.generate
+    had_attr = "generate" in vars(model)
+
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        extra = kwargs.pop("stopping_criteria", None) or StoppingCriteriaList()
+        return original(*args, stopping_criteria=StoppingCriteriaList([*extra, criteria]), **kwargs)
+
+    object.__setattr__(model, "generate", generate)
+    try:
+        yield
+    finally:
+        if had_attr:
+            object.__setattr__(model, "generate", original)
+        else:
+            object.__delattr__(model, "generate")

@@ -1,0 +1,171 @@
+"""Prompt token counting with the chat template used for training.
+
+Two sources: a loaded transformers tokenizer (the training path; its own ``apply_chat_template``, exactly as
+TRL calls it), or a model folder read with ``tokenizers`` and ``jinja2`` only, so ``--validate`` never imports
+torch or transformers. The folder path renders templates the way transformers does (sandboxed jinja2,
+``trim_blocks``/``lstrip_blocks``, ``raise_exception``, ``tojson``, ``strftime_now``); transformers has no
+torch-free entry point for this, hence the small re-implementation.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional, Union
+
+logger = logging.getLogger(__name__)
+
+SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token")
+
+
+class ChatTokenCounter:
+    """Callable: messages -> prompt length in tokens (generation prompt included). ``render`` gives the text."""
+
+    def __init__(self, render_fn, encode_fn, source: str):
+        self._render, self._encode, self.source = render_fn, encode_fn, source
+
+    def render(self, messages: list[dict]) -> str:
+        return self._render(messages)
+
+    def __call__(self, messages: list[dict]) -> int:
+        return self._encode(messages)
+
+
+def _generation_extension():
+    """A jinja2 extension accepting ``{% generation %}...{% endgeneration %}`` (assistant-mask markers some
+    templates carry) by rendering the body unchanged."""
+    from jinja2.ext import Extension
+
+    class GenerationTag(Extension):
+        tags = {"generation"}
+
+        def parse(self, parser):
+            next(parser.stream)
+            return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+    return GenerationTag
+
+
+@lru_cache(maxsize=16)
+def compile_template(template: str):
+    """A jinja2 template compiled like transformers compiles chat templates."""
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[_generation_extension(), "jinja2.ext.loopcontrols"])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env.from_string(template)
+
+
+def _token_text(value: Any) -> Optional[str]:
+    if isinstance(value, dict):
+        return value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def folder_chat_template(folder: Path) -> Optional[str]:
+    """The chat template stored in a model folder (chat_template.jinja, or tokenizer_config.json's)."""
+    jinja_file = folder / "chat_template.jinja"
+    if jinja_file.is_file():
+        return jinja_file.read_text(encoding="utf-8")
+    config = _tokenizer_config(folder)
+    template = config.get("chat_template")
+    if isinstance(template, list):  # named templates: [{name, template}, ...]
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default") or next(iter(named.values()), None)
+    return template if isinstance(template, str) else None
+
+
+def _tokenizer_config(folder: Path) -> dict:
+    path = folder / "tokenizer_config.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _folder_counter(folder: Path, chat_template: Optional[str], template_key: str) -> ChatTokenCounter:
+    from tokenizers import Tokenizer
+
+    tok_file = folder / "tokenizer.json"
+    if not tok_file.is_file():
+        raise FileNotFoundError(f"{folder} has no tokenizer.json (a fast tokenizer is needed to count prompt "
+                                "tokens without loading transformers)")
+    tokenizer = Tokenizer.from_file(str(tok_file))
+    template_text = chat_template or folder_chat_template(folder)
+    if not template_text:
+        raise ValueError(f"{folder} has no chat template; set {template_key}")
+    template = compile_template(template_text)
+    config = _tokenizer_config(folder)
+    specials = {k: _token_text(config.get(k)) for k in SPECIAL_TOKEN_KEYS}
+
+    def render(messages: list[dict]) -> str:
+        return template.render(messages=messages, add_generation_prompt=True, **specials)
+
+    def count(messages: list[dict]) -> int:
+        # transformers tokenizes a rendered chat with add_special_tokens=False: the template has them already
+        return len(tokenizer.encode(render(messages), add_special_tokens=False).ids)
+
+    return ChatTokenCounter(render, count, str(folder))
+
+
+def _tokenizer_object_counter(tokenizer: Any, chat_template: Optional[str]) -> ChatTokenCounter:
+    def render(messages: list[dict]) -> str:
+        return tokenizer.apply_chat_template(messages, chat_template=chat_template, add_generation_prompt=True,
+                                             tokenize=False)
+
+    def count(messages: list[dict]) -> int:
+        # the same call TRL's GRPOTrainer makes to tokenize prompts
+        out = tokenizer.apply_chat_template(messages, chat_template=chat_template, add_generation_prompt=True,
+                                            tokenize=True, return_dict=True)
+        ids = out["input_ids"]
+        return len(ids[0]) if ids and isinstance(ids[0], list) else len(ids)
+
+    return ChatTokenCounter(render, count, type(tokenizer).__name__)
+
+
+def make_token_counter(tokenizer_or_path: Union[str, Path, Any], chat_template: Optional[str] = None,
+                       template_key: str = "chat_template") -> ChatTokenCounter:
+    """Count a prompt's tokens as training will: a transformers tokenizer, or a model folder (``builtin:tiny``
+    resolves to its cached build). ``chat_template`` overrides the tokenizer's own; ``template_key`` names
+    its config key in messages. Raises FileNotFoundError
+    for a name that is not a folder on this machine."""
+    if isinstance(tokenizer_or_path, (str, Path)):
+        name = str(tokenizer_or_path)
+        if name.startswith("builtin:"):
+            from pipelines.common.tiny_model import resolve_model_name
+            name = resolve_model_name(name)
+        folder = Path(name)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{name} is not a model folder on this machine")
+        return _folder_counter(folder, chat_template, template_key)
+    return _tokenizer_object_counter(tokenizer_or_path, chat_template)
+
+
+def local_tokenizer_folder(model_name: str) -> Optional[Path]:
+    """A folder holding ``model_name``'s tokenizer without downloading or building anything: a local folder,
+    the cached ``builtin:tiny`` build, or the Hugging Face cache; None when there is none."""
+    if model_name.startswith("builtin:"):
+        from pipelines.common.tiny_model import tiny_model_path
+        # where resolve_model_name builds it; calling that would build the model (and import torch)
+        folder = tiny_model_path()
+        return folder if (folder / "tokenizer.json").is_file() else None
+    path = Path(model_name).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        cached = try_to_load_from_cache(model_name, "tokenizer.json")
+    except Exception:  # noqa: BLE001 - not a valid repo id, no cache: there is simply no local copy
+        return None
+    return Path(cached).parent if isinstance(cached, str) else None

@@ -1,0 +1,51 @@
+"""Checks of the reward configuration that call nothing: every ``reward_funcs`` entry names a registered (or
+importable) factory whose signature takes its kwargs, and the ``reward`` section's post-processors exist and
+take theirs. Each takes the sections it reads; nodes wrap them as rules."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from pipelines.common.node import Rule
+from pipelines.common.problems import Problem
+from pipelines.rewards.config import NamedFunction, RewardSection
+
+
+def check_reward_funcs(datasets: Sequence[Any], file: str) -> list[Problem]:
+    """Every reward entry of every dataset; a dataset entry that did not validate (a raw dict) is skipped."""
+    from pipelines.rewards.catalog import check_reward_kwargs
+
+    problems = []
+    for i, ds in enumerate(datasets):
+        if isinstance(ds, dict):
+            continue
+        for j, entry in enumerate(ds.reward_funcs):
+            for msg in check_reward_kwargs(entry.name, entry.kwargs):
+                problems.append(Problem(file, f"datasets[{i}].reward_funcs[{j}]", msg))
+    return problems
+
+
+def check_post_processors(reward: RewardSection, file: str) -> list[Problem]:
+    from pipelines.rewards.catalog import check_function_kwargs, combinations, scalings
+
+    problems = []
+    for key, registry in (("combination_function", combinations()), ("scaling_function", scalings())):
+        spec = getattr(reward, key)
+        named = spec if isinstance(spec, NamedFunction) else NamedFunction(name=spec)
+        for msg in check_function_kwargs(registry, named.name, named.kwargs):
+            problems.append(Problem(file, f"reward.{key}", msg))
+    return problems
+
+
+def _reward_funcs_rule(cfg: Any, file: str) -> list[Problem]:
+    return check_reward_funcs(cfg.datasets, file)
+
+
+def _post_processors_rule(cfg: Any, file: str) -> list[Problem]:
+    return check_post_processors(cfg.reward, file)
+
+
+# The reward rules every node with `datasets` (and their `reward_funcs`) and a `reward` section runs.
+RULES: tuple[Rule, ...] = (
+    Rule(_reward_funcs_rule, ("datasets",), partial_lists=True),
+    Rule(_post_processors_rule, ("reward",)),
+)

@@ -1,0 +1,42 @@
+"""Config sections of the reward layer: a dataset's ``reward_funcs`` entries and the ``reward`` section
+(combination, scaling and the high-scoring export). Shared by every node that scores completions."""
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+from pydantic import ConfigDict, Field
+
+from pipelines.common.schema import StrictModel
+
+
+class NamedFunction(StrictModel):
+    name: str = Field(description="Registered function name (post_processors.py).")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the function.")
+
+
+class RewardSection(StrictModel):
+    high_scoring_save_path: Optional[str] = Field("high_scoring_examples.jsonl",
+                                                  description="JSONL file (inside the run dir) for completions "
+                                                              "scoring at least score_save_threshold.")
+    score_save_threshold: Optional[float] = Field(None, description="Combined reward (before scaling) at or above "
+                                                  "which a completion is saved; null saves none.")
+    combination_function: Union[str, NamedFunction] = Field(
+        "sum", description="Combines one completion's reward scores: sum, mean, weighted_sum, min, product, or "
+                           "a function registered in post_processors.py; a name or {name, kwargs}.")
+    scaling_function: Union[str, NamedFunction] = Field(
+        "identity", description="Scales the batch of combined rewards: identity, zscore, minmax, rank, clip, or "
+                                "a registered function; a name or {name, kwargs}.")
+
+
+class RewardFuncEntry(StrictModel):
+    """One reward function for a dataset: `name` plus keyword arguments for its factory."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(description="Name registered with @register_reward_function, or `module:function`.")
+    weight: float = Field(1.0, description="Weight used by weighted_sum.")
+    gate: bool = Field(False, description="If true, a score of 0 from this function zeroes the combined reward.")
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Factory keyword arguments: every key but name, weight and gate."""
+        return dict(self.model_extra or {})

@@ -1,0 +1,229 @@
+"""The LLM judge at work: build each completion's judge request, call, parse, re-ask, fall back, break.
+
+One :class:`LLMJudge` exists per ``llm_judge`` entry of a config (the factory is called once per run). Its
+``score`` coroutine follows TRL's batch contract and issues every judge call of the batch at once; the
+transport's semaphore keeps at most ``max_concurrency`` in flight.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Union
+
+from pipelines.rewards.errors import CircuitBreakerOpen
+from pipelines.rewards.judge.cache import JudgeCache, cache_key
+from pipelines.rewards.judge.metrics import JudgeMetrics
+from pipelines.rewards.judge.parse import format_instructions, parse_judgement
+from pipelines.rewards.judge.rubric import (BUILTIN_PLACEHOLDERS, Rubric, ScoreType, column_text,
+                                                 strip_reasoning)
+from pipelines.rewards.judge.transport import JudgeCallFailed, JudgeTransport
+
+log = logging.getLogger(__name__)
+
+
+class JudgeFailed(CircuitBreakerOpen):
+    """A judge call failed with ``on_error: fail``: the run stops like an open circuit breaker."""
+
+
+class JudgeInputError(ValueError):
+    """The batch lacks what the rubric needs (a data column); a configuration mistake, not a judge failure."""
+
+
+@dataclass
+class JudgeOptions:
+    """The behaviour knobs of one judge (validated kwargs of the factory)."""
+
+    label: str
+    score_types: list[ScoreType]
+    cot_start: Optional[str] = "<think>"
+    cot_end: Optional[str] = "</think>"
+    judge_reasoning: bool = False
+    params: Optional[dict[str, Any]] = None       # sampling params sent with every request
+    format_retries: int = 1
+    on_error: Union[str, float] = "skip"
+    max_failure_rate: float = 0.5
+    normalize: bool = False
+
+
+@dataclass
+class _Outcome:
+    reward: Optional[float]
+    error: Optional[str] = None
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):   # multimodal parts: keep the text ones
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+def completion_text(completion: Any) -> str:
+    """A completion as text: TRL gives a string, or a list of assistant messages in conversational mode."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return _content_text(completion.get("content"))
+    if isinstance(completion, list):
+        return "".join(_content_text(m.get("content")) for m in completion if isinstance(m, dict))
+    return str(completion)
+
+
+def prompt_texts(prompt: Any) -> tuple[str, str]:
+    """(last user message, whole conversation as ``Role: content`` blocks) of a prompt."""
+    if isinstance(prompt, str):
+        return prompt, prompt
+    messages = [m for m in (prompt or []) if isinstance(m, dict)]
+    users = [m for m in messages if m.get("role") == "user"]
+    last_user = _content_text(users[-1].get("content")) if users else ""
+    convo = "\n\n".join(f"{str(m.get('role', '')).capitalize()}: {_content_text(m.get('content'))}"
+                        for m in messages)
+    return last_user, convo
+
+
+class LLMJudge:
+    """Scores batches of completions with one judge endpoint and rubric."""
+
+    def __init__(self, rubric: Rubric, transport: JudgeTransport, options: JudgeOptions,
+                 cache: Optional[JudgeCache] = None):
+        self.rubric = rubric
+        self.transport = transport
+        self.options = options
+        self.cache = cache
+        self.metrics = JudgeMetrics(options.label)
+        self._reask_text = ("Your answer could not be read ({error}). Answer again, ending with "
+                            + format_instructions(options.score_types) + ".")
+
+    # -- request building ------------------------------------------------------------------------------------
+    def sample_values(self, prompt: Any, completion: Any, columns: dict[str, Any], i: int) -> dict[str, str]:
+        """The placeholder values for completion ``i`` of a batch."""
+        text = completion_text(completion)
+        if not self.options.judge_reasoning:
+            text = strip_reasoning(text, self.options.cot_start, self.options.cot_end)
+        input_text, conversation = prompt_texts(prompt)
+        values = {"input_text": input_text, "conversation": conversation, "output_text": text}
+        needed = self.rubric.column_placeholders | ({"answer"} & self.rubric.placeholders)
+        for name in needed:
+            column = columns.get(name)
+            if not isinstance(column, (list, tuple)) or len(column) <= i:
+                have = sorted(k for k, v in columns.items() if isinstance(v, (list, tuple)))
+                raise JudgeInputError(
+                    f"rubric {self.rubric.path} uses {{{name}}}, but the batch has no column {name!r}; built-in "
+                    f"placeholders: {', '.join(BUILTIN_PLACEHOLDERS)}; data columns: {', '.join(have) or '(none)'}")
+            values[name] = column_text(column[i])
+        return values
+
+    def messages_for(self, values: dict[str, str]) -> list[dict[str, str]]:
+        return self.rubric.render(values)
+
+    # -- one completion --------------------------------------------------------------------------------------
+    def _cached(self, key: Optional[str]) -> Optional[float]:
+        if self.cache is None or key is None:
+            return None
+        text = self.cache.get(key)
+        if text is None:
+            return None
+        parsed = parse_judgement(text, self.options.score_types, self.options.normalize)
+        return parsed.reward if parsed.ok else None
+
+    async def judge_one(self, messages: list[dict[str, str]], key: Optional[str]) -> _Outcome:
+        """Ask, re-ask on a parse failure, and report the reward or the reason there is none."""
+        opts, conversation, last_error = self.options, messages, ""
+        for _ in range(opts.format_retries + 1):
+            try:
+                answer = await self.transport.complete(conversation, opts.params or {})
+            except JudgeCallFailed as exc:
+                self.metrics.add(calls=exc.attempts, retries=exc.attempts - 1, failures=1)
+                return _Outcome(None, f"judge call failed: {exc}")
+            self.metrics.add(calls=answer.attempts, retries=answer.attempts - 1,
+                             prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
+            self.metrics.latency(answer.latency_s)
+            parsed = parse_judgement(answer.text, opts.score_types, opts.normalize)
+            if parsed.ok:
+                if self.cache is not None and key is not None:
+                    self.cache.put(key, answer.text or "", self.transport.model)
+                return _Outcome(parsed.reward)
+            self.metrics.add(parse_failures=1)
+            last_error = parsed.error or "unparseable"
+            log.debug("judge %s: unparseable answer (%s): %.500r", opts.label, last_error, answer.text)
+            conversation = messages + [{"role": "assistant", "content": answer.text or ""},
+                                       {"role": "user", "content": self._reask_text.format(error=last_error)}]
+        self.metrics.add(unparsed=1)
+        return _Outcome(None, f"judge answer could not be parsed: {last_error}")
+
+    # -- a batch ---------------------------------------------------------------------------------------------
+    def _breaker_message(self, bad: int, sent: int, last_error: str) -> str:
+        t = self.transport
+        return (f"LLM judge {self.options.label!r} (model {t.model!r} at {t.base_url}): {bad} of {sent} judge calls "
+                f"in this batch gave no score after {t.max_retries} retries and {self.options.format_retries} format "
+                f"re-asks, more than max_failure_rate={self.options.max_failure_rate:g}. Last error: {last_error}. "
+                "Check the endpoint (python run_pipeline.py --validate --check-judges), then resume the run")
+
+    async def score(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[Optional[float]]:
+        """TRL's batch contract: one reward (or None) per completion."""
+        n = len(completions)
+        if len(prompts) != n:
+            raise JudgeInputError(f"got {len(prompts)} prompts for {n} completions")
+        requests = [self.messages_for(self.sample_values(prompts[i], completions[i], columns, i)) for i in range(n)]
+        keys = [cache_key(self.transport.model, m, self.options.params or {}) if self.cache is not None else None
+                for m in requests]
+        rewards: list[Optional[float]] = [self._cached(k) for k in keys]
+        missing = [i for i in range(n) if rewards[i] is None]
+        # With a cache, identical requests in one batch (GRPO often samples the same short completion twice)
+        # are sent once and share the answer, as a later cache hit would.
+        first: dict[Any, int] = {}
+        for i in missing:
+            first.setdefault(keys[i] if keys[i] is not None else i, i)
+        todo = sorted(first.values())
+        self.metrics.add(samples=n, cache_hits=n - len(todo))
+        outcomes = await self._run_all([requests[i] for i in todo], [keys[i] for i in todo])
+        fallback = None if self.options.on_error == "skip" else float(self.options.on_error)
+        by_index = dict(zip(todo, outcomes))
+        for i in missing:
+            outcome = by_index[first[keys[i] if keys[i] is not None else i]]
+            rewards[i] = outcome.reward if outcome.error is None else fallback
+        bad = [o for o in outcomes if o.error is not None]
+        if bad:
+            self.metrics.add(fallbacks=len(bad))
+            log.warning("judge %s: %d of %d calls gave no score (scored %s); last error: %s", self.options.label,
+                        len(bad), len(todo), "None" if fallback is None else f"{fallback:g}", bad[-1].error)
+        return rewards
+
+    async def _run_all(self, requests: list[list[dict[str, str]]], keys: list[Optional[str]]) -> list[_Outcome]:
+        """Judge every request concurrently; trip the breaker as soon as the batch cannot stay under it."""
+        sent, opts = len(requests), self.options
+        state = {"bad": 0}
+
+        async def guarded(messages: list[dict[str, str]], key: Optional[str]) -> _Outcome:
+            outcome = await self.judge_one(messages, key)
+            if outcome.error is not None:
+                state["bad"] += 1
+                if opts.on_error == "fail":
+                    raise JudgeFailed(f"LLM judge {opts.label!r} at {self.transport.base_url}: {outcome.error} "
+                                      "(on_error: fail stops the run at the first judge failure)")
+                if opts.max_failure_rate < 1 and state["bad"] > opts.max_failure_rate * sent:
+                    raise CircuitBreakerOpen(self._breaker_message(state["bad"], sent, outcome.error))
+            return outcome
+
+        tasks = [asyncio.ensure_future(guarded(m, k)) for m, k in zip(requests, keys)]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def pop_metrics(self) -> dict[str, float]:
+        return self.metrics.pop()
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+    def close(self) -> None:
+        self.transport.close()
+        if self.cache is not None:
+            self.cache.close()

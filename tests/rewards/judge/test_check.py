@@ -1,0 +1,84 @@
+"""``--validate --check-judges``: one tiny request per judge, through check_judges and the real runner."""
+from __future__ import annotations
+
+import pytest
+
+from pipelines.data.config import DatasetEntry
+from pipelines.rewards.judge.check import check_judges
+from pipelines.runner import main as runner_main
+from tests.rewards.judge.judge_helpers import SCORE, write_rubric
+from tests.judge_server import JudgeServer, Reply
+
+ALL_TAGS = "<think>fine</think><helpfulness>8</helpfulness><correct>1</correct><accuracy>4</accuracy><score>6</score>"
+FILE = "cfg.yaml"
+
+
+def config(*reward_lists):
+    """The ``datasets`` section the judge probe reads."""
+    return [DatasetEntry.model_validate({"path": f"d{i}.jsonl", "percentage": 0.5, "reward_funcs": funcs})
+            for i, funcs in enumerate(reward_lists)]
+
+
+def judge_entry(base_url, rubric, **over):
+    entry = dict(name="llm_judge", eval_llm_name="j", eval_llm_base_url=base_url, system_prompt_path=rubric,
+                 score_types=SCORE, eval_llm_api_key="sk-check-secret")
+    entry.update(over)
+    return entry
+
+
+def test_reachable_judge_prints_and_passes_and_duplicates_are_probed_once(tmp_path, capsys):
+    rubric = write_rubric(tmp_path)
+    with JudgeServer(lambda req: Reply(content=ALL_TAGS)) as srv:
+        cfg = config([judge_entry(srv.base_url, rubric), {"name": "keyword", "keywords": ["x"]}],
+                     [judge_entry(srv.base_url, rubric, name="generic_llm_reward")])
+        assert check_judges(cfg, FILE) == []
+        assert len(srv.requests) == 1
+        user = srv.requests[0].body["messages"][1]["content"]
+    assert "Q: What is 2 + 2?" in user and "A: 2 + 2 = 4." in user
+    out = capsys.readouterr().out
+    assert "judge 'grader' (j at http://127.0.0.1:" in out and "reachable, answer parsed (reward 6)" in out
+
+
+def test_unreachable_and_unparseable_judges_are_problems(tmp_path, capsys):
+    rubric = write_rubric(tmp_path)
+    with JudgeServer() as dead:
+        dead_url = dead.base_url
+    with JudgeServer(lambda req: Reply(content="I like it.")) as srv:
+        cfg = config([judge_entry(dead_url, rubric), judge_entry(srv.base_url, rubric, label="other")])
+        problems = check_judges(cfg, FILE)
+    assert [p.key for p in problems] == ["datasets[0].reward_funcs[0]", "datasets[0].reward_funcs[1]"]
+    assert "connection error" in problems[0].message and "server is up" in problems[0].message
+    assert "could not be parsed: no <score> tag" in problems[1].message
+    assert "sk-check-secret" not in " ".join(p.message for p in problems) + capsys.readouterr().out
+
+
+def test_no_judges(capsys):
+    assert check_judges(config([{"name": "keyword", "keywords": ["x"]}]), FILE) == []
+    assert "judges: none configured" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("reachable", [True, False])
+def test_runner_check_judges_on_the_shipped_config(repo_root, tmp_path, monkeypatch, capsys, reachable):
+    monkeypatch.chdir(repo_root)
+    super_config = tmp_path / "super.yaml"
+    super_config.write_text("pipeline_order:\n  - node: grpo\n    config: "
+                            f"{repo_root / 'pipelines/grpo/configs/rubric_judge.yaml'}\n")
+    with JudgeServer(lambda req: Reply(content=ALL_TAGS)) as srv:
+        url = srv.base_url
+        if reachable:
+            monkeypatch.setenv("JUDGE_BASE_URL", url)
+        else:
+            monkeypatch.setenv("JUDGE_BASE_URL", "http://127.0.0.1:9/v1")
+        monkeypatch.setenv("JUDGE_API_KEY", "sk-runner-secret")
+        code = runner_main(["--super-config", str(super_config), "--validate", "--check-judges",
+                            "--outputs", str(tmp_path / "outputs")])
+        calls = len(srv.requests)
+    captured = capsys.readouterr()
+    assert "sk-runner-secret" not in captured.out + captured.err
+    if reachable:
+        assert code == 0 and calls == 2
+        assert "judge 'helpfulness'" in captured.out and "judge 'factual'" in captured.out
+        assert "reward 0.777778" in captured.out and "reward 0.8" in captured.out     # normalised 8/10, 4/5
+    else:
+        assert code == 2 and calls == 0
+        assert captured.err.count("connection error") == 2

@@ -1,0 +1,119 @@
+"""The high-scoring export: record format, threshold, crash safety and resume truncation."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipelines.common.io import read_jsonl
+from pipelines.rewards.export import HighScoreExport, sharegpt_conversation
+from tests.rewards.reward_cfg import make_cfg, row, stack_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def call(stack, texts, rows, global_step):
+    class State:
+        pass
+    state = State()
+    state.global_step = global_step
+    cols = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}
+    return asyncio.run(stack.reward_func(prompts=[r["prompt"] for r in rows],
+                                         completions=[[{"role": "assistant", "content": t}] for t in texts],
+                                         trainer_state=state, **cols))
+
+
+def test_records_hold_everything_and_only_high_scores(tmp_path):
+    cfg = make_cfg([{"name": "keyword", "keywords": ["Joy"]}, {"name": "keyword", "keywords": ["!"]}],
+                   reward={"score_save_threshold": 1.0, "high_scoring_save_path": "best/high.jsonl",
+                           "scaling_function": "zscore"})
+    stack = stack_for(cfg, tmp_path)
+    prompt = [{"role": "system", "content": "Be cheerful."}, {"role": "user", "content": "Hello"}]
+    rows = [row(0, row_id="a"), row(0, row_id="b"), row(0, row_id="c")]
+    for r in rows:
+        r["prompt"] = prompt
+    call(stack, ["Joy!", "Joy", "meh"], rows, global_step=4)
+    stack.close()
+    records = list(read_jsonl(tmp_path / "best" / "high.jsonl"))
+    assert [r["row_id"] for r in records] == ["a", "b"]  # 2.0 and 1.0 reach the threshold (before scaling)
+    first = records[0]
+    assert first["step"] == 5  # global_step + 1: the step this batch trains, as TRL logs it
+    assert first["reward"] == 2.0 and first["rewards"] == {"d0/keyword": 1.0, "d0/keyword_2": 1.0}
+    assert first["dataset"] == "inputs/ds0.jsonl" and first["dataset_index"] == 0
+    assert first["prompt"] == prompt and first["completion"] == "Joy!"
+    assert first["conversations"] == [{"from": "system", "value": "Be cheerful."},
+                                      {"from": "human", "value": "Hello"}, {"from": "gpt", "value": "Joy!"}]
+    assert set(first) == {"step", "dataset", "dataset_index", "row_id", "reward", "rewards", "prompt",
+                          "completion", "conversations", "rank"}
+    assert first["rank"] == 0
+
+
+def test_no_threshold_no_file(tmp_path):
+    stack = stack_for(make_cfg([{"name": "keyword", "keywords": ["a"]}]), tmp_path)
+    call(stack, ["a"], [row(0)], 0)
+    stack.close()
+    assert stack.export is None and not list(tmp_path.iterdir())
+
+
+def test_prefilled_assistant_turn_is_continued():
+    prompt = [{"role": "user", "content": "Solve"}, {"role": "assistant", "content": "<think>"}]
+    assert sharegpt_conversation(prompt, "x</think>") == [{"from": "human", "value": "Solve"},
+                                                          {"from": "gpt", "value": "<think>x</think>"}]
+
+
+def test_truncate_after_step_and_resume(tmp_path):
+    path = tmp_path / "high_scoring_examples.jsonl"
+    export = HighScoreExport(path, 0.5)
+    for step in (1, 2, 3, 4):
+        export.offer({"step": step, "reward": 1.0})
+    export.offer({"step": 9, "reward": 0.1})  # below threshold: not written
+    export.close()
+    with open(path, "a") as fh:
+        fh.write('{"step": 5, "rew')  # a torn line from a kill
+    assert export.truncate_after_step(2) == 2
+    assert [r["step"] for r in read_jsonl(path)] == [1, 2]
+    assert path.read_text().endswith("\n")
+    # stack_for(resume_step=...) does the same on start, then appends after the kept records
+    cfg = make_cfg([{"name": "keyword", "keywords": ["a"]}], reward={"score_save_threshold": 1.0})
+    stack = stack_for(cfg, tmp_path, resume_step=1)
+    call(stack, ["a"], [row(0)], global_step=1)
+    stack.close()
+    assert [r["step"] for r in read_jsonl(path)] == [1, 2]
+
+
+WRITER = r"""
+import sys
+from pipelines.rewards.export import HighScoreExport
+export = HighScoreExport(sys.argv[1], 0.0)
+print("ready", flush=True)
+i = 0
+while True:
+    export.offer({"step": i, "reward": 1.0, "completion": "x" * 50000})
+    i += 1
+"""
+
+
+def test_kill_mid_write_leaves_whole_lines(tmp_path):
+    path = tmp_path / "high.jsonl"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], cwd=REPO, stdout=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout.readline().strip() == b"ready"
+    deadline = time.time() + 10
+    while (not path.exists() or path.stat().st_size < 2_000_000) and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    records = list(read_jsonl(path))  # readers never see a torn record
+    assert len(records) >= 10
+    assert [r["step"] for r in records] == list(range(len(records)))
+    # the next run repairs any torn tail, then appends whole lines
+    export = HighScoreExport(path, 0.0)
+    export.offer({"step": -1, "reward": 1.0})
+    export.close()
+    lines = path.read_text().splitlines()
+    assert all(json.loads(line) for line in lines) and json.loads(lines[-1])["step"] == -1
