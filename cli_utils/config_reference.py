@@ -6,6 +6,7 @@ Usage: python cli_utils/config_reference.py [--output docs/config_reference.md] 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import typing
 from pathlib import Path
@@ -20,8 +21,8 @@ from pipelines.common.schema import submodel
 def _type_name(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
     text = text or str(annotation)
-    for junk in ("typing.", "pipelines.grpo.config.", "pipelines.rollout.config.", "NoneType"):
-        text = text.replace(junk, "" if junk != "NoneType" else "null")
+    text = re.sub(r"\bpipelines(\.\w+)*\.(?=[A-Z])", "", text)   # a section model's module path
+    text = text.replace("typing.", "").replace("NoneType", "null")
     return text.replace("|", "\\|")
 
 

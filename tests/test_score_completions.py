@@ -11,7 +11,7 @@ import yaml
 
 from cli_utils.score_completions import main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def picky():

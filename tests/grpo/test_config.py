@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipelines.common.node import run_rules
 from pipelines.common.config_io import EnvResolver, apply_overrides, find_placeholders, redact
 from pipelines.common.schema import validate_model
 from pipelines.grpo import checks
@@ -34,7 +35,7 @@ def messages(problems) -> list[str]:
 def test_quickstart_config_validates(monkeypatch):
     monkeypatch.chdir(REPO)
     cfg = model(base_raw())
-    assert checks.check_config(cfg, "q.yaml") == []
+    assert run_rules(cfg, checks.RULES, "q.yaml") == []
 
 
 def test_unknown_key_gets_did_you_mean_and_path():
@@ -63,15 +64,6 @@ def test_node_owned_keys_refused():
     raw = base_raw()
     raw["training_parameters"]["bf16"] = True
     assert "is set by the node" in messages(checks.check_grpo_extras(model(raw), "c.yaml"))[0]
-
-
-def test_percentages_rule():
-    raw = base_raw()
-    raw["datasets"].append(copy.deepcopy(raw["datasets"][0]))
-    raw["datasets"][0]["percentage"], raw["datasets"][1]["percentage"] = 0.7, 0.6
-    assert "percentages sum to 1.3" in messages(checks.check_percentages(model(raw), "c.yaml"))[0]
-    raw["datasets"][1]["percentage"] = 0.3
-    assert checks.check_percentages(model(raw), "c.yaml") == []
 
 
 @pytest.mark.parametrize("field,value", [("percentage", 1.2), ("percentage", -0.1), ("single_turn_ratio", 2)])
@@ -109,19 +101,6 @@ def test_length_budget_rule():
     assert msg.startswith("c.yaml: model.max_seq_length:") and "exceeds max_seq_length (50)" in msg
 
 
-def test_input_paths_rule_and_globs(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "a.jsonl").write_text("{}\n")
-    (tmp_path / "b.csv").write_text("x\n")
-    raw = base_raw()
-    raw["datasets"][0]["path"] = "*.jsonl"
-    assert checks.check_input_paths(model(raw), "c.yaml") == []
-    raw["datasets"][0]["path"] = "missing/*.parquet"
-    assert "no file matches" in messages(checks.check_input_paths(model(raw), "c.yaml"))[0]
-    raw["datasets"][0]["path"] = "b.csv"
-    assert "unsupported file type '.csv'" in messages(checks.check_input_paths(model(raw), "c.yaml"))[0]
-
-
 def test_unsloth_is_single_process():
     raw = base_raw()
     raw["model"]["backend"] = "unsloth"
@@ -137,6 +116,11 @@ def test_evaluation_needs_exactly_one_size_and_fewer_rows():
     assert "exactly one of `rows` or `fraction`" in problems[0].message
     raw["evaluation"] = {"rows": 500}
     assert "must be fewer" in messages(checks.check_evaluation(model(raw), "c.yaml"))[0]
+    # 0.9 x 5 = 4.5 held-out rows: the sampler rounds half up to 5, so the check must count 5 and refuse
+    raw["evaluation"] = {"fraction": 0.9}
+    raw["dataset_settings"]["total_rows"] = 5
+    assert messages(checks.check_evaluation(model(raw), "c.yaml")) == [
+        "c.yaml: evaluation: held-out rows (5) must be fewer than dataset_settings.total_rows (5)"]
 
 
 def test_env_interpolation_and_defaults():
@@ -176,7 +160,7 @@ def test_seed_doc_config_validates(tmp_path, monkeypatch):
     env_problems: list = []
     raw = EnvResolver().resolve(raw, "seed.yaml", env_problems)
     cfg = model(raw)
-    assert env_problems == [] and checks.check_config(cfg, "seed.yaml") == []
+    assert env_problems == [] and run_rules(cfg, checks.RULES, "seed.yaml") == []
 
 
 def test_existing_run_is_not_overwritten_without_resume(tmp_path, monkeypatch, capsys):

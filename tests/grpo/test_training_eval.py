@@ -6,7 +6,8 @@ import pytest
 
 from pipelines.common.io import read_jsonl
 from pipelines.grpo.config import GRPOConfigFile
-from pipelines.data.sampling import eval_row_count, sample_datasets
+from pipelines.data.sampling import sample_datasets
+from pipelines.grpo.inputs import data_spec
 from pipelines.grpo.evaluation import summarize
 from pipelines.grpo.plots import reward_series
 from tests.grpo.training_runs import (high_scores, outputs, quickstart_config, run_node,  # noqa: F401
@@ -54,7 +55,7 @@ def test_evaluation_at_intervals_and_end_on_held_out_rows(outputs, tmp_path):  #
 
     # the node's own draw (same config, same seed): held-out rows are disjoint from the trained ones
     node_cfg = GRPOConfigFile.model_validate(cfg)
-    sample = sample_datasets(node_cfg, None, eval_rows=eval_row_count(node_cfg))
+    sample = sample_datasets(data_spec(node_cfg), None)
     held_out = {r["row_id"] for r in sample.eval}
     trained = {r["row_id"] for r in high_scores(run)}
     assert len(held_out) == 4 and trained == {r["row_id"] for r in sample.train}

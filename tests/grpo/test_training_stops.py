@@ -1,12 +1,10 @@
-"""Stop sequences on the transformers backend: the cutting helpers, the stopping criterion inside generate, and a
-training run where completions end at the stop, rewards see the cut text and stopped completions are not
+"""Stop sequences on the transformers backend: the stopping criterion inside generate, and a training run where completions end at the stop, rewards see the cut text and stopped completions are not
 counted as truncated."""
 from __future__ import annotations
 
 import pytest
 
-from pipelines.common.stops import (cut_completions, cut_ids_at_stop, cut_text_at_stop, stop_end, stopping_generate,
-                                    trim_completions)
+from pipelines.common.stops import stopping_generate
 from tests.grpo.training_runs import (high_scores, outputs, quickstart_config, run_node,  # noqa: F401
                                       step_records, tiny_cache, write_super)
 
@@ -25,28 +23,6 @@ def tok(tiny_cache):  # noqa: F811
     from pipelines.grpo.model import load_tokenizer
 
     return load_tokenizer(str(next(tiny_cache.glob("tiny-*"))), None)
-
-
-def test_text_helpers_cut_after_the_earliest_ending_stop():
-    assert stop_end("abc</a>def</b>", ["</b>", "</a>"]) == 7
-    assert stop_end("no stop here", ["</a>"]) is None
-    assert cut_text_at_stop("x</answer> tail</answer>", ["</answer>"]) == ("x</answer>", True)
-    assert cut_text_at_stop("unchanged", []) == ("unchanged", False)
-    conv = [{"role": "assistant", "content": "a STOP b"}]
-    assert trim_completions(["a STOP b", conv, None], ["STOP"]) == ["a STOP", [{"role": "assistant",
-                                                                              "content": "a STOP"}], None]
-    assert conv[0]["content"] == "a STOP b"     # the caller's completion is not mutated
-
-
-def test_cut_ids_at_stop_keeps_the_token_that_completes_a_stop_spanning_tokens(tok):
-    eos = tok.eos_token_id
-    ids = tok.encode("Joy: the </answer> sea.", add_special_tokens=False)
-    cut, stopped = cut_ids_at_stop(ids, tok.decode, ["</answer>"], eos)
-    assert stopped and cut[-1] == eos
-    assert tok.decode(cut[:-1]) == "Joy: the </answer>"
-    assert cut_ids_at_stop(ids, tok.decode, ["<never>"], eos) == (ids, False)
-    batch, hits = cut_completions([ids, tok.encode("Joy", add_special_tokens=False)], tok, ["</answer>"], eos)
-    assert hits == 1 and batch[0] == cut and tok.decode(batch[1]) == "Joy"
 
 
 def test_stopping_generate_ends_sequences_at_the_stop(tok, tiny_cache):  # noqa: F811

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.common.schema import validate_model
-from pipelines.common.node import NodeContext
+from pipelines.common.node import NodeContext, validate_node_config
 from pipelines.registry import get_node
 from pipelines.rollout.config import RolloutConfigFile
 
@@ -26,13 +25,11 @@ def raw(**over) -> dict:
 
 
 def problems_of(data: dict, run_dir: Path | None = None) -> list[str]:
-    cfg, problems = validate_model(RolloutConfigFile, data, FILE)
-    if cfg is None:
-        return [str(p) for p in problems]
-    spec = get_node("rollout")
+    """Every problem the runner would report for this config: schema, rules and run-dir check."""
     ctx = NodeContext(label="rollout", index=0, config_file=FILE, raw_config=data, secrets=set(),
                       run_dir=run_dir or Path("/nonexistent/run"), outputs_root=Path("/nonexistent"))
-    return [str(p) for p in spec.check(cfg, ctx)]
+    _, problems = validate_node_config(get_node("rollout"), data, ctx)
+    return [str(p) for p in problems]
 
 
 SHIPPED = sorted((Path(__file__).resolve().parents[2] / "pipelines/rollout/configs").glob("*.yaml"))
@@ -107,14 +104,14 @@ def test_run_dir_holding_a_run_needs_resume(tmp_path):
     assert problems_of(raw(resume=True), run_dir=tmp_path) == []
 
 
-def test_to_grpo_config_keeps_the_shared_sections():
-    cfg = RolloutConfigFile.model_validate(raw(reward={"combination_function": "mean"},
-                                               generation={"max_prompt_length": 99, "stop_sequences": ["</a>"]}))
-    g = cfg.to_grpo_config()
-    assert g.datasets == cfg.datasets and g.dataset_settings == cfg.dataset_settings and g.reward == cfg.reward
-    assert g.datasets[0].reward_funcs[0].kwargs == {"keywords": ["Joy"]}
-    assert g.training_parameters.max_prompt_length == 99 and g.seed == cfg.seed
-    assert g.training_parameters.model_stop_sequences == ["</a>"]
+def test_data_spec_takes_the_shared_sections_and_the_generation_budget():
+    """The data layer gets the rollout's own sections: no GRPO config is built, nothing is raised or forced."""
+    cfg = RolloutConfigFile.model_validate(raw(generation={"max_prompt_length": 99, "chat_template": "{{ x }}"}))
+    spec = cfg.data_spec()
+    assert spec.datasets == cfg.datasets and spec.settings == cfg.dataset_settings and spec.seed == cfg.seed
+    assert spec.datasets[0].reward_funcs[0].kwargs == {"keywords": ["Joy"]}
+    assert spec.max_prompt_length == 99 and spec.eval_rows == 0
+    assert spec.chat_template == "{{ x }}" and spec.chat_template_key == "generation.chat_template"
 
 
 def test_validate_imports_no_torch(repo_root, tmp_path):

@@ -56,13 +56,6 @@ def adapter_and_merged(tiny_model_dir, tmp_path_factory):
     return root / "adapter", root / "merged"
 
 
-def test_cut_at_stop_takes_the_earliest_stop():
-    # the stop is kept, as the GRPO node's rewards see it in training (think_answer_format needs "</answer>")
-    assert cut_text_at_stop("abc</answer>def<end>", ["<end>", "</answer>"]) == ("abc</answer>", True)
-    assert cut_text_at_stop("abc", ["x"]) == ("abc", False)
-    assert cut_text_at_stop("xabc", ["x"]) == ("x", True)
-
-
 def test_base_model_gives_k_completions_per_prompt(tiny_model_dir):
     out = generate(make_cfg(str(tiny_model_dir)))
     assert [len(g) for g in out] == [3, 3]

@@ -171,14 +171,13 @@ def test_rerun_is_refused_unless_resume(finished, tiny_model_dir, capsys):
 
 def test_sft_file_reads_back_through_the_data_layer(finished):
     """sft.jsonl is ShareGPT: the GRPO data layer samples it, with the kept completion as the answer."""
-    from pipelines.grpo.config import GRPOConfigFile
-    from pipelines.data.sampling import sample_datasets
+    from pipelines.data.config import DatasetEntry, DatasetSettings
+    from pipelines.data.sampling import DataSpec, sample_datasets
     sft = list(read_jsonl(finished / "sft.jsonl"))
-    cfg = GRPOConfigFile.model_validate({
-        "model": {"base_model_name": "unused"}, "dataset_settings": {"total_rows": len(sft)},
-        "datasets": [{"path": str(finished / "sft.jsonl"), "percentage": 1.0,
-                      "reward_funcs": [{"name": "keyword", "keywords": ["x"]}]}]})
-    rows = sample_datasets(cfg).train
+    entry = DatasetEntry(path=str(finished / "sft.jsonl"), percentage=1.0,
+                         reward_funcs=[{"name": "keyword", "keywords": ["x"]}])
+    spec = DataSpec(datasets=[entry], settings=DatasetSettings(total_rows=len(sft)), seed=42, max_prompt_length=512)
+    rows = sample_datasets(spec).train
     assert sorted(r["answer"] for r in rows) == sorted(s["conversations"][-1]["value"] for s in sft)
 
 

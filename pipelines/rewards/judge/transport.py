@@ -201,6 +201,11 @@ class JudgeTransport:
             log.debug("judge %s: %s; retry %d/%d in %.2fs", self.base_url, what, attempt, self.max_retries, delay)
             await asyncio.sleep(delay)
 
+    def open_clients(self) -> int:
+        """How many HTTP clients are open (one per event loop that has sent a request and is not closed)."""
+        with self._lock:
+            return len(self._states)
+
     async def aclose(self) -> None:
         """Close the client of the running loop."""
         loop = asyncio.get_running_loop()

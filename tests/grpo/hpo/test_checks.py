@@ -10,7 +10,7 @@ import yaml
 from pipelines.common.config_io import load_yaml
 from pipelines.runner import main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 QUICKSTART = REPO / "pipelines" / "grpo" / "configs" / "quickstart_hpo.yaml"
 
 

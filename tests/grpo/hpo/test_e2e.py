@@ -17,7 +17,7 @@ import yaml
 from pipelines.common.io import read_jsonl
 from pipelines.runner import main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 QUICKSTART = REPO / "pipelines" / "grpo" / "configs" / "quickstart_hpo.yaml"
 POPULATION, GENERATIONS, STEPS = 3, 2, 3
 

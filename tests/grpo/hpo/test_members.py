@@ -11,7 +11,7 @@ from pipelines.common.io import JsonlAppender, read_jsonl
 from pipelines.grpo.hpo.config import GRPOHPOConfigFile
 from pipelines.grpo.hpo.members import restore_hparams, snapshot_hparams
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 QUICKSTART = REPO / "pipelines" / "grpo" / "configs" / "quickstart_hpo.yaml"
 
 
@@ -54,7 +54,8 @@ def test_restore_keeps_configured_hparams_and_the_checkpoints_state(schedule):
 @pytest.fixture(scope="module")
 def population(tiny_model_dir, tmp_path_factory):
     """A PopulationTrainer on the tiny model (the quickstart config, small)."""
-    from pipelines.data.sampling import eval_row_count, make_token_counter, sample_datasets
+    from pipelines.data.sampling import sample_with_tokenizer
+    from pipelines.grpo.inputs import data_spec
     from pipelines.grpo.hpo.members import PopulationTrainer
     from pipelines.grpo.model import load_tokenizer
     from pipelines.rewards.engine import RewardStack
@@ -69,8 +70,8 @@ def population(tiny_model_dir, tmp_path_factory):
     cfg = GRPOHPOConfigFile.model_validate(raw)
     run_dir = tmp_path_factory.mktemp("members")
     tok = load_tokenizer(str(tiny_model_dir), None)
-    sample = sample_datasets(cfg, make_token_counter(tok, None), eval_rows=eval_row_count(cfg))
-    stack = RewardStack(cfg, None)
+    sample = sample_with_tokenizer(data_spec(cfg), tok, "members.yaml")
+    stack = RewardStack(cfg.reward, cfg.datasets)
     writer = JsonlAppender(run_dir / "metrics.jsonl")
     pop = PopulationTrainer(cfg, run_dir, str(tiny_model_dir), tok, sample, stack, writer)
     yield pop, run_dir

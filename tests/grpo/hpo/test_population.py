@@ -13,7 +13,7 @@ from pipelines.grpo.hpo.population import (SearchState, Slot, best_index, check_
                                            referenced, save_state)
 from pipelines.grpo.hpo.report import elite_table, lineage, plot_fitness
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def hpo(**kw) -> HPOSection:

@@ -177,9 +177,9 @@ def test_works_on_a_long_lived_daemon_loop_like_trl(server, rubric):
             future = asyncio.run_coroutine_threadsafe(reward(prompts, completions, trainer_state=None), loop)
             assert future.result(timeout=10) == [5.0] * 4
             assert reward.pop_metrics()["judge/grader/samples"] == 4      # popped from the main thread
-        assert len(reward.judge.transport._states) == 1                 # one client for the whole run
+        assert reward.judge.transport.open_clients() == 1                 # one client for the whole run
         reward.close()
-        assert len(reward.judge.transport._states) == 0
+        assert reward.judge.transport.open_clients() == 0
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
@@ -190,4 +190,4 @@ def test_one_asyncio_run_per_batch(server, rubric):
     reward = make_judge(server.base_url, rubric)
     for _ in range(3):
         assert run(reward, ["a", "b"]) == [5.0, 5.0]
-    assert len(reward.judge.transport._states) <= 1          # clients of closed loops are dropped
+    assert reward.judge.transport.open_clients() <= 1          # clients of closed loops are dropped
