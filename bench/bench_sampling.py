@@ -93,6 +93,19 @@ def measure_pandas(path: str, sample: int) -> dict:
     return {"rows": len(picked), "valid": len(df)}
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak RSS. Linux's ``ru_maxrss`` also counts the parent's peak at the moment it spawned
+    this process (the high-water mark survives fork and exec), so a parent that had imported torch inflated the
+    figure; ``VmHWM`` is the peak of this process's memory alone."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024   # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def child(args: argparse.Namespace) -> None:
     started = time.time()
     if args.child == "ours":
@@ -100,7 +113,7 @@ def child(args: argparse.Namespace) -> None:
     else:
         out = measure_pandas(args.path, args.sample)
     out["work_s"] = time.time() - started
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    out["peak_rss_mb"] = peak_rss_mb()
     print("RESULT " + json.dumps(out))
 
 

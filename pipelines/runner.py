@@ -20,8 +20,8 @@ from pipelines.common.problems import ConfigError, Problem, did_you_mean
 from pipelines.common.refs import check_refs, record_latest, substitute_refs
 from pipelines.common.rundir import (MANIFEST, RESOLVED_CONFIG, RUN_LOG, RedactingFilter, default_run_name, open_run_dir, read_manifest, run_dir_for,
                                      write_manifest)
-from pipelines.launch import current_rank, requested_processes, run_launched, write_rank_error
 from pipelines.common.node import NodeContext, NodeSpec, validate_node_config
+from pipelines.launch import current_rank, requested_processes, run_launched, write_rank_error
 from pipelines.registry import get_node
 
 log = logging.getLogger(__name__)
@@ -366,6 +366,8 @@ def validate_summary(planned: list[PlannedNode], args: argparse.Namespace) -> in
                 problems += exc.problems
         if args.check_judges and node.spec.check_judges is not None:
             problems += node.spec.check_judges(node.cfg, node.ctx)
+        elif args.check_judges:
+            print("    judges: not checked (this node declares no LLM judges)")
     if problems:
         report_problems(problems)
         return EXIT_CONFIG

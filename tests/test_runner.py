@@ -212,3 +212,40 @@ def test_two_entries_sharing_a_run_dir_are_refused_before_anything_runs(pipeline
     err = capsys.readouterr().err
     assert "entries 'a' and 'b' would both write to" in err and "entries 'a' and 'c'" in err
     assert logged(log) == []
+
+
+def test_check_judges_says_when_a_node_has_no_judge_check(pipeline, capsys):
+    """--check-judges goes through each node's hook; a node without one says so instead of staying silent."""
+    tmp_path, sc, log = pipeline
+    assert run(sc, tmp_path, "--validate", "--check-judges", "--only", "a") == 0
+    out = capsys.readouterr().out
+    assert "judges: not checked (this node declares no LLM judges)" in out and not log.exists()
+
+
+def test_shipped_nodes_declare_their_hooks():
+    """Every registered node has its resume hint and judge probe; the runner imports no reward code itself."""
+    from pipelines.registry import NODE_FACTORIES, get_node
+
+    hints = {name: get_node(name).resume_hint for name in NODE_FACTORIES}
+    assert hints == {"grpo": "--set training_parameters.resume_from_checkpoint=auto",
+                     "grpo_hpo": "--set training_parameters.resume_from_checkpoint=auto",
+                     "rollout": "--set resume=true"}
+    assert all(get_node(name).check_judges is not None for name in NODE_FACTORIES)
+    runner_source = (REPO / "pipelines" / "runner.py").read_text(encoding="utf-8")
+    assert "pipelines.rewards" not in runner_source and "pipelines.grpo" not in runner_source
+
+
+@pytest.mark.parametrize("super_config", ["super_config.yaml", "super_config_chain.yaml",
+                                          "pipelines/grpo/configs/super_config_hpo.yaml"])
+def test_validate_of_every_shipped_pipeline_imports_no_torch_and_is_fast(super_config, tmp_path):
+    """The whole --validate (schema, rules, reward catalog, data summary) of each shipped super-config, in a
+    fresh interpreter: no torch, transformers or trl, and well under 3 s."""
+    code = ("import sys, runpy; sys.argv=['run_pipeline.py','--super-config',%r,'--validate','--outputs',%r]\n"
+            "try:\n    runpy.run_path('run_pipeline.py', run_name='__main__')\n"
+            "except SystemExit as e:\n    heavy=[m for m in ('torch','transformers','trl') if m in sys.modules]\n"
+            "    print('HEAVY', heavy, file=sys.stderr); raise\n") % (super_config, str(tmp_path / "out"))
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "HEAVY []" in out.stderr and elapsed < 3.0

@@ -2,7 +2,7 @@
 
 Converting millions of nested rows to Python objects is what makes naive loading slow, so the Parquet scan
 classifies whole record batches with pyarrow compute and numpy instead. The rules and their order are those
-of :func:`pipelines.data.prompts.classify`; ``tests/grpo/test_data_readers.py`` checks both agree on
+of :func:`pipelines.data.prompts.classify`; ``tests/data/test_readers.py`` checks both agree on
 every bad-row kind. Columns of any other shape take the Python path.
 """
 from __future__ import annotations

@@ -63,6 +63,7 @@ def test_judge_outage_checkpoints_stops_and_resumes(tmp_path, monkeypatch, capsy
         assert main(args) == 1
         err = capsys.readouterr().err
         assert "CircuitBreakerOpen" in err and server.base_url in err and "HTTP 500" in err
+        assert "then resume with --set training_parameters.resume_from_checkpoint=auto" in err   # the node's hint
         run = out / "judged"
         state = json.loads((run / "checkpoint-3" / "trainer_state.json").read_text())   # the emergency save
         assert state["global_step"] == 3

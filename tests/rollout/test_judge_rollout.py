@@ -48,6 +48,7 @@ def test_judge_scored_rollout_and_resume_after_the_judge_went_down(tiny_model_di
         assert run_rollout(tmp_path, cfg) == 1                      # CircuitBreakerOpen stops the node
         err = capsys.readouterr().err
         assert "CircuitBreakerOpen" in err and "--set resume=true" in err
+        assert "resume_from_checkpoint" not in err                 # the training hint is not a rollout's
         run_dir = tmp_path / "out" / "roll"
         assert json.loads((run_dir / "manifest.json").read_text())["status"] == "failed"
         first = list(read_jsonl(run_dir / "scored.jsonl"))
