@@ -9,6 +9,7 @@ Nothing here imports torch or a node package.
 from __future__ import annotations
 
 import importlib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -128,8 +129,6 @@ def validate_sections(model: type[BaseModel], raw: dict[str, Any]) -> tuple[Simp
 
 
 def _list_item_annotation(annotation: Any) -> Any:
-    import typing
-
     if typing.get_origin(annotation) is list:
         (item,) = typing.get_args(annotation)
         return item

@@ -78,8 +78,6 @@ def _arrow_codes(block: bytes, rows: int) -> Optional[tuple[np.ndarray, np.ndarr
 
 
 def _scan_block(scan: ScanResult, block: bytes, file_id: int, first_line: int, offset: int) -> None:
-    from pipelines.data.arrow import count_codes
-
     if not block:
         return
     starts, index, ends = _lines(block)
@@ -89,12 +87,7 @@ def _scan_block(scan: ScanResult, block: bytes, file_id: int, first_line: int, o
         return
     codes, second = parsed
     scan.rows_read += len(starts)
-    scan.skipped.update(count_codes(codes))
-    valid = codes == 0
-    scan.add_many(file_id, index[valid] + first_line, starts[valid] + offset)
-    for key, mask in zip(FORMATS, (valid & ~second, valid & second)):
-        if mask.any():
-            scan.formats[key] += int(mask.sum())
+    scan.add_classified(file_id, codes, second, list(FORMATS), index + first_line, starts + offset)
 
 
 def scan_jsonl(scan: ScanResult, path, file_id: int, bar) -> None:

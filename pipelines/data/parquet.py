@@ -47,7 +47,7 @@ def _group_codes(path: Path, group: int, keys: list[str]) -> tuple[np.ndarray, n
 
 def scan_parquet(scan: ScanResult, path: Path, file_id: int, progress: Callable) -> None:
     """Classify every row of a Parquet file into ``scan``; vectorised when the column shape allows."""
-    from pipelines.data.arrow import arrow_shape_ok, count_codes
+    from pipelines.data.arrow import arrow_shape_ok
 
     pf = open_parquet(path)
     total = pf.metadata.num_rows
@@ -69,12 +69,7 @@ def scan_parquet(scan: ScanResult, path: Path, file_id: int, progress: Callable)
         start = 0
         with ThreadPoolExecutor(WORKERS) as pool:
             for codes, second in pool.map(partial(_group_codes, path, keys=keys), groups):
-                scan.skipped.update(count_codes(codes))
-                valid = codes == 0
-                scan.add_many(file_id, np.flatnonzero(valid) + start)
-                for key, mask in zip(keys, (valid & ~second, valid & second)):
-                    if mask.any():
-                        scan.formats[key] += int(mask.sum())
+                scan.add_classified(file_id, codes, second, keys, np.arange(start, start + len(codes)))
                 start += len(codes)
                 bar.update(len(codes))
 

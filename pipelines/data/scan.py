@@ -10,7 +10,7 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -62,6 +62,20 @@ class ScanResult:
             self.offsets.extend(array("q", [-1]) * len(records))
         else:
             self.offsets.extend(array("q", np.asarray(offsets, dtype=np.int64).tobytes()))
+
+    def add_classified(self, file_id: int, codes: np.ndarray, second: np.ndarray, keys: Sequence[str],
+                       records: np.ndarray, offsets: Optional[np.ndarray] = None) -> None:
+        """Record a batch classified by the vectorised rules (:mod:`pipelines.data.arrow`): ``codes`` per row
+        (0 valid, else the reason), ``second`` whether a row's conversation is in the second of ``keys``;
+        ``records`` (and ``offsets``) locate each row of the batch."""
+        from pipelines.data.arrow import count_codes
+
+        self.skipped.update(count_codes(codes))
+        valid = codes == 0
+        self.add_many(file_id, records[valid], None if offsets is None else offsets[valid])
+        for key, mask in zip(keys, (valid & ~second, valid & second)):
+            if mask.any():
+                self.formats[key] += int(mask.sum())
 
     def row_id(self, i: int) -> str:
         """Stable id of valid row ``i``: ``file:line`` for JSONL, ``file[index]`` otherwise."""

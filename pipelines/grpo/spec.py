@@ -7,6 +7,7 @@ from pipelines.common.problems import Problem
 from pipelines.common.rundir import check_run_dir_free
 from pipelines.grpo.checks import RULES
 from pipelines.grpo.config import RESUME_HINT, GRPOConfigFile
+from pipelines.rewards.checks import check_judges
 
 
 def check_run_dir(cfg: GRPOConfigFile, ctx: NodeContext) -> list[Problem]:
@@ -22,13 +23,6 @@ def inspect(cfg: GRPOConfigFile, ctx: NodeContext) -> list[str]:
     from pipelines.grpo.inputs import data_spec
 
     return inspect_datasets(data_spec(cfg), ctx.config_file)
-
-
-def check_judges(cfg: GRPOConfigFile, ctx: NodeContext) -> list[Problem]:
-    """--check-judges: one request to each LLM judge the datasets use."""
-    from pipelines.rewards.judge.check import check_judges as probe
-
-    return probe(cfg.datasets, ctx.config_file)
 
 
 NODE = NodeSpec(name="grpo", config_model=GRPOConfigFile, run="pipelines.grpo.node:run", rules=RULES,

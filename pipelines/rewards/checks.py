@@ -44,6 +44,13 @@ def _post_processors_rule(cfg: Any, file: str) -> list[Problem]:
     return check_post_processors(cfg.reward, file)
 
 
+def check_judges(cfg: Any, ctx: Any) -> list[Problem]:
+    """The --check-judges hook of a node with `datasets`: one request to each LLM judge they use."""
+    from pipelines.rewards.judge.check import check_judges as probe
+
+    return probe(cfg.datasets, ctx.config_file)
+
+
 # The reward rules every node with `datasets` (and their `reward_funcs`) and a `reward` section runs.
 RULES: tuple[Rule, ...] = (
     Rule(_reward_funcs_rule, ("datasets",), partial_lists=True),

@@ -1,9 +1,9 @@
 """The rollout node's configuration schema.
 
 `datasets`, `dataset_settings` and `reward` are the shared data and reward layers' sections (the same models
-the GRPO node uses, with the same meaning), so a rollout samples and scores exactly like training does. A string ``@<label>.<output>`` (e.g.
-``"@grpo.final_adapter"``) names an output of an earlier node; the runner checks and substitutes it, so fields
-that may hold one never check the file system here.
+the GRPO node uses, with the same meaning), so a rollout samples and scores exactly like training does. A
+string ``@<label>.<output>`` (e.g. ``"@grpo.final_adapter"``) names an output of an earlier node; the runner
+checks and substitutes it, so fields that may hold one never check the file system here.
 """
 from __future__ import annotations
 

@@ -64,13 +64,6 @@ def check_run_dir(cfg: RolloutConfigFile, ctx: NodeContext) -> list[Problem]:
     return resume_problems(cfg, ctx.run_dir, ctx.config_file)
 
 
-def check_judges(cfg: RolloutConfigFile, ctx: NodeContext) -> list[Problem]:
-    """--check-judges: one request to each LLM judge the datasets use."""
-    from pipelines.rewards.judge.check import check_judges as probe
-
-    return probe(cfg.datasets, ctx.config_file)
-
-
 def inspect(cfg: RolloutConfigFile, ctx: NodeContext) -> list[str]:
     """The --validate summary: the model, the sampling settings, and the data (unless it comes from a node)."""
     m, g = cfg.model, cfg.generation
@@ -85,5 +78,5 @@ def inspect(cfg: RolloutConfigFile, ctx: NodeContext) -> list[str]:
 
 
 NODE = NodeSpec(name="rollout", config_model=RolloutConfigFile, run="pipelines.rollout.node:run", rules=RULES,
-                check=check_run_dir, inspect=inspect, check_judges=check_judges, resume_hint=RESUME_HINT,
-                outputs=OUTPUTS)
+                check=check_run_dir, inspect=inspect, check_judges=reward_checks.check_judges,
+                resume_hint=RESUME_HINT, outputs=OUTPUTS)

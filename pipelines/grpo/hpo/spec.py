@@ -8,6 +8,7 @@ from pipelines.grpo.checks import generation_batch
 from pipelines.grpo.config import RESUME_HINT
 from pipelines.grpo.hpo.checks import RULES, search_seed
 from pipelines.grpo.hpo.config import GRPOHPOConfigFile
+from pipelines.rewards.checks import check_judges
 
 
 def inspect(cfg: GRPOHPOConfigFile, ctx: NodeContext) -> list[str]:
@@ -30,5 +31,5 @@ def inspect(cfg: GRPOHPOConfigFile, ctx: NodeContext) -> list[str]:
 
 NODE = NodeSpec(name="grpo_hpo", config_model=GRPOHPOConfigFile, run="pipelines.grpo.hpo.node:run",
                 rules=grpo_checks.RULES + RULES, check=grpo_spec.check_run_dir, inspect=inspect,
-                check_judges=grpo_spec.check_judges, resume_hint=RESUME_HINT,
+                check_judges=check_judges, resume_hint=RESUME_HINT,
                 outputs=("elite_adapter", "hpo_history", "hpo_fitness"))
