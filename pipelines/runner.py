@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "overrides; VALUE is parsed as YAML (repeatable)")
     p.add_argument("--validate", action="store_true",
                    help="load and check everything (configs, files, rewards, data), print a summary, load no model")
+    p.add_argument("--full-scan", action="store_true",
+                   help="with --validate: read and classify every row of every data file (default: count rows "
+                        "and check only the rows that would be drawn)")
     p.add_argument("--check-judges", action="store_true",
                    help="with --validate: send one tiny request to each LLM-judge endpoint")
     p.add_argument("--num-processes", type=int, default=None, metavar="N",
@@ -165,7 +168,8 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     run_dir = run_dir_for(raw, spec.name, Path(args.outputs))
     ctx = NodeContext(label=label, index=index, config_file=file, raw_config=raw, secrets=env.secret_values,
                       run_dir=run_dir, outputs_root=Path(args.outputs), manifests=manifests,
-                      num_processes=args.num_processes, validate_only=args.validate, launched=args.launched_rank)
+                      num_processes=args.num_processes, validate_only=args.validate, launched=args.launched_rank,
+                      full_scan=args.full_scan)
     cfg, node_problems = validate_node_config(spec, raw, ctx)
     return PlannedNode(label, spec, cfg, ctx), problems + node_problems
 

@@ -22,7 +22,7 @@ def inspect(cfg: GRPOConfigFile, ctx: NodeContext) -> list[str]:
     from pipelines.data.summary import inspect_datasets
     from pipelines.grpo.inputs import data_spec
 
-    return inspect_datasets(data_spec(cfg), ctx.config_file)
+    return inspect_datasets(data_spec(cfg), ctx.config_file, full_scan=ctx.full_scan)
 
 
 NODE = NodeSpec(name="grpo", config_model=GRPOConfigFile, run="pipelines.grpo.node:run", rules=RULES,

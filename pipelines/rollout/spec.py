@@ -74,7 +74,7 @@ def inspect(cfg: RolloutConfigFile, ctx: NodeContext) -> list[str]:
         return lines + ["(data not inspected: it refers to an earlier node's outputs)"]
     from pipelines.data.summary import inspect_datasets
 
-    return lines + inspect_datasets(cfg.data_spec(), ctx.config_file)
+    return lines + inspect_datasets(cfg.data_spec(), ctx.config_file, full_scan=ctx.full_scan)
 
 
 NODE = NodeSpec(name="rollout", config_model=RolloutConfigFile, run="pipelines.rollout.node:run", rules=RULES,
