@@ -40,7 +40,8 @@ def _unreachable(exc: BaseException) -> bool:
                                    "couldn't reach", "max retries", "name or service"))
 
 
-def _load_error(name: str, exc: BaseException) -> DataFileError:
+def load_error(name: str, exc: BaseException) -> DataFileError:
+    """The error for a dataset that failed to load; an unreachable or offline Hub is named as such."""
     if _unreachable(exc) or os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "TRUE", "yes"):
         mode = "HF_HUB_OFFLINE is set and it is not in the local cache" if os.environ.get("HF_HUB_OFFLINE") \
             else "the Hugging Face Hub could not be reached"
@@ -94,7 +95,7 @@ def open_hf(path: str, split: str = "train", subset: Optional[str] = None,
     except Exception as exc:  # noqa: BLE001 - datasets and huggingface_hub raise many types for one failure
         if "split" in str(exc).lower() and "unknown" in str(exc).lower():
             raise DataFileError(f"hf:{name}: {exc}") from None
-        raise _load_error(name, exc) from None
+        raise load_error(name, exc) from None
 
 
 def read_hf_rows(dataset: Any, locals_: list[int], max_bytes: Optional[int]) -> Iterable[tuple[int, Any]]:

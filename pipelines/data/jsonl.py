@@ -21,6 +21,9 @@ from pipelines.data.scan import ScanResult, count_row
 
 BLOCK_BYTES = 8 << 20
 ARROW_BLOCK_BYTES = 1 << 20   # pyarrow's parallel parse unit; a longer line makes it fail (-> Python fallback)
+# A line with this many opening brackets may nest deeper than json.loads can parse; pyarrow skips over such a
+# value in a column it ignores, so the block goes to the Python path, which reports it as `malformed`.
+DEEP_BRACKETS = 900
 
 
 def _scan_lines_python(scan: ScanResult, block: bytes, file_id: int, first_line: int, offset: int,
@@ -65,6 +68,13 @@ def _lines(block: bytes) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     return starts, index, (ends if objects else None)
 
 
+def _maybe_deep(block: bytes, starts: np.ndarray) -> bool:
+    """Whether some line holds enough opening brackets to nest too deeply for json.loads."""
+    arr = np.frombuffer(block, dtype=np.uint8)
+    opens = ((arr == ord("[")) | (arr == ord("{"))).astype(np.int32)
+    return bool(len(starts)) and bool((np.add.reduceat(opens, starts) > DEEP_BRACKETS).any())
+
+
 def _arrow_schema():
     import pyarrow as pa
     return pa.schema([(key, pa.list_(pa.struct([(role, pa.string()), (content, pa.string())])))
@@ -95,7 +105,8 @@ def _scan_block(scan: ScanResult, block: bytes, file_id: int, first_line: int, o
     if not block:
         return
     starts, index, ends = _lines(block)
-    fast = fmt.is_default and ends is not None and int((ends - starts).max()) <= scan.max_row_bytes
+    fast = (fmt.is_default and ends is not None and int((ends - starts).max()) <= scan.max_row_bytes
+            and not _maybe_deep(block, starts))
     parsed = _arrow_codes(block, len(starts)) if fast else None
     if parsed is not None and (parsed[0] == 1).any():  # rows without a conversation may hold a `prompt`
         parsed = None
