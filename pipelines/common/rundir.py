@@ -26,8 +26,10 @@ def default_run_name(node: str, now: _dt.datetime | None = None) -> str:
 
 def run_dir_for(config: dict[str, Any], node: str, outputs_root: Path) -> Path:
     """The run dir a node config asks for: training_parameters.output_dir, else outputs/<run_name>."""
-    explicit = (config.get("training_parameters") or {}).get("output_dir") if isinstance(config, dict) else None
-    if explicit:
+    # A malformed section (a list or a string) is the schema's to report; here it just names no output_dir.
+    section = config.get("training_parameters") if isinstance(config, dict) else None
+    explicit = section.get("output_dir") if isinstance(section, dict) else None
+    if explicit and isinstance(explicit, (str, Path)):
         return Path(explicit)
     return outputs_root / str(config.get("run_name") or node)
 

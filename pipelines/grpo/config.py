@@ -13,7 +13,7 @@ from typing import Literal, Optional, Union
 
 from pydantic import ConfigDict, Field, model_validator
 
-from pipelines.common.schema import StrictModel
+from pipelines.common.schema import Seed, StrictModel
 from pipelines.data.config import DatasetEntry, DatasetSettings
 from pipelines.rewards.config import RewardSection
 
@@ -139,7 +139,7 @@ class GRPOConfigFile(StrictModel):
 
     run_name: Optional[str] = Field(None, description="Names the run dir outputs/<run_name>; default "
                                                       "grpo-<timestamp>.")
-    seed: int = Field(42, description="Seed for sampling, LoRA init and training.")
+    seed: Seed = Field(42, description="Seed for sampling, LoRA init and training.")
     model: ModelSection = Field(description="Base model, LoRA and backend.")
     training_parameters: TrainingParameters = Field(default_factory=TrainingParameters,
                                                     description="GRPOConfig hyperparameters.")
