@@ -75,8 +75,8 @@ class SelectionSection(StrictModel):
 class RolloutConfigFile(StrictModel):
     """A rollout node config file."""
 
-    run_name: Optional[str] = Field(None, description="Names the run dir outputs/<run_name>; default "
-                                                      "rollout-<timestamp>.")
+    run_name: Optional[str] = Field(None, description="Names the run dir outputs/<run_name>: one "
+                                    "name (no `/`, `\\`, `..`, leading `.`); default rollout-<timestamp>.")
     seed: Seed = Field(42, description="Seed for sampling prompts and completions.")
     resume: bool = Field(False, description="Continue a killed rollout in the same run dir: prompts already "
                                             "scored in scored.jsonl are not generated again. False refuses a run "
