@@ -13,7 +13,7 @@ from typing import Literal, Optional, Union
 
 from pydantic import ConfigDict, Field, model_validator
 
-from pipelines.common.schema import StrictModel
+from pipelines.common.schema import Seed, StrictModel
 from pipelines.data.config import DatasetEntry, DatasetSettings
 from pipelines.rewards.config import RewardSection
 
@@ -84,7 +84,9 @@ class TrainingParameters(StrictModel):
     save_strategy: Literal["steps", "no", "epoch", "best"] = Field("steps", description="When to checkpoint.")
     max_grad_norm: float = Field(0.1, gt=0, description="Gradient clipping norm.")
     logging_steps: int = Field(1, ge=1, description="Log metrics every this many steps.")
-    output_dir: Optional[str] = Field(None, description="The run directory; default `outputs/<run_name>`.")
+    output_dir: Optional[str] = Field(None, description="The run directory; default `outputs/<run_name>`. "
+                                      "Refused when it is the working folder (or above it), the outputs folder, "
+                                      "or an existing non-empty folder that holds no run.")
     chat_template: Optional[str] = Field(None, description="Jinja chat template used everywhere (prompt budget, "
                                          "training, saved tokenizer); default: the tokenizer's own.")
     model_stop_sequences: list[str] = Field(default_factory=list, description="Strings that end a completion; "
@@ -151,9 +153,9 @@ class LaunchSection(StrictModel):
 class GRPOConfigFile(StrictModel):
     """A GRPO node config file."""
 
-    run_name: Optional[str] = Field(None, description="Names the run dir outputs/<run_name>; default "
-                                                      "grpo-<timestamp>.")
-    seed: int = Field(42, description="Seed for sampling, LoRA init and training.")
+    run_name: Optional[str] = Field(None, description="Names the run dir outputs/<run_name>: one "
+                                    "name (no `/`, `\\`, `..`, leading `.`); default grpo-<timestamp>.")
+    seed: Seed = Field(42, description="Seed for sampling, LoRA init and training.")
     model: ModelSection = Field(description="Base model, LoRA and backend.")
     training_parameters: TrainingParameters = Field(default_factory=TrainingParameters,
                                                     description="GRPOConfig hyperparameters.")
