@@ -7,8 +7,10 @@ a user sees every mistake at once. The data and reward sections are checked by t
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
+from pipelines import launch as launcher
 from pipelines.common.node import Rule
 from pipelines.common.problems import Problem, did_you_mean
 from pipelines.data import checks as data_checks
@@ -129,6 +131,9 @@ def check_backend(cfg: GRPOConfigFile, file: str) -> list[Problem]:
         return [Problem(file, "model.backend", "the unsloth backend runs in a single process only (its multi-GPU "
                                                "GRPO is reported to hang); use backend: transformers with launch."
                                                "num_processes > 1, or set num_processes to 1")]
+    if cfg.model.backend == "unsloth" and cfg.launch.device == "cpu":
+        return [Problem(file, "model.backend", "the unsloth backend needs a CUDA GPU, but launch.device is cpu; use "
+                                               "backend: transformers (or auto)")]
     if cfg.model.vllm is not None and cfg.model.backend == "unsloth":
         return [Problem(file, "model.vllm", "the unsloth backend always uses its own vLLM; `model.vllm` applies "
                                             "to backend: transformers")]
@@ -153,6 +158,59 @@ def check_launch(cfg: GRPOConfigFile, file: str) -> list[Problem]:
                                     "alone and would hang; evaluate with ddp.yaml or zero2.yaml, or remove "
                                     "`evaluation`"))
     return problems
+
+
+def check_gpu_count(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    """On CUDA one process per visible GPU: two ranks on one GPU fail in NCCL after the model load."""
+    launch = cfg.launch
+    if launch.device == "cpu" or launch.num_processes <= 1:
+        return []
+    gpus = launcher.visible_gpu_count()
+    if gpus == 0 or launch.num_processes <= gpus:
+        return []
+    return [Problem(file, "launch.num_processes", f"{launch.num_processes} processes asked for (launch.num_processes "
+                    f"or --num-processes) but {gpus} GPU{'s are' if gpus != 1 else ' is'} visible; on CUDA each "
+                    f"process needs its own GPU. Set it to at most {gpus}, or set launch.device: cpu to run "
+                    f"{launch.num_processes} CPU processes")]
+
+
+def package_installed(name: str) -> bool:
+    """Whether ``name`` can be imported here (found, not imported: validation imports no torch)."""
+    return importlib.util.find_spec(name) is not None
+
+
+def check_fast_inference(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    m = cfg.model
+    if m.fast_inference == "auto":
+        return []
+    if m.backend == "transformers":
+        return [Problem(file, "model.fast_inference", "applies to the unsloth backend only; on backend: "
+                                                      "transformers vLLM is `model.vllm` (remove fast_inference)")]
+    if m.fast_inference is True and not package_installed("vllm"):
+        return [Problem(file, "model.fast_inference", "true needs vLLM, which is not installed here (GPU only: "
+                                                      "`bash linux.sh --gpu`, see README); use auto or false "
+                                                      "(Unsloth then generates with HF generate)")]
+    return []
+
+
+def check_4bit(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    """load_in_4bit needs a CUDA GPU (both backends) and bitsandbytes (the transformers backend's loader)."""
+    m = cfg.model
+    if not m.load_in_4bit:
+        return []
+    if cfg.launch.device == "cpu":
+        return [Problem(file, "model.load_in_4bit", "4-bit loading needs a CUDA GPU, but launch.device is cpu; "
+                                                    "set load_in_4bit: false")]
+    gpus = launcher.visible_gpu_count()
+    if gpus == 0:
+        return [Problem(file, "model.load_in_4bit", "4-bit loading (bitsandbytes) needs a CUDA GPU and none is "
+                                                    "visible here; set load_in_4bit: false on this machine")]
+    unsloth = m.backend == "unsloth" or (m.backend == "auto" and package_installed("unsloth"))
+    if not unsloth and not package_installed("bitsandbytes"):
+        return [Problem(file, "model.load_in_4bit", "the transformers backend loads 4-bit weights through "
+                                                    "bitsandbytes, which is not installed (pip install bitsandbytes);"
+                                                    " or set load_in_4bit: false")]
+    return []
 
 
 def _shards_parameters(accelerate_config: Path) -> bool:
@@ -185,5 +243,8 @@ RULES: tuple[Rule, ...] = data_checks.RULES + reward_checks.RULES + (
     Rule(check_grpo_extras, ("training_parameters",)),
     Rule(check_backend, ("model", "launch")),
     Rule(check_launch, ("launch", "evaluation")),
+    Rule(check_gpu_count, ("launch",)),
+    Rule(check_fast_inference, ("model",)),
+    Rule(check_4bit, ("model", "launch")),
     Rule(check_evaluation, ("evaluation", "dataset_settings")),
 )
