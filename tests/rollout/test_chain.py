@@ -3,6 +3,7 @@ validation errors (exit 2) before anything runs."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -107,9 +108,10 @@ def test_adapter_that_does_not_fit_is_a_config_error_leaving_no_run(tiny_model_d
     assert not (tmp_path / "out" / "roll").exists()
 
 
-def test_references_are_scoped_to_their_super_config(tiny_model_dir, tmp_path, capsys):
+def test_references_are_scoped_to_their_super_config(tiny_model_dir, tmp_path, capsys, caplog):
     """Before: --only rollout of one super-config took the newest `trainer` run of any super-config, and
     run.log never said which adapter it used."""
+    caplog.set_level(logging.INFO)   # under pytest the root logger would drop INFO before run.log sees it
     sc = chain(tmp_path, tiny_model_dir, "@trainer.final_adapter")
     assert run(sc, tmp_path) == 0
     adapter = tmp_path / "out" / "trainer" / "final_adapter"
