@@ -18,8 +18,8 @@ from pipelines.common.config_io import (EnvResolver, apply_overrides, find_place
                                         parse_scalar)
 from pipelines.common.problems import ConfigError, Problem, did_you_mean
 from pipelines.common.refs import check_refs, record_latest, substitute_refs
-from pipelines.common.rundir import (MANIFEST, RESOLVED_CONFIG, RUN_LOG, RedactingFilter, default_run_name, open_run_dir, read_manifest, run_dir_for,
-                                     write_manifest)
+from pipelines.common.rundir import (MANIFEST, RESOLVED_CONFIG, RUN_LOG, RedactingFilter, check_run_location,
+                                     default_run_name, open_run_dir, read_manifest, run_dir_for, write_manifest)
 from pipelines.common.node import NodeContext, NodeSpec, validate_node_config
 from pipelines.launch import current_rank, requested_processes, run_launched, write_rank_error
 from pipelines.registry import get_node
@@ -162,6 +162,9 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
         raw.setdefault("launch", {})
         if isinstance(raw["launch"], dict):
             raw["launch"]["num_processes"] = args.num_processes
+    location_problems = check_run_location(raw, spec.name, Path(args.outputs), file)
+    if location_problems:  # the node's own checks would look at (and report on) a folder outside outputs/
+        return None, problems + location_problems
     run_dir = run_dir_for(raw, spec.name, Path(args.outputs))
     ctx = NodeContext(label=label, index=index, config_file=file, raw_config=raw, secrets=env.secret_values,
                       run_dir=run_dir, outputs_root=Path(args.outputs), manifests=manifests,

@@ -8,7 +8,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-from pathlib import Path
+import os
+import re
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipelines.common.config_io import REDACTED, dump_yaml, redact
@@ -18,16 +20,80 @@ from pipelines.common.problems import Problem
 RESOLVED_CONFIG = "resolved_config.yaml"
 MANIFEST = "manifest.json"
 RUN_LOG = "run.log"
+RUN_LOCK = "run.lock"
+# Every name a node of this project writes at the top of a run dir (TRL adds its model card, README.md). A
+# config path into the run dir (reward.high_scoring_save_path) may not take one: it would overwrite an artifact.
+RESERVED_NAMES = frozenset({
+    RESOLVED_CONFIG, MANIFEST, RUN_LOG, RUN_LOCK, "rank_errors", "README.md", "tensorboard",
+    "metrics.jsonl", "summary.json", "reward_curve.png", "final_adapter",                       # grpo
+    "hpo", "hpo_history.jsonl", "hpo_fitness.png", "elite_adapter",                             # grpo_hpo
+    "scored.jsonl", "scored.parquet", "sft.jsonl", "preferences.jsonl", "rollout_state.json",   # rollout
+})
+_RESERVED_RE = re.compile(r"^(checkpoint-\d+|run\.rank\d+\.log|resolved_config\.\d+\.yaml)$")
 
 
 def default_run_name(node: str, now: _dt.datetime | None = None) -> str:
     return f"{node}-{(now or _dt.datetime.now()).strftime('%Y%m%d-%H%M%S')}"
 
 
+def name_problem(value: object, inside: str = "the outputs folder") -> str | None:
+    """Why ``value`` is not one plain folder or file name (None when it is): no separators, ``.``, ``..``,
+    absolute paths or leading dots (``outputs/.latest`` and ``outputs/.cache`` are the tool's own)."""
+    text = str(value)
+    if not text.strip():
+        return "is empty"
+    if "\x00" in text:
+        return "contains a NUL character"
+    if "/" in text or "\\" in text or os.sep in text:
+        return f"{text!r} must be one name, without / or \\ (a path may not leave or nest inside {inside})"
+    if text.startswith("."):
+        return f"{text!r} must not start with '.' ('.', '..' and dot-names are kept for the tool's own files)"
+    return None
+
+
+def run_file_problem(value: str) -> str | None:
+    """Why ``value`` cannot name a file of its own inside a run dir (None when it can): one name, not one of
+    the artifacts a run writes there (metrics.jsonl, final_adapter, checkpoint-N, ...)."""
+    parts = PurePosixPath(str(value)).parts  # "./x.jsonl" -> ("x.jsonl",)
+    name = parts[0] if len(parts) == 1 and parts[0] != "/" else str(value)
+    problem = name_problem(name, inside="the run dir")
+    if problem:
+        return problem
+    if name in RESERVED_NAMES or _RESERVED_RE.match(name):
+        return f"{name!r} is a file or folder the run itself writes; choose another name (e.g. high_scores.jsonl)"
+    return None
+
+
+def check_run_location(raw: dict[str, Any], node: str, outputs_root: Path, file: str) -> list[Problem]:
+    """The run dir a config asks for stays where it belongs: ``run_name`` is one name inside ``outputs_root``;
+    an explicit ``training_parameters.output_dir`` is not the working folder (or above it) nor someone else's
+    non-empty folder."""
+    problems = []
+    if raw.get("run_name") is not None:
+        problem = name_problem(raw["run_name"])
+        if problem:
+            problems.append(Problem(file, "run_name", f"{problem}; a run dir is always {outputs_root}/<run_name>"))
+    explicit = (raw.get("training_parameters") or {}).get("output_dir") if isinstance(
+        raw.get("training_parameters"), dict) else None
+    if explicit:
+        target = Path(str(explicit)).expanduser().resolve()
+        cwd = Path.cwd().resolve()
+        key = "training_parameters.output_dir"
+        if target == cwd or target in cwd.parents or target == outputs_root.resolve():
+            problems.append(Problem(file, key, f"{explicit!r} is the working folder, one above it, or the outputs "
+                                               f"folder itself; give the run a folder of its own"))
+        elif target.is_file() or (target.is_dir() and any(target.iterdir()) and not holds_a_run(target)):
+            problems.append(Problem(file, key, f"{explicit!r} already exists and holds no run of this tool; a run "
+                                               f"dir is created by the run (choose a new or empty folder)"))
+    return problems
+
+
 def run_dir_for(config: dict[str, Any], node: str, outputs_root: Path) -> Path:
     """The run dir a node config asks for: training_parameters.output_dir, else outputs/<run_name>."""
-    explicit = (config.get("training_parameters") or {}).get("output_dir") if isinstance(config, dict) else None
-    if explicit:
+    # A malformed section (a list or a string) is the schema's to report; here it just names no output_dir.
+    section = config.get("training_parameters") if isinstance(config, dict) else None
+    explicit = section.get("output_dir") if isinstance(section, dict) else None
+    if explicit and isinstance(explicit, (str, Path)):
         return Path(explicit)
     return outputs_root / str(config.get("run_name") or node)
 

@@ -28,12 +28,12 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     """Train a LoRA adapter with GRPO as configured; returns the outputs recorded in the manifest."""
     from pipelines.grpo.checkpoints import checkpoint_step, resolve_resume
     from pipelines.grpo.inputs import load_inputs
-    from pipelines.grpo.model import choose_backend
+    from pipelines.grpo.model import choose_backend, use_gpu
 
     started = time.time()
     run_dir = Path(ctx.run_dir)
     tp = cfg.training_parameters
-    backend = choose_backend(cfg.model.backend)
+    backend = choose_backend(cfg.model.backend, has_cuda=use_gpu(cfg))
     if backend == "unsloth":
         _require_unsloth(ctx.config_file)
         import unsloth  # noqa: F401 - must come before transformers/trl: it patches them on import
@@ -100,8 +100,7 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
     from datasets import Dataset
 
     from pipelines.grpo.callbacks import metrics_callback, truncate_metrics_after, use_compact_progress
-    from pipelines.common.hf import cuda_available
-    from pipelines.grpo.model import load_model
+    from pipelines.grpo.model import load_model, use_gpu
     from pipelines.grpo.trainer import build_grpo_config, trainer_class
 
     run_dir = Path(ctx.run_dir)
@@ -111,7 +110,7 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
         if dropped:
             log.info("metrics.jsonl: dropped %d record(s) after step %d (resume)", dropped, resume_step)
     loaded = load_model(cfg, model_path, tokenizer)
-    args = build_grpo_config(cfg, run_dir, loaded.grpo_overrides, on_gpu=cuda_available())
+    args = build_grpo_config(cfg, run_dir, loaded.grpo_overrides, on_gpu=use_gpu(cfg))
     metrics_cb = metrics_callback(run_dir / METRICS_FILE, run_dir / REWARD_CURVE, exclude=[TRL_REWARD_NAME])
     trainer_ref: list = []
     callbacks = [metrics_cb]
@@ -120,8 +119,8 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
 
         evaluator = make_evaluator(cfg, sample.eval, stack, loaded.tokenizer)
         callbacks.append(evaluation_callback(evaluator, cfg.evaluation.interval_steps, trainer_ref))
-    # On the Unsloth backend vLLM applies the stop strings (SamplingParams); the subclass must not.
-    stops = tuple(tp.model_stop_sequences) if loaded.backend == "transformers" else ()
+    # Where vLLM generates (Unsloth fast_inference: SamplingParams) it applies the stop strings; else the subclass.
+    stops = () if loaded.generates_with_vllm else tuple(tp.model_stop_sequences)
     # GRPOTrainer applies the LoraConfig (random LoRA A init) before Trainer.__init__ seeds the RNGs, so seed
     # here: without it two runs with the same seed start from different adapters and diverge at the first update.
     from transformers import set_seed

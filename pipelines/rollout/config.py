@@ -12,7 +12,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from pipelines.common.chat_templates import resolve_chat_template
-from pipelines.common.schema import StrictModel
+from pipelines.common.schema import Seed, StrictModel
 from pipelines.data.config import DatasetEntry, DatasetSettings
 from pipelines.data.sampling import DataSpec
 from pipelines.rewards.config import RewardSection
@@ -82,9 +82,9 @@ class SelectionSection(StrictModel):
 class RolloutConfigFile(StrictModel):
     """A rollout node config file."""
 
-    run_name: Optional[str] = Field(None, description="Names the run dir outputs/<run_name>; default "
-                                                      "rollout-<timestamp>.")
-    seed: int = Field(42, description="Seed for sampling prompts and completions.")
+    run_name: Optional[str] = Field(None, description="Names the run dir outputs/<run_name>: one "
+                                    "name (no `/`, `\\`, `..`, leading `.`); default rollout-<timestamp>.")
+    seed: Seed = Field(42, description="Seed for sampling prompts and completions.")
     resume: bool = Field(False, description="Continue a killed rollout in the same run dir: prompts already "
                                             "scored in scored.jsonl are not generated again. False refuses a run "
                                             "dir that already holds a run.")
