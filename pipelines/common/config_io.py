@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import yaml
 
@@ -20,19 +20,49 @@ _PLACEHOLDER_RE = re.compile(r"!!PLACEHOLDER!!|<YOUR_[A-Z0-9_]*>", re.IGNORECASE
 
 
 def load_yaml(path: str | Path) -> Any:
-    """Parse a YAML file; a missing file or a syntax error is a :class:`ConfigError` naming the file."""
+    """Parse a YAML file; a missing file, a syntax error or a duplicate key is a :class:`ConfigError` naming
+    the file (a duplicate with both line numbers: YAML would silently keep the last value)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError([Problem(str(path), "", "file not found")])
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            loader = yaml.SafeLoader(fh)
+            try:
+                node = loader.get_single_node()
+                duplicates = list(_duplicate_keys(node)) if node is not None else []
+                if duplicates:
+                    raise ConfigError([Problem(str(path), key, f"duplicate key: first at line {first}, again at "
+                                                               f"line {again}; YAML would silently keep the last "
+                                                               f"value. Keep one") for key, first, again in duplicates])
+                data = loader.construct_document(node) if node is not None else None
+            finally:
+                loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([Problem(str(path), "", f"invalid YAML{where}: {problem}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(path), "", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]) from None
     return data
+
+
+def _duplicate_keys(node: yaml.Node, key: str = "") -> Iterator[tuple[str, int, int]]:
+    """(key path, first line, repeated line) for every key given twice in one mapping, at any depth."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for k_node, v_node in node.value:
+            name = k_node.value if isinstance(k_node, yaml.ScalarNode) else None
+            line = k_node.start_mark.line + 1
+            if name is not None and name in seen:
+                yield join_key(key, name), seen[name], line
+            elif name is not None:
+                seen[name] = line
+            yield from _duplicate_keys(v_node, join_key(key, name if name is not None else "?"))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _duplicate_keys(item, join_key(key, i))
 
 
 def parse_scalar(text: str) -> Any:

@@ -13,6 +13,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pipelines.common.config_history import keep_earlier_config
 from pipelines.common.config_io import dump_yaml, redact
 from pipelines.common.io import atomic_write_text
 from pipelines.common.problems import Problem
@@ -92,8 +93,10 @@ def check_run_location(raw: dict[str, Any], node: str, outputs_root: Path, file:
 
 def run_dir_for(config: dict[str, Any], node: str, outputs_root: Path) -> Path:
     """The run dir a node config asks for: training_parameters.output_dir, else outputs/<run_name>."""
-    explicit = (config.get("training_parameters") or {}).get("output_dir") if isinstance(config, dict) else None
-    if explicit:
+    # A malformed section (a list or a string) is the schema's to report; here it just names no output_dir.
+    section = config.get("training_parameters") if isinstance(config, dict) else None
+    explicit = section.get("output_dir") if isinstance(section, dict) else None
+    if explicit and isinstance(explicit, (str, Path)):
         return Path(explicit)
     return outputs_root / str(config.get("run_name") or node)
 
@@ -115,13 +118,20 @@ def check_run_dir_free(run_dir: Path, resume: bool, file: str, resume_hint: str,
 
 def open_run_dir(run_dir: Path, resolved_config: dict[str, Any], secrets: set[str],
                  secret_fields: dict[str, set[str]] | None = None) -> logging.Handler:
-    """Create the folder, write the redacted config and attach a ``run.log`` handler to the root logger."""
+    """Create the folder, write the redacted config and attach a ``run.log`` handler to the root logger. A
+    resume whose config differs keeps the earlier one (``resolved_config.N.yaml``) and warns with the changes."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / RESOLVED_CONFIG, dump_yaml(redact(resolved_config, secrets, secret_fields)))
+    shown = redact(resolved_config, secrets, secret_fields)
+    kept, changes = keep_earlier_config(run_dir / RESOLVED_CONFIG, shown)
+    atomic_write_text(run_dir / RESOLVED_CONFIG, dump_yaml(shown))
     handler = logging.FileHandler(run_dir / RUN_LOG, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(secrets))
     logging.getLogger().addHandler(handler)
+    if kept is not None:
+        logging.getLogger(__name__).warning(
+            "this run dir's config changed since its earlier part (which is kept as %s); the run continues with "
+            "the new values:\n  %s", kept.name, "\n  ".join(changes))
     return handler
 
 

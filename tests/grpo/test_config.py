@@ -63,7 +63,7 @@ def test_grpo_passthrough_keys_accepted():
 def test_node_owned_keys_refused():
     raw = base_raw()
     raw["training_parameters"]["bf16"] = True
-    assert "is set by the node" in messages(checks.check_grpo_extras(model(raw), "c.yaml"))[0]
+    assert "`model.dtype`" in messages(checks.check_grpo_extras(model(raw), "c.yaml"))[0]
 
 
 @pytest.mark.parametrize("field,value", [("percentage", 1.2), ("percentage", -0.1), ("single_turn_ratio", 2)])
