@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from pipelines.common.http_logs import quiet_http_clients
+from pipelines.common.io import make_readable
 from pipelines.common.config_io import (EnvResolver, apply_overrides, find_placeholders, load_yaml,
                                         parse_scalar)
 from pipelines.common.problems import ConfigError, Problem, did_you_mean
@@ -61,19 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--launched-rank", action="store_true", help=argparse.SUPPRESS)  # set by pipelines.worker
     return p
-
-
-# Loggers of the HTTP clients the judges use: they log every request at INFO (dozens of lines a step).
-HTTP_CLIENT_LOGGERS = ("httpx", "httpx2", "openai")   # openai 3 sends through httpx2
-WIRE_LOGGERS = ("httpcore", "httpcore2")   # byte-level traces: not even with -v
-
-
-def quiet_http_clients(verbose: bool) -> None:
-    """Per-request HTTP logs at WARNING by default (console and run.log); with -v each request is logged."""
-    for name in HTTP_CLIENT_LOGGERS:
-        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
-    for name in WIRE_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _parse_sets(sets: Sequence[str]) -> tuple[dict[str, Any], list[Problem]]:
@@ -336,6 +325,7 @@ def run_planned(node: PlannedNode, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
+        make_readable(ctx.run_dir)   # whatever a library wrote 0600 (safetensors, temp files) reads as 0644
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -112,6 +112,7 @@ def trainer_class() -> type:
     from trl import GRPOTrainer
     from trl.trainer.utils import RepeatSampler
 
+    from pipelines.common.io import make_readable
     from pipelines.grpo.checkpoints import clear_marker, mark_complete
     from pipelines.common.stops import cut_completions, stopping_generate, trim_completions
 
@@ -223,6 +224,7 @@ def trainer_class() -> type:
             finally:
                 self.args.save_total_limit = limit
             if self.args.should_save:
+                make_readable(folder)   # safetensors writes the weights 0600
                 mark_complete(folder, self.state.global_step)
                 trainer_utils.rotate_checkpoints(output_dir=run_dir, save_total_limit=limit, use_mtime=True,
                                                  best_model_checkpoint=self.state.best_model_checkpoint)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipelines.common.io import current_umask
 from pipelines.common.problems import ConfigError
 from pipelines.grpo.checkpoints import COMPLETE_MARKER, latest_checkpoint, resolve_resume
 from tests.grpo.training_runs import (REPO, high_scores, outputs, quickstart_config, run_node,  # noqa: F401
@@ -177,6 +178,10 @@ def test_resume_of_a_finished_run_trains_nothing_and_keeps_the_earlier_config(ou
     cfg["run_name"] = "done"
     assert run_node(outputs, write_super(tmp_path, cfg)) == 0
     run = outputs / "done"
+    for name in ("final_adapter/adapter_model.safetensors", "checkpoint-2/adapter_model.safetensors",
+                 "summary.json", "resolved_config.yaml", "manifest.json"):   # were 0600 (temp-file writers)
+        assert (run / name).stat().st_mode & 0o777 == 0o644 & ~current_umask(), name
+    assert (run / "final_adapter").stat().st_mode & 0o777 == 0o755 & ~current_umask()
     steps_before = [r["step"] for r in step_records(run)]
     shutil.rmtree(run / "final_adapter")          # as if killed after the last checkpoint, before the adapter
     caplog.clear()
