@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 from pipelines.common.config_io import (EnvResolver, apply_overrides, find_placeholders, load_yaml,
                                         parse_scalar)
 from pipelines.common.problems import ConfigError, Problem, did_you_mean
-from pipelines.common.refs import check_refs, record_latest, substitute_refs
+from pipelines.common.refs import check_refs, describe_refs, record_latest, ref_scope, substitute_refs
 from pipelines.common.rundir import (MANIFEST, RESOLVED_CONFIG, RUN_LOG, RedactingFilter, check_run_location,
                                      default_run_name, open_run_dir, read_manifest, run_dir_for, write_manifest)
 from pipelines.common.node import NodeContext, NodeSpec, validate_node_config
@@ -65,6 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--launched-rank", action="store_true", help=argparse.SUPPRESS)  # set by pipelines.worker
     return p
+
+
+# Loggers of the HTTP clients the judges use: they log every request at INFO (dozens of lines a step).
+HTTP_CLIENT_LOGGERS = ("httpx", "httpx2", "openai")   # openai 3 sends through httpx2
+WIRE_LOGGERS = ("httpcore", "httpcore2")   # byte-level traces: not even with -v
+
+
+def quiet_http_clients(verbose: bool) -> None:
+    """Per-request HTTP logs at WARNING by default (console and run.log); with -v each request is logged."""
+    for name in HTTP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    for name in WIRE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _parse_sets(sets: Sequence[str]) -> tuple[dict[str, Any], list[Problem]]:
@@ -159,7 +172,8 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     env = EnvResolver()
     raw = env.resolve(raw, file, problems)
     problems += find_placeholders(raw, file)
-    problems += check_refs(raw, file, upstream, Path(args.outputs), all_labels)
+    scope = ref_scope(args.super_config)
+    problems += check_refs(raw, file, upstream, Path(args.outputs), all_labels, scope)
     if not raw.get("run_name") and spec.config_model is not None and "run_name" in spec.config_model.model_fields:
         raw["run_name"] = default_run_name(spec.name)
     if args.num_processes is not None and spec.config_model is not None and "launch" in spec.config_model.model_fields:
@@ -172,7 +186,8 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     run_dir = run_dir_for(raw, spec.name, Path(args.outputs))
     ctx = NodeContext(label=label, index=index, config_file=file, raw_config=raw, secrets=env.secret_values,
                       run_dir=run_dir, outputs_root=Path(args.outputs), manifests=manifests,
-                      num_processes=args.num_processes, validate_only=args.validate or args.preflight, launched=args.launched_rank)
+                      num_processes=args.num_processes, validate_only=args.validate or args.preflight,
+                      launched=args.launched_rank, ref_scope=scope)
     cfg, node_problems = validate_node_config(spec, raw, ctx)
     return PlannedNode(label, spec, cfg, ctx), problems + node_problems
 
@@ -229,17 +244,20 @@ def report_problems(problems: Sequence[Problem]) -> None:
     print("\nFix them and run again (python run_pipeline.py --validate checks without training).", file=sys.stderr)
 
 
-def _resolve_refs(node: PlannedNode) -> None:
-    """Substitute @label.output references now that earlier nodes have run, then re-validate."""
+def _resolve_refs(node: PlannedNode) -> list[Any]:
+    """Substitute @label.output references now that earlier nodes have run, then re-validate; returns what
+    each reference resolved to (the caller logs it into run.log)."""
     ctx = node.ctx
-    resolved = substitute_refs(ctx.raw_config, ctx.manifests, ctx.outputs_root)
+    found: list[Any] = []
+    resolved = substitute_refs(ctx.raw_config, ctx.manifests, ctx.outputs_root, ctx.ref_scope, found)
     if resolved == ctx.raw_config:
-        return
+        return found
     ctx.raw_config = resolved
     cfg, problems = validate_node_config(node.spec, resolved, ctx)
     if problems:
         raise ConfigError(problems)
     node.cfg = cfg
+    return found
 
 
 def _remove_if_only_bookkeeping(run_dir: Path) -> None:
@@ -276,12 +294,14 @@ def _execute(node: PlannedNode, args: argparse.Namespace) -> dict[str, Any]:
 def run_launched_rank(node: PlannedNode) -> int:
     """One rank of a launched node: log to run.log (rank 0) or run.rank<N>.log; rank 0 writes the manifest."""
     ctx, rank = node.ctx, current_rank()
-    _resolve_refs(node)
+    refs = _resolve_refs(node)
     handler = logging.FileHandler(ctx.run_dir / (RUN_LOG if rank == 0 else f"run.rank{rank}.log"), encoding="utf-8")
     handler.setFormatter(logging.Formatter(f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(ctx.secrets))
     logging.getLogger().addHandler(handler)
     try:
+        for ref in refs:
+            log.info("reference %s", ref)
         outputs = node.spec.run_function()(node.cfg, ctx) or {}
         if rank == 0:
             write_manifest(ctx.run_dir, node.spec.name, "completed", outputs)
@@ -296,15 +316,17 @@ def run_launched_rank(node: PlannedNode) -> int:
 
 def run_planned(node: PlannedNode, args: argparse.Namespace) -> dict[str, Any]:
     ctx = node.ctx
-    _resolve_refs(node)
+    refs = _resolve_refs(node)
     handler = open_run_dir(ctx.run_dir, ctx.raw_config, ctx.secrets)
     try:
         log.info("node %s (%s): run dir %s", node.label, node.spec.name, ctx.run_dir)
+        for ref in refs:
+            log.info("reference %s", ref)
         outputs = _execute(node, args)
         write_manifest(ctx.run_dir, node.spec.name, "completed", outputs)
         manifest = read_manifest(ctx.run_dir) or {}
         ctx.manifests[node.label] = manifest
-        record_latest(ctx.outputs_root, node.label, manifest)
+        record_latest(ctx.outputs_root, node.label, manifest, ctx.ref_scope)
         return outputs
     except ConfigError:
         # Input problems found by the node before it did any work: leave no half-run behind to block a rerun.
@@ -324,6 +346,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    quiet_http_clients(args.verbose)
     try:
         planned, problems = plan(args)
     except ConfigError as exc:
@@ -364,9 +387,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def validate_summary(planned: list[PlannedNode], args: argparse.Namespace) -> int:
     """Print what would run; data inspection may still find input problems (exit 2)."""
     problems: list[Problem] = []
+    earlier: set[str] = set()
     for node in planned:
         print(f"[{node.ctx.index}] {node.label}: {node.ctx.config_file}")
         print(f"    run dir: {node.ctx.run_dir}")
+        for line in describe_refs(node.ctx.raw_config, earlier, node.ctx.outputs_root, node.ctx.ref_scope):
+            print(f"    reference {line}")
+        earlier.add(node.label)
         if node.spec.inspect is not None:
             try:
                 for line in node.spec.inspect(node.cfg, node.ctx):

@@ -13,6 +13,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pipelines.common.config_history import keep_earlier_config
 from pipelines.common.config_io import REDACTED, dump_yaml, redact
 from pipelines.common.io import atomic_write_text
 from pipelines.common.problems import Problem
@@ -129,13 +130,20 @@ class RedactingFilter(logging.Filter):
 
 
 def open_run_dir(run_dir: Path, resolved_config: dict[str, Any], secrets: set[str]) -> logging.Handler:
-    """Create the folder, write the redacted config and attach a ``run.log`` handler to the root logger."""
+    """Create the folder, write the redacted config and attach a ``run.log`` handler to the root logger. A
+    resume whose config differs keeps the earlier one (``resolved_config.N.yaml``) and warns with the changes."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / RESOLVED_CONFIG, dump_yaml(redact(resolved_config, secrets)))
+    shown = redact(resolved_config, secrets)
+    kept, changes = keep_earlier_config(run_dir / RESOLVED_CONFIG, shown)
+    atomic_write_text(run_dir / RESOLVED_CONFIG, dump_yaml(shown))
     handler = logging.FileHandler(run_dir / RUN_LOG, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(secrets))
     logging.getLogger().addHandler(handler)
+    if kept is not None:
+        logging.getLogger(__name__).warning(
+            "this run dir's config changed since its earlier part (which is kept as %s); the run continues with "
+            "the new values:\n  %s", kept.name, "\n  ".join(changes))
     return handler
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from pipelines.common.chat_templates import resolve_chat_template
 from pipelines.common.schema import Seed, StrictModel
 from pipelines.data.config import DatasetEntry, DatasetSettings
 from pipelines.rewards.config import RewardSection
@@ -88,12 +89,19 @@ class TrainingParameters(StrictModel):
                                       "Refused when it is the working folder (or above it), the outputs folder, "
                                       "or an existing non-empty folder that holds no run.")
     chat_template: Optional[str] = Field(None, description="Jinja chat template used everywhere (prompt budget, "
-                                         "training, saved tokenizer); default: the tokenizer's own.")
+                                         "training, saved tokenizer), or a known name (chatml, llama-3, mistral, "
+                                         "gemma, zephyr, phi-3, alpaca); any other text is refused. Default: the "
+                                         "tokenizer's own.")
     model_stop_sequences: list[str] = Field(default_factory=list, description="Strings that end a completion; "
                                             "honoured on every backend, the completion is cut at the stop.")
     resume_from_checkpoint: Union[Literal["auto"], str, bool] = Field(
         False, description="`auto`: continue from the latest checkpoint in the run dir; a path; or false "
                            "(a run dir that already holds a run is then refused).")
+
+    @field_validator("chat_template")
+    @classmethod
+    def _template(cls, value: Optional[str]) -> Optional[str]:
+        return resolve_chat_template(value)     # a known name becomes its template; bad Jinja is refused
 
     @model_validator(mode="after")
     def _resume_value(self) -> "TrainingParameters":

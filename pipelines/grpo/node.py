@@ -33,6 +33,10 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     started = time.time()
     run_dir = Path(ctx.run_dir)
     tp = cfg.training_parameters
+    resume = resolve_resume(tp.resume_from_checkpoint, run_dir, ctx.config_file)
+    resume_step = (checkpoint_step(resume) or 0) if resume else (0 if tp.resuming else None)
+    if resume is not None and resume_step is not None and resume_step >= tp.max_steps:
+        return finished_run(run_dir, resume, resume_step, tp.max_steps)
     backend = choose_backend(cfg.model.backend, has_cuda=use_gpu(cfg))
     if backend == "unsloth":
         require_unsloth(ctx.config_file)
@@ -40,8 +44,6 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
 
     inputs = load_inputs(cfg, ctx)
     model_path, tokenizer, sample = inputs.model_path, inputs.tokenizer, inputs.sample
-    resume = resolve_resume(tp.resume_from_checkpoint, run_dir, ctx.config_file)
-    resume_step = (checkpoint_step(resume) or 0) if resume else (0 if tp.resuming else None)
     log.info("%d training rows, %d held-out rows; backend %s; model %s", len(sample.train), len(sample.eval),
              backend, model_path)
 
@@ -77,6 +79,29 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     if trainer.is_world_process_zero():
         write_summary(run_dir, trainer, started, outputs, resume)
     return outputs
+
+
+def finished_run(run_dir: Path, checkpoint: Path, step: int, max_steps: int) -> dict[str, Any]:
+    """A resume of a run that already reached max_steps trains nothing: it says so and returns the run's outputs
+    (a missing final_adapter, from a kill after the last checkpoint, is taken from that checkpoint)."""
+    final = run_dir / FINAL_ADAPTER
+    if not (final / "adapter_config.json").is_file():
+        tmp = run_dir / f".{FINAL_ADAPTER}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(checkpoint, tmp, ignore=shutil.ignore_patterns(*CHECKPOINT_ONLY))
+        replace_dir(tmp, final)
+        log.info("final adapter taken from %s", checkpoint.name)
+    log.warning("the run in %s is complete: %s is at step %d and max_steps is %d, so there is nothing to train. "
+                "To train further, raise training_parameters.max_steps and resume again", run_dir, checkpoint.name,
+                step, max_steps)
+    outputs: dict[str, Any] = {"final_adapter": final, "metrics": run_dir / METRICS_FILE,
+                               "reward_curve": run_dir / REWARD_CURVE, "summary": run_dir / SUMMARY_FILE}
+    return {k: v for k, v in outputs.items() if Path(v).exists()}
+
+
+# Files of a checkpoint that are training state, not part of an adapter folder.
+CHECKPOINT_ONLY = ("optimizer.*", "scheduler.*", "rng_state*", "trainer_state.json", "training_args.bin",
+                   "COMPLETE", "scaler.*")
 
 
 def require_unsloth(config_file: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import random
 import threading
@@ -96,6 +97,8 @@ def classify_error(exc: BaseException) -> tuple[bool, Optional[float], str]:
         return True, None, f"malformed response: {_short(str(exc))}"
     if isinstance(exc, openai.APIResponseValidationError):
         return True, None, f"malformed response: {_short(str(exc))}"
+    if isinstance(exc, json.JSONDecodeError):      # a 200 whose JSON body is cut or garbled (issue 16, F20)
+        return True, None, f"malformed response: body is not valid JSON: {_short(str(exc))}"
     return False, None, f"{type(exc).__name__}: {_short(str(exc))}"
 
 
