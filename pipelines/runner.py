@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load and check everything (configs, files, rewards, data), print a summary, load no model")
     p.add_argument("--check-judges", action="store_true",
                    help="with --validate: send one tiny request to each LLM-judge endpoint")
+    p.add_argument("--preflight", action="store_true",
+                   help="for each training node: load the model, run one optimizer step on the longest prompts "
+                        "with full-length completions, call each judge, save and reload a checkpoint; print peak "
+                        "memory, step time, tokens/s and the projected wall time. Writes nothing to the run dirs")
     p.add_argument("--num-processes", type=int, default=None, metavar="N",
                    help="train with N processes (accelerate launch); overrides launch.num_processes")
     p.add_argument("--outputs", default="outputs", metavar="DIR", help="folder for run dirs (default: %(default)s)")
@@ -171,8 +175,8 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     run_dir = run_dir_for(raw, spec.name, Path(args.outputs))
     ctx = NodeContext(label=label, index=index, config_file=file, raw_config=raw, secrets=env.secret_values,
                       run_dir=run_dir, outputs_root=Path(args.outputs), manifests=manifests,
-                      num_processes=args.num_processes, validate_only=args.validate, launched=args.launched_rank,
-                      ref_scope=scope)
+                      num_processes=args.num_processes, validate_only=args.validate or args.preflight,
+                      launched=args.launched_rank, ref_scope=scope)
     cfg, node_problems = validate_node_config(spec, raw, ctx)
     return PlannedNode(label, spec, cfg, ctx), problems + node_problems
 
@@ -342,6 +346,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_CONFIG
     if args.validate:
         return validate_summary(planned, args)
+    if args.preflight:
+        return preflight(planned)
     if args.launched_rank:
         return run_launched_rank(planned[0])
     for node in planned:
@@ -392,4 +398,28 @@ def validate_summary(planned: list[PlannedNode], args: argparse.Namespace) -> in
         report_problems(problems)
         return EXIT_CONFIG
     print(f"OK: {len(planned)} node(s) valid")
+    return EXIT_OK
+
+
+def preflight(planned: list[PlannedNode]) -> int:
+    """--preflight: each node's worst-case step (nodes without the hook are listed as skipped)."""
+    from pipelines.common.node import import_callable
+
+    for node in planned:
+        print(f"[{node.ctx.index}] {node.label}: preflight")
+        if node.spec.preflight is None:
+            print("    no preflight: not a training node")
+            continue
+        try:
+            lines = import_callable(node.spec.preflight)(node.cfg, node.ctx)
+        except ConfigError as exc:
+            report_problems(exc.problems)
+            return EXIT_CONFIG
+        except Exception as exc:  # noqa: BLE001 - an OOM or any failure of the step ends the preflight
+            log.debug("traceback:\n%s", traceback.format_exc())
+            print(f"\npreflight of {node.label!r} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_NODE_FAILED
+        for line in lines:
+            print(f"    {line}")
+    print(f"OK: preflight passed for {len(planned)} node(s)")
     return EXIT_OK
