@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from pipelines.common.http_logs import quiet_http_clients
+from pipelines.common.io import make_readable
 from pipelines.common.config_io import (EnvResolver, apply_overrides, find_placeholders, load_yaml,
                                         parse_scalar)
 from pipelines.common.problems import ConfigError, Problem, did_you_mean
@@ -57,25 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load and check everything (configs, files, rewards, data), print a summary, load no model")
     p.add_argument("--check-judges", action="store_true",
                    help="with --validate: send one tiny request to each LLM-judge endpoint")
+    p.add_argument("--preflight", action="store_true",
+                   help="for each training node: load the model, run one optimizer step on the longest prompts "
+                        "with full-length completions, call each judge, save and reload a checkpoint; print peak "
+                        "memory, step time, tokens/s and the projected wall time. Writes nothing to the run dirs")
     p.add_argument("--num-processes", type=int, default=None, metavar="N",
                    help="train with N processes (accelerate launch); overrides launch.num_processes")
     p.add_argument("--outputs", default="outputs", metavar="DIR", help="folder for run dirs (default: %(default)s)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("--launched-rank", action="store_true", help=argparse.SUPPRESS)  # set by pipelines.worker
     return p
-
-
-# Loggers of the HTTP clients the judges use: they log every request at INFO (dozens of lines a step).
-HTTP_CLIENT_LOGGERS = ("httpx", "httpx2", "openai")   # openai 3 sends through httpx2
-WIRE_LOGGERS = ("httpcore", "httpcore2")   # byte-level traces: not even with -v
-
-
-def quiet_http_clients(verbose: bool) -> None:
-    """Per-request HTTP logs at WARNING by default (console and run.log); with -v each request is logged."""
-    for name in HTTP_CLIENT_LOGGERS:
-        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
-    for name in WIRE_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _parse_sets(sets: Sequence[str]) -> tuple[dict[str, Any], list[Problem]]:
@@ -188,8 +181,8 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
         return None, problems + [Problem(file, "run_name", str(RunDirBusy(run_dir, holder)))]
     ctx = NodeContext(label=label, index=index, config_file=file, raw_config=raw, secrets=env.secret_values,
                       run_dir=run_dir, outputs_root=Path(args.outputs), manifests=manifests,
-                      num_processes=args.num_processes, validate_only=args.validate, launched=args.launched_rank,
-                      secret_fields=env.secret_fields, ref_scope=scope)
+                      num_processes=args.num_processes, validate_only=args.validate or args.preflight,
+                      launched=args.launched_rank, secret_fields=env.secret_fields, ref_scope=scope)
     cfg, node_problems = validate_node_config(spec, raw, ctx)
     return PlannedNode(label, spec, cfg, ctx), problems + node_problems
 
@@ -363,6 +356,7 @@ def _run_in_run_dir(node: PlannedNode, args: argparse.Namespace, lock: RunLock, 
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
+        make_readable(ctx.run_dir)   # whatever a library wrote 0600 (safetensors, temp files) reads as 0644
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -380,6 +374,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_CONFIG
     if args.validate:
         return validate_summary(planned, args)
+    if args.preflight:
+        return preflight(planned)
     if args.launched_rank:
         return run_launched_rank(planned[0])
     for node in planned:
@@ -430,4 +426,28 @@ def validate_summary(planned: list[PlannedNode], args: argparse.Namespace) -> in
         report_problems(problems)
         return EXIT_CONFIG
     print(f"OK: {len(planned)} node(s) valid")
+    return EXIT_OK
+
+
+def preflight(planned: list[PlannedNode]) -> int:
+    """--preflight: each node's worst-case step (nodes without the hook are listed as skipped)."""
+    from pipelines.common.node import import_callable
+
+    for node in planned:
+        print(f"[{node.ctx.index}] {node.label}: preflight")
+        if node.spec.preflight is None:
+            print("    no preflight: not a training node")
+            continue
+        try:
+            lines = import_callable(node.spec.preflight)(node.cfg, node.ctx)
+        except ConfigError as exc:
+            report_problems(exc.problems)
+            return EXIT_CONFIG
+        except Exception as exc:  # noqa: BLE001 - an OOM or any failure of the step ends the preflight
+            log.debug("traceback:\n%s", traceback.format_exc())
+            print(f"\npreflight of {node.label!r} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_NODE_FAILED
+        for line in lines:
+            print(f"    {line}")
+    print(f"OK: preflight passed for {len(planned)} node(s)")
     return EXIT_OK

@@ -39,7 +39,7 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
         return finished_run(run_dir, resume, resume_step, tp.max_steps)
     backend = choose_backend(cfg.model.backend, has_cuda=use_gpu(cfg))
     if backend == "unsloth":
-        _require_unsloth(ctx.config_file)
+        require_unsloth(ctx.config_file)
         import unsloth  # noqa: F401 - must come before transformers/trl: it patches them on import
 
     inputs = load_inputs(cfg, ctx)
@@ -62,7 +62,7 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
         # The trackers' callbacks read their environment when the trainer builds them (tensorboard's log dir)
         # and when training starts (wandb), so both happen inside it.
         with tracker_env(cfg, run_dir):
-            trainer, metrics_cb = _build_trainer(cfg, ctx, model_path, tokenizer, sample, stack,
+            trainer, metrics_cb = build_trainer(cfg, ctx, model_path, tokenizer, sample, stack,
                                                  resume_step if main_process else None)
             _train(trainer, run_dir, resume)
     finally:
@@ -104,7 +104,7 @@ CHECKPOINT_ONLY = ("optimizer.*", "scheduler.*", "rng_state*", "trainer_state.js
                    "COMPLETE", "scaler.*")
 
 
-def _require_unsloth(config_file: str) -> None:
+def require_unsloth(config_file: str) -> None:
     """backend: unsloth needs CUDA and the unsloth package; say how to get either instead of an ImportError."""
     import importlib.util
 
@@ -119,7 +119,7 @@ def _require_unsloth(config_file: str) -> None:
                                    "is visible; use backend: transformers (or auto) on this machine")])
 
 
-def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokenizer: Any, sample: Any,
+def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokenizer: Any, sample: Any,
                    stack: Any, resume_step: Optional[int]):
     """Load the model (only now) and assemble the trainer with its callbacks."""
     from datasets import Dataset
@@ -155,7 +155,7 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
         model=loaded.model, args=args, train_dataset=Dataset.from_list(sample.train),
         reward_funcs=[stack.reward_func], processing_class=loaded.tokenizer, peft_config=loaded.peft_config,
         callbacks=callbacks, reward_stack=stack, stop_sequences=stops,
-        log_completions_every=cfg.logging.log_completions_every)
+        log_completions_every=cfg.logging.log_completions_every, base_model=cfg.model.base_model_name)
     use_compact_progress(trainer)
     trainer_ref.append(trainer)
     return trainer, metrics_cb
