@@ -15,6 +15,7 @@ from typing import Any, Callable
 from pipelines.common.problems import did_you_mean
 from pipelines.common.registry_base import Registry
 from pipelines.rewards import builtin, builtin_post_processors  # noqa: F401  (register the built-ins)
+from pipelines.rewards.judge import generic as generic_judge  # noqa: F401  (registers generic_llm_reward)
 from pipelines.rewards.judge import reward as judge_reward  # noqa: F401  (registers llm_judge)
 from pipelines.rewards.registry import (COMBINATION_REGISTRY, KWARG_VALIDATORS, REWARD_REGISTRY,
                                         SCALING_REGISTRY)
