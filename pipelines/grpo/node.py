@@ -160,7 +160,7 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
         model=loaded.model, args=args, train_dataset=Dataset.from_list(sample.train),
         reward_funcs=[stack.reward_func], processing_class=loaded.tokenizer, peft_config=loaded.peft_config,
         callbacks=callbacks, reward_stack=stack, stop_sequences=stops,
-        log_completions_every=cfg.logging.log_completions_every)
+        log_completions_every=cfg.logging.log_completions_every, base_model=cfg.model.base_model_name)
     use_compact_progress(trainer)
     trainer_ref.append(trainer)
     return trainer, metrics_cb
