@@ -46,6 +46,38 @@ def check_labels(datasets: Sequence[Any], file: str) -> list[Problem]:
     return problems
 
 
+JUDGE_FACTORIES = ("llm_judge", "generic_llm_reward")
+
+
+def check_rubric_columns(datasets: Sequence[Any], columns: dict[int, set[str]], file: str) -> list[Problem]:
+    """Every data-column placeholder of a judge's rubric (``{topic}``, ``{answer}``) names a column of the rows
+    sampled from that judge's dataset (``columns``: dataset index -> column names of a prepared row). A miss
+    would fail every judge call of the run with JudgeInputError."""
+    from pipelines.common.problems import did_you_mean
+    from pipelines.rewards.judge.rubric import RubricError, load_rubric
+
+    problems = []
+    for i, ds in enumerate(datasets):
+        if i not in columns or isinstance(ds, dict):
+            continue
+        for j, entry in enumerate(ds.reward_funcs):
+            path = entry.kwargs.get("system_prompt_path")
+            if entry.name not in JUDGE_FACTORIES or not isinstance(path, str):
+                continue
+            try:
+                rubric = load_rubric(path)
+            except RubricError:
+                continue      # reported by the reward checks
+            needed = rubric.column_placeholders | ({"answer"} & rubric.placeholders)
+            for name in sorted(needed - columns[i]):
+                have = sorted(columns[i] - {"prompt", "dataset_index", "row_id"})
+                problems.append(Problem(file, f"datasets[{i}].reward_funcs[{j}].system_prompt_path",
+                                        f"rubric {path} uses {{{name}}}, but the rows of {ds.path} have no column "
+                                        f"{name!r}{did_you_mean(name, have)}; columns: {', '.join(have) or '(none)'}"
+                                        "; every judge call would fail"))
+    return problems
+
+
 def check_post_processors(reward: RewardSection, file: str) -> list[Problem]:
     from pipelines.rewards.catalog import check_function_kwargs, combinations, scalings
 
