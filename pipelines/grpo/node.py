@@ -142,7 +142,12 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
     if cfg.evaluation is not None and sample.eval:
         from pipelines.grpo.evaluation import evaluation_callback, make_evaluator
 
-        evaluator = make_evaluator(cfg, sample.eval, stack, loaded.tokenizer)
+        import os
+
+        from pipelines.grpo.evaluation import eval_engine
+
+        engine = eval_engine(loaded.backend, loaded.generates_with_vllm, int(os.environ.get("WORLD_SIZE", "1")))
+        evaluator = make_evaluator(cfg, sample.eval, stack, loaded.tokenizer, engine)
         callbacks.append(evaluation_callback(evaluator, cfg.evaluation.interval_steps, trainer_ref))
     # Where vLLM generates (Unsloth fast_inference: SamplingParams) it applies the stop strings; else the subclass.
     stops = () if loaded.generates_with_vllm else tuple(tp.model_stop_sequences)

@@ -207,6 +207,19 @@ def trainer_class() -> type:
                     log.info(text)
             super().log(logs, start_time)
 
+        def engine_generate(self, prompt_ids: list[list[int]], num_generations: int) -> list[list[int]]:
+            """Completion token ids from TRL's vLLM engine (the one training samples with), its weights synced to
+            the current step first exactly as a training step does; ``num_generations`` per prompt, in order."""
+            if self.state.global_step != self._last_loaded_step:
+                self.vllm_generation.sync_weights()
+                self._last_loaded_step = self.state.global_step
+            # TRL's layout: each prompt repeated num_generations times (colocate samples one per copy; server mode
+            # takes every num_generations-th prompt and asks for num_generations each).
+            repeated = [ids for ids in prompt_ids for _ in range(num_generations)]
+            _, completion_ids, _, _ = self.vllm_generation.generate(prompts=repeated, images=None,
+                                                                    num_generations=num_generations)
+            return completion_ids
+
         def create_model_card(self, model_name=None, dataset_name=None, tags=None) -> None:
             super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
             if self.base_model and self.is_world_process_zero():
