@@ -6,7 +6,7 @@ solution. A row is just its columns: ``nums`` and ``target`` (read by the ``coun
 the config's ``prompt_template``, which writes the question) and ``solution`` (one reachable expression). No
 conversation is stored: the rules of the game live in the config's system prompt.
 
-Example: python -m cli_utils.make_countdown_data --output inputs/countdown.jsonl --rows 2000 --seed 0
+Example: .venv/bin/python -m cli_utils.make_countdown_data --output inputs/countdown.jsonl --rows 2000 --seed 0
 """
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def write_jsonl(rows: list[dict], output: Path) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m cli_utils.make_countdown_data",
+        prog=".venv/bin/python -m cli_utils.make_countdown_data",
         description="Write Countdown tasks (rows with nums, target and solution columns; every target reachable).")
     parser.add_argument("--output", default="inputs/countdown.jsonl", help="JSONL file to write "
                         "(default inputs/countdown.jsonl).")

@@ -8,7 +8,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from pipelines.common.schema import StrictModel
-from pipelines.rewards.config import RewardFuncEntry
+from pipelines.rewards.config import LABEL_PATTERN, RewardFuncEntry
 
 DEFAULT_MAX_ROW_BYTES = 4 << 20   # 4 MiB: far above any prompt a model takes, far below what hurts memory
 
@@ -48,6 +48,9 @@ class DatasetEntry(StrictModel):
     path: str = Field(description="A .json, .jsonl or .parquet file or a glob of them (relative to the working "
                                   "directory); or `hf:<org/name>` for a Hugging Face dataset, `hf:<folder>` for a "
                                   "local folder in the Hub layout or made by `save_to_disk`.")
+    label: Optional[str] = Field(None, pattern=LABEL_PATTERN, description="Names this dataset in reward metrics "
+                                 "(`rewards/<label>/<reward>/mean`); default: the file name without extension "
+                                 "(`_2`, `_3` when two datasets share it). Unique across datasets.")
     percentage: float = Field(ge=0, le=1, description="Fraction of dataset_settings.total_rows drawn from here.")
     split: str = Field("train", description="`hf:` datasets only: the split to read.")
     subset: Optional[str] = Field(None, description="`hf:` datasets only: the subset (configuration) name.")

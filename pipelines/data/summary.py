@@ -118,7 +118,8 @@ def _full_scan_lines(ds: DatasetEntry, spec: DataSpec) -> list[str]:
 
 
 def _dataset_lines(spec: DataSpec, i: int, want: tuple[int, int], counter: Optional[ChatTokenCounter],
-                   counts: bool, note: str, config_file: str, full_scan: bool) -> tuple[list[str], list[Problem]]:
+                   counts: bool, note: str, config_file: str, full_scan: bool,
+                   columns: Optional[dict[int, set[str]]]) -> tuple[list[str], list[Problem]]:
     """Summary lines and problems of one dataset: count, check columns, draw the sample, check rewards."""
     ds = spec.datasets[i]
     idx, problems = index_or_problem(ds, i, config_file, spec.settings.max_row_bytes)
@@ -151,12 +152,17 @@ def _dataset_lines(spec: DataSpec, i: int, want: tuple[int, int], counter: Optio
     found, warnings = check_required_columns(ds, i, rows, config_file)
     problems += found
     lines += warnings + [f"  {note}"] + ["  " + ln for ln in _example_lines(rows[0], counter, counts)]
+    if columns is not None:
+        columns[i] = set(rows[0])
+        lines.append("  columns: " + ", ".join(sorted(columns[i] - {"prompt", "dataset_index", "row_id"})))
     return lines, problems
 
 
-def inspect_datasets(spec: DataSpec, config_file: str, full_scan: bool = False) -> list[str]:
+def inspect_datasets(spec: DataSpec, config_file: str, columns: Optional[dict[int, set[str]]] = None,
+                     full_scan: bool = False) -> list[str]:
     """Summary lines for every dataset; raises ConfigError for unusable datasets, missing columns and
-    shortfalls in error mode. ``full_scan`` also classifies every row of every local file."""
+    shortfalls in error mode. ``columns`` receives, per dataset, the column names of a prepared example row
+    (what rewards will see); ``full_scan`` also classifies every row of every local file."""
     train_counts = rows_per_dataset(spec.datasets, spec.settings.total_rows)
     eval_counts = split_eval(spec.eval_rows, train_counts)
     counter, counts, note = example_counter(spec)
@@ -167,7 +173,7 @@ def inspect_datasets(spec: DataSpec, config_file: str, full_scan: bool = False) 
             lines.append(f"dataset[{i}] {ds.path}: not read (percentage {ds.percentage:g} gives 0 rows)")
             continue
         found_lines, found = _dataset_lines(spec, i, (train_counts[i], eval_counts[i]), counter, counts, note,
-                                            config_file, full_scan)
+                                            config_file, full_scan, columns)
         lines += found_lines
         problems += found
     if problems:

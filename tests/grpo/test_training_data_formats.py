@@ -58,7 +58,7 @@ def test_format_validates_and_trains_two_steps(outputs, tmp_path, make, capsys):
     if dataset.get("columns", {}).get("answer") or "hub" in dataset["path"]:
         rewards.append({"name": "answer_match", "mode": "numeric" if "columns" in dataset and
                         dataset["columns"].get("prompt") else "normalized"})
-    cfg["datasets"] = [{**dataset, "percentage": 1.0, "reward_funcs": rewards}]
+    cfg["datasets"] = [{**dataset, "label": "fmt", "percentage": 1.0, "reward_funcs": rewards}]
     cfg["run_name"] = "fmt"
     super_cfg = write_super(tmp_path / "cfg", cfg)
     assert run_node(outputs, super_cfg, extra=["--validate"]) == 0
@@ -67,6 +67,6 @@ def test_format_validates_and_trains_two_steps(outputs, tmp_path, make, capsys):
     assert run_node(outputs, super_cfg) == 0
     steps = step_records(outputs / "fmt")
     assert len(steps) == 2
-    assert all("rewards/d0/keyword/mean" in s for s in steps)
+    assert all("rewards/fmt/keyword/mean" in s for s in steps)
     if len(rewards) == 2:   # the answer reached the reward: scored, not None
-        assert all(s.get("rewards/d0/answer_match/mean") is not None for s in steps)
+        assert all(s.get("rewards/fmt/answer_match/mean") is not None for s in steps)
