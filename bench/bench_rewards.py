@@ -76,7 +76,7 @@ def bench_overhead(n: int, repeats: int) -> None:
         return out
 
     def stacked():
-        return asyncio.run(stack.reward_func(prompts=prompts, completions=completions, **kw))
+        return stack.reward_func(prompts=prompts, completions=completions, **kw)
 
     assert stacked() == by_hand()
     base, ours = best_of(by_hand, repeats), best_of(stacked, repeats)
@@ -96,7 +96,7 @@ def bench_concurrency(latency: float, repeats: int) -> None:
             await fn(prompts, completions, **kw)
 
     base = best_of(lambda: asyncio.run(sequential()), repeats)
-    ours = best_of(lambda: asyncio.run(stack.reward_func(prompts=prompts, completions=completions, **kw)), repeats)
+    ours = best_of(lambda: stack.reward_func(prompts=prompts, completions=completions, **kw), repeats)
     print(f"concurrency (4 async rewards, {latency * 1e3:.0f} ms each): one after another {base * 1e3:.0f} ms, "
           f"RewardStack {ours * 1e3:.0f} ms, speed-up {base / ours:.2f}x")
 

@@ -60,9 +60,9 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
         # The trackers' callbacks read their environment when the trainer builds them (tensorboard's log dir)
         # and when training starts (wandb), so both happen inside it.
         with tracker_env(cfg, run_dir):
-            trainer, metrics_cb = _build_trainer(cfg, ctx, model_path, tokenizer, sample, stack,
-                                                 resume_step if main_process else None)
-            _train(trainer, run_dir, resume)
+            trainer, metrics_cb, guard = _build_trainer(cfg, ctx, model_path, tokenizer, sample, stack,
+                                                        resume_step if main_process else None)
+            _train(trainer, run_dir, resume, guard)
     finally:
         stack.close()
         if metrics_cb is not None:
@@ -100,6 +100,7 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
     from datasets import Dataset
 
     from pipelines.grpo.callbacks import metrics_callback, truncate_metrics_after, use_compact_progress
+    from pipelines.grpo.interrupt import update_guard
     from pipelines.common.hf import cuda_available
     from pipelines.grpo.model import load_model
     from pipelines.grpo.trainer import build_grpo_config, trainer_class
@@ -114,7 +115,8 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
     args = build_grpo_config(cfg, run_dir, loaded.grpo_overrides, on_gpu=cuda_available())
     metrics_cb = metrics_callback(run_dir / METRICS_FILE, run_dir / REWARD_CURVE, exclude=[TRL_REWARD_NAME])
     trainer_ref: list = []
-    callbacks = [metrics_cb]
+    guard = update_guard()
+    callbacks = [metrics_cb, guard]
     if cfg.evaluation is not None and sample.eval:
         from pipelines.grpo.evaluation import evaluation_callback, make_evaluator
 
@@ -134,19 +136,24 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
         log_completions_every=cfg.logging.log_completions_every)
     use_compact_progress(trainer)
     trainer_ref.append(trainer)
-    return trainer, metrics_cb
+    return trainer, metrics_cb, guard
 
 
-def _train(trainer: Any, run_dir: Path, resume: Optional[Path]) -> None:
-    from pipelines.rewards.errors import CircuitBreakerOpen
+def _train(trainer: Any, run_dir: Path, resume: Optional[Path], guard: Any = None) -> None:
+    from pipelines.grpo.interrupt import checkpoint_on_interrupt
+    from pipelines.rewards.errors import CircuitBreakerOpen, RewardTimeout
 
     try:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    except CircuitBreakerOpen as exc:
+    except (CircuitBreakerOpen, RewardTimeout) as exc:
         saved = save_emergency_checkpoint(trainer, run_dir)
-        log.error("reward circuit breaker open at step %d: %s. %s Fix the cause (e.g. the judge endpoint), "
-                  "then resume with %s", trainer.state.global_step, exc,
+        what = "reward circuit breaker open" if isinstance(exc, CircuitBreakerOpen) else "reward timed out"
+        log.error("%s at step %d: %s. %s Fix the cause (e.g. the judge endpoint or the slow reward), then resume "
+                  "with %s", what, trainer.state.global_step, exc,
                   f"Checkpoint saved: {saved}." if saved else "No new checkpoint was needed.", RESUME_HINT)
+        raise
+    except KeyboardInterrupt:
+        checkpoint_on_interrupt(trainer, run_dir, guard, save_emergency_checkpoint)
         raise
 
 
