@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from pipelines.rewards.judge.rubric import ScoreType
+from pipelines.rewards.textscan import strip_blocks, tag_contents
 
-_THINK_BLOCK_RE = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
-_NUMBER_RE = re.compile(r"^\s*\**\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*(?:/\s*\d+(?:\.\d*)?)?\s*\**\s*$")
+# What is left of a tag's content once the whitespace and `**` around it are stripped: a number, maybe "/ 10".
+# (The one-regex form, with `\s*\**\s*` on both sides, backtracked cubically on long runs of spaces.)
+_NUMBER_RE = re.compile(r"([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*(?:/\s*\d+(?:\.\d*)?)?")
 
 
 @dataclass
@@ -43,7 +45,7 @@ class ParseResult:
 
 def strip_judge_reasoning(text: str) -> Optional[str]:
     """The judge's answer without its reasoning; None when reasoning was opened and never closed."""
-    out = _THINK_BLOCK_RE.sub("", text)
+    out = strip_blocks(text, "<think>", "</think>", ignore_case=True)   # linear, unlike a lazy regex
     lower = out.lower()
     if "</think>" in lower:
         out = out[lower.rindex("</think>") + len("</think>"):]
@@ -55,14 +57,14 @@ def strip_judge_reasoning(text: str) -> Optional[str]:
 
 def last_tag_value(text: str, name: str) -> Optional[str]:
     """The content of the last ``<name>…</name>`` tag in ``text``, or None."""
-    pattern = re.compile(rf"<{re.escape(name)}>(.*?)</{re.escape(name)}>", re.DOTALL | re.IGNORECASE)
-    found = pattern.findall(text)
+    found = tag_contents(text, f"<{name}>", f"</{name}>", ignore_case=True)
     return found[-1] if found else None
 
 
 def parse_number(value: str) -> Optional[float]:
     """A tag's content as a finite number (``7``, `` 7.5 ``, ``**7**``, ``7/10``), else None."""
-    match = _NUMBER_RE.match(value)
+    core = value.strip().lstrip("*").lstrip().rstrip("*").rstrip()
+    match = _NUMBER_RE.fullmatch(core)
     if not match:
         return None
     number = float(match.group(1))
