@@ -142,7 +142,9 @@ def _type_problems(sig: inspect.Signature, kwargs: dict[str, Any]) -> tuple[dict
         except Exception:  # noqa: BLE001 - an annotation pydantic cannot check (an arbitrary class): skip it
             continue
         try:
-            out[key] = adapter.validate_python(value)
+            # Lax mode takes "1.5" for a float (YAML quoting) and passes the number on; a boolean for a number
+            # would become 1/0 there, so booleans are checked strictly.
+            out[key] = adapter.validate_python(value, strict=isinstance(value, bool) or None)
         except ValidationError as exc:
             err = exc.errors()[0]
             problems.append((key, f"{err['msg']}: got {value!r}; the parameter is `{key}: "
