@@ -24,9 +24,10 @@ from typing import Optional, Sequence
 from pipelines.rewards.judge.rubric import ScoreType
 from pipelines.rewards.textscan import strip_blocks, tag_contents
 
-# What is left of a tag's content once the whitespace and `**` around it are stripped: a number, maybe "/ 10".
-# (The one-regex form, with `\s*\**\s*` on both sides, backtracked cubically on long runs of spaces.)
-_NUMBER_RE = re.compile(r"([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*(?:/\s*\d+(?:\.\d*)?)?")
+# A tag's content is read piece by piece with string strips and these two anchored patterns: the one-regex form
+# (`^\s*\**\s*NUMBER\s*(?:/\s*NUMBER)?\s*\**\s*$`) backtracked cubically on long runs of spaces.
+_NUMBER_RE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
+_DENOMINATOR_RE = re.compile(r"\d+(?:\.\d*)?")
 
 
 @dataclass
@@ -64,10 +65,13 @@ def last_tag_value(text: str, name: str) -> Optional[str]:
 def parse_number(value: str) -> Optional[float]:
     """A tag's content as a finite number (``7``, `` 7.5 ``, ``**7**``, ``7/10``), else None."""
     core = value.strip().lstrip("*").lstrip().rstrip("*").rstrip()
-    match = _NUMBER_RE.fullmatch(core)
+    match = _NUMBER_RE.match(core)
     if not match:
         return None
-    number = float(match.group(1))
+    rest = core[match.end():].lstrip()
+    if rest and not (rest[0] == "/" and _DENOMINATOR_RE.fullmatch(rest[1:].lstrip())):
+        return None
+    number = float(match.group(0))
     return number if math.isfinite(number) else None
 
 
