@@ -278,6 +278,9 @@ def test_registered_examples_in_reward_functions_work():
     assert r[0].rewards == {"d0/example_mentions_topic": 1.0, "d0/example_async_length": 1.0,
                             "d0/example_echoes_answer": 1.0}
     assert r[1].rewards["d0/example_echoes_answer"] is None and r[1].combined == 0.0
+    # the plain-function example gets text (len counts characters) and its entry sets its own parameter
+    plain = stack_for(make_cfg([{"name": "example_length_penalty", "ideal": 5}]))
+    assert [x.combined for x in plain.score_batch(None, ["abc", "abcdefg"], [row(0), row(0)])] == [-2.0, -2.0]
 
 
 def test_registry_refuses_duplicates_and_suggests():
