@@ -12,7 +12,8 @@ import time
 import pytest
 
 from pipelines.rewards.config import RewardSection
-from pipelines.rewards.errors import RewardFunctionError, RewardTimeout
+from pipelines.rewards import errors
+from pipelines.rewards.errors import RewardFunctionError
 from pipelines.rewards.registry import REWARD_REGISTRY, register_reward_function
 from tests.rewards.reward_cfg import make_cfg, row, stack_for
 
@@ -56,7 +57,7 @@ def test_a_hanging_sync_reward_times_out_naming_the_reward():
     cfg = make_cfg([{"name": f"{HERE}:sleepy", "seconds": 30}], reward={"sync_timeout_s": 0.5})
     stack = stack_for(cfg)
     start = time.perf_counter()
-    with pytest.raises(RewardTimeout, match=r"reward 'tests.rewards.test_reward_threads:sleepy' of datasets\[0\]"
+    with pytest.raises(errors.RewardTimeout, match=r"reward 'tests.rewards.test_reward_threads:sleepy' of datasets\[0\]"
                                             r".*did not return within 0.5 s \(reward.sync_timeout_s\)"):
         stack.score_batch(None, ["a", "b"], [row(0), row(0)])
     assert time.perf_counter() - start < 5
@@ -81,7 +82,7 @@ def test_the_timeout_default_is_logged_and_bounded_in_the_schema(caplog):
 def test_a_hung_reward_thread_does_not_keep_the_process_alive():
     """Python joins non-daemon threads at exit: a hung reward in asyncio's pool kept Ctrl-C'd runs alive."""
     stack = stack_for(make_cfg([{"name": f"{HERE}:sleepy", "seconds": 30}], reward={"sync_timeout_s": 0.2}))
-    with pytest.raises(RewardTimeout):
+    with pytest.raises(errors.RewardTimeout):
         stack.score_batch(None, ["a"], [row(0)])
     hung = [t for t in threading.enumerate() if t.name.startswith("reward ")]
     assert hung and all(t.daemon for t in hung)

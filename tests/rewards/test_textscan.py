@@ -12,7 +12,6 @@ from pipelines.rewards.builtin import countdown_score, think_answer_ok
 from pipelines.rewards.catalog import get_reward_factory
 from pipelines.rewards.judge.parse import last_tag_value, parse_number, strip_judge_reasoning
 from pipelines.rewards.judge.rubric import strip_reasoning
-from pipelines.rewards.textscan import strip_blocks, tag_contents
 
 OLD_THINK_ANSWER = re.compile(r"^<think>([^<]*(?:<(?!/?think>)[^<]*)*)</think>\n<answer>([\s\S]*?)</answer>$",
                               re.DOTALL)
@@ -25,6 +24,8 @@ def soup(rng: random.Random, n: int) -> str:
 
 
 def test_scans_agree_with_the_regexes_on_tag_soup():
+    from pipelines.rewards.textscan import strip_blocks, tag_contents
+
     rng = random.Random(0)
     for _ in range(3000):
         text = soup(rng, rng.randint(0, 14))
