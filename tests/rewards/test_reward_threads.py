@@ -41,8 +41,11 @@ def main_probe(prompts, completions, **kw):
     return [2.0] * len(completions)
 
 
-if "test_threads_main_probe" not in REWARD_REGISTRY:
-    register_reward_function("test_threads_main_probe", main_thread=True)(main_probe)
+def register_main_probe() -> str:
+    """Register ``main_probe`` as a main-thread reward (once) and return its name."""
+    if "test_threads_main_probe" not in REWARD_REGISTRY:
+        register_reward_function("test_threads_main_probe", main_thread=True)(main_probe)
+    return "test_threads_main_probe"
 
 
 def returns(value: float = math.inf, word: str = "bad"):
@@ -93,7 +96,7 @@ def test_a_hung_reward_thread_does_not_keep_the_process_alive():
 def test_main_thread_rewards_run_on_the_main_thread_others_in_workers():
     THREADS["main"].clear()
     THREADS["worker"].clear()
-    cfg = make_cfg([{"name": "test_threads_main_probe"}, {"name": f"{HERE}:worker_probe"}])
+    cfg = make_cfg([{"name": register_main_probe()}, {"name": f"{HERE}:worker_probe"}])
     stack = stack_for(cfg)
     results = stack.score_batch(None, ["a", "b"], [row(0), row(0)])
     assert [r.combined for r in results] == [3.0, 3.0]
@@ -107,7 +110,7 @@ def test_main_thread_rewards_run_on_the_main_thread_others_in_workers():
 
 def test_main_thread_reward_scored_from_another_thread_falls_back_to_a_worker(caplog):
     THREADS["main"].clear()
-    stack = stack_for(make_cfg([{"name": "test_threads_main_probe"}]))
+    stack = stack_for(make_cfg([{"name": register_main_probe()}]))
     out: list = []
     worker = threading.Thread(target=lambda: out.append(stack.score_batch(None, ["a"], [row(0)],
                                                                           raise_errors=False)))
