@@ -66,7 +66,7 @@ timeouts need the main thread (``signal.alarm``, as math-verify uses) registers 
 Try a reward without a GPU: ``python -m cli_utils.score_completions --config CONFIG --sample 20``.
 The built-in rewards are in ``pipelines/rewards/builtin.py``: ``keyword``, ``regex_match``,
 ``answer_match``, ``countdown_equation``, ``think_answer_format``, ``cot_format``, ``length_target``,
-``repetition_penalty``; the LLM judge ``llm_judge`` (alias ``generic_llm_reward``) is in
+``repetition_penalty``; the LLM judges ``llm_judge`` and ``generic_llm_reward`` (Augmentoolkit's scoring) are in
 ``pipelines/rewards/judge/``; TRL's shipped rewards (``think_format_reward``, ``accuracy_reward``,
 ``reasoning_accuracy_reward``, ``cosine_scaled_reward``, ``soft_overlong_punishment``,
 ``repetition_penalty_reward``) in ``pipelines/rewards/trl_rewards.py``. They are always registered: editing

@@ -26,5 +26,7 @@ def inspect(cfg: GRPOConfigFile, ctx: NodeContext) -> list[str]:
 
 
 NODE = NodeSpec(name="grpo", config_model=GRPOConfigFile, run="pipelines.grpo.node:run", rules=RULES,
-                check=check_run_dir, inspect=inspect, check_judges=check_judges, resume_hint=RESUME_HINT,
+                check=check_run_dir, check_needs=("training_parameters",), inspect=inspect,
+                check_judges=check_judges, resume_hint=RESUME_HINT,
+                preflight="pipelines.grpo.preflight:run_preflight",
                 outputs=("final_adapter", "metrics", "reward_curve", "high_scores"))

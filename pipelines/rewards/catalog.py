@@ -20,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from pipelines.common.problems import did_you_mean
 from pipelines.common.registry_base import Registry
 from pipelines.rewards import builtin, builtin_post_processors  # noqa: F401  (register the built-ins)
+from pipelines.rewards.judge import generic as generic_judge  # noqa: F401  (registers generic_llm_reward)
 from pipelines.rewards.judge import reward as judge_reward  # noqa: F401  (registers llm_judge)
 from pipelines.rewards import trl_rewards  # noqa: F401  (registers TRL's shipped rewards)
 from pipelines.rewards.registry import (COMBINATION_REGISTRY, KWARG_VALIDATORS, REWARD_REGISTRY,

@@ -37,6 +37,19 @@ def check_post_processors(reward: RewardSection, file: str) -> list[Problem]:
     return problems
 
 
+def check_export_path(reward: RewardSection, file: str) -> list[Problem]:
+    """``high_scoring_save_path`` names a file of its own inside the run dir (see common.rundir)."""
+    from pipelines.common.rundir import run_file_problem
+
+    path = reward.high_scoring_save_path
+    problem = run_file_problem(path) if path else None
+    return [Problem(file, "reward.high_scoring_save_path", problem)] if problem else []
+
+
+def _export_path_rule(cfg: Any, file: str) -> list[Problem]:
+    return check_export_path(cfg.reward, file)
+
+
 def _reward_funcs_rule(cfg: Any, file: str) -> list[Problem]:
     return check_reward_funcs(cfg.datasets, file)
 
@@ -56,4 +69,5 @@ def check_judges(cfg: Any, ctx: Any) -> list[Problem]:
 RULES: tuple[Rule, ...] = (
     Rule(_reward_funcs_rule, ("datasets",), partial_lists=True),
     Rule(_post_processors_rule, ("reward",)),
+    Rule(_export_path_rule, ("reward",)),
 )

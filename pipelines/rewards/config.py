@@ -18,8 +18,10 @@ class NamedFunction(StrictModel):
 
 class RewardSection(StrictModel):
     high_scoring_save_path: Optional[str] = Field("high_scoring_examples.jsonl",
-                                                  description="JSONL file (inside the run dir) for completions "
-                                                              "scoring at least score_save_threshold.")
+                                                  description="JSONL file for completions scoring at least "
+                                                  "score_save_threshold: one file name inside the run dir (no "
+                                                  "`/` or `..`), not a name the run writes itself "
+                                                  "(metrics.jsonl, final_adapter, checkpoint-N, ...).")
     score_save_threshold: Optional[float] = Field(None, description="Combined reward (before scaling) at or above "
                                                   "which a completion is saved; null saves none.")
     combination_function: Union[str, NamedFunction] = Field(

@@ -5,7 +5,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.common.schema import StrictModel
+from pipelines.common.schema import Seed, StrictModel
 from pipelines.grpo.config import EvaluationSection, GRPOConfigFile
 
 
@@ -33,7 +33,7 @@ class HPOSection(StrictModel):
     no_mutation: float = Field(0.1, ge=0, description="Relative probability that a selected member is not mutated.")
     hp_mutation: float = Field(0.9, ge=0, description="Relative probability that one hyperparameter is perturbed.")
     mutation_sd: float = Field(0.1, gt=0, description="Std of the multiplicative (log-space if log) perturbation.")
-    seed: Optional[int] = Field(None, description="Seed of selection and mutation; default: the config's seed.")
+    seed: Optional[Seed] = Field(None, description="Seed of selection and mutation; default: the config's seed.")
     search_space: dict[str, SearchRange] = Field(min_length=1, description="Bounds per tunable GRPOConfig field, "
                                                  "e.g. learning_rate: {min: 1e-6, max: 1e-4, log: true}.")
 
