@@ -40,11 +40,17 @@ class RewardOptions:
 
 
 REWARD_OPTIONS: dict[int, RewardOptions] = {}
+# Options for objects named by import path, keyed by (module, qualified name): a third-party reward the
+# registry knows about without importing it (TRL's math rewards need the main thread).
+OPTIONS_BY_QUALNAME: dict[tuple[str, str], RewardOptions] = {}
 
 
 def reward_options(obj: Any) -> RewardOptions:
-    """The options ``obj`` was registered with (defaults for an object reached only by import path)."""
-    return REWARD_OPTIONS.get(id(obj), RewardOptions())
+    """The options ``obj`` was registered with, or known for it by qualified name; defaults otherwise."""
+    if id(obj) in REWARD_OPTIONS:
+        return REWARD_OPTIONS[id(obj)]
+    key = (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None))
+    return OPTIONS_BY_QUALNAME.get(key, RewardOptions())  # type: ignore[arg-type]
 
 
 def register_reward_function(name: str, *, aliases: tuple[str, ...] = (),
