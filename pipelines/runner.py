@@ -16,6 +16,7 @@ from typing import Any, Optional, Sequence
 
 from pipelines.common.config_io import (EnvResolver, apply_overrides, find_placeholders, load_yaml,
                                         parse_scalar)
+from pipelines.common.compat import log_notices
 from pipelines.common.problems import ConfigError, Problem, did_you_mean
 from pipelines.common.refs import check_refs, record_latest, substitute_refs
 from pipelines.common.rundir import (MANIFEST, RESOLVED_CONFIG, RUN_LOG, RedactingFilter, check_run_location,
@@ -156,6 +157,11 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     raw = env.resolve(raw, file, problems)
     problems += find_placeholders(raw, file)
     problems += check_refs(raw, file, upstream, Path(args.outputs), all_labels)
+    notices: list[Any] = []
+    if spec.normalize is not None:      # another tool's config shape (e.g. Augmentoolkit's), in this node's terms
+        raw, notices, shape_problems = spec.normalize(raw, file)
+        problems += shape_problems
+        log_notices(notices, file)
     if not raw.get("run_name") and spec.config_model is not None and "run_name" in spec.config_model.model_fields:
         raw["run_name"] = default_run_name(spec.name)
     if args.num_processes is not None and spec.config_model is not None and "launch" in spec.config_model.model_fields:
@@ -168,7 +174,8 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     run_dir = run_dir_for(raw, spec.name, Path(args.outputs))
     ctx = NodeContext(label=label, index=index, config_file=file, raw_config=raw, secrets=env.secret_values,
                       run_dir=run_dir, outputs_root=Path(args.outputs), manifests=manifests,
-                      num_processes=args.num_processes, validate_only=args.validate, launched=args.launched_rank)
+                      num_processes=args.num_processes, validate_only=args.validate, launched=args.launched_rank,
+                      notices=notices)
     cfg, node_problems = validate_node_config(spec, raw, ctx)
     return PlannedNode(label, spec, cfg, ctx), problems + node_problems
 
@@ -361,6 +368,8 @@ def validate_summary(planned: list[PlannedNode], args: argparse.Namespace) -> in
     for node in planned:
         print(f"[{node.ctx.index}] {node.label}: {node.ctx.config_file}")
         print(f"    run dir: {node.ctx.run_dir}")
+        for notice in node.ctx.notices:
+            print(f"    {notice}")
         if node.spec.inspect is not None:
             try:
                 for line in node.spec.inspect(node.cfg, node.ctx):

@@ -36,6 +36,7 @@ class NodeContext:
     num_processes: Optional[int] = None   # --num-processes from the command line
     validate_only: bool = False
     launched: bool = False          # this process is one rank of a multi-process run started by the runner
+    notices: list[Any] = field(default_factory=list)   # what the node's `normalize` translated (common/compat.py)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class NodeSpec:
     check_judges: Optional[Callable[[Any, NodeContext], list[Problem]]] = None  # --check-judges hook
     resume_hint: Optional[str] = None   # how a user resumes this node, e.g. "--set resume=true"
     outputs: tuple[str, ...] = ()   # names in the run's outputs dict that later nodes may refer to (@label.name)
+    # Reads another tool's config shape: fn(raw, file) -> (raw in this node's shape, notices, problems). The
+    # runner applies it before anything else looks at the config (see pipelines/common/compat.py).
+    normalize: Optional[Callable[[dict[str, Any], str], tuple[dict[str, Any], list[Any], list[Problem]]]] = None
 
     def run_function(self) -> Callable[..., Any]:
         return import_callable(self.run)

@@ -86,8 +86,10 @@ def _example_lines(scan: ScanResult, spec: DataSpec, index: int, counter: Option
     return [f"no example: the first {len(order)} sampled rows do not fit max_prompt_length ({max_len})"]
 
 
-def inspect_datasets(spec: DataSpec, config_file: str) -> list[str]:
-    """Summary lines for every dataset; raises ConfigError for unusable datasets and shortfalls in error mode."""
+def inspect_datasets(spec: DataSpec, config_file: str, totals: Optional[dict[str, int]] = None) -> list[str]:
+    """Summary lines for every dataset; raises ConfigError for unusable datasets and shortfalls in error mode.
+    ``totals["train_rows"]``, when given, receives the training rows the sampler will draw (every sampled row
+    fitting the prompt budget)."""
     total_rows = spec.settings.total_rows
     train_counts = rows_per_dataset(spec.datasets, total_rows)
     eval_counts = split_eval(spec.eval_rows, train_counts)
@@ -107,6 +109,9 @@ def inspect_datasets(spec: DataSpec, config_file: str) -> list[str]:
         lines.append(f"dataset[{i}] {ds.path}: {len(scan.files)} file(s), format: {formats}")
         lines.append(f"  rows read: {scan.rows_read}, valid: {scan.valid}, skipped: {describe_skipped(scan.skipped)}")
         held = f" + {eval_counts[i]} held out" if eval_counts[i] else ""
+        if totals is not None:
+            totals["train_rows"] = totals.get("train_rows", 0) + min(train_counts[i],
+                                                                     max(scan.valid - eval_counts[i], 0))
         lines.append(f"  rows to be sampled: {min(want, scan.valid)} ({train_counts[i]} training{held}, "
                      f"percentage {ds.percentage:g} of total_rows {total_rows})")
         if scan.valid and scan.valid < want:

@@ -33,6 +33,8 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     started = time.time()
     run_dir = Path(ctx.run_dir)
     tp = cfg.training_parameters
+    for notice in ctx.notices:      # what compat: augmentoolkit translated, into run.log too
+        log.log(notice.level, "config %s", notice)
     backend = choose_backend(cfg.model.backend, has_cuda=use_gpu(cfg))
     if backend == "unsloth":
         _require_unsloth(ctx.config_file)
@@ -110,7 +112,7 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
         if dropped:
             log.info("metrics.jsonl: dropped %d record(s) after step %d (resume)", dropped, resume_step)
     loaded = load_model(cfg, model_path, tokenizer)
-    args = build_grpo_config(cfg, run_dir, loaded.grpo_overrides, on_gpu=use_gpu(cfg))
+    args = build_grpo_config(cfg, run_dir, loaded.grpo_overrides, on_gpu=use_gpu(cfg), train_rows=len(sample.train))
     metrics_cb = metrics_callback(run_dir / METRICS_FILE, run_dir / REWARD_CURVE, exclude=[TRL_REWARD_NAME])
     trainer_ref: list = []
     callbacks = [metrics_cb]
@@ -130,10 +132,19 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
         model=loaded.model, args=args, train_dataset=Dataset.from_list(sample.train),
         reward_funcs=[stack.reward_func], processing_class=loaded.tokenizer, peft_config=loaded.peft_config,
         callbacks=callbacks, reward_stack=stack, stop_sequences=stops,
-        log_completions_every=cfg.logging.log_completions_every)
+        log_completions_every=cfg.logging.log_completions_every, max_total_tokens=_total_token_cap(cfg))
     use_compact_progress(trainer)
     trainer_ref.append(trainer)
     return trainer, metrics_cb
+
+
+def _total_token_cap(cfg: GRPOConfigFile) -> Optional[int]:
+    """model.max_seq_length when prompt + completion budgets exceed it (accepted by compat: augmentoolkit): HF
+    generate then stops each row there, as vLLM's max_model_len does (the Unsloth backend's vLLM is built with
+    max_seq_length, so it caps by itself)."""
+    tp = cfg.training_parameters
+    over = tp.max_prompt_length + tp.max_completion_length > cfg.model.max_seq_length
+    return cfg.model.max_seq_length if over else None
 
 
 def _train(trainer: Any, run_dir: Path, resume: Optional[Path]) -> None:

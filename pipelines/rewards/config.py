@@ -26,8 +26,8 @@ class RewardSection(StrictModel):
         "sum", description="Combines one completion's reward scores: sum, mean, weighted_sum, min, product, or "
                            "a function registered in post_processors.py; a name or {name, kwargs}.")
     scaling_function: Union[str, NamedFunction] = Field(
-        "identity", description="Scales the batch of combined rewards: identity, zscore, minmax, rank, clip, or "
-                                "a registered function; a name or {name, kwargs}.")
+        "identity", description="Scales the batch of combined rewards: identity (alias none), zscore, minmax, "
+                                "rank, clip, or a registered function; a name or {name, kwargs}.")
 
 
 class RewardFuncEntry(StrictModel):
