@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from pipelines.common.redaction import redact_text
+
 RANK_ERRORS = "rank_errors"
 
 
@@ -89,16 +91,18 @@ def build_command(raw_config: dict[str, Any], num_processes: int, worker_args: l
     return cmd + ["-m", "pipelines.worker", *worker_args]
 
 
-def run_launched(raw_config: dict[str, Any], run_dir: Path, num_processes: int, worker_args: list[str]) -> None:
-    """Start the ranks and wait; raise RuntimeError naming the failing rank and its error."""
+def run_launched(raw_config: dict[str, Any], run_dir: Path, num_processes: int, worker_args: list[str],
+                 keep_fds: tuple[int, ...] = (), extra_env: Optional[dict[str, str]] = None) -> None:
+    """Start the ranks and wait; raise RuntimeError naming the failing rank and its error. ``keep_fds`` stay
+    open in the launcher (the run dir's lock), ``extra_env`` is added to every rank's environment."""
     errors_dir = run_dir / RANK_ERRORS
     if errors_dir.exists():
         shutil.rmtree(errors_dir)
     cmd = build_command(raw_config, num_processes, worker_args)
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), **(extra_env or {}))
     if uses_cpu(raw_config):
         env["CUDA_VISIBLE_DEVICES"] = ""   # the ranks see no GPU: torch, TRL and the node take their CPU paths
-    code = subprocess.run(cmd, env=env).returncode
+    code = subprocess.run(cmd, env=env, pass_fds=tuple(fd for fd in keep_fds if fd is not None)).returncode
     if code != 0:
         raise RuntimeError(f"{num_processes} processes launched, exit code {code}: {first_rank_error(errors_dir)}")
 
@@ -118,4 +122,4 @@ def current_rank() -> int:
 def write_rank_error(run_dir: Path, text: str) -> None:
     errors_dir = run_dir / RANK_ERRORS
     errors_dir.mkdir(parents=True, exist_ok=True)
-    (errors_dir / f"rank{current_rank()}.txt").write_text(text, encoding="utf-8")
+    (errors_dir / f"rank{current_rank()}.txt").write_text(redact_text(text), encoding="utf-8")

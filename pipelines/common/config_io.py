@@ -5,7 +5,6 @@ three seconds.
 """
 from __future__ import annotations
 
-import copy
 import os
 import re
 from pathlib import Path
@@ -14,11 +13,10 @@ from typing import Any, Iterator, Mapping
 import yaml
 
 from pipelines.common.problems import ConfigError, Problem, join_key
+from pipelines.common.redaction import is_secret_env_name, is_secret_name, redact_config
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PLACEHOLDER_RE = re.compile(r"!!PLACEHOLDER!!|<YOUR_[A-Z0-9_]*>", re.IGNORECASE)
-SECRET_KEY_RE = re.compile(r"(api_?key|token|secret|password|authorization)", re.IGNORECASE)
-REDACTED = "***"
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -107,6 +105,7 @@ class EnvResolver:
     def __init__(self, environ: Mapping[str, str] | None = None):
         self.environ = os.environ if environ is None else environ
         self.secret_values: set[str] = set()
+        self.secret_fields: dict[str, set[str]] = {}   # dotted key path -> secret values interpolated there
 
     def resolve(self, data: Any, file: str, problems: list[Problem], key: str = "") -> Any:
         if isinstance(data, dict):
@@ -125,9 +124,9 @@ class EnvResolver:
                                             f"(export {name}=... or write ${{{name}:-default}})"))
                     return ""
                 value = default
-            if SECRET_KEY_RE.search(name) or SECRET_KEY_RE.search(key.rsplit(".", 1)[-1]):
-                if value:
-                    self.secret_values.add(value)
+            if value and (is_secret_env_name(name) or is_secret_name(key.rsplit(".", 1)[-1])):
+                self.secret_values.add(value)
+                self.secret_fields.setdefault(key, set()).add(value)
             return value
 
         return _ENV_RE.sub(sub, data)
@@ -145,20 +144,10 @@ def find_placeholders(data: Any, file: str, key: str = "") -> list[Problem]:
     return []
 
 
-def redact(data: Any, secret_values: set[str] | frozenset[str] = frozenset()) -> Any:
-    """Return a deep copy with secret-looking keys and known secret values replaced by ``***``."""
-    if isinstance(data, dict):
-        return {k: (REDACTED if SECRET_KEY_RE.search(str(k)) and v not in (None, "") and not isinstance(v, (dict, list))
-                    else redact(v, secret_values)) for k, v in data.items()}
-    if isinstance(data, list):
-        return [redact(v, secret_values) for v in data]
-    if isinstance(data, str):
-        out = data
-        for secret in secret_values:
-            if secret:
-                out = out.replace(secret, REDACTED)
-        return out
-    return copy.deepcopy(data)
+def redact(data: Any, secret_values: set[str] | frozenset[str] = frozenset(),
+           secret_fields: Mapping[str, set[str]] | None = None) -> Any:
+    """A deep copy with secrets masked as ``***`` (see :mod:`pipelines.common.redaction`)."""
+    return redact_config(data, secret_values, secret_fields or {})
 
 
 def dump_yaml(data: Any) -> str:

@@ -36,6 +36,8 @@ class NodeContext:
     num_processes: Optional[int] = None   # --num-processes from the command line
     validate_only: bool = False
     launched: bool = False          # this process is one rank of a multi-process run started by the runner
+    secret_fields: dict[str, set[str]] = field(default_factory=dict)   # key path -> secrets interpolated there
+    ref_scope: str = ""             # the super-config's scope for @label.output references (common.refs)
     notices: list[Any] = field(default_factory=list)   # what the node's `normalize` translated (common/compat.py)
 
 
@@ -71,6 +73,7 @@ class NodeSpec:
     check_needs: Optional[tuple[str, ...]] = None  # sections `check` reads: it then also runs on a partial config
     inspect: Optional[Callable[[Any, NodeContext], list[str]]] = None       # --validate summary (may read data)
     check_judges: Optional[Callable[[Any, NodeContext], list[Problem]]] = None  # --check-judges hook
+    preflight: Optional[str] = None   # "module:function", fn(cfg, ctx) -> report lines (--preflight; heavy imports)
     resume_hint: Optional[str] = None   # how a user resumes this node, e.g. "--set resume=true"
     outputs: tuple[str, ...] = ()   # names in the run's outputs dict that later nodes may refer to (@label.name)
     # Reads another tool's config shape: fn(raw, file) -> (raw in this node's shape, notices, problems). The

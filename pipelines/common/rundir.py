@@ -13,14 +13,17 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipelines.common.config_io import REDACTED, dump_yaml, redact
+from pipelines.common.config_history import keep_earlier_config
+from pipelines.common.config_io import dump_yaml, redact
 from pipelines.common.io import atomic_write_text
 from pipelines.common.problems import Problem
+from pipelines.common.redaction import RedactingFilter
+from pipelines.common.runlock import LOCK_FILE
 
 RESOLVED_CONFIG = "resolved_config.yaml"
 MANIFEST = "manifest.json"
 RUN_LOG = "run.log"
-RUN_LOCK = "run.lock"
+RUN_LOCK = LOCK_FILE
 # Every name a node of this project writes at the top of a run dir (TRL adds its model card, README.md). A
 # config path into the run dir (reward.high_scoring_save_path) may not take one: it would overwrite an artifact.
 RESERVED_NAMES = frozenset({
@@ -104,7 +107,8 @@ def holds_a_run(run_dir: Path) -> bool:
 
 def check_run_dir_free(run_dir: Path, resume: bool, file: str, resume_hint: str,
                        key: str = "run_name") -> list[Problem]:
-    """Refuse to reuse a folder that holds a run unless the config resumes it (``resume_hint`` says how)."""
+    """Refuse to reuse a folder that holds a run unless the config resumes it (``resume_hint`` says how).
+    (A folder another run is using right now is refused by the runner for every node, see common.runlock.)"""
     if holds_a_run(run_dir) and not resume:
         return [Problem(file, key, f"{run_dir} already holds a run; choose another run_name (e.g. --set "
                                    f"run_name=NEW) or resume it with {resume_hint}. Existing results are never "
@@ -112,30 +116,22 @@ def check_run_dir_free(run_dir: Path, resume: bool, file: str, resume_hint: str,
     return []
 
 
-class RedactingFilter(logging.Filter):
-    """Replaces known secret values in every log record with ***."""
-
-    def __init__(self, secrets: set[str]):
-        super().__init__()
-        self.secrets = {s for s in secrets if s}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            for s in self.secrets:
-                message = message.replace(s, REDACTED)
-            record.msg, record.args = message, None
-        return True
-
-
-def open_run_dir(run_dir: Path, resolved_config: dict[str, Any], secrets: set[str]) -> logging.Handler:
-    """Create the folder, write the redacted config and attach a ``run.log`` handler to the root logger."""
+def open_run_dir(run_dir: Path, resolved_config: dict[str, Any], secrets: set[str],
+                 secret_fields: dict[str, set[str]] | None = None) -> logging.Handler:
+    """Create the folder, write the redacted config and attach a ``run.log`` handler to the root logger. A
+    resume whose config differs keeps the earlier one (``resolved_config.N.yaml``) and warns with the changes."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / RESOLVED_CONFIG, dump_yaml(redact(resolved_config, secrets)))
+    shown = redact(resolved_config, secrets, secret_fields)
+    kept, changes = keep_earlier_config(run_dir / RESOLVED_CONFIG, shown)
+    atomic_write_text(run_dir / RESOLVED_CONFIG, dump_yaml(shown))
     handler = logging.FileHandler(run_dir / RUN_LOG, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(secrets))
     logging.getLogger().addHandler(handler)
+    if kept is not None:
+        logging.getLogger(__name__).warning(
+            "this run dir's config changed since its earlier part (which is kept as %s); the run continues with "
+            "the new values:\n  %s", kept.name, "\n  ".join(changes))
     return handler
 
 

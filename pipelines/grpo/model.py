@@ -185,9 +185,20 @@ def vllm_sampling_kwargs(cfg: GRPOConfigFile) -> dict[str, Any]:
     for key in SHARED_SAMPLING_KEYS:
         if extra.get(key) is not None:
             kwargs[key] = extra[key]
+    # TRL hands generation_kwargs to SamplingParams on its vLLM path; the same holds here.
+    kwargs.update(dict(extra.get("generation_kwargs") or {}))
     if tp.model_stop_sequences:
         kwargs.update(stop=list(tp.model_stop_sequences), include_stop_str_in_output=True)
     return kwargs
+
+
+def generates_with_vllm(cfg: GRPOConfigFile) -> bool:
+    """Whether this config's GRPO completions come from vLLM (before loading: what the loaders will decide)."""
+    if not use_gpu(cfg):
+        return False
+    if choose_backend(cfg.model.backend, has_cuda=True) == "unsloth":
+        return resolve_fast_inference(cfg)
+    return cfg.model.vllm is not None
 
 
 def load_unsloth_model(cfg: GRPOConfigFile, model_path: str, fast_language_model=None,

@@ -35,15 +35,17 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     tp = cfg.training_parameters
     for notice in ctx.notices:      # what compat: augmentoolkit translated, into run.log too
         log.log(notice.level, "config %s", notice)
+    resume = resolve_resume(tp.resume_from_checkpoint, run_dir, ctx.config_file)
+    resume_step = (checkpoint_step(resume) or 0) if resume else (0 if tp.resuming else None)
+    if resume is not None and resume_step is not None and tp.max_steps is not None and resume_step >= tp.max_steps:
+        return finished_run(run_dir, resume, resume_step, tp.max_steps)
     backend = choose_backend(cfg.model.backend, has_cuda=use_gpu(cfg))
     if backend == "unsloth":
-        _require_unsloth(ctx.config_file)
+        require_unsloth(ctx.config_file)
         import unsloth  # noqa: F401 - must come before transformers/trl: it patches them on import
 
     inputs = load_inputs(cfg, ctx)
     model_path, tokenizer, sample = inputs.model_path, inputs.tokenizer, inputs.sample
-    resume = resolve_resume(tp.resume_from_checkpoint, run_dir, ctx.config_file)
-    resume_step = (checkpoint_step(resume) or 0) if resume else (0 if tp.resuming else None)
     log.info("%d training rows, %d held-out rows; backend %s; model %s", len(sample.train), len(sample.eval),
              backend, model_path)
 
@@ -62,7 +64,7 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
         # The trackers' callbacks read their environment when the trainer builds them (tensorboard's log dir)
         # and when training starts (wandb), so both happen inside it.
         with tracker_env(cfg, run_dir):
-            trainer, metrics_cb = _build_trainer(cfg, ctx, model_path, tokenizer, sample, stack,
+            trainer, metrics_cb = build_trainer(cfg, ctx, model_path, tokenizer, sample, stack,
                                                  resume_step if main_process else None)
             _train(trainer, run_dir, resume)
     finally:
@@ -81,7 +83,30 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     return outputs
 
 
-def _require_unsloth(config_file: str) -> None:
+def finished_run(run_dir: Path, checkpoint: Path, step: int, max_steps: int) -> dict[str, Any]:
+    """A resume of a run that already reached max_steps trains nothing: it says so and returns the run's outputs
+    (a missing final_adapter, from a kill after the last checkpoint, is taken from that checkpoint)."""
+    final = run_dir / FINAL_ADAPTER
+    if not (final / "adapter_config.json").is_file():
+        tmp = run_dir / f".{FINAL_ADAPTER}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(checkpoint, tmp, ignore=shutil.ignore_patterns(*CHECKPOINT_ONLY))
+        replace_dir(tmp, final)
+        log.info("final adapter taken from %s", checkpoint.name)
+    log.warning("the run in %s is complete: %s is at step %d and max_steps is %d, so there is nothing to train. "
+                "To train further, raise training_parameters.max_steps and resume again", run_dir, checkpoint.name,
+                step, max_steps)
+    outputs: dict[str, Any] = {"final_adapter": final, "metrics": run_dir / METRICS_FILE,
+                               "reward_curve": run_dir / REWARD_CURVE, "summary": run_dir / SUMMARY_FILE}
+    return {k: v for k, v in outputs.items() if Path(v).exists()}
+
+
+# Files of a checkpoint that are training state, not part of an adapter folder.
+CHECKPOINT_ONLY = ("optimizer.*", "scheduler.*", "rng_state*", "trainer_state.json", "training_args.bin",
+                   "COMPLETE", "scaler.*")
+
+
+def require_unsloth(config_file: str) -> None:
     """backend: unsloth needs CUDA and the unsloth package; say how to get either instead of an ImportError."""
     import importlib.util
 
@@ -96,7 +121,7 @@ def _require_unsloth(config_file: str) -> None:
                                    "is visible; use backend: transformers (or auto) on this machine")])
 
 
-def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokenizer: Any, sample: Any,
+def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokenizer: Any, sample: Any,
                    stack: Any, resume_step: Optional[int]):
     """Load the model (only now) and assemble the trainer with its callbacks."""
     from datasets import Dataset
@@ -119,7 +144,12 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
     if cfg.evaluation is not None and sample.eval:
         from pipelines.grpo.evaluation import evaluation_callback, make_evaluator
 
-        evaluator = make_evaluator(cfg, sample.eval, stack, loaded.tokenizer)
+        import os
+
+        from pipelines.grpo.evaluation import eval_engine
+
+        engine = eval_engine(loaded.backend, loaded.generates_with_vllm, int(os.environ.get("WORLD_SIZE", "1")))
+        evaluator = make_evaluator(cfg, sample.eval, stack, loaded.tokenizer, engine)
         callbacks.append(evaluation_callback(evaluator, cfg.evaluation.interval_steps, trainer_ref))
     # Where vLLM generates (Unsloth fast_inference: SamplingParams) it applies the stop strings; else the subclass.
     stops = () if loaded.generates_with_vllm else tuple(tp.model_stop_sequences)
@@ -132,7 +162,8 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
         model=loaded.model, args=args, train_dataset=Dataset.from_list(sample.train),
         reward_funcs=[stack.reward_func], processing_class=loaded.tokenizer, peft_config=loaded.peft_config,
         callbacks=callbacks, reward_stack=stack, stop_sequences=stops,
-        log_completions_every=cfg.logging.log_completions_every, max_total_tokens=_total_token_cap(cfg))
+        log_completions_every=cfg.logging.log_completions_every, base_model=cfg.model.base_model_name,
+        max_total_tokens=_total_token_cap(cfg))
     use_compact_progress(trainer)
     trainer_ref.append(trainer)
     return trainer, metrics_cb

@@ -113,12 +113,28 @@ def sample_completions_text(logs: dict[str, Any], step: int, max_chars: int = 60
     return "\n".join(lines)
 
 
+def name_base_model(card: Path, base_model: str, loaded_from: Optional[str]) -> None:
+    """TRL's model card names only a hub id as the base ("fine-tuned version of [None]" for a local folder or
+    builtin:tiny): name the configured base model and the folder it was loaded from instead."""
+    if not card.is_file():
+        return
+    text = card.read_text(encoding="utf-8")
+    where = f" (loaded from `{loaded_from}`)" if loaded_from and loaded_from != base_model else ""
+    fixed = text.replace("[None](https://huggingface.co/None)", f"`{base_model}`{where}")
+    fixed = fixed.replace('model="None"', f'model="{Path(card.parent, "final_adapter")}"')
+    if fixed != text:
+        from pipelines.common.io import atomic_write_text
+
+        atomic_write_text(card, fixed)
+
+
 @functools.lru_cache(maxsize=1)
 def trainer_class() -> type:
     """Define the GRPOTrainer subclass (imports trl, so only when training)."""
     from trl import GRPOTrainer
-    from trl.trainer.utils import RepeatSampler
+    from trl.trainer.utils import RepeatSampler, get_config_model_id
 
+    from pipelines.common.io import make_readable
     from pipelines.grpo.checkpoints import clear_marker, mark_complete
     from pipelines.common.stops import cut_completions, stopping_generate, trim_completions
 
@@ -138,8 +154,10 @@ def trainer_class() -> type:
 
     class NodeGRPOTrainer(GRPOTrainer):
         def __init__(self, *args: Any, reward_stack: Any = None, stop_sequences: tuple[str, ...] = (),
-                     log_completions_every: int = 0, max_total_tokens: Optional[int] = None, **kwargs: Any):
+                     log_completions_every: int = 0, base_model: str = "", max_total_tokens: Optional[int] = None,
+                     **kwargs: Any):
             self.reward_stack = reward_stack
+            self.base_model = base_model
             self.stop_sequences = [s for s in stop_sequences if s]
             self.max_total_tokens = max_total_tokens     # cap prompt + completion per row (compat length budget)
             self.log_completions_every = log_completions_every
@@ -188,6 +206,25 @@ def trainer_class() -> type:
                     log.info(text)
             super().log(logs, start_time)
 
+        def engine_generate(self, prompt_ids: list[list[int]], num_generations: int) -> list[list[int]]:
+            """Completion token ids from TRL's vLLM engine (the one training samples with), its weights synced to
+            the current step first exactly as a training step does; ``num_generations`` per prompt, in order."""
+            if self.state.global_step != self._last_loaded_step:
+                self.vllm_generation.sync_weights()
+                self._last_loaded_step = self.state.global_step
+            # TRL's layout: each prompt repeated num_generations times (colocate samples one per copy; server mode
+            # takes every num_generations-th prompt and asks for num_generations each).
+            repeated = [ids for ids in prompt_ids for _ in range(num_generations)]
+            _, completion_ids, _, _ = self.vllm_generation.generate(prompts=repeated, images=None,
+                                                                    num_generations=num_generations)
+            return completion_ids
+
+        def create_model_card(self, model_name=None, dataset_name=None, tags=None) -> None:
+            super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+            if self.base_model and self.is_world_process_zero():
+                name_base_model(Path(self.args.output_dir) / "README.md", self.base_model,
+                                get_config_model_id(self.model.config))
+
         def emit_metrics(self, metrics: dict[str, float]) -> None:
             """Log metrics computed outside TRL (evaluation) to every tracker and metrics.jsonl, without
             touching TRL's own per-step metric buffers (``self.log`` would flush them)."""
@@ -231,6 +268,7 @@ def trainer_class() -> type:
             finally:
                 self.args.save_total_limit = limit
             if self.args.should_save:
+                make_readable(folder)   # safetensors writes the weights 0600
                 mark_complete(folder, self.state.global_step)
                 trainer_utils.rotate_checkpoints(output_dir=run_dir, save_total_limit=limit, use_mtime=True,
                                                  best_model_checkpoint=self.state.best_model_checkpoint)

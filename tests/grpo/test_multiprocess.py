@@ -1,4 +1,5 @@
-"""The quickstart as 2 processes on a CPU (torchrun + gloo): steps, one adapter, both ranks' rewards recorded."""
+"""The quickstart as 2 processes (torchrun + gloo on the CPU; two GPUs where two are visible): steps, one adapter,
+both ranks' rewards recorded."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import pytest
 
 from pipelines.common.io import read_jsonl
 from pipelines.runner import main
+from tests.grpo.training_runs import two_process_device
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,7 +22,7 @@ def test_quickstart_two_processes(tmp_path, monkeypatch):
     rc = main(["--outputs", str(out), "--num-processes", "2", "--set", "run_name=mp",
                "--set", f"training_parameters.max_steps={steps}", "--set", "training_parameters.save_steps=3",
                "--set", f"training_parameters.per_device_train_batch_size={per_device}",
-               "--set", "reward.score_save_threshold=0.0"])
+               "--set", "reward.score_save_threshold=0.0", "--set", f"launch.device={two_process_device()}"])
     assert rc == 0
     run = out / "mp"
     state = json.loads((run / "checkpoint-6" / "trainer_state.json").read_text())

@@ -61,6 +61,14 @@ def outputs(tmp_path, tiny_cache, monkeypatch, caplog) -> Path:
     return out
 
 
+def two_process_device() -> str:
+    """``launch.device`` for the two-process tests: the GPUs where at least two are visible, else the CPU, asked for
+    explicitly (a one-GPU box would otherwise be refused by the launch guard: one process per GPU)."""
+    from pipelines.launch import visible_gpu_count
+
+    return "auto" if visible_gpu_count() >= 2 else "cpu"
+
+
 def run_node(outputs: Path, super_cfg: Optional[Path], *sets: str, extra: Sequence[str] = ()) -> int:
     """``python run_pipeline.py [--super-config S] --outputs O --set ... [extra]`` in-process; returns the
     exit code."""
