@@ -1,7 +1,7 @@
 """The GRPO node's configuration schema.
 
 One pydantic model per section, ``extra="forbid"``, a description on every field: this module is both the
-validator and the reference documentation (``python -m cli_utils.config_reference`` prints it). Section
+validator and the reference documentation (``.venv/bin/python -m cli_utils.config_reference`` prints it). Section
 and key names follow Augmentoolkit's GRPO pipeline so that its configs validate here unchanged.
 The ``datasets``/``dataset_settings`` and ``reward`` sections are the shared layers' own models
 (:mod:`pipelines.data.config`, :mod:`pipelines.rewards.config`), so every node reads its data and scores it the
@@ -60,7 +60,11 @@ ModelSection.model_rebuild()
 
 class TrainingParameters(StrictModel):
     """Keys of TRL's GRPOConfig. Keys not listed here are passed through to GRPOConfig after being checked
-    against the installed TRL's field names (see :mod:`pipelines.grpo.checks`)."""
+    against the installed TRL's GRPOConfig source: the name, the type, finiteness, and the value where TRL lists
+    the accepted ones (`loss_type`, `scale_rewards`, `importance_sampling_level`, ...). TRL's names for keys
+    configured elsewhere are refused with the key to use: `use_vllm`/`vllm_mode` (`model.vllm`), `report_to`
+    (`logging.report_to`), `bf16`/`fp16` (`model.dtype`), `seed`/`data_seed` (top-level `seed`), `run_name`
+    (top-level `run_name`), `push_to_hub`/`hub_model_id` (the `push_to_hub` section)."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 

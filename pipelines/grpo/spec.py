@@ -21,13 +21,19 @@ def check_run_dir(cfg: GRPOConfigFile, ctx: NodeContext) -> list[Problem]:
 
 
 def inspect(cfg: GRPOConfigFile, ctx: NodeContext, with_steps: bool = True) -> list[str]:
-    """The --validate summary: every dataset's counts and an example prompt, the steps the run will train
-    (``with_steps``; grpo_hpo sets its own), and the effective values."""
+    """The --validate summary: every dataset's counts and an example prompt (rubric placeholders checked against
+    its columns), the steps the run will train (``with_steps``; grpo_hpo sets its own), the effective values."""
+    from pipelines.common.problems import ConfigError
     from pipelines.data.summary import inspect_datasets
     from pipelines.grpo.inputs import data_spec
+    from pipelines.rewards.checks import check_rubric_columns
 
+    columns: dict[int, set[str]] = {}
     totals: dict[str, int] = {}
-    lines = inspect_datasets(data_spec(cfg), ctx.config_file, totals)
+    lines = inspect_datasets(data_spec(cfg), ctx.config_file, columns, totals)
+    problems = check_rubric_columns(cfg.datasets, columns, ctx.config_file)
+    if problems:
+        raise ConfigError(problems, lines)
     if with_steps:
         lines.append(steps_line(cfg, totals.get("train_rows", 0)))
     return lines + effective_lines(cfg)

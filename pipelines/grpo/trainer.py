@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from pipelines.grpo.artifacts import TRL_REWARD_NAME
 from pipelines.grpo.config import GRPOConfigFile
 
 log = logging.getLogger(__name__)
@@ -96,13 +97,19 @@ def _finish_wandb() -> None:
         wandb.finish()
 
 
+# TRL's names for the reward the stack hands it (already logged as rewards/scaled/*, the combined reward before
+# scaling as rewards/combined/*): left out of every log.
+TRL_DUPLICATE_KEYS = ("reward", "reward_std", f"rewards/{TRL_REWARD_NAME}/mean", f"rewards/{TRL_REWARD_NAME}/std")
+
+
 def sample_completions_text(logs: dict[str, Any], step: int, max_chars: int = 600) -> Optional[str]:
     """One prompt of the latest batch with each of its completions and rewards, for run.log."""
     prompts = list(logs.get("prompt") or [])
     completions = list(logs.get("completion") or [])
     if not prompts or len(prompts) != len(completions):
         return None
-    rewards = {name: list(values) for name, values in (logs.get("rewards") or {}).items()}
+    rewards = {("reward" if name == TRL_REWARD_NAME else name): list(values)
+               for name, values in (logs.get("rewards") or {}).items()}
     first = prompts[0]
     lines = [f"step {step}: sample prompt and its completions", f"  prompt: {first[-max_chars:]!r}"]
     for i, (prompt, completion) in enumerate(zip(prompts, completions)):
@@ -198,6 +205,9 @@ def trainer_class() -> type:
             is_step_log = self.model.training and "loss" in logs
             if is_step_log and self.reward_stack is not None:
                 logs.update(self.reward_stack.pop_metrics())
+                # TRL's own copies of the (scaled) combined reward: one key, rewards/combined/mean, is enough.
+                for key in TRL_DUPLICATE_KEYS:
+                    self._metrics["train"].pop(key, None)
             step = self.state.global_step
             every = self.log_completions_every
             if is_step_log and every and step % every == 0 and self.accelerator.is_main_process:
