@@ -16,7 +16,7 @@ import yaml
 from pipelines.common.io import read_jsonl
 from pipelines.grpo.compat import normalise
 from pipelines.runner import main
-from tests.grpo.training_runs import tiny_cache  # noqa: F401 - fixture
+from tests.grpo.training_runs import STEP_KEY, tiny_cache  # noqa: F401 - fixture
 from tests.judge_server import JudgeServer, Reply
 
 TAGS = ["warmth", "texture", "craft", "defiance", "spark", "thinking_room"]
@@ -226,7 +226,7 @@ def test_augmentoolkit_config_validates_then_trains_two_steps(workspace, capsys,
     (run,) = runs(workspace)
     if shape == "emotional_alignment":
         assert run == workspace / "outputs/grpo_alignment"
-    steps = [r for r in read_jsonl(run / "metrics.jsonl") if "reward_combined_mean" in r]
+    steps = [r for r in read_jsonl(run / "metrics.jsonl") if STEP_KEY in r]
     assert [r["step"] for r in steps] == [1, 2]
     assert (run / "final_adapter" / "adapter_config.json").exists()
     tokenizer_config = json.loads((run / "final_adapter" / "tokenizer_config.json").read_text())
