@@ -63,7 +63,7 @@ Plain ``def`` rewards run in worker threads, each call bounded by ``reward.sync_
 past it the run stops with a reward error naming the function and saves a checkpoint). A reward whose own
 timeouts need the main thread (``signal.alarm``, as math-verify uses) registers with ``main_thread=True``.
 
-Try a reward without a GPU: ``python -m cli_utils.score_completions --config CONFIG --sample 20``.
+Try a reward without a GPU: ``.venv/bin/python -m cli_utils.score_completions --config CONFIG --sample 20``.
 The built-in rewards are in ``pipelines/rewards/builtin.py``: ``keyword``, ``regex_match``,
 ``answer_match``, ``countdown_equation``, ``think_answer_format``, ``cot_format``, ``length_target``,
 ``repetition_penalty``; the LLM judges ``llm_judge`` and ``generic_llm_reward`` (Augmentoolkit's scoring) are in

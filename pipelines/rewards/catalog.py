@@ -63,6 +63,19 @@ def get_reward_factory(name: str) -> Callable[..., Any]:
     return rewards().get(name)
 
 
+def entry_kwargs(entry: Any) -> dict[str, Any]:
+    """A ``reward_funcs`` entry's factory arguments: its extra keys, plus its ``label`` when the factory takes a
+    ``label`` argument (the LLM judge names its own metrics by it)."""
+    kwargs = dict(entry.kwargs)
+    if getattr(entry, "label", None) is None:
+        return kwargs
+    try:
+        params = inspect.signature(get_reward_factory(entry.name)).parameters
+    except (KeyError, TypeError, ValueError):
+        return kwargs
+    return {**kwargs, "label": entry.label} if "label" in params else kwargs
+
+
 # Parameters through which TRL hands a reward function the batch (a plain function has at least one of the
 # first three); the config cannot set any of them.
 CONTRACT_PARAMS = ("prompts", "completions", "completion_ids")

@@ -11,6 +11,10 @@ from pipelines.common.schema import StrictModel
 DEFAULT_SYNC_TIMEOUT_S = 300.0
 
 
+# A label names metrics (`rewards/<dataset>/<reward>/mean`): letters, digits, `_`, `.` and `-` only.
+LABEL_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+
+
 class NamedFunction(StrictModel):
     name: str = Field(description="Registered function name (post_processors.py).")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the function.")
@@ -33,8 +37,8 @@ class RewardSection(StrictModel):
                     "reward error naming the function (the run stops; a checkpoint is saved). null: no limit. "
                     "Rewards registered main_thread (TRL's math-verify rewards) bound themselves instead.")
     scaling_function: Union[str, NamedFunction] = Field(
-        "identity", description="Scales the batch of combined rewards: identity, zscore, minmax, rank, clip, or "
-                                "a registered function; a name or {name, kwargs}.")
+        "identity", description="Scales the batch of combined rewards: identity (alias none), zscore, minmax, "
+                                "rank, clip, or a registered function; a name or {name, kwargs}.")
 
 
 class RewardFuncEntry(StrictModel):
@@ -44,6 +48,10 @@ class RewardFuncEntry(StrictModel):
     model_config = ConfigDict(extra="allow")
     name: str = Field(description="Name registered with @register_reward_function, or `package.module:function`: a "
                                   "factory or a plain reward function (TRL's contract), told apart by signature.")
+    label: Optional[str] = Field(None, pattern=LABEL_PATTERN, description="Names this reward in metrics and "
+                                 "score records (`rewards/<dataset label>/<label>/mean`); default: the function "
+                                 "name (`_2`, `_3` for repeats). Unique within a dataset. An LLM judge also names "
+                                 "its own metrics by it.")
     weight: float = Field(1.0, description="Weight used by weighted_sum.")
     gate: bool = Field(False, description="If true, a score of 0 from this function zeroes the combined reward.")
 
@@ -53,5 +61,6 @@ class RewardFuncEntry(StrictModel):
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        """Factory keyword arguments: every key but name, weight, gate and text_completions."""
+        """Factory keyword arguments: every key but name, label, weight, gate and text_completions
+        (``catalog.entry_kwargs`` adds ``label`` for a factory that takes one)."""
         return dict(self.model_extra or {})

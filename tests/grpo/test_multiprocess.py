@@ -29,7 +29,7 @@ def test_quickstart_two_processes(tmp_path, monkeypatch):
     assert state["global_step"] == steps
     adapters = [p for p in run.rglob("adapter_config.json") if "checkpoint-" not in str(p)]
     assert [p.parent.name for p in adapters] == ["final_adapter"]
-    step_logs = [r for r in read_jsonl(run / "metrics.jsonl") if "reward_combined_mean" in r]
+    step_logs = [r for r in read_jsonl(run / "metrics.jsonl") if "rewards/combined/mean" in r]
     assert [r["step"] for r in step_logs] == list(range(1, steps + 1))
     # each rank scores its own per-device batch; the logged statistics cover both ranks
     assert all(r["rewards/combined/count"] == 2 * per_device for r in step_logs)

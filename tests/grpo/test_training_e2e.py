@@ -47,9 +47,9 @@ def test_quickstart_learns_and_writes_every_artifact(outputs):  # noqa: F811
     records = step_records(run)
     assert [r["step"] for r in records] == list(range(1, steps + 1))
     for rec in records:   # per-component and combined reward on every step
-        assert 0.0 <= rec["rewards/d0/keyword/mean"] <= 1.0
-        assert rec["reward_combined_mean"] == pytest.approx(rec["rewards/d0/keyword/mean"])
-    rewards = [r["reward_combined_mean"] for r in records]
+        assert 0.0 <= rec["rewards/quickstart/keyword/mean"] <= 1.0
+        assert rec["rewards/combined/mean"] == pytest.approx(rec["rewards/quickstart/keyword/mean"])
+    rewards = [r["rewards/combined/mean"] for r in records]
     first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
     assert last >= first + 0.3, rewards                       # the keyword reward clearly rises (seed 42)
 

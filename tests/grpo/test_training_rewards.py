@@ -45,7 +45,8 @@ def test_trl_think_format_reward_by_import_path_validates_and_trains(outputs, tm
     assert run_node(outputs, super_cfg) == 0
     records = step_records(outputs / "trl_reward")
     assert [r["step"] for r in records] == [1, 2]
-    assert all("rewards/d0/think_format_reward/mean" in r and "rewards/d0/think_format_reward_2/mean" in r
+    assert all("rewards/quickstart/think_format_reward/mean" in r
+               and "rewards/quickstart/think_format_reward_2/mean" in r
                for r in records)
     log = (outputs / "trl_reward" / "run.log").read_text()
     assert "'trl.rewards:think_format_reward' (import path): a plain reward function" in log

@@ -16,7 +16,7 @@ from pipelines.common.io import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "pipelines/grpo/configs/quickstart.yaml"
-STEP_KEY = "reward_combined_mean"          # present on every training-step record of metrics.jsonl
+STEP_KEY = "rewards/combined/mean"          # present on every training-step record of metrics.jsonl
 
 # Small and fast: 2 prompts x 4 generations per step, 12 new tokens.
 FAST = {"per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 12}

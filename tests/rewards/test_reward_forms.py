@@ -49,7 +49,7 @@ def test_plain_function_by_import_path_and_trl_name(caplog):
     assert catalog.resolve_reward("think_format_reward").source == "registry"
     stack = stack_for(make_cfg([{"name": "trl.rewards:think_format_reward"}, {"name": "keyword", "keywords": "x"}]))
     results = stack.score_batch(None, ["<think>hm</think>yes", "no think"], [row(0), row(0)])
-    assert [r.rewards["d0/think_format_reward"] for r in results] == [1.0, 0.0]
+    assert [r.rewards["ds0/think_format_reward"] for r in results] == [1.0, 0.0]
     said = [r.getMessage() for r in caplog.records]
     assert any("'trl.rewards:think_format_reward' (import path): a plain reward function" in m for m in said)
     assert any("'keyword' (registry): a factory" in m for m in said)
