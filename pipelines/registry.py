@@ -29,7 +29,9 @@ def _grpo_hpo_spec() -> NodeSpec:
 
 
 NODE_FACTORIES: dict[str, Callable[[], NodeSpec]] = {"grpo": _grpo_spec, "rollout": _rollout_spec,
-                                                     "grpo_hpo": _grpo_hpo_spec}
+                                                     "grpo_hpo": _grpo_hpo_spec,
+                                                     # Augmentoolkit's name for its GRPO pipeline node
+                                                     "grpo-rl-pipeline": _grpo_spec}
 
 
 def get_node(name: str) -> NodeSpec:

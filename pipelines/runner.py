@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from pipelines.common.http_logs import quiet_http_clients
+from pipelines.validation import report_problems, validate_summary
 from pipelines.common.io import make_readable
 from pipelines.common.config_io import (EnvResolver, apply_overrides, find_placeholders, load_yaml,
                                         parse_scalar)
+from pipelines.common.compat import log_notices
 from pipelines.common.problems import ConfigError, Problem, did_you_mean
-from pipelines.common.refs import check_refs, describe_refs, record_latest, ref_scope, substitute_refs
+from pipelines.common.refs import check_refs, record_latest, ref_scope, substitute_refs
 from pipelines.common.redaction import RedactingFilter, redact_handlers, redact_text, register_secrets
 from pipelines.common.runlock import LOCK_FILE, RunDirBusy, RunLock, busy_holder, check_launched_rank
 from pipelines.common.rundir import (MANIFEST, RESOLVED_CONFIG, RUN_LOG, check_run_location,
@@ -166,6 +168,11 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     problems += find_placeholders(raw, file)
     scope = ref_scope(args.super_config)
     problems += check_refs(raw, file, upstream, Path(args.outputs), all_labels, scope)
+    notices: list[Any] = []
+    if spec.normalize is not None:      # another tool's config shape (e.g. Augmentoolkit's), in this node's terms
+        raw, notices, shape_problems = spec.normalize(raw, file)
+        problems += shape_problems
+        log_notices(notices, file)
     if not raw.get("run_name") and spec.config_model is not None and "run_name" in spec.config_model.model_fields:
         raw["run_name"] = default_run_name(spec.name)
     if args.num_processes is not None and spec.config_model is not None and "launch" in spec.config_model.model_fields:
@@ -182,7 +189,8 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     ctx = NodeContext(label=label, index=index, config_file=file, raw_config=raw, secrets=env.secret_values,
                       run_dir=run_dir, outputs_root=Path(args.outputs), manifests=manifests,
                       num_processes=args.num_processes, validate_only=args.validate or args.preflight,
-                      launched=args.launched_rank, secret_fields=env.secret_fields, ref_scope=scope)
+                      launched=args.launched_rank, secret_fields=env.secret_fields, ref_scope=scope,
+                      notices=notices)
     cfg, node_problems = validate_node_config(spec, raw, ctx)
     return PlannedNode(label, spec, cfg, ctx), problems + node_problems
 
@@ -230,13 +238,6 @@ def _shared_run_dirs(planned: list[PlannedNode]) -> list[Problem]:
         else:
             seen[key] = node
     return problems
-
-
-def report_problems(problems: Sequence[Problem]) -> None:
-    print(f"\nConfiguration invalid: {len(problems)} problem{'s' if len(problems) != 1 else ''}:", file=sys.stderr)
-    for p in problems:
-        print(f"  {redact_text(str(p))}", file=sys.stderr)
-    print("\nFix them and run again (python run_pipeline.py --validate checks without training).", file=sys.stderr)
 
 
 def _resolve_refs(node: PlannedNode) -> list[Any]:
@@ -369,11 +370,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         planned, problems = plan(args)
     except ConfigError as exc:
         planned, problems = [], exc.problems
+    if args.validate:   # the data, rubric and judge checks run beside the config problems: one pass
+        return validate_summary(planned, args, problems)
     if problems:
         report_problems(problems)
         return EXIT_CONFIG
-    if args.validate:
-        return validate_summary(planned, args)
     if args.preflight:
         return preflight(planned)
     if args.launched_rank:
@@ -399,33 +400,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                               f"{time.time() - started:.0f}s: {type(exc).__name__}: {exc}{hint}\nlater nodes were "
                               f"not run; see {node.ctx.run_dir / 'run.log'}"), file=sys.stderr)
             return EXIT_NODE_FAILED
-    return EXIT_OK
-
-
-def validate_summary(planned: list[PlannedNode], args: argparse.Namespace) -> int:
-    """Print what would run; data inspection may still find input problems (exit 2)."""
-    problems: list[Problem] = []
-    earlier: set[str] = set()
-    for node in planned:
-        print(f"[{node.ctx.index}] {node.label}: {node.ctx.config_file}")
-        print(f"    run dir: {node.ctx.run_dir}")
-        for line in describe_refs(node.ctx.raw_config, earlier, node.ctx.outputs_root, node.ctx.ref_scope):
-            print(f"    reference {line}")
-        earlier.add(node.label)
-        if node.spec.inspect is not None:
-            try:
-                for line in node.spec.inspect(node.cfg, node.ctx):
-                    print(f"    {line}")
-            except ConfigError as exc:
-                problems += exc.problems
-        if args.check_judges and node.spec.check_judges is not None:
-            problems += node.spec.check_judges(node.cfg, node.ctx)
-        elif args.check_judges:
-            print("    judges: not checked (this node declares no LLM judges)")
-    if problems:
-        report_problems(problems)
-        return EXIT_CONFIG
-    print(f"OK: {len(planned)} node(s) valid")
     return EXIT_OK
 
 

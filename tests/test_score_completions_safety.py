@@ -154,7 +154,7 @@ def test_every_line_is_scored_when_the_judge_is_down(setup, capsys, on_error):
     records = [json.loads(x) for x in (tmp / "o.jsonl").read_text().splitlines()]
     assert len(records) == 5
     for rec in records:
-        assert rec["rewards"] == {"d0/keyword": 1.0, "d0/llm_judge": None}
+        assert list(rec["rewards"].values()) == [1.0, None]          # keyword scored, the judge not
         assert len(rec["errors"]) == 1 and "LLM judge 'grader'" in rec["errors"][0] and "HTTP 500" in rec["errors"][0]
     assert "5 line(s) scored, 5 with errors" in captured.out
     assert "resum" not in (captured.out + captured.err + (tmp / "o.jsonl").read_text()).lower()

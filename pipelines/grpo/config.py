@@ -1,7 +1,7 @@
 """The GRPO node's configuration schema.
 
 One pydantic model per section, ``extra="forbid"``, a description on every field: this module is both the
-validator and the reference documentation (``python -m cli_utils.config_reference`` prints it). Section
+validator and the reference documentation (``.venv/bin/python -m cli_utils.config_reference`` prints it). Section
 and key names follow Augmentoolkit's GRPO pipeline so that its configs validate here unchanged.
 The ``datasets``/``dataset_settings`` and ``reward`` sections are the shared layers' own models
 (:mod:`pipelines.data.config`, :mod:`pipelines.rewards.config`), so every node reads its data and scores it the
@@ -60,7 +60,11 @@ ModelSection.model_rebuild()
 
 class TrainingParameters(StrictModel):
     """Keys of TRL's GRPOConfig. Keys not listed here are passed through to GRPOConfig after being checked
-    against the installed TRL's field names (see :mod:`pipelines.grpo.checks`)."""
+    against the installed TRL's GRPOConfig source: the name, the type, finiteness, and the value where TRL lists
+    the accepted ones (`loss_type`, `scale_rewards`, `importance_sampling_level`, ...). TRL's names for keys
+    configured elsewhere are refused with the key to use: `use_vllm`/`vllm_mode` (`model.vllm`), `report_to`
+    (`logging.report_to`), `bf16`/`fp16` (`model.dtype`), `seed`/`data_seed` (top-level `seed`), `run_name`
+    (top-level `run_name`), `push_to_hub`/`hub_model_id` (the `push_to_hub` section)."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
@@ -79,7 +83,10 @@ class TrainingParameters(StrictModel):
     max_prompt_length: int = Field(512, ge=1, description="Prompt token budget; enforced by the data layer "
                                                           "(old turns are dropped to fit), since TRL removed it.")
     max_completion_length: int = Field(256, ge=1, description="Maximum new tokens per completion.")
-    max_steps: int = Field(100, ge=1, description="Optimizer steps to train.")
+    max_steps: Optional[int] = Field(None, ge=-1, description="Optimizer steps to train. Omitted, null or -1: "
+                                     "num_train_epochs decides (--validate prints the resulting steps).")
+    num_train_epochs: float = Field(1.0, gt=0, description="Passes over the sampled training rows when max_steps is "
+                                    "not set (ignored when it is, as in TRL).")
     save_steps: int = Field(50, ge=1, description="Save a checkpoint every this many steps.")
     save_total_limit: Optional[int] = Field(3, ge=1, description="Checkpoints to keep (oldest are deleted).")
     save_strategy: Literal["steps", "no", "epoch", "best"] = Field("steps", description="When to checkpoint.")
@@ -102,6 +109,13 @@ class TrainingParameters(StrictModel):
     @classmethod
     def _template(cls, value: Optional[str]) -> Optional[str]:
         return resolve_chat_template(value)     # a known name becomes its template; bad Jinja is refused
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, value: Optional[int]) -> Optional[int]:
+        if value == 0:
+            raise ValueError("must be at least 1, or -1 / null to train num_train_epochs passes")
+        return None if value == -1 else value
 
     @model_validator(mode="after")
     def _resume_value(self) -> "TrainingParameters":
@@ -161,6 +175,13 @@ class LaunchSection(StrictModel):
 class GRPOConfigFile(StrictModel):
     """A GRPO node config file."""
 
+    compat: Literal["strict", "augmentoolkit"] = Field(
+        "strict", description="`augmentoolkit` reads an Augmentoolkit GRPO config unchanged, with Augmentoolkit's "
+                              "meaning (post_processors, a single reward_funcs mapping, percentages divided by their "
+                              "sum, dataset-level judge settings, a batch raised to num_generations, a length budget "
+                              "over max_seq_length cut as vLLM cuts it; each reported). Default: augmentoolkit when "
+                              "the config has Augmentoolkit's top-level `pipeline:` key, else `strict` (each of "
+                              "those is an error). See README: Augmentoolkit configs.")
     run_name: Optional[str] = Field(None, description="Names the run dir outputs/<run_name>: one "
                                     "name (no `/`, `\\`, `..`, leading `.`); default grpo-<timestamp>.")
     seed: Seed = Field(42, description="Seed for sampling, LoRA init and training.")

@@ -33,9 +33,11 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     started = time.time()
     run_dir = Path(ctx.run_dir)
     tp = cfg.training_parameters
+    for notice in ctx.notices:      # what compat: augmentoolkit translated, into run.log too
+        log.log(notice.level, "config %s", notice)
     resume = resolve_resume(tp.resume_from_checkpoint, run_dir, ctx.config_file)
     resume_step = (checkpoint_step(resume) or 0) if resume else (0 if tp.resuming else None)
-    if resume is not None and resume_step is not None and resume_step >= tp.max_steps:
+    if resume is not None and resume_step is not None and tp.max_steps is not None and resume_step >= tp.max_steps:
         return finished_run(run_dir, resume, resume_step, tp.max_steps)
     backend = choose_backend(cfg.model.backend, has_cuda=use_gpu(cfg))
     if backend == "unsloth":
@@ -135,14 +137,19 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
         if dropped:
             log.info("metrics.jsonl: dropped %d record(s) after step %d (resume)", dropped, resume_step)
     loaded = load_model(cfg, model_path, tokenizer)
-    args = build_grpo_config(cfg, run_dir, loaded.grpo_overrides, on_gpu=use_gpu(cfg))
+    args = build_grpo_config(cfg, run_dir, loaded.grpo_overrides, on_gpu=use_gpu(cfg), train_rows=len(sample.train))
     metrics_cb = metrics_callback(run_dir / METRICS_FILE, run_dir / REWARD_CURVE, exclude=[TRL_REWARD_NAME])
     trainer_ref: list = []
     callbacks = [metrics_cb]
     if cfg.evaluation is not None and sample.eval:
         from pipelines.grpo.evaluation import evaluation_callback, make_evaluator
 
-        evaluator = make_evaluator(cfg, sample.eval, stack, loaded.tokenizer)
+        import os
+
+        from pipelines.grpo.evaluation import eval_engine
+
+        engine = eval_engine(loaded.backend, loaded.generates_with_vllm, int(os.environ.get("WORLD_SIZE", "1")))
+        evaluator = make_evaluator(cfg, sample.eval, stack, loaded.tokenizer, engine)
         callbacks.append(evaluation_callback(evaluator, cfg.evaluation.interval_steps, trainer_ref))
     # Where vLLM generates (Unsloth fast_inference: SamplingParams) it applies the stop strings; else the subclass.
     stops = () if loaded.generates_with_vllm else tuple(tp.model_stop_sequences)
@@ -155,10 +162,20 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
         model=loaded.model, args=args, train_dataset=Dataset.from_list(sample.train),
         reward_funcs=[stack.reward_func], processing_class=loaded.tokenizer, peft_config=loaded.peft_config,
         callbacks=callbacks, reward_stack=stack, stop_sequences=stops,
-        log_completions_every=cfg.logging.log_completions_every, base_model=cfg.model.base_model_name)
+        log_completions_every=cfg.logging.log_completions_every, base_model=cfg.model.base_model_name,
+        max_total_tokens=_total_token_cap(cfg))
     use_compact_progress(trainer)
     trainer_ref.append(trainer)
     return trainer, metrics_cb
+
+
+def _total_token_cap(cfg: GRPOConfigFile) -> Optional[int]:
+    """model.max_seq_length when prompt + completion budgets exceed it (accepted by compat: augmentoolkit): HF
+    generate then stops each row there, as vLLM's max_model_len does (the Unsloth backend's vLLM is built with
+    max_seq_length, so it caps by itself)."""
+    tp = cfg.training_parameters
+    over = tp.max_prompt_length + tp.max_completion_length > cfg.model.max_seq_length
+    return cfg.model.max_seq_length if over else None
 
 
 def _train(trainer: Any, run_dir: Path, resume: Optional[Path]) -> None:

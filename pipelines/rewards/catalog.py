@@ -54,6 +54,19 @@ def get_reward_factory(name: str) -> Callable[..., Any]:
     return rewards().get(name)
 
 
+def entry_kwargs(entry: Any) -> dict[str, Any]:
+    """A ``reward_funcs`` entry's factory arguments: its extra keys, plus its ``label`` when the factory takes a
+    ``label`` argument (the LLM judge names its own metrics by it)."""
+    kwargs = dict(entry.kwargs)
+    if getattr(entry, "label", None) is None:
+        return kwargs
+    try:
+        params = inspect.signature(get_reward_factory(entry.name)).parameters
+    except (KeyError, TypeError, ValueError):
+        return kwargs
+    return {**kwargs, "label": entry.label} if "label" in params else kwargs
+
+
 def check_reward_kwargs(name: str, kwargs: dict[str, Any]) -> list[str]:
     """Messages for an unknown name, kwargs that do not bind to the factory's signature, or a failed
     factory-specific validator. Empty when the entry is usable. Does not call the factory."""

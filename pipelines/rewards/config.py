@@ -9,6 +9,10 @@ from pydantic import ConfigDict, Field
 from pipelines.common.schema import StrictModel
 
 
+# A label names metrics (`rewards/<dataset>/<reward>/mean`): letters, digits, `_`, `.` and `-` only.
+LABEL_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+
+
 class NamedFunction(StrictModel):
     name: str = Field(description="Registered function name (post_processors.py).")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the function.")
@@ -26,8 +30,8 @@ class RewardSection(StrictModel):
         "sum", description="Combines one completion's reward scores: sum, mean, weighted_sum, min, product, or "
                            "a function registered in post_processors.py; a name or {name, kwargs}.")
     scaling_function: Union[str, NamedFunction] = Field(
-        "identity", description="Scales the batch of combined rewards: identity, zscore, minmax, rank, clip, or "
-                                "a registered function; a name or {name, kwargs}.")
+        "identity", description="Scales the batch of combined rewards: identity (alias none), zscore, minmax, "
+                                "rank, clip, or a registered function; a name or {name, kwargs}.")
 
 
 class RewardFuncEntry(StrictModel):
@@ -35,10 +39,15 @@ class RewardFuncEntry(StrictModel):
 
     model_config = ConfigDict(extra="allow")
     name: str = Field(description="Name registered with @register_reward_function, or `module:function`.")
+    label: Optional[str] = Field(None, pattern=LABEL_PATTERN, description="Names this reward in metrics and "
+                                 "score records (`rewards/<dataset label>/<label>/mean`); default: the function "
+                                 "name (`_2`, `_3` for repeats). Unique within a dataset. An LLM judge also names "
+                                 "its own metrics by it.")
     weight: float = Field(1.0, description="Weight used by weighted_sum.")
     gate: bool = Field(False, description="If true, a score of 0 from this function zeroes the combined reward.")
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        """Factory keyword arguments: every key but name, weight and gate."""
+        """Factory keyword arguments: every key but name, label, weight and gate (``catalog.entry_kwargs`` adds
+        ``label`` for a factory that takes one)."""
         return dict(self.model_extra or {})

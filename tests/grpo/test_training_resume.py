@@ -184,6 +184,9 @@ def test_resume_of_a_finished_run_trains_nothing_and_keeps_the_earlier_config(ou
         assert (run / name).stat().st_mode & 0o777 == 0o644 & ~current_umask(), name
     assert (run / "final_adapter").stat().st_mode & 0o777 == 0o755 & ~current_umask()
     assert_adapter_loads_from_anywhere(run, tmp_path)
+    for record in step_records(run):   # one combined-reward key (TRL's copies are left out), named components
+        assert {"reward", "reward_std", "rewards/reward_stack/mean"}.isdisjoint(record), sorted(record)
+        assert "rewards/quickstart/keyword/mean" in record
     steps_before = [r["step"] for r in step_records(run)]
     shutil.rmtree(run / "final_adapter")          # as if killed after the last checkpoint, before the adapter
     caplog.clear()

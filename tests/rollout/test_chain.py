@@ -90,7 +90,7 @@ def test_grpo_then_rollout_of_its_adapter(tmp_path):
     assert yaml.safe_load((roll / "resolved_config.yaml").read_text())["model"]["adapter"] == str(adapter)
     summary = json.loads((roll / "summary.json").read_text())
     assert (summary["prompts"], summary["completions"]) == (8, 32)
-    assert summary["components"].keys() == {"d0/keyword"}
+    assert summary["components"].keys() == {"quickstart/keyword"}
     for name in ("scored.jsonl", "scored.parquet", "sft.jsonl", "preferences.jsonl"):
         assert (roll / name).is_file()
 

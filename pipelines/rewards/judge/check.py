@@ -23,7 +23,7 @@ def _judge_entries(datasets: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
     """(key path, kwargs) of every llm_judge and generic_llm_reward entry, first occurrence of each distinct
     judge only. A generic_llm_reward entry's kwargs are mapped onto llm_judge's (its transport and rubric are
     the same; the probe only asks whether the answer carries every score tag)."""
-    from pipelines.rewards.catalog import get_reward_factory
+    from pipelines.rewards.catalog import entry_kwargs, get_reward_factory
     from pipelines.rewards.judge.generic import generic_llm_reward, judge_settings
     from pipelines.rewards.judge.reward import llm_judge
 
@@ -35,9 +35,9 @@ def _judge_entries(datasets: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
             except KeyError:
                 continue          # reported by the config checks
             if factory is generic_llm_reward:
-                kwargs = _generic_as_llm_judge(entry.kwargs, judge_settings)
+                kwargs = _generic_as_llm_judge(entry_kwargs(entry), judge_settings)
             elif factory is llm_judge:
-                kwargs = entry.kwargs
+                kwargs = entry_kwargs(entry)
             else:
                 continue
             ident = json.dumps([kwargs.get(k) for k in ("eval_llm_base_url", "eval_llm_name", "system_prompt_path",

@@ -188,7 +188,7 @@ class LLMJudge:
         return (f"LLM judge {self.options.label!r} (model {t.model!r} at {t.base_url}): {bad} of {sent} judge calls "
                 f"in this batch gave no score after {t.max_retries} retries and {self.options.format_retries} format "
                 f"re-asks, more than max_failure_rate={self.options.max_failure_rate:g}. Last error: {last_error}. "
-                "Check the endpoint (python run_pipeline.py --validate --check-judges)")
+                "Check the endpoint (.venv/bin/python run_pipeline.py --validate --check-judges)")
 
     async def score(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[Optional[float]]:
         """TRL's batch contract: one reward (or None) per completion."""
