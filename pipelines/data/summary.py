@@ -119,7 +119,8 @@ def _full_scan_lines(ds: DatasetEntry, spec: DataSpec) -> list[str]:
 
 def _dataset_lines(spec: DataSpec, i: int, want: tuple[int, int], counter: Optional[ChatTokenCounter],
                    counts: bool, note: str, config_file: str, full_scan: bool,
-                   columns: Optional[dict[int, set[str]]]) -> tuple[list[str], list[Problem]]:
+                   columns: Optional[dict[int, set[str]]],
+                   totals: Optional[dict[str, int]]) -> tuple[list[str], list[Problem]]:
     """Summary lines and problems of one dataset: count, check columns, draw the sample, check rewards."""
     ds = spec.datasets[i]
     idx, problems = index_or_problem(ds, i, config_file, spec.settings.max_row_bytes)
@@ -141,6 +142,8 @@ def _dataset_lines(spec: DataSpec, i: int, want: tuple[int, int], counter: Optio
     lines.append(f"  drawn: {stats.rows_read} rows read for {need} ({want[0]} training{held}, percentage "
                  f"{ds.percentage:g} of total_rows {spec.settings.total_rows}); usable: {len(rows)}, skipped: "
                  f"{describe_skipped(stats.skipped)}; format: {formats}")
+    if totals is not None:
+        totals["train_rows"] = totals.get("train_rows", 0) + len(rows) - min(want[1], len(rows))
     if not rows:
         return lines, [no_usable_rows(ds, i, config_file, stats.rows_read, stats.skipped)]
     if len(rows) < need:
@@ -159,10 +162,11 @@ def _dataset_lines(spec: DataSpec, i: int, want: tuple[int, int], counter: Optio
 
 
 def inspect_datasets(spec: DataSpec, config_file: str, columns: Optional[dict[int, set[str]]] = None,
-                     full_scan: bool = False) -> list[str]:
+                     totals: Optional[dict[str, int]] = None, full_scan: bool = False) -> list[str]:
     """Summary lines for every dataset; raises ConfigError for unusable datasets, missing columns and
     shortfalls in error mode. ``columns`` receives, per dataset, the column names of a prepared example row
-    (what rewards will see); ``full_scan`` also classifies every row of every local file."""
+    (what rewards will see); ``totals["train_rows"]`` the training rows the sampler will draw; ``full_scan``
+    also classifies every row of every local file."""
     train_counts = rows_per_dataset(spec.datasets, spec.settings.total_rows)
     eval_counts = split_eval(spec.eval_rows, train_counts)
     counter, counts, note = example_counter(spec)
@@ -173,7 +177,7 @@ def inspect_datasets(spec: DataSpec, config_file: str, columns: Optional[dict[in
             lines.append(f"dataset[{i}] {ds.path}: not read (percentage {ds.percentage:g} gives 0 rows)")
             continue
         found_lines, found = _dataset_lines(spec, i, (train_counts[i], eval_counts[i]), counter, counts, note,
-                                            config_file, full_scan, columns)
+                                            config_file, full_scan, columns, totals)
         lines += found_lines
         problems += found
     if problems:
