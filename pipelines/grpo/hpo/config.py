@@ -17,13 +17,6 @@ _SHRINK = "Factor a shrinking mutation multiplies the value by (0 < factor < 1);
 _GROW = "Factor a growing mutation multiplies the value by (> 1); AgileRL's default 1.2."
 
 
-def _check_factors(shrink: Optional[float], grow: Optional[float]) -> None:
-    if shrink is not None and not 0 < shrink < 1:
-        raise ValueError(f"shrink_factor must be between 0 and 1 (got {shrink})")
-    if grow is not None and not grow > 1:
-        raise ValueError(f"grow_factor must be above 1 (got {grow})")
-
-
 class SearchRange(StrictModel):
     min: float = Field(description="Lower bound (inclusive); mutated values are clipped to it.")
     max: float = Field(description="Upper bound (inclusive); mutated values are clipped to it.")
@@ -32,10 +25,10 @@ class SearchRange(StrictModel):
                                          "multiplicative operator is scale-free and does not use it.")
     type: Literal["float", "int"] = Field("float", description="Value type; int values are rounded, and an int "
                                                                "mutation always moves by at least 1 (within bounds).")
-    shrink_factor: Optional[float] = Field(None, description="This range's own shrink factor (multiplicative "
-                                                             "operator); default: hpo.shrink_factor.")
-    grow_factor: Optional[float] = Field(None, description="This range's own grow factor (multiplicative "
-                                                           "operator); default: hpo.grow_factor.")
+    shrink_factor: Optional[float] = Field(None, gt=0, lt=1, description="This range's own shrink factor "
+                                           "(multiplicative operator); default: hpo.shrink_factor.")
+    grow_factor: Optional[float] = Field(None, gt=1, description="This range's own grow factor (multiplicative "
+                                         "operator); default: hpo.grow_factor.")
 
     @model_validator(mode="after")
     def _bounds(self) -> "SearchRange":
@@ -43,7 +36,6 @@ class SearchRange(StrictModel):
             raise ValueError(f"min ({self.min}) must be below max ({self.max})")
         if self.log and self.min <= 0:
             raise ValueError("log: true needs min > 0")
-        _check_factors(self.shrink_factor, self.grow_factor)
         return self
 
 
@@ -65,8 +57,8 @@ class HPOSection(StrictModel):
         "multiplicative", description="multiplicative (AgileRL): multiply by shrink_factor or grow_factor, 50/50, "
                                       "then clip to the bounds. gaussian: add N(0, mutation_sd x (max - min)) "
                                       "noise (of log(max) - log(min) in log space with log: true), then clip.")
-    shrink_factor: float = Field(0.8, description=_SHRINK)
-    grow_factor: float = Field(1.2, description=_GROW)
+    shrink_factor: float = Field(0.8, gt=0, lt=1, description=_SHRINK)
+    grow_factor: float = Field(1.2, gt=1, description=_GROW)
     mutation_sd: float = Field(0.1, gt=0, description="gaussian operator only: noise sd as a fraction of the "
                                                       "range's width. Unused (with a warning) by multiplicative.")
     reset_optimizer_on_lr_mutation: bool = Field(
@@ -90,7 +82,6 @@ class HPOSection(StrictModel):
     def _probabilities(self) -> "HPOSection":
         if self.no_mutation + self.hp_mutation <= 0:
             raise ValueError("no_mutation + hp_mutation must be > 0")
-        _check_factors(self.shrink_factor, self.grow_factor)
         return self
 
     def factors(self, name: str) -> tuple[float, float]:

@@ -145,8 +145,8 @@ def history_records(state: SearchState, fitness: Sequence[Optional[float]], eval
     fitness, parent, mutation, whether it started with a fresh optimizer)."""
     best = best_index(fitness)
     return [{"generation": state.generation + 1, "member": i, "id": s.id, "parent": s.parent, "mutation": s.mutation,
-             "optimizer_reset": s.reset_optimizer, "hparams": s.hparams, "fitness": fitness[i], "best": i == best, "steps": steps,
-             "checkpoint": checkpoints[i], "eval": evals[i]} for i, s in enumerate(state.population)]
+             "optimizer_reset": s.reset_optimizer, "hparams": s.hparams, "fitness": fitness[i], "best": i == best,
+             "steps": steps, "checkpoint": checkpoints[i], "eval": evals[i]} for i, s in enumerate(state.population)]
 
 
 def save_state(run_dir: Path, state: SearchState) -> None:

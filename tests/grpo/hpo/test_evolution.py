@@ -84,10 +84,11 @@ def test_factors_are_configurable_per_section_and_per_range():
 def test_factors_must_shrink_and_grow(bad):
     _, problems = validate_model(HPOSection, dict(search_space={"beta": {"min": 0.1, "max": 1}}, **bad),
                                  "c.yaml", "hpo")
-    assert problems and all(p.key == "hpo" for p in problems)
+    key = next(iter(bad))
+    assert [p.key for p in problems] == [f"hpo.{key}"]
     _, problems = validate_model(HPOSection, {"search_space": {"beta": {"min": 0.1, "max": 1, **bad}}},
                                  "c.yaml", "hpo")
-    assert problems and problems[0].key == "hpo.search_space.beta"
+    assert [p.key for p in problems] == [f"hpo.search_space.beta.{key}"]
 
 
 def test_int_mutation_moves_by_at_least_one_and_group_sizes_snap_in_its_direction():
