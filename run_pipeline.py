@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run the pipeline in super_config.yaml. See README.md, or `python run_pipeline.py --help`."""
+"""Run the pipeline in super_config.yaml. See README.md, or `.venv/bin/python run_pipeline.py --help`."""
 import sys
 
 from pipelines.runner import main

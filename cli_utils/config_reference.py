@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Print (or write) the config reference in Markdown, generated from the pydantic schemas.
 
-Usage: python cli_utils/config_reference.py [--output docs/config_reference.md] [--node grpo]
+Usage: .venv/bin/python cli_utils/config_reference.py [--output docs/config_reference.md] [--node grpo]
 """
 from __future__ import annotations
 
@@ -59,10 +59,19 @@ def render_model(model: type[BaseModel], prefix: str, out: list[str], seen: set)
 
 
 def reference(nodes: list[str]) -> str:
-    out = ["# Config reference", "", "Generated from the pydantic schemas by `python cli_utils/config_reference.py "
-           "--output docs/config_reference.md`; do not edit by hand. Unknown keys are errors. Any string value may "
-           "use `${ENV_VAR}` or `${ENV_VAR:-default}`; a string `@<node>.<output>` refers to an earlier node's "
-           "output (chaining)."]
+    out = ["# Config reference", "", "Generated from the pydantic schemas by `.venv/bin/python "
+           "cli_utils/config_reference.py --output docs/config_reference.md`; do not edit by hand. Unknown keys are "
+           "errors. Any string value may use `${ENV_VAR}` or `${ENV_VAR:-default}`; a string `@<node>.<output>` "
+           "refers to an earlier node's output (chaining), resolved within the same super-config only.", "",
+           "How a config is checked (`run_pipeline.py --validate`, and before every run): every problem is reported "
+           "in one pass as `<file>: <key.path>: <message>`, exit 2: schema errors, the cross-field rules (also when "
+           "other keys of a section are wrong), extra `training_parameters` keys against the installed TRL's "
+           "GRPOConfig (name, type, and the values TRL lists for fields such as `loss_type` or `scale_rewards`), "
+           "TRL's names for keys configured elsewhere (`use_vllm`, `report_to`, `bf16`, `seed`, `run_name`, ...: "
+           "the message names the key to use), a key given twice in one YAML mapping (both line numbers), and, "
+           "once the data is sampled, each LLM judge's rubric placeholders against the rows' columns. Floats must "
+           "be finite. Reward metrics are named `rewards/<dataset label>/<reward label>/...` "
+           "(`datasets[].label`, `reward_funcs[].label`); the combined reward is `rewards/combined/mean`."]
     from pipelines.registry import get_node
     for node in nodes:
         spec = get_node(node)

@@ -6,7 +6,7 @@ solution. The row holds ``nums`` and ``target`` columns (read by the ``countdown
 ShareGPT conversation: the question, and a reference answer in the ``<think>…</think>\\n<answer>…</answer>``
 format. The rules of the game live in the config's system prompt, which keeps the file small.
 
-Example: python -m cli_utils.make_countdown_data --output inputs/countdown.jsonl --rows 2000 --seed 0
+Example: .venv/bin/python -m cli_utils.make_countdown_data --output inputs/countdown.jsonl --rows 2000 --seed 0
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def write_jsonl(rows: list[dict], output: Path) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m cli_utils.make_countdown_data",
+        prog=".venv/bin/python -m cli_utils.make_countdown_data",
         description="Write Countdown tasks (ShareGPT rows with nums and target columns; every target reachable).")
     parser.add_argument("--output", default="inputs/countdown.jsonl", help="JSONL file to write "
                         "(default inputs/countdown.jsonl).")

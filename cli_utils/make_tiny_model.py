@@ -1,6 +1,6 @@
 """Build the builtin tiny model (random Qwen2 + locally trained BPE tokenizer, ChatML) into a folder.
 
-Example: python -m cli_utils.make_tiny_model --output outputs/tiny
+Example: .venv/bin/python -m cli_utils.make_tiny_model --output outputs/tiny
 """
 from __future__ import annotations
 

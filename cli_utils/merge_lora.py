@@ -2,7 +2,7 @@
 
 Example::
 
-    python -m cli_utils.merge_lora --base-model Qwen/Qwen2.5-1.5B-Instruct \\
+    .venv/bin/python -m cli_utils.merge_lora --base-model Qwen/Qwen2.5-1.5B-Instruct \\
         --adapter outputs/countdown/final_adapter --output outputs/countdown/merged --dtype bf16
 
 * ``--base-model`` is a Hugging Face id, a local folder, or ``builtin:tiny``.
@@ -245,7 +245,7 @@ def merge_lora(base_model: str, adapter: str | Path, output: str | Path, dtype: 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m cli_utils.merge_lora",
+        prog=".venv/bin/python -m cli_utils.merge_lora",
         description="Merge a LoRA adapter into its base model and save a standalone model + tokenizer. The merged "
                     "logits are checked against base + adapter on a probe prompt before anything is written.")
     parser.add_argument("--base-model", required=True, help="Base model: Hugging Face id, local folder or "

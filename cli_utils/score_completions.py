@@ -68,6 +68,8 @@ def load_config(path: str, sets: Sequence[str]):
     problems += apply_overrides(raw, overrides, path, "--set")
     env = EnvResolver()
     raw = env.resolve(raw, path, problems)
+    from pipelines.common.redaction import register_secrets
+    register_secrets(env.secret_values)
     cfg, schema_problems = validate_model(GRPOConfigFile, raw, path)
     problems += schema_problems
     if cfg is not None:
@@ -132,10 +134,9 @@ def read_input(path: str) -> Iterator[tuple[int, Any]]:
 
 
 def _redact(text: str, secrets: set[str]) -> str:
-    for s in secrets:
-        if s:
-            text = text.replace(s, "***")
-    return text
+    from pipelines.common.redaction import redact_text
+
+    return redact_text(text, secrets)
 
 
 class Summary:

@@ -5,6 +5,10 @@ The runner validates and opens the run dir in the parent process, then starts on
 (torchrun) on CPU-only machines, where accelerate's launcher has no multi-process mode without MPI. Each rank
 re-plans its single entry (configs are cheap to load), runs the node, and on failure writes its traceback to
 ``<run_dir>/rank_errors/rank<N>.txt`` so the parent can name the failing rank and its error.
+
+``launch.device: cpu`` runs the processes on the CPU even on a GPU machine: torchrun, with the GPUs hidden
+from the ranks (``CUDA_VISIBLE_DEVICES=""``). On CUDA one process per GPU is the rule, checked at --validate
+against :func:`visible_gpu_count` (two ranks on one GPU fail in NCCL with "Duplicate GPU detected").
 """
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Optional
+
+from pipelines.common.redaction import redact_text
 
 RANK_ERRORS = "rank_errors"
 
@@ -26,11 +32,34 @@ def requested_processes(raw_config: dict[str, Any], cli_value: Optional[int]) ->
     return int((launch or {}).get("num_processes") or 1)
 
 
+def visible_gpu_count() -> int:
+    """GPUs this process may use, without importing torch (validation stays torch-free): ``nvidia-smi -L``,
+    narrowed by ``CUDA_VISIBLE_DEVICES`` when it is set. 0 on a machine without an NVIDIA driver."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1", "NoDevFiles"):
+        return 0
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    if listed.returncode != 0:
+        return 0
+    found = sum(1 for line in listed.stdout.splitlines() if line.startswith("GPU "))
+    if visible is not None:
+        found = min(found, len([v for v in visible.split(",") if v.strip()]))
+    return found
+
+
+def uses_cpu(raw_config: dict[str, Any]) -> bool:
+    """``launch.device: cpu``: the node's processes run on the CPU even where GPUs are visible."""
+    launch = raw_config.get("launch") if isinstance(raw_config, dict) else None
+    return isinstance(launch, dict) and launch.get("device") == "cpu"
+
+
 def _has_gpu() -> bool:
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
-        return False
-    return shutil.which("nvidia-smi") is not None and subprocess.run(
-        ["nvidia-smi", "-L"], capture_output=True).returncode == 0
+    return visible_gpu_count() > 0
 
 
 def build_command(raw_config: dict[str, Any], num_processes: int, worker_args: list[str],
@@ -38,7 +67,8 @@ def build_command(raw_config: dict[str, Any], num_processes: int, worker_args: l
     """The launcher command line for one node run."""
     launch = dict(raw_config.get("launch") or {})
     machines = int(launch.get("num_machines") or 1)
-    use_accelerate = _has_gpu() if use_accelerate is None else use_accelerate
+    if use_accelerate is None:
+        use_accelerate = not uses_cpu(raw_config) and _has_gpu()
     if use_accelerate:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(num_processes * machines),
                "--num_machines", str(machines), "--machine_rank", str(launch.get("machine_rank") or 0)]
@@ -61,14 +91,18 @@ def build_command(raw_config: dict[str, Any], num_processes: int, worker_args: l
     return cmd + ["-m", "pipelines.worker", *worker_args]
 
 
-def run_launched(raw_config: dict[str, Any], run_dir: Path, num_processes: int, worker_args: list[str]) -> None:
-    """Start the ranks and wait; raise RuntimeError naming the failing rank and its error."""
+def run_launched(raw_config: dict[str, Any], run_dir: Path, num_processes: int, worker_args: list[str],
+                 keep_fds: tuple[int, ...] = (), extra_env: Optional[dict[str, str]] = None) -> None:
+    """Start the ranks and wait; raise RuntimeError naming the failing rank and its error. ``keep_fds`` stay
+    open in the launcher (the run dir's lock), ``extra_env`` is added to every rank's environment."""
     errors_dir = run_dir / RANK_ERRORS
     if errors_dir.exists():
         shutil.rmtree(errors_dir)
     cmd = build_command(raw_config, num_processes, worker_args)
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    code = subprocess.run(cmd, env=env).returncode
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), **(extra_env or {}))
+    if uses_cpu(raw_config):
+        env["CUDA_VISIBLE_DEVICES"] = ""   # the ranks see no GPU: torch, TRL and the node take their CPU paths
+    code = subprocess.run(cmd, env=env, pass_fds=tuple(fd for fd in keep_fds if fd is not None)).returncode
     if code != 0:
         raise RuntimeError(f"{num_processes} processes launched, exit code {code}: {first_rank_error(errors_dir)}")
 
@@ -88,4 +122,4 @@ def current_rank() -> int:
 def write_rank_error(run_dir: Path, text: str) -> None:
     errors_dir = run_dir / RANK_ERRORS
     errors_dir.mkdir(parents=True, exist_ok=True)
-    (errors_dir / f"rank{current_rank()}.txt").write_text(text, encoding="utf-8")
+    (errors_dir / f"rank{current_rank()}.txt").write_text(redact_text(text), encoding="utf-8")

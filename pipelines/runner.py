@@ -14,12 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from pipelines.common.http_logs import quiet_http_clients
+from pipelines.validation import report_problems, validate_summary
+from pipelines.common.io import make_readable
 from pipelines.common.config_io import (EnvResolver, apply_overrides, find_placeholders, load_yaml,
                                         parse_scalar)
 from pipelines.common.problems import ConfigError, Problem, did_you_mean
-from pipelines.common.refs import check_refs, record_latest, substitute_refs
-from pipelines.common.rundir import (MANIFEST, RESOLVED_CONFIG, RUN_LOG, RedactingFilter, default_run_name, open_run_dir, read_manifest, run_dir_for,
-                                     write_manifest)
+from pipelines.common.refs import check_refs, record_latest, ref_scope, substitute_refs
+from pipelines.common.redaction import RedactingFilter, redact_handlers, redact_text, register_secrets
+from pipelines.common.runlock import LOCK_FILE, RunDirBusy, RunLock, busy_holder, check_launched_rank
+from pipelines.common.rundir import (MANIFEST, RESOLVED_CONFIG, RUN_LOG, check_run_location,
+                                     default_run_name, open_run_dir, read_manifest, run_dir_for, write_manifest)
 from pipelines.common.node import NodeContext, NodeSpec, validate_node_config
 from pipelines.launch import current_rank, requested_processes, run_launched, write_rank_error
 from pipelines.registry import get_node
@@ -55,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="load and check everything (configs, files, rewards, data), print a summary, load no model")
     p.add_argument("--check-judges", action="store_true",
                    help="with --validate: send one tiny request to each LLM-judge endpoint")
+    p.add_argument("--preflight", action="store_true",
+                   help="for each training node: load the model, run one optimizer step on the longest prompts "
+                        "with full-length completions, call each judge, save and reload a checkpoint; print peak "
+                        "memory, step time, tokens/s and the projected wall time. Writes nothing to the run dirs")
     p.add_argument("--num-processes", type=int, default=None, metavar="N",
                    help="train with N processes (accelerate launch); overrides launch.num_processes")
     p.add_argument("--outputs", default="outputs", metavar="DIR", help="folder for run dirs (default: %(default)s)")
@@ -154,18 +163,27 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     problems += apply_overrides(raw, sets, file, "--set")
     env = EnvResolver()
     raw = env.resolve(raw, file, problems)
+    register_secrets(env.secret_values)
     problems += find_placeholders(raw, file)
-    problems += check_refs(raw, file, upstream, Path(args.outputs), all_labels)
+    scope = ref_scope(args.super_config)
+    problems += check_refs(raw, file, upstream, Path(args.outputs), all_labels, scope)
     if not raw.get("run_name") and spec.config_model is not None and "run_name" in spec.config_model.model_fields:
         raw["run_name"] = default_run_name(spec.name)
     if args.num_processes is not None and spec.config_model is not None and "launch" in spec.config_model.model_fields:
         raw.setdefault("launch", {})
         if isinstance(raw["launch"], dict):
             raw["launch"]["num_processes"] = args.num_processes
+    location_problems = check_run_location(raw, spec.name, Path(args.outputs), file)
+    if location_problems:  # the node's own checks would look at (and report on) a folder outside outputs/
+        return None, problems + location_problems
     run_dir = run_dir_for(raw, spec.name, Path(args.outputs))
+    holder = None if args.launched_rank else busy_holder(run_dir)
+    if holder is not None:   # another run is writing there now: nothing else about this entry matters
+        return None, problems + [Problem(file, "run_name", str(RunDirBusy(run_dir, holder)))]
     ctx = NodeContext(label=label, index=index, config_file=file, raw_config=raw, secrets=env.secret_values,
                       run_dir=run_dir, outputs_root=Path(args.outputs), manifests=manifests,
-                      num_processes=args.num_processes, validate_only=args.validate, launched=args.launched_rank)
+                      num_processes=args.num_processes, validate_only=args.validate or args.preflight,
+                      launched=args.launched_rank, secret_fields=env.secret_fields, ref_scope=scope)
     cfg, node_problems = validate_node_config(spec, raw, ctx)
     return PlannedNode(label, spec, cfg, ctx), problems + node_problems
 
@@ -215,28 +233,24 @@ def _shared_run_dirs(planned: list[PlannedNode]) -> list[Problem]:
     return problems
 
 
-def report_problems(problems: Sequence[Problem]) -> None:
-    print(f"\nConfiguration invalid: {len(problems)} problem{'s' if len(problems) != 1 else ''}:", file=sys.stderr)
-    for p in problems:
-        print(f"  {p}", file=sys.stderr)
-    print("\nFix them and run again (python run_pipeline.py --validate checks without training).", file=sys.stderr)
-
-
-def _resolve_refs(node: PlannedNode) -> None:
-    """Substitute @label.output references now that earlier nodes have run, then re-validate."""
+def _resolve_refs(node: PlannedNode) -> list[Any]:
+    """Substitute @label.output references now that earlier nodes have run, then re-validate; returns what
+    each reference resolved to (the caller logs it into run.log)."""
     ctx = node.ctx
-    resolved = substitute_refs(ctx.raw_config, ctx.manifests, ctx.outputs_root)
+    found: list[Any] = []
+    resolved = substitute_refs(ctx.raw_config, ctx.manifests, ctx.outputs_root, ctx.ref_scope, found)
     if resolved == ctx.raw_config:
-        return
+        return found
     ctx.raw_config = resolved
     cfg, problems = validate_node_config(node.spec, resolved, ctx)
     if problems:
         raise ConfigError(problems)
     node.cfg = cfg
+    return found
 
 
 def _remove_if_only_bookkeeping(run_dir: Path) -> None:
-    bookkeeping = {RESOLVED_CONFIG, RUN_LOG, MANIFEST}
+    bookkeeping = {RESOLVED_CONFIG, RUN_LOG, MANIFEST, LOCK_FILE}
     if run_dir.is_dir() and all(p.name in bookkeeping for p in run_dir.iterdir()):
         for p in run_dir.iterdir():
             p.unlink()
@@ -255,26 +269,35 @@ def _worker_args(node: PlannedNode, args: argparse.Namespace) -> list[str]:
     return out + (["--verbose"] if args.verbose else [])
 
 
-def _execute(node: PlannedNode, args: argparse.Namespace) -> dict[str, Any]:
+def _execute(node: PlannedNode, args: argparse.Namespace, lock: RunLock) -> dict[str, Any]:
     """Run the node in this process, or under a multi-process launcher; return its outputs."""
     ctx = node.ctx
     processes = requested_processes(ctx.raw_config, ctx.num_processes)
     if ctx.launched or processes <= 1:
         return node.spec.run_function()(node.cfg, ctx) or {}
     log.info("node %s: launching %d processes", node.label, processes)
-    run_launched(ctx.raw_config, ctx.run_dir, processes, _worker_args(node, args))
+    # The launcher inherits the locked file and the ranks the lock's token: the lock outlives this process
+    # while any of them runs, and a rank refuses to run in a folder another run holds.
+    run_launched(ctx.raw_config, ctx.run_dir, processes, _worker_args(node, args), keep_fds=(lock.fd,),
+                 extra_env=lock.launch_env())
     return (read_manifest(ctx.run_dir) or {}).get("outputs", {})
 
 
 def run_launched_rank(node: PlannedNode) -> int:
     """One rank of a launched node: log to run.log (rank 0) or run.rank<N>.log; rank 0 writes the manifest."""
     ctx, rank = node.ctx, current_rank()
-    _resolve_refs(node)
+    refused = check_launched_rank(ctx.run_dir)
+    if refused:
+        report_problems([Problem(ctx.config_file, "run_name", refused)])
+        return EXIT_CONFIG
+    refs = _resolve_refs(node)
     handler = logging.FileHandler(ctx.run_dir / (RUN_LOG if rank == 0 else f"run.rank{rank}.log"), encoding="utf-8")
     handler.setFormatter(logging.Formatter(f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(ctx.secrets))
     logging.getLogger().addHandler(handler)
     try:
+        for ref in refs:
+            log.info("reference %s", ref)
         outputs = node.spec.run_function()(node.cfg, ctx) or {}
         if rank == 0:
             write_manifest(ctx.run_dir, node.spec.name, "completed", outputs)
@@ -288,16 +311,32 @@ def run_launched_rank(node: PlannedNode) -> int:
 
 
 def run_planned(node: PlannedNode, args: argparse.Namespace) -> dict[str, Any]:
+    """Run one node in its run dir, holding the run dir's lock from before the first write to the end."""
     ctx = node.ctx
-    _resolve_refs(node)
-    handler = open_run_dir(ctx.run_dir, ctx.raw_config, ctx.secrets)
+    refs = _resolve_refs(node)
+    lock = RunLock(ctx.run_dir)
+    try:
+        lock.acquire()
+    except RunDirBusy as exc:   # another run started on this folder since validation: refuse, touch nothing
+        raise ConfigError([Problem(ctx.config_file, "run_name", str(exc))]) from None
+    try:
+        return _run_in_run_dir(node, args, lock, refs)
+    finally:
+        lock.release()
+
+
+def _run_in_run_dir(node: PlannedNode, args: argparse.Namespace, lock: RunLock, refs: list[Any]) -> dict[str, Any]:
+    ctx = node.ctx
+    handler = open_run_dir(ctx.run_dir, ctx.raw_config, ctx.secrets, ctx.secret_fields)
     try:
         log.info("node %s (%s): run dir %s", node.label, node.spec.name, ctx.run_dir)
-        outputs = _execute(node, args)
+        for ref in refs:
+            log.info("reference %s", ref)
+        outputs = _execute(node, args, lock)
         write_manifest(ctx.run_dir, node.spec.name, "completed", outputs)
         manifest = read_manifest(ctx.run_dir) or {}
         ctx.manifests[node.label] = manifest
-        record_latest(ctx.outputs_root, node.label, manifest)
+        record_latest(ctx.outputs_root, node.label, manifest, ctx.ref_scope)
         return outputs
     except ConfigError:
         # Input problems found by the node before it did any work: leave no half-run behind to block a rerun.
@@ -311,21 +350,26 @@ def run_planned(node: PlannedNode, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
+        make_readable(ctx.run_dir)   # whatever a library wrote 0600 (safetensors, temp files) reads as 0644
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    redact_handlers(logging.getLogger().handlers)   # the console too: secrets are registered while planning
+    quiet_http_clients(args.verbose)
     try:
         planned, problems = plan(args)
     except ConfigError as exc:
         planned, problems = [], exc.problems
+    if args.validate:   # the data, rubric and judge checks run beside the config problems: one pass
+        return validate_summary(planned, args, problems)
     if problems:
         report_problems(problems)
         return EXIT_CONFIG
-    if args.validate:
-        return validate_summary(planned, args)
+    if args.preflight:
+        return preflight(planned)
     if args.launched_rank:
         return run_launched_rank(planned[0])
     for node in planned:
@@ -341,35 +385,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 130
         except Exception as exc:  # noqa: BLE001 - any node failure ends the pipeline with exit 1
             log.debug("traceback:\n%s", traceback.format_exc())
-            traceback.print_exc()
+            print(redact_text(traceback.format_exc()), file=sys.stderr, end="")
             # An error that leaves the run resumable (e.g. a judge that went down) says how to continue it.
             hint = (f"\nfix the cause, then resume with {node.spec.resume_hint}"
                     if getattr(exc, "resumable", False) and node.spec.resume_hint else "")
-            print(f"\nnode {node.label!r} (entry {node.ctx.index}) failed after {time.time() - started:.0f}s: "
-                  f"{type(exc).__name__}: {exc}{hint}\nlater nodes were not run; see {node.ctx.run_dir / 'run.log'}",
-                  file=sys.stderr)
+            print(redact_text(f"\nnode {node.label!r} (entry {node.ctx.index}) failed after "
+                              f"{time.time() - started:.0f}s: {type(exc).__name__}: {exc}{hint}\nlater nodes were "
+                              f"not run; see {node.ctx.run_dir / 'run.log'}"), file=sys.stderr)
             return EXIT_NODE_FAILED
     return EXIT_OK
 
 
-def validate_summary(planned: list[PlannedNode], args: argparse.Namespace) -> int:
-    """Print what would run; data inspection may still find input problems (exit 2)."""
-    problems: list[Problem] = []
+def preflight(planned: list[PlannedNode]) -> int:
+    """--preflight: each node's worst-case step (nodes without the hook are listed as skipped)."""
+    from pipelines.common.node import import_callable
+
     for node in planned:
-        print(f"[{node.ctx.index}] {node.label}: {node.ctx.config_file}")
-        print(f"    run dir: {node.ctx.run_dir}")
-        if node.spec.inspect is not None:
-            try:
-                for line in node.spec.inspect(node.cfg, node.ctx):
-                    print(f"    {line}")
-            except ConfigError as exc:
-                problems += exc.problems
-        if args.check_judges and node.spec.check_judges is not None:
-            problems += node.spec.check_judges(node.cfg, node.ctx)
-        elif args.check_judges:
-            print("    judges: not checked (this node declares no LLM judges)")
-    if problems:
-        report_problems(problems)
-        return EXIT_CONFIG
-    print(f"OK: {len(planned)} node(s) valid")
+        print(f"[{node.ctx.index}] {node.label}: preflight")
+        if node.spec.preflight is None:
+            print("    no preflight: not a training node")
+            continue
+        try:
+            lines = import_callable(node.spec.preflight)(node.cfg, node.ctx)
+        except ConfigError as exc:
+            report_problems(exc.problems)
+            return EXIT_CONFIG
+        except Exception as exc:  # noqa: BLE001 - an OOM or any failure of the step ends the preflight
+            log.debug("traceback:\n%s", traceback.format_exc())
+            print(f"\npreflight of {node.label!r} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_NODE_FAILED
+        for line in lines:
+            print(f"    {line}")
+    print(f"OK: preflight passed for {len(planned)} node(s)")
     return EXIT_OK

@@ -64,6 +64,7 @@ class Reply:
     hang: bool = False
     reasoning_content: Optional[str] = None
     error: Optional[str] = None
+    raw_content_type: str = "text/plain"     # the Content-Type sent with ``raw`` (application/json: broken JSON)
 
 
 Script = Callable[[Request], Reply]
@@ -143,7 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.delay_s > 0:
                 owner._stopping.wait(reply.delay_s)
             if reply.raw is not None:
-                self._send(reply.status, reply.raw, reply.headers, content_type="text/plain")
+                self._send(reply.status, reply.raw, reply.headers, content_type=reply.raw_content_type)
             elif reply.status != 200:
                 err = {"error": {"message": reply.error or f"scripted error {reply.status}",
                                  "type": "server_error", "code": reply.status}}

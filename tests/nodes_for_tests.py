@@ -25,7 +25,9 @@ def record_rank(config: dict, ctx) -> dict:
     """Write this rank's view of the world to <run_dir>/rank<N>.json."""
     import os
     rank = int(os.environ.get("RANK", "0"))
-    info = {"rank": rank, "world_size": int(os.environ.get("WORLD_SIZE", "1")), "launched": ctx.launched}
+    from pipelines.common.runlock import busy_holder
+    info = {"rank": rank, "world_size": int(os.environ.get("WORLD_SIZE", "1")), "launched": ctx.launched,
+            "lock_held": busy_holder(Path(ctx.run_dir)) is not None}
     (Path(ctx.run_dir) / f"rank{rank}.json").write_text(json.dumps(info), encoding="utf-8")
     return {"rank_file": Path(ctx.run_dir) / "rank0.json"}
 
@@ -35,3 +37,15 @@ def fail_on_rank1(config: dict, ctx) -> dict:
     if os.environ.get("RANK") == "1":
         raise ValueError("rank one refuses")
     return {}
+
+
+def leak(config: dict, ctx) -> dict:
+    """Logs, logs a traceback and raises with the config's URL and key in the text (the redaction tests)."""
+    import logging
+    log = logging.getLogger("tests.leak")
+    log.info("calling %s with key %s (literal %s)", config["url"], config["key"], config["literal_url"])
+    try:
+        raise ValueError(f"server said: bad key {config['key']} at {config['url']}")
+    except ValueError:
+        log.exception("request failed")
+    raise RuntimeError(f"giving up on {config['url']} (key {config['key']}, {config['literal_url']})")

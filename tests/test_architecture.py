@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = ("pipelines.common", "pipelines.data", "pipelines.rewards")
 NODE_PACKAGES = ("pipelines.grpo", "pipelines.rollout", "pipelines.registry", "pipelines.runner",
-                 "pipelines.launch", "pipelines.worker")
+                 "pipelines.validation", "pipelines.launch", "pipelines.worker")
 
 
 def module_name(path: Path) -> str:
@@ -143,3 +143,15 @@ def test_module_docstrings_point_inside_the_repo():
     bad = [str(p.relative_to(REPO)) for p in (REPO / "pipelines").rglob("*.py")
            if "../shared" in p.read_text(encoding="utf-8")]
     assert bad == []
+
+
+def test_no_virtualenv_is_tracked():
+    """A worktree's ``.venv`` is often a symlink, which the ``.venv/`` ignore pattern did not match: committed
+    and fast-forwarded into a checkout, it replaced that checkout's real .venv folder. Untrack it with
+    ``git rm --cached .venv``."""
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files", "--", ".venv", "venv"], cwd=REPO, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert listed.stdout.split() == [], "run `git rm --cached .venv` and commit before landing"

@@ -124,7 +124,7 @@ def test_countdown_config_trains_on_cpu_with_the_tiny_model(tmp_path, tiny_model
     train = [r for r in records if "loss" in r]
     assert len(train) == 2
     for name in ("countdown_equation", "think_answer_format"):
-        assert f"rewards/d0/{name}/mean" in train[0]
-        assert any(f"eval/rewards/d0/{name}/mean" in r for r in records)
+        assert f"rewards/countdown/{name}/mean" in train[0]
+        assert any(f"eval/rewards/countdown/{name}/mean" in r for r in records)
     template = (run / "final_adapter" / "chat_template.jinja").read_text()
     assert template.endswith("Let me solve this step by step.\\n<think>' }}{%- endif %}")

@@ -25,6 +25,9 @@ def test_two_ranks_run_under_torchrun_on_cpu(tmp_path):
     run_dir = tmp_path / "out" / "multi"
     ranks = [json.loads((run_dir / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [(r["rank"], r["world_size"], r["launched"]) for r in ranks] == [(0, 2, True), (1, 2, True)]
+    assert [r["lock_held"] for r in ranks] == [True, True]      # F3: the run dir stays locked while ranks run
+    from pipelines.common.runlock import busy_holder
+    assert busy_holder(run_dir) is None                          # ... and is free once the launch has ended
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "completed" and manifest["outputs"]["rank_file"].endswith("rank0.json")
 
@@ -83,3 +86,12 @@ def test_evaluation_with_parameter_sharding_is_refused(repo_root):
         cfg, _ = validate_model(GRPOConfigFile, raw, "c.yaml")
         problems[name] = [p.key for p in check_launch(cfg, "c.yaml")]
     assert problems == {"ddp": [], "zero2": [], "zero3": ["evaluation"], "fsdp": ["evaluation"]}
+
+
+def test_rank_started_outside_a_launch_refuses(tmp_path, capsys):
+    """A rank runs only under the lock of the runner that launched it (F3)."""
+    sc = _pipeline(tmp_path, "tests.nodes_for_tests:record_rank")
+    (tmp_path / "out" / "multi").mkdir(parents=True)
+    rc = main(["--super-config", str(sc), "--outputs", str(tmp_path / "out"), "--launched-rank"])
+    assert rc == 2 and "a rank runs only under the runner that launched it" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "multi" / "rank0.json").exists()

@@ -66,15 +66,15 @@ def test_scores_input_lines(setup, capsys):
     assert len(out) == 5
     for given, got in zip(lines, out):
         assert {k: got[k] for k in given} == given  # the input line is kept as it was
-    assert out[0]["rewards"] == {"d0/keyword": 1.0, "d0/picky": 0.5} and out[0]["reward"] == 1.5
+    assert out[0]["rewards"] == {"joy/keyword": 1.0, "joy/picky": 0.5} and out[0]["reward"] == 1.5
     assert "errors" not in out[0]
-    assert out[1]["rewards"] == {"d1/countdown_equation": 1.0, "d1/cot_format": 1.0} and out[1]["reward"] == 2.0
-    assert out[2]["rewards"]["d1/countdown_equation"] == 0.0
-    assert out[3]["rewards"] == {"d0/keyword": 0.0, "d0/picky": None}
+    assert out[1]["rewards"] == {"count/countdown_equation": 1.0, "count/cot_format": 1.0} and out[1]["reward"] == 2.0
+    assert out[2]["rewards"]["count/countdown_equation"] == 0.0
+    assert out[3]["rewards"] == {"joy/keyword": 0.0, "joy/picky": None}
     assert "picky" in out[3]["errors"][0] and "cannot score" in out[3]["errors"][0]
     assert out[4]["reward"] is None and "out of range" in out[4]["errors"][0]
     table = capsys.readouterr().out
-    assert "d0/keyword" in table and "d1/countdown_equation" in table and "5 line(s) scored, 2 with errors" in table
+    assert "joy/keyword" in table and "count/countdown_equation" in table and "5 line(s) scored, 2 with errors" in table
 
 
 def test_default_dataset_option(setup):
@@ -99,9 +99,9 @@ def test_sample_scores_reference_answers(setup, capsys):
         assert o["completion"] == o["answer"]
         if o["dataset_index"] == 0:
             assert o["prompt"][0] == {"role": "system", "content": "Be cheerful."}
-            assert o["rewards"]["d0/keyword"] == 1.0
+            assert o["rewards"]["joy/keyword"] == 1.0
         else:
-            assert o["rewards"] == {"d1/countdown_equation": 1.0, "d1/cot_format": 1.0}
+            assert o["rewards"] == {"count/countdown_equation": 1.0, "count/cot_format": 1.0}
     assert "6 line(s) scored" in capsys.readouterr().out
 
 

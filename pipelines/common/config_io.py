@@ -5,36 +5,64 @@ three seconds.
 """
 from __future__ import annotations
 
-import copy
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import yaml
 
 from pipelines.common.problems import ConfigError, Problem, join_key
+from pipelines.common.redaction import is_secret_env_name, is_secret_name, redact_config
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PLACEHOLDER_RE = re.compile(r"!!PLACEHOLDER!!|<YOUR_[A-Z0-9_]*>", re.IGNORECASE)
-SECRET_KEY_RE = re.compile(r"(api_?key|token|secret|password|authorization)", re.IGNORECASE)
-REDACTED = "***"
 
 
 def load_yaml(path: str | Path) -> Any:
-    """Parse a YAML file; a missing file or a syntax error is a :class:`ConfigError` naming the file."""
+    """Parse a YAML file; a missing file, a syntax error or a duplicate key is a :class:`ConfigError` naming
+    the file (a duplicate with both line numbers: YAML would silently keep the last value)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError([Problem(str(path), "", "file not found")])
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            loader = yaml.SafeLoader(fh)
+            try:
+                node = loader.get_single_node()
+                duplicates = list(_duplicate_keys(node)) if node is not None else []
+                if duplicates:
+                    raise ConfigError([Problem(str(path), key, f"duplicate key: first at line {first}, again at "
+                                                               f"line {again}; YAML would silently keep the last "
+                                                               f"value. Keep one") for key, first, again in duplicates])
+                data = loader.construct_document(node) if node is not None else None
+            finally:
+                loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([Problem(str(path), "", f"invalid YAML{where}: {problem}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(path), "", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]) from None
     return data
+
+
+def _duplicate_keys(node: yaml.Node, key: str = "") -> Iterator[tuple[str, int, int]]:
+    """(key path, first line, repeated line) for every key given twice in one mapping, at any depth."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for k_node, v_node in node.value:
+            name = k_node.value if isinstance(k_node, yaml.ScalarNode) else None
+            line = k_node.start_mark.line + 1
+            if name is not None and name in seen:
+                yield join_key(key, name), seen[name], line
+            elif name is not None:
+                seen[name] = line
+            yield from _duplicate_keys(v_node, join_key(key, name if name is not None else "?"))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _duplicate_keys(item, join_key(key, i))
 
 
 def parse_scalar(text: str) -> Any:
@@ -77,6 +105,7 @@ class EnvResolver:
     def __init__(self, environ: Mapping[str, str] | None = None):
         self.environ = os.environ if environ is None else environ
         self.secret_values: set[str] = set()
+        self.secret_fields: dict[str, set[str]] = {}   # dotted key path -> secret values interpolated there
 
     def resolve(self, data: Any, file: str, problems: list[Problem], key: str = "") -> Any:
         if isinstance(data, dict):
@@ -95,9 +124,9 @@ class EnvResolver:
                                             f"(export {name}=... or write ${{{name}:-default}})"))
                     return ""
                 value = default
-            if SECRET_KEY_RE.search(name) or SECRET_KEY_RE.search(key.rsplit(".", 1)[-1]):
-                if value:
-                    self.secret_values.add(value)
+            if value and (is_secret_env_name(name) or is_secret_name(key.rsplit(".", 1)[-1])):
+                self.secret_values.add(value)
+                self.secret_fields.setdefault(key, set()).add(value)
             return value
 
         return _ENV_RE.sub(sub, data)
@@ -115,20 +144,10 @@ def find_placeholders(data: Any, file: str, key: str = "") -> list[Problem]:
     return []
 
 
-def redact(data: Any, secret_values: set[str] | frozenset[str] = frozenset()) -> Any:
-    """Return a deep copy with secret-looking keys and known secret values replaced by ``***``."""
-    if isinstance(data, dict):
-        return {k: (REDACTED if SECRET_KEY_RE.search(str(k)) and v not in (None, "") and not isinstance(v, (dict, list))
-                    else redact(v, secret_values)) for k, v in data.items()}
-    if isinstance(data, list):
-        return [redact(v, secret_values) for v in data]
-    if isinstance(data, str):
-        out = data
-        for secret in secret_values:
-            if secret:
-                out = out.replace(secret, REDACTED)
-        return out
-    return copy.deepcopy(data)
+def redact(data: Any, secret_values: set[str] | frozenset[str] = frozenset(),
+           secret_fields: Mapping[str, set[str]] | None = None) -> Any:
+    """A deep copy with secrets masked as ``***`` (see :mod:`pipelines.common.redaction`)."""
+    return redact_config(data, secret_values, secret_fields or {})
 
 
 def dump_yaml(data: Any) -> str:

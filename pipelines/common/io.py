@@ -11,15 +11,60 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux: /proc); elsewhere set and restored at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode ``open()`` gives a new file (0644 under the usual umask 022), as ``save_pretrained`` does."""
+    return 0o666 & ~current_umask()
+
+
+def make_readable(path: str | Path) -> None:
+    """Give files (and folders, recursively) under ``path`` the read (and folder search) bits the umask allows.
+
+    Temp-file writers (``tempfile.mkstemp``/``mkdtemp``, safetensors' ``save_file``) create 0600 files and 0700
+    folders; a teammate, or a vLLM container running as another user, could not read them. Bits are only added,
+    never removed.
+    """
+    path = Path(path)
+    allowed_file, allowed_dir = 0o666 & ~current_umask(), 0o777 & ~current_umask()
+    if not path.exists():
+        return
+    items = [path] if path.is_file() else [path, *path.rglob("*")]
+    for item in items:
+        if item.is_symlink():
+            continue
+        try:
+            mode = item.stat().st_mode & 0o7777
+            wanted = mode | (allowed_dir & 0o555 if item.is_dir() else allowed_file & 0o444)
+            if wanted != mode:
+                os.chmod(item, wanted)
+        except OSError:    # a file removed meanwhile (checkpoint rotation) or owned by someone else
+            continue
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to a temp file in the same folder, fsync, then rename over ``path``.
 
-    A kill at any moment leaves either the old file or the new one, never a torn one.
+    A kill at any moment leaves either the old file or the new one, never a torn one. The file gets the mode
+    a plain ``open()`` would give it (0644 under umask 022), not the temp file's 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -127,6 +172,7 @@ def replace_dir(tmp: str | Path, final: str | Path) -> None:
     import shutil
 
     tmp, final = Path(tmp), Path(final)
+    make_readable(tmp)   # a mkdtemp folder is 0700 and saved weights may be 0600
     if final.exists():
         old = final.parent / f".{final.name}.old"
         shutil.rmtree(old, ignore_errors=True)

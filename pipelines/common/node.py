@@ -36,6 +36,8 @@ class NodeContext:
     num_processes: Optional[int] = None   # --num-processes from the command line
     validate_only: bool = False
     launched: bool = False          # this process is one rank of a multi-process run started by the runner
+    secret_fields: dict[str, set[str]] = field(default_factory=dict)   # key path -> secrets interpolated there
+    ref_scope: str = ""             # the super-config's scope for @label.output references (common.refs)
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,15 @@ class Rule:
 
     ``partial_lists``: in a partial check the rule also runs when a list section it needs has entries that did
     not validate; those entries then reach it as their raw values (e.g. a dataset path is still checked when
-    another key of its entry is wrong).
+    another key of its entry is wrong). In a partial check a mapping section with invalid keys reaches the rule
+    with those keys at their defaults; a rule whose verdict depends on particular keys names them in ``reads``
+    and is skipped when one of them was invalid (it would judge a default the user did not write).
     """
 
     fn: Callable[[Any, str], list[Problem]]
     needs: tuple[str, ...]
     partial_lists: bool = False
+    reads: tuple[str, ...] = ()     # dotted keys it reads (``section.key``): skipped when one of them is invalid
 
     def __call__(self, cfg: Any, file: str) -> list[Problem]:
         return self.fn(cfg, file)
@@ -64,8 +69,10 @@ class NodeSpec:
     run: str                                                     # "module:function", fn(cfg, ctx) -> outputs dict
     rules: tuple[Rule, ...] = ()                                 # config checks (no heavy imports)
     check: Optional[Callable[[Any, NodeContext], list[Problem]]] = None     # checks that need the context (run dir)
+    check_needs: Optional[tuple[str, ...]] = None  # sections `check` reads: it then also runs on a partial config
     inspect: Optional[Callable[[Any, NodeContext], list[str]]] = None       # --validate summary (may read data)
     check_judges: Optional[Callable[[Any, NodeContext], list[Problem]]] = None  # --check-judges hook
+    preflight: Optional[str] = None   # "module:function", fn(cfg, ctx) -> report lines (--preflight; heavy imports)
     resume_hint: Optional[str] = None   # how a user resumes this node, e.g. "--set resume=true"
     outputs: tuple[str, ...] = ()   # names in the run's outputs dict that later nodes may refer to (@label.name)
 
@@ -87,27 +94,36 @@ def run_rules(cfg: Any, rules: Sequence[Rule], file: str) -> list[Problem]:
     return [p for rule in rules for p in rule(cfg, file)]
 
 
-def _section(annotation: Any, value: Any) -> tuple[Any, bool]:
-    """(validated value, ok). A dict section whose only faults are unknown keys is validated without them, so
-    its other values still serve the rules (the unknown keys are reported by the schema)."""
+def _section(annotation: Any, value: Any, drop_invalid: bool = False) -> tuple[Any, bool, set[str]]:
+    """(validated value, ok, dropped keys). A dict section whose only faults are unknown keys is validated without
+    them, so its other values still serve the rules (the unknown keys are reported by the schema). With
+    ``drop_invalid``, keys with invalid values are dropped the same way (they take their defaults) and returned."""
     adapter = TypeAdapter(annotation)
     try:
-        return adapter.validate_python(value), True
+        return adapter.validate_python(value), True, set()
     except ValidationError as exc:
-        extra = [e["loc"][0] for e in exc.errors() if e["type"] == "extra_forbidden" and len(e["loc"]) == 1]
-        if isinstance(value, dict) and extra and len(extra) == len(exc.errors()):
-            return _section(annotation, {k: v for k, v in value.items() if k not in extra})
-        return None, False
+        errors = exc.errors()
+        top = {e["loc"][0] for e in errors if e["loc"] and isinstance(e["loc"][0], str)}
+        extra = {e["loc"][0] for e in errors if e["type"] == "extra_forbidden" and len(e["loc"]) == 1}
+        drop = top if drop_invalid else extra
+        if isinstance(value, dict) and drop and drop == top and len(top) == len({e["loc"][:1] for e in errors}) \
+                and drop & set(value):
+            inner, ok, dropped = _section(annotation, {k: v for k, v in value.items() if k not in drop},
+                                          drop_invalid)
+            return inner, ok, dropped | (drop - extra)
+        return None, False, set()
 
 
 def validate_sections(model: type[BaseModel], raw: dict[str, Any]) -> tuple[SimpleNamespace, set[str],
                                                                               set[str]]:
     """Each top-level field of ``model`` validated on its own: (namespace, invalid sections, sections with
     some invalid list entries). An absent optional section takes its default; an invalid list entry is kept as
-    its raw value."""
+    its raw value; a mapping section's invalid keys take their defaults and are listed in the namespace's
+    ``_invalid_keys`` (as ``section.key``)."""
     values: dict[str, Any] = {}
     invalid: set[str] = set()
     holes: set[str] = set()
+    invalid_keys: set[str] = set()
     for name, info in model.model_fields.items():
         if name not in raw:
             if info.is_required():
@@ -115,17 +131,20 @@ def validate_sections(model: type[BaseModel], raw: dict[str, Any]) -> tuple[Simp
             else:
                 values[name] = info.get_default(call_default_factory=True)
             continue
-        value, ok = _section(info.annotation, raw[name])
+        value, ok, dropped = _section(info.annotation, raw[name], drop_invalid=True)
         if ok:
             values[name] = value
+            invalid_keys |= {f"{name}.{k}" for k in dropped}
             continue
         invalid.add(name)
         item = _list_item_annotation(info.annotation)
         if item is not None and isinstance(raw[name], list):
-            entries = [_section(item, v) for v in raw[name]]
+            entries = [_section(item, v)[:2] for v in raw[name]]
             values[name] = [v if ok_ else raw_v for (v, ok_), raw_v in zip(entries, raw[name])]
             holes.add(name)
-    return SimpleNamespace(**values), invalid, holes
+    ns = SimpleNamespace(**values)
+    ns._invalid_keys = invalid_keys
+    return ns, invalid, holes
 
 
 def _list_item_annotation(annotation: Any) -> Any:
@@ -142,9 +161,25 @@ def check_partial(model: type[BaseModel], rules: Sequence[Rule], raw: dict[str, 
     problems: list[Problem] = []
     for rule in rules:
         bad = [n for n in rule.needs if n in invalid and not (rule.partial_lists and n in holes)]
-        if not bad:
-            problems += rule(ns, file)
+        if not bad and not set(rule.reads) & ns._invalid_keys:
+            problems += [p for p in rule(ns, file) if not _about_invalid_key(p.key, ns._invalid_keys)]
     return problems
+
+
+def _about_invalid_key(key: str, invalid_keys: set[str]) -> bool:
+    """A rule's problem about a key the schema already rejected would judge its default: leave it out."""
+    return any(key == k or key.startswith(k + ".") or key.startswith(k + "[") for k in invalid_keys)
+
+
+def check_context_partial(spec: "NodeSpec", raw: dict[str, Any], ctx: "NodeContext") -> list[Problem]:
+    """The node's context check (e.g. a run dir already in use) on a config the schema rejected, when the
+    sections it reads validated: one pass reports it beside the schema errors."""
+    if spec.check is None or spec.check_needs is None or spec.config_model is None:
+        return []
+    ns, invalid, _ = validate_sections(spec.config_model, raw)
+    if set(spec.check_needs) & invalid:
+        return []
+    return spec.check(ns, ctx)
 
 
 def validate_node_config(spec: NodeSpec, raw: dict[str, Any], ctx: NodeContext) -> tuple[Any, list[Problem]]:
@@ -153,7 +188,8 @@ def validate_node_config(spec: NodeSpec, raw: dict[str, Any], ctx: NodeContext) 
         return raw, []
     cfg, problems = validate_model(spec.config_model, raw, ctx.config_file)
     if cfg is None:
-        return None, problems + check_partial(spec.config_model, spec.rules, raw, ctx.config_file)
+        return None, (problems + check_partial(spec.config_model, spec.rules, raw, ctx.config_file)
+                      + check_context_partial(spec, raw, ctx))
     problems += run_rules(cfg, spec.rules, ctx.config_file)
     if spec.check is not None:
         problems += spec.check(cfg, ctx)

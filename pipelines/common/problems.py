@@ -25,8 +25,9 @@ class Problem:
 class ConfigError(Exception):
     """Raised with every problem found; the runner turns it into exit code 2."""
 
-    def __init__(self, problems: Sequence[Problem]):
+    def __init__(self, problems: Sequence[Problem], lines: Sequence[str] = ()):
         self.problems = list(problems)
+        self.lines = list(lines)      # summary lines gathered before the problems were found (--validate)
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

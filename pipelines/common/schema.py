@@ -2,17 +2,22 @@
 from __future__ import annotations
 
 import typing
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipelines.common.problems import Problem, did_you_mean, join_key
 
 
 class StrictModel(BaseModel):
-    """Base for every config section: unknown keys are errors, values are checked on assignment."""
+    """Base for every config section: unknown keys are errors, values are checked on assignment, and a float
+    must be finite (``.inf``/``.nan`` in YAML would otherwise pass every range check and crash mid-run)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+# A seed as numpy, torch and Python's random all accept it: 0 <= seed < 2**32.
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
 def submodel(annotation: Any) -> type[BaseModel] | None:

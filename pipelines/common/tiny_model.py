@@ -13,6 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from pipelines.common.io import make_readable
+
 logger = logging.getLogger(__name__)
 
 BUILTIN_TINY = "builtin:tiny"
@@ -142,6 +144,7 @@ def resolve_model_name(name: str, cache_root: str | Path = Path("outputs/.cache"
     tmp = Path(tempfile.mkdtemp(dir=cache_root, prefix=".tiny-build-"))
     try:
         build_tiny_model(tmp / "model", seed=TINY_SEED)
+        make_readable(tmp / "model")   # mkdtemp and safetensors make 0700/0600
         try:
             os.rename(tmp / "model", target)
         except OSError:

@@ -7,12 +7,15 @@ from typing import Literal, Optional
 from pydantic import Field
 
 from pipelines.common.schema import StrictModel
-from pipelines.rewards.config import RewardFuncEntry
+from pipelines.rewards.config import LABEL_PATTERN, RewardFuncEntry
 
 
 class DatasetEntry(StrictModel):
     path: str = Field(description="A .json, .jsonl or .parquet file, or a glob of them; relative to the working "
                                   "directory.")
+    label: Optional[str] = Field(None, pattern=LABEL_PATTERN, description="Names this dataset in reward metrics "
+                                 "(`rewards/<label>/<reward>/mean`); default: the file name without extension "
+                                 "(`_2`, `_3` when two datasets share it). Unique across datasets.")
     percentage: float = Field(ge=0, le=1, description="Fraction of dataset_settings.total_rows drawn from here.")
     system_prompt: Optional[str] = Field(None, description="System prompt for this dataset's prompts.")
     system_prompt_mode: Literal["prepend", "insert", "replace"] = Field(

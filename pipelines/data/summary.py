@@ -61,8 +61,9 @@ def example_counter(spec: DataSpec) -> tuple[Optional[ChatTokenCounter], bool, s
 
 
 def _example_lines(scan: ScanResult, spec: DataSpec, index: int, counter: Optional[ChatTokenCounter],
-                   counts: bool) -> list[str]:
-    """The first usable row of the dataset's seeded permutation, rendered with the chat template."""
+                   counts: bool, columns: Optional[dict[int, set[str]]] = None) -> list[str]:
+    """The first usable row of the dataset's seeded permutation, rendered with the chat template; its column
+    names go into ``columns[index]``."""
     ds = spec.datasets[index]
     order = np.random.default_rng([spec.seed, index]).permutation(scan.valid)[:EXAMPLE_TRIES]
     raws = read_rows(scan, order)
@@ -73,6 +74,8 @@ def _example_lines(scan: ScanResult, spec: DataSpec, index: int, counter: Option
                                  counter if counts else None, max_len if counts else None)
         except BadRow:
             continue
+        if columns is not None:
+            columns[index] = set(row)
         head = f"example (row {row['row_id']}"
         if counter is None:
             lines = [head + "), prompt messages:"] + [f"  | {m['role']}: {m['content'][:200]!r}" for m in row["prompt"]]
@@ -86,8 +89,9 @@ def _example_lines(scan: ScanResult, spec: DataSpec, index: int, counter: Option
     return [f"no example: the first {len(order)} sampled rows do not fit max_prompt_length ({max_len})"]
 
 
-def inspect_datasets(spec: DataSpec, config_file: str) -> list[str]:
-    """Summary lines for every dataset; raises ConfigError for unusable datasets and shortfalls in error mode."""
+def inspect_datasets(spec: DataSpec, config_file: str, columns: Optional[dict[int, set[str]]] = None) -> list[str]:
+    """Summary lines for every dataset; raises ConfigError for unusable datasets and shortfalls in error mode.
+    ``columns`` receives, per dataset, the column names of a prepared example row (what rewards will see)."""
     total_rows = spec.settings.total_rows
     train_counts = rows_per_dataset(spec.datasets, total_rows)
     eval_counts = split_eval(spec.eval_rows, train_counts)
@@ -119,7 +123,9 @@ def inspect_datasets(spec: DataSpec, config_file: str) -> list[str]:
                              "take_all)")
         if scan.valid:
             lines.append(f"  {note}")
-            lines += ["  " + ln for ln in _example_lines(scan, spec, i, counter, counts)]
+            lines += ["  " + ln for ln in _example_lines(scan, spec, i, counter, counts, columns)]
+            if columns is not None and i in columns:
+                lines.append("  columns: " + ", ".join(sorted(columns[i] - {"prompt", "dataset_index", "row_id"})))
     if problems:
         raise ConfigError(problems)
     return lines

@@ -7,16 +7,44 @@ a user sees every mistake at once. The data and reward sections are checked by t
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
+from pipelines import launch as launcher
 from pipelines.common.node import Rule
 from pipelines.common.problems import Problem, did_you_mean
 from pipelines.data import checks as data_checks
 from pipelines.grpo.config import GRPOConfigFile
 from pipelines.rewards import checks as reward_checks
 
-# GRPOConfig keys the node sets itself; giving them under training_parameters would be ignored or conflict.
-NODE_OWNED_KEYS = {"output_dir", "run_name", "report_to", "bf16", "fp16", "use_cpu", "resume_from_checkpoint"}
+# TRL's own names for what this project configures elsewhere: each maps to the key to use instead (None: the
+# node decides it). Given under training_parameters they would be overridden or would conflict.
+OUR_KEY_FOR = {
+    "run_name": "top-level `run_name`",
+    "seed": "top-level `seed` (it seeds sampling, LoRA init and training alike)",
+    "data_seed": "top-level `seed`",
+    "report_to": "`logging.report_to`",
+    "bf16": "`model.dtype` (bf16 | fp16 | fp32 | auto)",
+    "fp16": "`model.dtype` (bf16 | fp16 | fp32 | auto)",
+    "use_cpu": None,
+    "use_vllm": "`model.vllm` (e.g. model.vllm: {mode: colocate})",
+    "vllm_mode": "`model.vllm.mode`",
+    "vllm_server_host": "`model.vllm.host`",
+    "vllm_server_port": "`model.vllm.port`",
+    "vllm_gpu_memory_utilization": "`model.gpu_memory_utilization`",
+    "log_completions": "`logging.log_completions_every`",
+    "push_to_hub": "the `push_to_hub` section ({repo_id, private})",
+    "hub_model_id": "`push_to_hub.repo_id`",
+    "hub_private_repo": "`push_to_hub.private`",
+    "deepspeed": "`launch.accelerate_config` (pipelines/grpo/accelerate/zero2.yaml, zero3.yaml)",
+    "fsdp": "`launch.accelerate_config` (pipelines/grpo/accelerate/fsdp.yaml)",
+    "save_only_model": None,
+    "resume_from_checkpoint": "`training_parameters.resume_from_checkpoint` (auto | a checkpoint path)",
+}
+NODE_OWNED_KEYS = frozenset(OUR_KEY_FOR) | {"output_dir"}   # (output_dir is our own field too)
+# Value ranges GRPO needs that TRL's source does not state (a violation fails only mid-run).
+RANGES = {"temperature": (0.0, None, "> 0"), "top_p": (0.0, 1.0, "in (0, 1]"), "beta": (None, None, ">= 0"),
+          "epsilon": (None, None, ">= 0"), "num_iterations": (None, None, ">= 1")}
 
 
 def generation_batch(cfg: GRPOConfigFile) -> int:
@@ -49,19 +77,51 @@ def check_lengths(cfg: GRPOConfigFile, file: str) -> list[Problem]:
                                            ("model.max_seq_length", cfg.model.max_seq_length), file)
 
 
+def _owned_key_message(key: str) -> str:
+    ours = OUR_KEY_FOR[key]
+    if ours is None:
+        return f"TRL's `{key}` is set by the node itself (it follows the machine and the run); remove it"
+    return f"TRL's `{key}` is configured here as {ours}; remove it from training_parameters and set that instead"
+
+
+def _range_problem(key: str, value: object) -> str | None:
+    if key not in RANGES or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    _, _, text = RANGES[key]
+    bad = {"temperature": value <= 0, "top_p": not 0 < value <= 1, "beta": value < 0, "epsilon": value < 0,
+           "num_iterations": value < 1}[key]
+    return f"must be {text} (got {value!r})" if bad else None
+
+
 def check_grpo_extras(cfg: GRPOConfigFile, file: str) -> list[Problem]:
-    from pipelines.grpo.trl_fields import grpo_config_fields
-    extras = cfg.training_parameters.model_extra or {}
-    known = grpo_config_fields()
+    """Extra training_parameters keys: TRL's names for things configured elsewhere, unknown names, and values
+    the installed TRL's GRPOConfig would reject (type, choices, finiteness, range), all read from its source."""
+    from pipelines.grpo.trl_fields import grpo_config_specs, value_problem
+
+    tp = cfg.training_parameters
+    extras = tp.model_extra or {}
+    specs = grpo_config_specs()
     problems = []
-    for key in extras:
-        if key in NODE_OWNED_KEYS:
-            problems.append(Problem(file, f"training_parameters.{key}", "is set by the node; remove it (see the "
-                                                                        "config reference for the key to use)"))
-        elif known is not None and key not in known:
-            hint = did_you_mean(key, set(known) | set(type(cfg.training_parameters).model_fields))
-            problems.append(Problem(file, f"training_parameters.{key}", f"unknown key: not a field of the installed "
-                                                                        f"TRL GRPOConfig{hint}"))
+    for key, value in extras.items():
+        where = f"training_parameters.{key}"
+        if key in OUR_KEY_FOR:
+            problems.append(Problem(file, where, _owned_key_message(key)))
+        elif specs is not None and key not in specs:
+            hint = did_you_mean(key, set(specs) | set(type(tp).model_fields))
+            problems.append(Problem(file, where, f"unknown key: not a field of the installed TRL GRPOConfig{hint}"))
+        elif specs is not None:
+            message = value_problem(specs[key], value) or _range_problem(key, value)
+            if message:
+                problems.append(Problem(file, where, message))
+    if specs is not None:   # our declared string fields that TRL constrains (transformers' enums)
+        for key in ("lr_scheduler_type", "optim"):
+            if key in specs and key not in extras:
+                message = value_problem(specs[key], getattr(tp, key))
+                if message:
+                    problems.append(Problem(file, f"training_parameters.{key}", message))
+    if "warmup_steps" in extras and "warmup_ratio" in tp.model_fields_set:
+        problems.append(Problem(file, "training_parameters.warmup_steps", "give warmup_ratio or warmup_steps, not "
+                                                                          "both (warmup_steps would win silently)"))
     return problems
 
 
@@ -71,6 +131,9 @@ def check_backend(cfg: GRPOConfigFile, file: str) -> list[Problem]:
         return [Problem(file, "model.backend", "the unsloth backend runs in a single process only (its multi-GPU "
                                                "GRPO is reported to hang); use backend: transformers with launch."
                                                "num_processes > 1, or set num_processes to 1")]
+    if cfg.model.backend == "unsloth" and cfg.launch.device == "cpu":
+        return [Problem(file, "model.backend", "the unsloth backend needs a CUDA GPU, but launch.device is cpu; use "
+                                               "backend: transformers (or auto)")]
     if cfg.model.vllm is not None and cfg.model.backend == "unsloth":
         return [Problem(file, "model.vllm", "the unsloth backend always uses its own vLLM; `model.vllm` applies "
                                             "to backend: transformers")]
@@ -97,6 +160,59 @@ def check_launch(cfg: GRPOConfigFile, file: str) -> list[Problem]:
     return problems
 
 
+def check_gpu_count(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    """On CUDA one process per visible GPU: two ranks on one GPU fail in NCCL after the model load."""
+    launch = cfg.launch
+    if launch.device == "cpu" or launch.num_processes <= 1:
+        return []
+    gpus = launcher.visible_gpu_count()
+    if gpus == 0 or launch.num_processes <= gpus:
+        return []
+    return [Problem(file, "launch.num_processes", f"{launch.num_processes} processes asked for (launch.num_processes "
+                    f"or --num-processes) but {gpus} GPU{'s are' if gpus != 1 else ' is'} visible; on CUDA each "
+                    f"process needs its own GPU. Set it to at most {gpus}, or set launch.device: cpu to run "
+                    f"{launch.num_processes} CPU processes")]
+
+
+def package_installed(name: str) -> bool:
+    """Whether ``name`` can be imported here (found, not imported: validation imports no torch)."""
+    return importlib.util.find_spec(name) is not None
+
+
+def check_fast_inference(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    m = cfg.model
+    if m.fast_inference == "auto":
+        return []
+    if m.backend == "transformers":
+        return [Problem(file, "model.fast_inference", "applies to the unsloth backend only; on backend: "
+                                                      "transformers vLLM is `model.vllm` (remove fast_inference)")]
+    if m.fast_inference is True and not package_installed("vllm"):
+        return [Problem(file, "model.fast_inference", "true needs vLLM, which is not installed here (GPU only: "
+                                                      "`bash linux.sh --gpu`, see README); use auto or false "
+                                                      "(Unsloth then generates with HF generate)")]
+    return []
+
+
+def check_4bit(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    """load_in_4bit needs a CUDA GPU (both backends) and bitsandbytes (the transformers backend's loader)."""
+    m = cfg.model
+    if not m.load_in_4bit:
+        return []
+    if cfg.launch.device == "cpu":
+        return [Problem(file, "model.load_in_4bit", "4-bit loading needs a CUDA GPU, but launch.device is cpu; "
+                                                    "set load_in_4bit: false")]
+    gpus = launcher.visible_gpu_count()
+    if gpus == 0:
+        return [Problem(file, "model.load_in_4bit", "4-bit loading (bitsandbytes) needs a CUDA GPU and none is "
+                                                    "visible here; set load_in_4bit: false on this machine")]
+    unsloth = m.backend == "unsloth" or (m.backend == "auto" and package_installed("unsloth"))
+    if not unsloth and not package_installed("bitsandbytes"):
+        return [Problem(file, "model.load_in_4bit", "the transformers backend loads 4-bit weights through "
+                                                    "bitsandbytes, which is not installed (pip install bitsandbytes);"
+                                                    " or set load_in_4bit: false")]
+    return []
+
+
 def _shards_parameters(accelerate_config: Path) -> bool:
     """True for an accelerate config using DeepSpeed ZeRO stage 3 or FSDP."""
     import yaml
@@ -118,10 +234,17 @@ def check_evaluation(cfg: GRPOConfigFile, file: str) -> list[Problem]:
 
 
 RULES: tuple[Rule, ...] = data_checks.RULES + reward_checks.RULES + (
-    Rule(check_batch_sizes, ("training_parameters", "launch")),
-    Rule(check_lengths, ("training_parameters", "model")),
+    Rule(check_batch_sizes, ("training_parameters", "launch"),
+         reads=("training_parameters.per_device_train_batch_size", "training_parameters.num_generations",
+                "training_parameters.gradient_accumulation_steps", "launch.num_processes", "launch.num_machines")),
+    Rule(check_lengths, ("training_parameters", "model"),
+         reads=("training_parameters.max_prompt_length", "training_parameters.max_completion_length",
+                "model.max_seq_length")),
     Rule(check_grpo_extras, ("training_parameters",)),
     Rule(check_backend, ("model", "launch")),
     Rule(check_launch, ("launch", "evaluation")),
+    Rule(check_gpu_count, ("launch",)),
+    Rule(check_fast_inference, ("model",)),
+    Rule(check_4bit, ("model", "launch")),
     Rule(check_evaluation, ("evaluation", "dataset_settings")),
 )

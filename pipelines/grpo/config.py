@@ -1,7 +1,7 @@
 """The GRPO node's configuration schema.
 
 One pydantic model per section, ``extra="forbid"``, a description on every field: this module is both the
-validator and the reference documentation (``python -m cli_utils.config_reference`` prints it). Section
+validator and the reference documentation (``.venv/bin/python -m cli_utils.config_reference`` prints it). Section
 and key names follow Augmentoolkit's GRPO pipeline so that its configs validate here unchanged.
 The ``datasets``/``dataset_settings`` and ``reward`` sections are the shared layers' own models
 (:mod:`pipelines.data.config`, :mod:`pipelines.rewards.config`), so every node reads its data and scores it the
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from pipelines.common.schema import StrictModel
+from pipelines.common.chat_templates import resolve_chat_template
+from pipelines.common.schema import Seed, StrictModel
 from pipelines.data.config import DatasetEntry, DatasetSettings
 from pipelines.rewards.config import RewardSection
 
@@ -31,8 +32,17 @@ class ModelSection(StrictModel):
         None, description="Modules that get LoRA adapters; default: all attention and MLP projections.")
     max_seq_length: int = Field(2048, ge=8, description="Maximum prompt + completion length in tokens.")
     gpu_memory_utilization: float = Field(0.6, gt=0, le=1, description="Fraction of GPU memory vLLM may use "
-                                                                        "(Unsloth backend).")
-    load_in_4bit: bool = Field(False, description="Load the base model in 4 bit (Unsloth backend).")
+                                          "(Unsloth with fast_inference, or model.vllm on the transformers "
+                                          "backend).")
+    fast_inference: Union[Literal["auto"], bool] = Field(
+        "auto", description="Unsloth backend: generate the GRPO completions with vLLM (`true`, needs vllm "
+                            "installed), with HF generate (`false`; slower, no vLLM needed), or `auto`: vLLM when "
+                            "the vllm package is installed. Stop strings and sampling settings behave the same "
+                            "either way.")
+    load_in_4bit: bool = Field(False, description="Load the base model in 4 bit (QLoRA): Unsloth's own loader, or "
+                                                  "bitsandbytes (BitsAndBytesConfig, nf4) on the transformers "
+                                                  "backend. Needs a CUDA GPU (and bitsandbytes); refused at "
+                                                  "--validate where it cannot work.")
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="Weights dtype: auto is bf16 on a GPU that supports it, else fp32.")
     vllm: Optional["VLLMSection"] = Field(None, description="vLLM rollouts on the transformers backend (GPU only).")
@@ -50,7 +60,11 @@ ModelSection.model_rebuild()
 
 class TrainingParameters(StrictModel):
     """Keys of TRL's GRPOConfig. Keys not listed here are passed through to GRPOConfig after being checked
-    against the installed TRL's field names (see :mod:`pipelines.grpo.checks`)."""
+    against the installed TRL's GRPOConfig source: the name, the type, finiteness, and the value where TRL lists
+    the accepted ones (`loss_type`, `scale_rewards`, `importance_sampling_level`, ...). TRL's names for keys
+    configured elsewhere are refused with the key to use: `use_vllm`/`vllm_mode` (`model.vllm`), `report_to`
+    (`logging.report_to`), `bf16`/`fp16` (`model.dtype`), `seed`/`data_seed` (top-level `seed`), `run_name`
+    (top-level `run_name`), `push_to_hub`/`hub_model_id` (the `push_to_hub` section)."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
@@ -75,14 +89,23 @@ class TrainingParameters(StrictModel):
     save_strategy: Literal["steps", "no", "epoch", "best"] = Field("steps", description="When to checkpoint.")
     max_grad_norm: float = Field(0.1, gt=0, description="Gradient clipping norm.")
     logging_steps: int = Field(1, ge=1, description="Log metrics every this many steps.")
-    output_dir: Optional[str] = Field(None, description="The run directory; default `outputs/<run_name>`.")
+    output_dir: Optional[str] = Field(None, description="The run directory; default `outputs/<run_name>`. "
+                                      "Refused when it is the working folder (or above it), the outputs folder, "
+                                      "or an existing non-empty folder that holds no run.")
     chat_template: Optional[str] = Field(None, description="Jinja chat template used everywhere (prompt budget, "
-                                         "training, saved tokenizer); default: the tokenizer's own.")
+                                         "training, saved tokenizer), or a known name (chatml, llama-3, mistral, "
+                                         "gemma, zephyr, phi-3, alpaca); any other text is refused. Default: the "
+                                         "tokenizer's own.")
     model_stop_sequences: list[str] = Field(default_factory=list, description="Strings that end a completion; "
                                             "honoured on every backend, the completion is cut at the stop.")
     resume_from_checkpoint: Union[Literal["auto"], str, bool] = Field(
         False, description="`auto`: continue from the latest checkpoint in the run dir; a path; or false "
                            "(a run dir that already holds a run is then refused).")
+
+    @field_validator("chat_template")
+    @classmethod
+    def _template(cls, value: Optional[str]) -> Optional[str]:
+        return resolve_chat_template(value)     # a known name becomes its template; bad Jinja is refused
 
     @model_validator(mode="after")
     def _resume_value(self) -> "TrainingParameters":
@@ -125,7 +148,12 @@ class PushToHub(StrictModel):
 
 
 class LaunchSection(StrictModel):
-    num_processes: int = Field(1, ge=1, description="Training processes (accelerate launch when > 1).")
+    num_processes: int = Field(1, ge=1, description="Training processes (accelerate launch when > 1); on CUDA "
+                                                    "at most one per visible GPU.")
+    device: Literal["auto", "cpu"] = Field(
+        "auto", description="`auto`: the GPUs when CUDA is visible (one process each), else the CPU; `cpu`: train "
+                            "on the CPU even on a GPU machine (GPUs hidden from the node), e.g. two CPU processes "
+                            "on a one-GPU box to try a multi-process config.")
     num_machines: int = Field(1, ge=1, description="Machines taking part.")
     machine_rank: int = Field(0, ge=0, description="This machine's rank.")
     main_process_ip: Optional[str] = Field(None, description="Address of rank 0 (multi-node).")
@@ -137,9 +165,9 @@ class LaunchSection(StrictModel):
 class GRPOConfigFile(StrictModel):
     """A GRPO node config file."""
 
-    run_name: Optional[str] = Field(None, description="Names the run dir outputs/<run_name>; default "
-                                                      "grpo-<timestamp>.")
-    seed: int = Field(42, description="Seed for sampling, LoRA init and training.")
+    run_name: Optional[str] = Field(None, description="Names the run dir outputs/<run_name>: one "
+                                    "name (no `/`, `\\`, `..`, leading `.`); default grpo-<timestamp>.")
+    seed: Seed = Field(42, description="Seed for sampling, LoRA init and training.")
     model: ModelSection = Field(description="Base model, LoRA and backend.")
     training_parameters: TrainingParameters = Field(default_factory=TrainingParameters,
                                                     description="GRPOConfig hyperparameters.")

@@ -38,6 +38,10 @@ def load_inputs(cfg: GRPOConfigFile, ctx: NodeContext) -> Inputs:
     from pipelines.grpo.model import load_tokenizer
 
     model_path = resolve_model_name(cfg.model.base_model_name, cache_root=Path(ctx.outputs_root) / ".cache")
+    if Path(model_path).is_dir():
+        # A local folder is recorded absolute (adapter_config.json's base_model_name_or_path), so the adapter
+        # loads from any working directory.
+        model_path = str(Path(model_path).resolve())
     tokenizer = load_tokenizer(model_path, cfg.training_parameters.chat_template)
     sample = sample_with_tokenizer(data_spec(cfg), tokenizer, ctx.config_file)
     return Inputs(model_path, tokenizer, sample)

@@ -28,20 +28,22 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     """Train a LoRA adapter with GRPO as configured; returns the outputs recorded in the manifest."""
     from pipelines.grpo.checkpoints import checkpoint_step, resolve_resume
     from pipelines.grpo.inputs import load_inputs
-    from pipelines.grpo.model import choose_backend
+    from pipelines.grpo.model import choose_backend, use_gpu
 
     started = time.time()
     run_dir = Path(ctx.run_dir)
     tp = cfg.training_parameters
-    backend = choose_backend(cfg.model.backend)
+    resume = resolve_resume(tp.resume_from_checkpoint, run_dir, ctx.config_file)
+    resume_step = (checkpoint_step(resume) or 0) if resume else (0 if tp.resuming else None)
+    if resume is not None and resume_step is not None and resume_step >= tp.max_steps:
+        return finished_run(run_dir, resume, resume_step, tp.max_steps)
+    backend = choose_backend(cfg.model.backend, has_cuda=use_gpu(cfg))
     if backend == "unsloth":
-        _require_unsloth(ctx.config_file)
+        require_unsloth(ctx.config_file)
         import unsloth  # noqa: F401 - must come before transformers/trl: it patches them on import
 
     inputs = load_inputs(cfg, ctx)
     model_path, tokenizer, sample = inputs.model_path, inputs.tokenizer, inputs.sample
-    resume = resolve_resume(tp.resume_from_checkpoint, run_dir, ctx.config_file)
-    resume_step = (checkpoint_step(resume) or 0) if resume else (0 if tp.resuming else None)
     log.info("%d training rows, %d held-out rows; backend %s; model %s", len(sample.train), len(sample.eval),
              backend, model_path)
 
@@ -60,7 +62,7 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
         # The trackers' callbacks read their environment when the trainer builds them (tensorboard's log dir)
         # and when training starts (wandb), so both happen inside it.
         with tracker_env(cfg, run_dir):
-            trainer, metrics_cb = _build_trainer(cfg, ctx, model_path, tokenizer, sample, stack,
+            trainer, metrics_cb = build_trainer(cfg, ctx, model_path, tokenizer, sample, stack,
                                                  resume_step if main_process else None)
             _train(trainer, run_dir, resume)
     finally:
@@ -79,7 +81,30 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     return outputs
 
 
-def _require_unsloth(config_file: str) -> None:
+def finished_run(run_dir: Path, checkpoint: Path, step: int, max_steps: int) -> dict[str, Any]:
+    """A resume of a run that already reached max_steps trains nothing: it says so and returns the run's outputs
+    (a missing final_adapter, from a kill after the last checkpoint, is taken from that checkpoint)."""
+    final = run_dir / FINAL_ADAPTER
+    if not (final / "adapter_config.json").is_file():
+        tmp = run_dir / f".{FINAL_ADAPTER}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(checkpoint, tmp, ignore=shutil.ignore_patterns(*CHECKPOINT_ONLY))
+        replace_dir(tmp, final)
+        log.info("final adapter taken from %s", checkpoint.name)
+    log.warning("the run in %s is complete: %s is at step %d and max_steps is %d, so there is nothing to train. "
+                "To train further, raise training_parameters.max_steps and resume again", run_dir, checkpoint.name,
+                step, max_steps)
+    outputs: dict[str, Any] = {"final_adapter": final, "metrics": run_dir / METRICS_FILE,
+                               "reward_curve": run_dir / REWARD_CURVE, "summary": run_dir / SUMMARY_FILE}
+    return {k: v for k, v in outputs.items() if Path(v).exists()}
+
+
+# Files of a checkpoint that are training state, not part of an adapter folder.
+CHECKPOINT_ONLY = ("optimizer.*", "scheduler.*", "rng_state*", "trainer_state.json", "training_args.bin",
+                   "COMPLETE", "scaler.*")
+
+
+def require_unsloth(config_file: str) -> None:
     """backend: unsloth needs CUDA and the unsloth package; say how to get either instead of an ImportError."""
     import importlib.util
 
@@ -94,14 +119,13 @@ def _require_unsloth(config_file: str) -> None:
                                    "is visible; use backend: transformers (or auto) on this machine")])
 
 
-def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokenizer: Any, sample: Any,
+def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokenizer: Any, sample: Any,
                    stack: Any, resume_step: Optional[int]):
     """Load the model (only now) and assemble the trainer with its callbacks."""
     from datasets import Dataset
 
     from pipelines.grpo.callbacks import metrics_callback, truncate_metrics_after, use_compact_progress
-    from pipelines.common.hf import cuda_available
-    from pipelines.grpo.model import load_model
+    from pipelines.grpo.model import load_model, use_gpu
     from pipelines.grpo.trainer import build_grpo_config, trainer_class
 
     run_dir = Path(ctx.run_dir)
@@ -111,17 +135,22 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
         if dropped:
             log.info("metrics.jsonl: dropped %d record(s) after step %d (resume)", dropped, resume_step)
     loaded = load_model(cfg, model_path, tokenizer)
-    args = build_grpo_config(cfg, run_dir, loaded.grpo_overrides, on_gpu=cuda_available())
+    args = build_grpo_config(cfg, run_dir, loaded.grpo_overrides, on_gpu=use_gpu(cfg))
     metrics_cb = metrics_callback(run_dir / METRICS_FILE, run_dir / REWARD_CURVE, exclude=[TRL_REWARD_NAME])
     trainer_ref: list = []
     callbacks = [metrics_cb]
     if cfg.evaluation is not None and sample.eval:
         from pipelines.grpo.evaluation import evaluation_callback, make_evaluator
 
-        evaluator = make_evaluator(cfg, sample.eval, stack, loaded.tokenizer)
+        import os
+
+        from pipelines.grpo.evaluation import eval_engine
+
+        engine = eval_engine(loaded.backend, loaded.generates_with_vllm, int(os.environ.get("WORLD_SIZE", "1")))
+        evaluator = make_evaluator(cfg, sample.eval, stack, loaded.tokenizer, engine)
         callbacks.append(evaluation_callback(evaluator, cfg.evaluation.interval_steps, trainer_ref))
-    # On the Unsloth backend vLLM applies the stop strings (SamplingParams); the subclass must not.
-    stops = tuple(tp.model_stop_sequences) if loaded.backend == "transformers" else ()
+    # Where vLLM generates (Unsloth fast_inference: SamplingParams) it applies the stop strings; else the subclass.
+    stops = () if loaded.generates_with_vllm else tuple(tp.model_stop_sequences)
     # GRPOTrainer applies the LoraConfig (random LoRA A init) before Trainer.__init__ seeds the RNGs, so seed
     # here: without it two runs with the same seed start from different adapters and diverge at the first update.
     from transformers import set_seed
@@ -131,7 +160,7 @@ def _build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, token
         model=loaded.model, args=args, train_dataset=Dataset.from_list(sample.train),
         reward_funcs=[stack.reward_func], processing_class=loaded.tokenizer, peft_config=loaded.peft_config,
         callbacks=callbacks, reward_stack=stack, stop_sequences=stops,
-        log_completions_every=cfg.logging.log_completions_every)
+        log_completions_every=cfg.logging.log_completions_every, base_model=cfg.model.base_model_name)
     use_compact_progress(trainer)
     trainer_ref.append(trainer)
     return trainer, metrics_cb

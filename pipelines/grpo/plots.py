@@ -12,13 +12,13 @@ from pipelines.grpo.artifacts import EVAL_REWARD_KEY
 
 log = logging.getLogger(__name__)
 
-TOTAL_KEY = "reward_combined_mean"
+TOTAL_KEY = "rewards/combined/mean"     # the combined reward before scaling (one key; see rewards/metrics.py)
 _COMPONENT_RE = re.compile(r"^rewards/(.+)/mean$")
 _NOT_COMPONENTS = {"combined", "scaled"}
 
 
 def reward_series(records: Iterable[dict], exclude: Iterable[str] = ()) -> dict[str, tuple[list[int], list[float]]]:
-    """Series name -> (steps, values): ``combined`` (``reward_combined_mean``), one per reward component
+    """Series name -> (steps, values): ``combined`` (``rewards/combined/mean``), one per reward component
     (``rewards/<component>/mean``, without TRL's own per-function keys listed in ``exclude``), and ``eval``."""
     skip = _NOT_COMPONENTS | set(exclude)
     series: dict[str, tuple[list[int], list[float]]] = {}

@@ -7,7 +7,7 @@ signature at ``--validate`` time.
 Combination functions — one completion's scores -> one number
 -------------------------------------------------------------
 ``fn(scores: list[Score], **kwargs) -> float | None``. Each ``Score`` is a ``float`` (so ``sum(scores)`` and
-``min(scores)`` just work) that also carries ``.name`` (the component, e.g. ``d0/keyword``), ``.weight`` and
+``min(scores)`` just work) that also carries ``.name`` (the component, e.g. ``quickstart/keyword``), ``.weight`` and
 ``.gate`` from its ``reward_funcs`` entry. Before your function runs, the engine has already:
 
 * left out every reward that returned ``None`` (if all did, the combined reward is ``None`` and TRL ignores

@@ -36,10 +36,10 @@ for completions that merely fail your check. It comes in one of two forms:
   ``completion`` is the completion's text and ``row`` that completion's data columns.
 
 A function can also be named by import path, ``name: my_package.my_module:my_factory``, without registering.
-Try a reward without a GPU: ``python -m cli_utils.score_completions --config CONFIG --sample 20``.
+Try a reward without a GPU: ``.venv/bin/python -m cli_utils.score_completions --config CONFIG --sample 20``.
 The built-in rewards are in ``pipelines/rewards/builtin.py``: ``keyword``, ``regex_match``,
 ``answer_match``, ``countdown_equation``, ``think_answer_format``, ``cot_format``, ``length_target``,
-``repetition_penalty``; the LLM judge ``llm_judge`` (alias ``generic_llm_reward``) is in
+``repetition_penalty``; the LLM judges ``llm_judge`` and ``generic_llm_reward`` (Augmentoolkit's scoring) are in
 ``pipelines/rewards/judge/``. They are always registered: editing or trimming this file never removes them.
 """
 from __future__ import annotations

@@ -19,12 +19,21 @@ def check_run_dir(cfg: GRPOConfigFile, ctx: NodeContext) -> list[Problem]:
 
 def inspect(cfg: GRPOConfigFile, ctx: NodeContext) -> list[str]:
     """The --validate summary: every dataset's counts and an example prompt."""
+    from pipelines.common.problems import ConfigError
     from pipelines.data.summary import inspect_datasets
     from pipelines.grpo.inputs import data_spec
+    from pipelines.rewards.checks import check_rubric_columns
 
-    return inspect_datasets(data_spec(cfg), ctx.config_file)
+    columns: dict[int, set[str]] = {}
+    lines = inspect_datasets(data_spec(cfg), ctx.config_file, columns)
+    problems = check_rubric_columns(cfg.datasets, columns, ctx.config_file)
+    if problems:
+        raise ConfigError(problems, lines)
+    return lines
 
 
 NODE = NodeSpec(name="grpo", config_model=GRPOConfigFile, run="pipelines.grpo.node:run", rules=RULES,
-                check=check_run_dir, inspect=inspect, check_judges=check_judges, resume_hint=RESUME_HINT,
+                check=check_run_dir, check_needs=("training_parameters",), inspect=inspect,
+                check_judges=check_judges, resume_hint=RESUME_HINT,
+                preflight="pipelines.grpo.preflight:run_preflight",
                 outputs=("final_adapter", "metrics", "reward_curve", "high_scores"))

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from pipelines.grpo.artifacts import TRL_REWARD_NAME
 from pipelines.grpo.config import GRPOConfigFile
 
 log = logging.getLogger(__name__)
@@ -89,13 +90,19 @@ def _finish_wandb() -> None:
         wandb.finish()
 
 
+# TRL's names for the reward the stack hands it (already logged as rewards/scaled/*, the combined reward before
+# scaling as rewards/combined/*): left out of every log.
+TRL_DUPLICATE_KEYS = ("reward", "reward_std", f"rewards/{TRL_REWARD_NAME}/mean", f"rewards/{TRL_REWARD_NAME}/std")
+
+
 def sample_completions_text(logs: dict[str, Any], step: int, max_chars: int = 600) -> Optional[str]:
     """One prompt of the latest batch with each of its completions and rewards, for run.log."""
     prompts = list(logs.get("prompt") or [])
     completions = list(logs.get("completion") or [])
     if not prompts or len(prompts) != len(completions):
         return None
-    rewards = {name: list(values) for name, values in (logs.get("rewards") or {}).items()}
+    rewards = {("reward" if name == TRL_REWARD_NAME else name): list(values)
+               for name, values in (logs.get("rewards") or {}).items()}
     first = prompts[0]
     lines = [f"step {step}: sample prompt and its completions", f"  prompt: {first[-max_chars:]!r}"]
     for i, (prompt, completion) in enumerate(zip(prompts, completions)):
@@ -106,12 +113,28 @@ def sample_completions_text(logs: dict[str, Any], step: int, max_chars: int = 60
     return "\n".join(lines)
 
 
+def name_base_model(card: Path, base_model: str, loaded_from: Optional[str]) -> None:
+    """TRL's model card names only a hub id as the base ("fine-tuned version of [None]" for a local folder or
+    builtin:tiny): name the configured base model and the folder it was loaded from instead."""
+    if not card.is_file():
+        return
+    text = card.read_text(encoding="utf-8")
+    where = f" (loaded from `{loaded_from}`)" if loaded_from and loaded_from != base_model else ""
+    fixed = text.replace("[None](https://huggingface.co/None)", f"`{base_model}`{where}")
+    fixed = fixed.replace('model="None"', f'model="{Path(card.parent, "final_adapter")}"')
+    if fixed != text:
+        from pipelines.common.io import atomic_write_text
+
+        atomic_write_text(card, fixed)
+
+
 @functools.lru_cache(maxsize=1)
 def trainer_class() -> type:
     """Define the GRPOTrainer subclass (imports trl, so only when training)."""
     from trl import GRPOTrainer
-    from trl.trainer.utils import RepeatSampler
+    from trl.trainer.utils import RepeatSampler, get_config_model_id
 
+    from pipelines.common.io import make_readable
     from pipelines.grpo.checkpoints import clear_marker, mark_complete
     from pipelines.common.stops import cut_completions, stopping_generate, trim_completions
 
@@ -131,8 +154,9 @@ def trainer_class() -> type:
 
     class NodeGRPOTrainer(GRPOTrainer):
         def __init__(self, *args: Any, reward_stack: Any = None, stop_sequences: tuple[str, ...] = (),
-                     log_completions_every: int = 0, **kwargs: Any):
+                     log_completions_every: int = 0, base_model: str = "", **kwargs: Any):
             self.reward_stack = reward_stack
+            self.base_model = base_model
             self.stop_sequences = [s for s in stop_sequences if s]
             self.log_completions_every = log_completions_every
             self.stopped_completions = 0
@@ -172,6 +196,9 @@ def trainer_class() -> type:
             is_step_log = self.model.training and "loss" in logs
             if is_step_log and self.reward_stack is not None:
                 logs.update(self.reward_stack.pop_metrics())
+                # TRL's own copies of the (scaled) combined reward: one key, rewards/combined/mean, is enough.
+                for key in TRL_DUPLICATE_KEYS:
+                    self._metrics["train"].pop(key, None)
             step = self.state.global_step
             every = self.log_completions_every
             if is_step_log and every and step % every == 0 and self.accelerator.is_main_process:
@@ -179,6 +206,25 @@ def trainer_class() -> type:
                 if text:
                     log.info(text)
             super().log(logs, start_time)
+
+        def engine_generate(self, prompt_ids: list[list[int]], num_generations: int) -> list[list[int]]:
+            """Completion token ids from TRL's vLLM engine (the one training samples with), its weights synced to
+            the current step first exactly as a training step does; ``num_generations`` per prompt, in order."""
+            if self.state.global_step != self._last_loaded_step:
+                self.vllm_generation.sync_weights()
+                self._last_loaded_step = self.state.global_step
+            # TRL's layout: each prompt repeated num_generations times (colocate samples one per copy; server mode
+            # takes every num_generations-th prompt and asks for num_generations each).
+            repeated = [ids for ids in prompt_ids for _ in range(num_generations)]
+            _, completion_ids, _, _ = self.vllm_generation.generate(prompts=repeated, images=None,
+                                                                    num_generations=num_generations)
+            return completion_ids
+
+        def create_model_card(self, model_name=None, dataset_name=None, tags=None) -> None:
+            super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+            if self.base_model and self.is_world_process_zero():
+                name_base_model(Path(self.args.output_dir) / "README.md", self.base_model,
+                                get_config_model_id(self.model.config))
 
         def emit_metrics(self, metrics: dict[str, float]) -> None:
             """Log metrics computed outside TRL (evaluation) to every tracker and metrics.jsonl, without
@@ -223,6 +269,7 @@ def trainer_class() -> type:
             finally:
                 self.args.save_total_limit = limit
             if self.args.should_save:
+                make_readable(folder)   # safetensors writes the weights 0600
                 mark_complete(folder, self.state.global_step)
                 trainer_utils.rotate_checkpoints(output_dir=run_dir, save_total_limit=limit, use_mtime=True,
                                                  best_model_checkpoint=self.state.best_model_checkpoint)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from pipelines.common.problems import did_you_mean
 from pipelines.common.registry_base import Registry
 from pipelines.rewards import builtin, builtin_post_processors  # noqa: F401  (register the built-ins)
+from pipelines.rewards.judge import generic as generic_judge  # noqa: F401  (registers generic_llm_reward)
 from pipelines.rewards.judge import reward as judge_reward  # noqa: F401  (registers llm_judge)
 from pipelines.rewards.registry import (COMBINATION_REGISTRY, KWARG_VALIDATORS, REWARD_REGISTRY,
                                         SCALING_REGISTRY)
@@ -51,6 +52,19 @@ def scalings() -> Registry[Callable[..., Any]]:
 def get_reward_factory(name: str) -> Callable[..., Any]:
     """The factory registered as ``name`` or importable as ``module:function``; KeyError otherwise."""
     return rewards().get(name)
+
+
+def entry_kwargs(entry: Any) -> dict[str, Any]:
+    """A ``reward_funcs`` entry's factory arguments: its extra keys, plus its ``label`` when the factory takes a
+    ``label`` argument (the LLM judge names its own metrics by it)."""
+    kwargs = dict(entry.kwargs)
+    if getattr(entry, "label", None) is None:
+        return kwargs
+    try:
+        params = inspect.signature(get_reward_factory(entry.name)).parameters
+    except (KeyError, TypeError, ValueError):
+        return kwargs
+    return {**kwargs, "label": entry.label} if "label" in params else kwargs
 
 
 def check_reward_kwargs(name: str, kwargs: dict[str, Any]) -> list[str]:

@@ -9,6 +9,10 @@ from pydantic import ConfigDict, Field
 from pipelines.common.schema import StrictModel
 
 
+# A label names metrics (`rewards/<dataset>/<reward>/mean`): letters, digits, `_`, `.` and `-` only.
+LABEL_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+
+
 class NamedFunction(StrictModel):
     name: str = Field(description="Registered function name (post_processors.py).")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the function.")
@@ -16,8 +20,10 @@ class NamedFunction(StrictModel):
 
 class RewardSection(StrictModel):
     high_scoring_save_path: Optional[str] = Field("high_scoring_examples.jsonl",
-                                                  description="JSONL file (inside the run dir) for completions "
-                                                              "scoring at least score_save_threshold.")
+                                                  description="JSONL file for completions scoring at least "
+                                                  "score_save_threshold: one file name inside the run dir (no "
+                                                  "`/` or `..`), not a name the run writes itself "
+                                                  "(metrics.jsonl, final_adapter, checkpoint-N, ...).")
     score_save_threshold: Optional[float] = Field(None, description="Combined reward (before scaling) at or above "
                                                   "which a completion is saved; null saves none.")
     combination_function: Union[str, NamedFunction] = Field(
@@ -33,10 +39,15 @@ class RewardFuncEntry(StrictModel):
 
     model_config = ConfigDict(extra="allow")
     name: str = Field(description="Name registered with @register_reward_function, or `module:function`.")
+    label: Optional[str] = Field(None, pattern=LABEL_PATTERN, description="Names this reward in metrics and "
+                                 "score records (`rewards/<dataset label>/<label>/mean`); default: the function "
+                                 "name (`_2`, `_3` for repeats). Unique within a dataset. An LLM judge also names "
+                                 "its own metrics by it.")
     weight: float = Field(1.0, description="Weight used by weighted_sum.")
     gate: bool = Field(False, description="If true, a score of 0 from this function zeroes the combined reward.")
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        """Factory keyword arguments: every key but name, weight and gate."""
+        """Factory keyword arguments: every key but name, label, weight and gate (``catalog.entry_kwargs`` adds
+        ``label`` for a factory that takes one)."""
         return dict(self.model_extra or {})

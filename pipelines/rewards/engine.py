@@ -5,13 +5,16 @@ datasets with entirely different reward configs mix in one batch. All reward cal
 concurrently (``async def`` ones on the event loop, sync ones in worker threads); then each completion's
 scores are combined (``reward.combination_function``) and the batch is scaled (``reward.scaling_function``).
 
-Component names are ``d<dataset index>/<function name>`` (``d0/keyword``); a function used twice by one
-dataset gets ``_2``, ``_3``... (``d0/keyword_2``). Metrics keys follow: ``rewards/d0/keyword/mean``.
+Component names are ``<dataset label>/<reward label>`` (``quickstart/keyword``): the dataset's ``label`` (default:
+its file name without extension) and the reward's ``label`` (default: the function name). A default used twice
+gets ``_2``, ``_3``... (``quickstart/keyword_2``). Metrics keys follow: ``rewards/quickstart/keyword/mean``; the
+combined reward is ``rewards/combined/mean`` (see :mod:`pipelines.rewards.metrics`).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -38,7 +41,7 @@ NON_COLUMNS = ("prompt", "completion", "completion_ids")
 class Component:
     """One (dataset, reward function) pair, built once per run."""
 
-    name: str            # d0/keyword
+    name: str            # quickstart/keyword (<dataset label>/<reward label>)
     func_name: str       # the entry's name
     dataset_index: int
     dataset_path: str
@@ -62,18 +65,38 @@ class ScoreResult:
     errors: list[str] = field(default_factory=list)
 
 
+def _numbered(bases: Sequence[str]) -> list[str]:
+    """``a, a, b`` -> ``a, a_2, b``."""
+    seen: dict[str, int] = defaultdict(int)
+    out = []
+    for base in bases:
+        seen[base] += 1
+        out.append(base + (f"_{seen[base]}" if seen[base] > 1 else ""))
+    return out
+
+
+def _safe(text: str, fallback: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", text).strip("_") or fallback
+
+
+def dataset_labels(datasets: Sequence[Any]) -> list[str]:
+    """Each dataset's label: its ``label``, else its file name without extension (numbered when repeated)."""
+    bases = []
+    for i, ds in enumerate(datasets):
+        label = getattr(ds, "label", None)
+        bases.append(label or _safe(Path(str(ds.path)).name.split(".")[0], f"dataset{i}"))
+    return _numbered(bases)
+
+
+def reward_label(entry: Any) -> str:
+    """A reward entry's label: its ``label``, else its function name (``module:fn`` -> ``fn``)."""
+    return entry.label or _safe(entry.name.rsplit(":", 1)[-1], "reward")
+
+
 def component_names(datasets: Sequence[DatasetEntry]) -> list[list[str]]:
     """Component names per dataset, in reward_funcs order (see the module docstring for the scheme)."""
-    out = []
-    for i, ds in enumerate(datasets):
-        seen: dict[str, int] = defaultdict(int)
-        names = []
-        for entry in ds.reward_funcs:
-            short = entry.name.rsplit(":", 1)[-1].replace("/", "_") or "reward"
-            seen[short] += 1
-            names.append(f"d{i}/{short}" + (f"_{seen[short]}" if seen[short] > 1 else ""))
-        out.append(names)
-    return out
+    return [[f"{ds_label}/{name}" for name in _numbered([reward_label(e) for e in ds.reward_funcs])]
+            for ds_label, ds in zip(dataset_labels(datasets), datasets)]
 
 
 def build_components(datasets: Sequence[DatasetEntry]) -> list[list[Component]]:
@@ -85,7 +108,7 @@ def build_components(datasets: Sequence[DatasetEntry]) -> list[list[Component]]:
         for j, entry in enumerate(ds.reward_funcs):
             where = f"datasets[{i}].reward_funcs[{j}] ({entry.name!r}, dataset {ds.path})"
             try:
-                fn = catalog.get_reward_factory(entry.name)(**entry.kwargs)
+                fn = catalog.get_reward_factory(entry.name)(**catalog.entry_kwargs(entry))
             except Exception as exc:
                 raise RewardFunctionError(f"{where}: building the reward function failed: "
                                           f"{type(exc).__name__}: {exc}") from exc
@@ -168,8 +191,9 @@ class RewardStack:
         return await self._score(prompts, completions, _columns_from_rows(rows), raise_errors)
 
     def pop_metrics(self) -> dict[str, float]:
-        """Means and stds since the last pop (``rewards/...`` keys and ``reward_combined_mean``), plus what
-        reward functions with their own ``pop_metrics()`` report, as ``rewards/<component>/<key>``."""
+        """Means and stds since the last pop (``rewards/...`` keys; ``rewards/combined/mean`` is the combined
+        reward), plus what reward functions with their own ``pop_metrics()`` report, as
+        ``rewards/<component>/<key>``."""
         out = self.metrics.pop()
         for comp in (c for comps in self.components for c in comps):
             pop = getattr(comp.fn, "pop_metrics", None)

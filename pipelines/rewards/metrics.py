@@ -29,9 +29,10 @@ class _Moments:
 class RewardMetrics:
     """Accumulates scores between two :meth:`pop` calls (a logging step may span several reward calls).
 
-    Keys: ``rewards/<component>/mean|std`` (component e.g. ``d0/keyword``), ``rewards/combined/mean|std``
-    (before scaling), ``rewards/scaled/mean|std`` (what TRL receives), ``rewards/<component>/none_ratio``
-    (share of completions of its dataset it declined), and ``reward_combined_mean``. The std is the population
+    Keys: ``rewards/<component>/mean|std`` (component e.g. ``quickstart/keyword``), ``rewards/combined/mean|std``
+    (the combined reward before scaling: the one key for "the reward"), ``rewards/combined/count``,
+    ``rewards/scaled/mean|std`` (what TRL receives), and ``rewards/<component>/none_ratio`` (share of
+    completions of its dataset it declined). The std is the population
     std; ``None`` scores are not counted. A series with no values since the last pop is left out.
     """
 
@@ -61,8 +62,6 @@ class RewardMetrics:
             declined, total = nones[key]
             if key not in ("combined", "scaled") and total:
                 out[f"rewards/{key}/none_ratio"] = declined / total
-        if "rewards/combined/mean" in out:
-            out["reward_combined_mean"] = out["rewards/combined/mean"]
         if "combined" in nones:
             out["rewards/combined/count"] = float(nones["combined"][1])  # completions scored, all ranks
         return out

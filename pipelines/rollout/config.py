@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from pipelines.common.schema import StrictModel
+from pipelines.common.chat_templates import resolve_chat_template
+from pipelines.common.schema import Seed, StrictModel
 from pipelines.data.config import DatasetEntry, DatasetSettings
 from pipelines.data.sampling import DataSpec
 from pipelines.rewards.config import RewardSection
@@ -49,10 +50,16 @@ class GenerationSection(StrictModel):
     stop_sequences: list[str] = Field(default_factory=list, description="Strings that end a completion; the "
                                       "completion is cut right after the first one, which is kept (as in GRPO training), on every backend.")
     chat_template: Optional[str] = Field(None, description="Jinja chat template applied to the prompt messages "
-                                         "(with the generation prompt); default: the adapter's tokenizer's, else "
+                                         "(with the generation prompt), or a known name (chatml, llama-3, mistral, "
+                                         "gemma, zephyr, phi-3, alpaca); default: the adapter's tokenizer's, else "
                                          "the model's.")
     max_prompt_length: int = Field(512, ge=1, description="Prompt token budget, enforced by the data layer as "
                                                           "in training (old turns are dropped to fit).")
+
+    @field_validator("chat_template")
+    @classmethod
+    def _template(cls, value: Optional[str]) -> Optional[str]:
+        return resolve_chat_template(value)     # a known name becomes its template; bad Jinja is refused
 
     @model_validator(mode="after")
     def _no_empty_stop(self) -> "GenerationSection":
@@ -75,9 +82,9 @@ class SelectionSection(StrictModel):
 class RolloutConfigFile(StrictModel):
     """A rollout node config file."""
 
-    run_name: Optional[str] = Field(None, description="Names the run dir outputs/<run_name>; default "
-                                                      "rollout-<timestamp>.")
-    seed: int = Field(42, description="Seed for sampling prompts and completions.")
+    run_name: Optional[str] = Field(None, description="Names the run dir outputs/<run_name>: one "
+                                    "name (no `/`, `\\`, `..`, leading `.`); default rollout-<timestamp>.")
+    seed: Seed = Field(42, description="Seed for sampling prompts and completions.")
     resume: bool = Field(False, description="Continue a killed rollout in the same run dir: prompts already "
                                             "scored in scored.jsonl are not generated again. False refuses a run "
                                             "dir that already holds a run.")

@@ -78,9 +78,13 @@ class TransformersGenerator:
         self.cfg, self.gen, self.tokenizer = cfg, cfg.generation, tokenizer
         base, adapter, _ = model_paths(cfg)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype(cfg.model.dtype, cuda_available()))
+        dtype = torch_dtype(cfg.model.dtype, cuda_available())
+        # With an adapter: load and merge in fp32 on the CPU, then cast (as cli_utils/merge_lora.py does). Merging
+        # into bf16 weights rounds W + BA once more, and base + adapter would then sample other text than the
+        # merged model a user saves.
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32 if adapter else dtype)
         if adapter:
-            model = _apply_adapter(model, base, adapter)
+            model = cast_weights(_apply_adapter(model, base, adapter), dtype)
         self.model = model.to(self.device).eval()
         self._eos = _eos_ids(self.model, tokenizer)
         self.seed(cfg.seed)
@@ -141,6 +145,15 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     return ids
 
 
+def cast_weights(model: Any, dtype: Any) -> Any:
+    """Cast the parameters only, as ``from_pretrained(dtype=...)`` does: buffers such as RoPE's ``inv_freq`` stay
+    fp32 (``model.to(bf16)`` would round them too, and generation would drift from the saved merged model)."""
+    for param in model.parameters():
+        param.data = param.data.to(dtype)
+    model.config.dtype = dtype
+    return model
+
+
 def _apply_adapter(model: Any, base: str, adapter: str) -> Any:
     from peft import PeftModel
     try:
@@ -158,12 +171,36 @@ def adapter_rank(adapter: str) -> int:
     return max(ranks)
 
 
+def model_positions(base: str) -> Optional[int]:
+    """``max_position_embeddings`` from a local model folder's config.json (None for a hub id or no entry)."""
+    path = Path(base) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    value = data.get("max_position_embeddings") or (data.get("text_config") or {}).get("max_position_embeddings")
+    return int(value) if value else None
+
+
+def max_model_len(requested: int, base: str) -> int:
+    """vLLM's ``max_model_len``: ``model.max_seq_length`` capped, with a warning, to the model's positions (vLLM
+    refuses a longer one: "User-specified max_model_len ... is greater than the derived max_model_len")."""
+    positions = model_positions(base)
+    if positions is not None and requested > positions:
+        log.warning("model.max_seq_length %d exceeds the %d positions of %s; vLLM gets max_model_len %d", requested,
+                    positions, base, positions)
+        return positions
+    return requested
+
+
 def vllm_arguments(cfg: RolloutConfigFile, base: str, adapter: Optional[str], tokenizer_source: str) -> dict:
     """The exact arguments given to ``vllm.LLM``, ``SamplingParams`` and ``LoRARequest`` (None without adapter)."""
     g, m = cfg.generation, cfg.model
     llm = {"model": base, "tokenizer": tokenizer_source, "seed": cfg.seed,
            "dtype": {"auto": "auto", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[m.dtype],
-           "max_model_len": m.max_seq_length, "gpu_memory_utilization": m.gpu_memory_utilization,
+           "max_model_len": max_model_len(m.max_seq_length, base), "gpu_memory_utilization": m.gpu_memory_utilization,
            "enable_lora": adapter is not None}
     if adapter is not None:
         llm["max_lora_rank"] = m.max_lora_rank or adapter_rank(adapter)

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from pipelines.common.io import atomic_write_text
+from pipelines.common.io import atomic_write_text, file_mode
 from pipelines.rollout.config import RolloutConfigFile
 from pipelines.rollout.selection import group_by_prompt, select_preferences, select_sft
 
@@ -63,6 +63,7 @@ def write_parquet(records: Sequence[dict[str, Any]], path: Path) -> None:
                                       pa.string())
     table = pa.table(columns)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, file_mode())    # 0644 under umask 022, not the temp file's 0600
     os.close(fd)
     try:
         pq.write_table(table, tmp)

@@ -74,7 +74,15 @@ def inspect(cfg: RolloutConfigFile, ctx: NodeContext) -> list[str]:
         return lines + ["(data not inspected: it refers to an earlier node's outputs)"]
     from pipelines.data.summary import inspect_datasets
 
-    return lines + inspect_datasets(cfg.data_spec(), ctx.config_file)
+    from pipelines.common.problems import ConfigError
+    from pipelines.rewards.checks import check_rubric_columns
+
+    columns: dict[int, set[str]] = {}
+    lines += inspect_datasets(cfg.data_spec(), ctx.config_file, columns)
+    problems = check_rubric_columns(cfg.datasets, columns, ctx.config_file)
+    if problems:
+        raise ConfigError(problems, lines)
+    return lines
 
 
 NODE = NodeSpec(name="rollout", config_model=RolloutConfigFile, run="pipelines.rollout.node:run", rules=RULES,

@@ -42,7 +42,7 @@ def test_judge_and_reward_metrics_are_aggregated_over_ranks(tmp_path):
     assert judge["judge/j/failure_rate"] == pytest.approx(1 / 9)
     assert judge["judge/j/latency_p50_s"] == pytest.approx(0.2)     # median of 0.1, 0.2, 0.9
     assert rewards["rewards/combined/count"] == 6.0                  # 2 + 4 completions, the None included
-    assert rewards["reward_combined_mean"] == pytest.approx(2 / 5)   # None left out of the mean
+    assert rewards["rewards/combined/mean"] == pytest.approx(2 / 5)   # None left out of the mean
     assert results[0]["empty"] == {}                                 # nothing judged anywhere: no keys
 
 

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from pipelines.common.io import JsonlAppender, atomic_write_text, read_jsonl, truncate_partial_last_line
 
 
@@ -83,3 +85,33 @@ def test_replace_dir_swaps_whole_folders(tmp_path):
     replace_dir(tmp, final)
     assert sorted(p.name for p in final.iterdir()) == ["b.txt"]          # the old content is gone, not merged
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]       # no .old or temp folder left
+
+
+@pytest.mark.parametrize("umask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+def test_written_files_follow_the_umask_not_the_temp_file_mode(tmp_path, umask, file_mode, dir_mode):
+    """Before: atomic writes (and safetensors, and mkdtemp folders) left 0600 files and 0700 folders."""
+    import os
+    import tempfile
+
+    from pipelines.common.io import atomic_write_text, make_readable, replace_dir
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "summary.json", "{}\n")
+        assert (tmp_path / "summary.json").stat().st_mode & 0o777 == file_mode
+        tmp = Path(tempfile.mkdtemp(dir=tmp_path))
+        (tmp / "sub").mkdir()
+        weights = tmp / "sub" / "adapter_model.safetensors"
+        weights.write_bytes(b"x")
+        weights.chmod(0o600)
+        replace_dir(tmp, tmp_path / "final_adapter")
+        final = tmp_path / "final_adapter"
+        assert final.stat().st_mode & 0o777 == dir_mode
+        assert (final / "sub" / "adapter_model.safetensors").stat().st_mode & 0o777 == file_mode
+        script = tmp_path / "run.sh"
+        script.write_text("#!/bin/sh\n")
+        script.chmod(0o700)
+        make_readable(script)
+        assert script.stat().st_mode & 0o777 == 0o700 | (file_mode & 0o444)   # bits only added
+    finally:
+        os.umask(old)

@@ -63,7 +63,7 @@ def test_grpo_passthrough_keys_accepted():
 def test_node_owned_keys_refused():
     raw = base_raw()
     raw["training_parameters"]["bf16"] = True
-    assert "is set by the node" in messages(checks.check_grpo_extras(model(raw), "c.yaml"))[0]
+    assert "`model.dtype`" in messages(checks.check_grpo_extras(model(raw), "c.yaml"))[0]
 
 
 @pytest.mark.parametrize("field,value", [("percentage", 1.2), ("percentage", -0.1), ("single_turn_ratio", 2)])
@@ -135,8 +135,9 @@ def test_env_interpolation_and_defaults():
 
 
 def test_redaction_by_key_and_by_value():
-    data = {"eval_llm_api_key": "sk-abc", "nested": [{"token": "t0k"}], "url": "http://x?k=sk-abc", "n": 1}
-    red = redact(data, {"sk-abc"})
+    # A value of 8+ characters is masked wherever it stands as a whole token (shorter ones: tests/common)
+    data = {"eval_llm_api_key": "sk-abc-12", "nested": [{"token": "t0k"}], "url": "http://x?k=sk-abc-12", "n": 1}
+    red = redact(data, {"sk-abc-12"})
     assert red == {"eval_llm_api_key": "***", "nested": [{"token": "***"}], "url": "http://x?k=***", "n": 1}
 
 

@@ -67,7 +67,7 @@ def test_judge_outage_checkpoints_stops_and_resumes(tmp_path, monkeypatch, capsy
         run = out / "judged"
         state = json.loads((run / "checkpoint-3" / "trainer_state.json").read_text())   # the emergency save
         assert state["global_step"] == 3
-        logged = [r for r in read_jsonl(run / "metrics.jsonl") if "reward_combined_mean" in r]
+        logged = [r for r in read_jsonl(run / "metrics.jsonl") if "rewards/combined/mean" in r]
         calls = [v for r in logged for k, v in r.items() if k.endswith("judge/quick/calls")]
         assert calls == [PER_STEP] * 3
         assert "sk-train-secret-42" not in err + "".join(p.read_text(errors="replace") for p in run.rglob("*")

@@ -63,6 +63,15 @@ class FakeSamplingParams:
         FakeSamplingParams.instances.append(self)
 
 
+def expected_half_precision() -> tuple[bool, bool]:
+    """(bf16, fp16) the Unsloth path asks for here: bf16 where the GPU supports it, else fp16 (it always trains
+    in half precision; on a CPU, where the seam is tested, that is fp16)."""
+    import torch
+
+    bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return bf16, not bf16
+
+
 def load_fake(cfg: GRPOConfigFile, path: str = "/models/qwen"):
     flm = FakeFastLanguageModel()
     FakeSamplingParams.instances = []
@@ -71,7 +80,7 @@ def load_fake(cfg: GRPOConfigFile, path: str = "/models/qwen"):
 
 
 def test_countdown_config_exact_unsloth_and_vllm_arguments():
-    cfg = config()
+    cfg = config(model={"fast_inference": True})   # explicit: `auto` would follow whether vllm is installed
     loaded, flm = load_fake(cfg)
     assert [c[0] for c in flm.calls] == ["from_pretrained", "get_peft_model"]
     (_, fp_args, fp_kwargs), (_, peft_args, peft_kwargs) = flm.calls
@@ -86,8 +95,8 @@ def test_countdown_config_exact_unsloth_and_vllm_arguments():
                              "stop": ["</answer>"], "include_stop_str_in_output": True}
     assert loaded.backend == "unsloth" and loaded.model is flm.peft and loaded.peft_config is None
     assert loaded.grpo_overrides["vllm_sampling_params"] is params
-    # No CUDA here: no bf16, so fp16 (the Unsloth path always trains in half precision).
-    assert (loaded.grpo_overrides["bf16"], loaded.grpo_overrides["fp16"]) == (False, True)
+    assert (loaded.grpo_overrides["bf16"], loaded.grpo_overrides["fp16"]) == expected_half_precision()
+    assert loaded.generates_with_vllm
     tok = loaded.tokenizer
     assert tok.chat_template == cfg.training_parameters.chat_template
     assert (tok.pad_token, tok.padding_side) == ("<|im_end|>", "left")
@@ -97,6 +106,7 @@ def test_unsloth_arguments_follow_the_config():
     import torch
 
     cfg = config(seed=7, model={"load_in_4bit": True, "dtype": "bf16", "lora_rank": 4, "lora_alpha": 8,
+                                "fast_inference": True,
                                 "lora_dropout": 0.05, "target_modules": ["q_proj", "v_proj"], "max_seq_length": 700,
                                 "gpu_memory_utilization": 0.35},
                  training_parameters={"model_stop_sequences": [], "chat_template": None, "temperature": 0.7,
@@ -141,11 +151,13 @@ def test_unsloth_without_cuda_is_a_clear_error(monkeypatch):
 
 
 def test_transformers_backend_on_cpu(tiny_model_dir):
-    cfg = config(QUICKSTART)
+    """Pinned to the CPU with launch.device: cpu, so the expectation holds on a GPU machine too."""
+    cfg = config(QUICKSTART, launch={"device": "cpu"})
     tok = gm.load_tokenizer(str(tiny_model_dir), None)
     loaded = gm.load_model(cfg, str(tiny_model_dir), tok)
     assert loaded.backend == "transformers"
     assert loaded.grpo_overrides == {"bf16": False, "fp16": False, "use_cpu": True}
+    assert loaded.model.device.type == "cpu" and not loaded.generates_with_vllm
     lc = loaded.peft_config
     assert (lc.r, lc.lora_alpha, set(lc.target_modules), lc.task_type) == (8, 16, set(ALL_PROJECTIONS), "CAUSAL_LM")
 

@@ -16,28 +16,40 @@ CUSTOM_TEMPLATE = ("{% for m in messages %}### {{ m['role'] }}: {{ m['content'] 
                    "{% if add_generation_prompt %}### assistant:{% endif %}")
 
 
+def learning_steps() -> int:
+    """Steps in which the quickstart must show it learns. 12 on a CPU, where seed 42's trajectory was measured.
+    On CUDA the same seed samples other completions (CUDA's generator, bf16, gradient checkpointing), and 12 steps
+    were not enough on an H100 (0.417 < 0.508); the quickstart as shipped runs 30 steps, and on an H100 those took
+    the reward from 0.271 to 1.000 in 34 s. The threshold below is the same on both."""
+    import torch
+
+    return 30 if torch.cuda.is_available() else 12
+
+
 @pytest.mark.slow
 def test_quickstart_learns_and_writes_every_artifact(outputs):  # noqa: F811
-    steps = 12
+    steps = learning_steps()
+    half = steps // 2
     rc = run_node(outputs, None, "run_name=qs", f"training_parameters.max_steps={steps}",
-                  "training_parameters.save_steps=6")
+                  f"training_parameters.save_steps={half}")
     assert rc == 0
     run = outputs / "qs"
     for name in ("resolved_config.yaml", "run.log", "metrics.jsonl", "reward_curve.png", "manifest.json",
                  "summary.json", "high_scoring_examples.jsonl", "final_adapter/adapter_config.json",
-                 "final_adapter/adapter_model.safetensors", "checkpoint-6/COMPLETE", "checkpoint-12/COMPLETE"):
+                 "final_adapter/adapter_model.safetensors", f"checkpoint-{half}/COMPLETE",
+                 f"checkpoint-{steps}/COMPLETE"):
         assert (run / name).is_file(), name
     assert (run / "reward_curve.png").read_bytes()[:8] == PNG_MAGIC
     assert yaml.safe_load((run / "resolved_config.yaml").read_text())["training_parameters"]["max_steps"] == steps
     assert json.loads((run / "manifest.json").read_text())["status"] == "completed"
-    assert trainer_state(run / "checkpoint-12")["global_step"] == steps
+    assert trainer_state(run / f"checkpoint-{steps}")["global_step"] == steps
 
     records = step_records(run)
     assert [r["step"] for r in records] == list(range(1, steps + 1))
     for rec in records:   # per-component and combined reward on every step
-        assert 0.0 <= rec["rewards/d0/keyword/mean"] <= 1.0
-        assert rec["reward_combined_mean"] == pytest.approx(rec["rewards/d0/keyword/mean"])
-    rewards = [r["reward_combined_mean"] for r in records]
+        assert 0.0 <= rec["rewards/quickstart/keyword/mean"] <= 1.0
+        assert rec["rewards/combined/mean"] == pytest.approx(rec["rewards/quickstart/keyword/mean"])
+    rewards = [r["rewards/combined/mean"] for r in records]
     first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
     assert last >= first + 0.3, rewards                       # the keyword reward clearly rises (seed 42)
 
@@ -46,7 +58,7 @@ def test_quickstart_learns_and_writes_every_artifact(outputs):  # noqa: F811
     assert summary["reward"]["last"] > summary["reward"]["first"]
     assert set(summary["outputs"]) >= {"final_adapter", "metrics", "reward_curve", "high_scores"}
     log_text = (run / "run.log").read_text()
-    assert "GRPO run finished: 12 steps" in log_text and "reward (combined, mean): first" in log_text
+    assert f"GRPO run finished: {steps} steps" in log_text and "reward (combined, mean): first" in log_text
 
     saved = list(read_jsonl(run / "high_scoring_examples.jsonl"))
     assert saved and all(r["reward"] >= 1.0 and "Joy" in r["completion"] for r in saved)

@@ -49,7 +49,7 @@ def test_evaluation_at_intervals_and_end_on_held_out_rows(outputs, tmp_path):  #
         assert 0.0 <= rec["eval/accuracy"] <= 1.0
         # a 0/1 keyword reward with max_reward 1: accuracy is the share of completions scoring 1
         assert rec["eval/accuracy"] == pytest.approx(rec["eval/reward_mean"])
-        assert rec["eval/rewards/d0/keyword/mean"] == pytest.approx(rec["eval/reward_mean"])
+        assert rec["eval/rewards/quickstart/keyword/mean"] == pytest.approx(rec["eval/reward_mean"])
     assert "evaluation at step 5 on 4 held-out prompts" in (run / "run.log").read_text()
     assert reward_series(read_jsonl(run / "metrics.jsonl"))["eval"][0] == [2, 4, 5]   # plotted too
 

@@ -75,8 +75,8 @@ def test_tensorboard_events_and_sample_completions_in_run_log(outputs, tmp_path)
     acc = EventAccumulator(str(events[0].parent))
     acc.Reload()
     scalars = acc.Tags()["scalars"]
-    assert "train/reward_combined_mean" in scalars and "train/rewards/d0/keyword/mean" in scalars
-    assert [e.step for e in acc.Scalars("train/reward_combined_mean")] == [1, 2, 3, 4]
+    assert "train/rewards/combined/mean" in scalars and "train/rewards/quickstart/keyword/mean" in scalars
+    assert [e.step for e in acc.Scalars("train/rewards/combined/mean")] == [1, 2, 3, 4]
 
     log_text = (run / "run.log").read_text()
     assert re.findall(r"step (\d+): sample prompt and its completions", log_text) == ["2", "4"]

@@ -8,7 +8,8 @@ import shutil
 import pytest
 
 from tests.grpo.training_runs import (high_scores, outputs, quickstart_config, run_node,  # noqa: F401
-                                      step_records, tiny_cache, trainer_state, write_super)
+                                      step_records, tiny_cache, trainer_state, two_process_device,
+                                      write_super)
 
 PER_STEP = 2 * 8      # two ranks, each 2 prompts x 4 generations
 
@@ -28,6 +29,7 @@ def test_two_processes_main_process_artifacts_and_resume(outputs, tmp_path):  # 
     cfg["run_name"] = "mp2"
     cfg["reward"]["score_save_threshold"] = 0.0          # every completion of both ranks is recorded
     cfg["logging"]["log_completions_every"] = 0
+    cfg["launch"] = {"device": two_process_device()}
     super_cfg = write_super(tmp_path, cfg)
     assert run_node(outputs, super_cfg, extra=["--num-processes", "2"]) == 0
     run = outputs / "mp2"

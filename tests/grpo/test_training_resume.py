@@ -13,7 +13,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
+from pipelines.common.io import current_umask
 from pipelines.common.problems import ConfigError
 from pipelines.grpo.checkpoints import COMPLETE_MARKER, latest_checkpoint, resolve_resume
 from tests.grpo.training_runs import (REPO, high_scores, outputs, quickstart_config, run_node,  # noqa: F401
@@ -167,3 +169,60 @@ def test_resume_false_on_an_existing_run_dir_is_refused(outputs, tmp_path, capsy
     err = capsys.readouterr().err
     assert "run_name" in err and "resume_from_checkpoint=auto" in err
     assert sorted(p.name for p in (outputs / "taken").iterdir()) == ["resolved_config.yaml"]
+
+
+def test_resume_of_a_finished_run_trains_nothing_and_keeps_the_earlier_config(outputs, tmp_path, caplog):  # noqa: F811
+    """Before: resuming a finished run trained one step past max_steps (checkpoint-(max_steps+1)), and a resume
+    with a changed learning rate overwrote resolved_config.yaml silently."""
+    cfg = quickstart_config(max_steps=2, save_steps=2, learning_rate=0.02)
+    cfg["run_name"] = "done"
+    relative = Path(os.path.relpath(outputs, REPO))        # as `--outputs outputs` is: relative to the repo
+    assert run_node(relative, write_super(tmp_path, cfg)) == 0
+    run = outputs / "done"
+    for name in ("final_adapter/adapter_model.safetensors", "checkpoint-2/adapter_model.safetensors",
+                 "summary.json", "resolved_config.yaml", "manifest.json"):   # were 0600 (temp-file writers)
+        assert (run / name).stat().st_mode & 0o777 == 0o644 & ~current_umask(), name
+    assert (run / "final_adapter").stat().st_mode & 0o777 == 0o755 & ~current_umask()
+    assert_adapter_loads_from_anywhere(run, tmp_path)
+    for record in step_records(run):   # one combined-reward key (TRL's copies are left out), named components
+        assert {"reward", "reward_std", "rewards/reward_stack/mean"}.isdisjoint(record), sorted(record)
+        assert "rewards/quickstart/keyword/mean" in record
+    steps_before = [r["step"] for r in step_records(run)]
+    shutil.rmtree(run / "final_adapter")          # as if killed after the last checkpoint, before the adapter
+    caplog.clear()
+    assert run_node(outputs, write_super(tmp_path, cfg), "training_parameters.resume_from_checkpoint=auto",
+                    "training_parameters.learning_rate=0.01") == 0
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert [r["step"] for r in step_records(run)] == steps_before
+    assert (run / "final_adapter" / "adapter_config.json").is_file()
+    assert not (run / "final_adapter" / "optimizer.pt").exists()
+    log_text = (run / "run.log").read_text()
+    assert "is complete: checkpoint-2 is at step 2 and max_steps is 2, so there is nothing to train" in log_text
+    assert "training_parameters.learning_rate: 0.02 -> 0.01" in log_text
+    earlier = yaml.safe_load((run / "resolved_config.1.yaml").read_text())
+    now = yaml.safe_load((run / "resolved_config.yaml").read_text())
+    assert earlier["training_parameters"]["learning_rate"] == 0.02
+    assert now["training_parameters"]["learning_rate"] == 0.01
+    assert json.loads((run / "manifest.json").read_text())["status"] == "completed"
+    # resuming again with the same config keeps no further copy
+    assert run_node(outputs, write_super(tmp_path, cfg), "training_parameters.resume_from_checkpoint=auto",
+                    "training_parameters.learning_rate=0.01") == 0
+    assert sorted(p.name for p in run.glob("resolved_config*")) == ["resolved_config.1.yaml", "resolved_config.yaml"]
+
+
+def assert_adapter_loads_from_anywhere(run: Path, elsewhere: Path) -> None:
+    """Before: adapter_config.json recorded the base as outputs/.cache/... (relative), so loading the adapter
+    from another folder failed, and the model card said "fine-tuned version of [None]"."""
+    from peft import AutoPeftModelForCausalLM
+
+    base = json.loads((run / "final_adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert Path(base).is_absolute() and Path(base).is_dir()
+    card = (run / "README.md").read_text()
+    assert "fine-tuned version of `builtin:tiny` (loaded from `" in card and "[None]" not in card
+    cwd = os.getcwd()
+    os.chdir(elsewhere)
+    try:
+        model = AutoPeftModelForCausalLM.from_pretrained(str(run / "final_adapter"))
+    finally:
+        os.chdir(cwd)
+    assert model.peft_config["default"].base_model_name_or_path == base

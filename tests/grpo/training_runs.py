@@ -16,7 +16,7 @@ from pipelines.common.io import read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "pipelines/grpo/configs/quickstart.yaml"
-STEP_KEY = "reward_combined_mean"          # present on every training-step record of metrics.jsonl
+STEP_KEY = "rewards/combined/mean"          # present on every training-step record of metrics.jsonl
 
 # Small and fast: 2 prompts x 4 generations per step, 12 new tokens.
 FAST = {"per_device_train_batch_size": 8, "num_generations": 4, "max_completion_length": 12}
@@ -59,6 +59,14 @@ def outputs(tmp_path, tiny_cache, monkeypatch, caplog) -> Path:
         if child.name.startswith("tiny-"):
             shutil.copytree(child, out / ".cache" / child.name)
     return out
+
+
+def two_process_device() -> str:
+    """``launch.device`` for the two-process tests: the GPUs where at least two are visible, else the CPU, asked for
+    explicitly (a one-GPU box would otherwise be refused by the launch guard: one process per GPU)."""
+    from pipelines.launch import visible_gpu_count
+
+    return "auto" if visible_gpu_count() >= 2 else "cpu"
 
 
 def run_node(outputs: Path, super_cfg: Optional[Path], *sets: str, extra: Sequence[str] = ()) -> int:

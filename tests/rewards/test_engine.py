@@ -131,9 +131,9 @@ def test_routing_across_datasets_with_different_rewards():
     out = trl_call(stack, texts, rows)
     assert out == [1.0, 3.0 + 1.0, 1.0 + 0.0, 0.0, 4.0 + 0.0, 0.0 + 1.0]
     results = stack.score_batch(None, texts, rows)
-    assert [r.rewards for r in results][:3] == [{"d0/keyword": 1.0}, {"d1/sync_len": 3.0, "d1/async_upper": 1.0},
-                                                {"d2/sample_form": 1.0, "d2/keyword": 0.0}]
-    assert results[5].rewards == {"d2/sample_form": None, "d2/keyword": 1.0}
+    assert [r.rewards for r in results][:3] == [{"ds0/keyword": 1.0}, {"ds1/sync_len": 3.0, "ds1/async_upper": 1.0},
+                                                {"ds2/sample_form": 1.0, "ds2/keyword": 0.0}]
+    assert results[5].rewards == {"ds2/sample_form": None, "ds2/keyword": 1.0}
 
 
 def test_each_function_sees_only_its_datasets_rows():
@@ -160,7 +160,7 @@ def test_per_sample_passes_declared_names_only():
 def test_component_names_unique_and_contain_function_name():
     cfg = make_cfg([{"name": "keyword", "keywords": ["a"]}, {"name": "keyword", "keywords": ["b"]},
                     ref("sync_len")], [{"name": "keyword", "keywords": ["a"]}])
-    assert component_names(cfg.datasets) == [["d0/keyword", "d0/keyword_2", "d0/sync_len"], ["d1/keyword"]]
+    assert component_names(cfg.datasets) == [["ds0/keyword", "ds0/keyword_2", "ds0/sync_len"], ["ds1/keyword"]]
 
 
 def test_async_rewards_run_concurrently():
@@ -176,8 +176,8 @@ def test_all_none_gives_none_and_metrics_skip_it():
     out = trl_call(stack, ["a", "a"], [row(0), row(1)])
     assert out == [None, 1.0]
     m = stack.pop_metrics()
-    assert "rewards/d0/always_none/mean" not in m and m["rewards/d0/always_none/none_ratio"] == 1.0
-    assert m["reward_combined_mean"] == 1.0 and m["rewards/combined/std"] == 0.0
+    assert "rewards/ds0/always_none/mean" not in m and m["rewards/ds0/always_none/none_ratio"] == 1.0
+    assert m["rewards/combined/mean"] == 1.0 and m["rewards/combined/std"] == 0.0
 
 
 def test_raising_reward_names_dataset_and_function():
@@ -189,7 +189,7 @@ def test_raising_reward_names_dataset_and_function():
 def test_errors_collected_per_completion_when_asked():
     stack = stack_for(make_cfg([ref("fails_on"), {"name": "keyword", "keywords": ["o"]}]))
     results = stack.score_batch(None, ["good", "bad", "ok"], [row(0)] * 3, raise_errors=False)
-    assert [r.rewards[f"d0/fails_on"] for r in results] == [1.0, None, 1.0]
+    assert [r.rewards[f"ds0/fails_on"] for r in results] == [1.0, None, 1.0]
     assert results[1].errors and "cannot score" in results[1].errors[0] and not results[0].errors
     assert results[1].combined == 0.0  # the keyword still counts
 
@@ -241,22 +241,22 @@ def test_metrics_per_component_and_combined():
     trl_call(stack, ["ab", "a", "zzz"], [row(0), row(0), row(1)])
     trl_call(stack, ["b"], [row(0)])  # two calls in one logging step accumulate
     m = stack.pop_metrics()
-    assert m["rewards/d0/keyword/mean"] == pytest.approx(2 / 3)
-    assert m["rewards/d0/keyword_2/mean"] == pytest.approx(2 / 3)
-    assert m["rewards/d1/with_metrics/mean"] == 1.0 and m["rewards/d1/with_metrics/std"] == 0.0
-    assert m["rewards/combined/mean"] == pytest.approx((2 + 1 + 1 + 1) / 4) == m["reward_combined_mean"]
+    assert m["rewards/ds0/keyword/mean"] == pytest.approx(2 / 3)
+    assert m["rewards/ds0/keyword_2/mean"] == pytest.approx(2 / 3)
+    assert m["rewards/ds1/with_metrics/mean"] == 1.0 and m["rewards/ds1/with_metrics/std"] == 0.0
+    assert m["rewards/combined/mean"] == pytest.approx((2 + 1 + 1 + 1) / 4) == m["rewards/combined/mean"]
     assert m["rewards/scaled/mean"] == pytest.approx((1 + 0 + 0 + 0.5) / 4)
-    assert m["rewards/d1/with_metrics/calls"] == 3.0
-    assert all(k.startswith("rewards/") or k == "reward_combined_mean" for k in m)
+    assert m["rewards/ds1/with_metrics/calls"] == 3.0
+    assert all(k.startswith("rewards/") or k == "rewards/combined/mean" for k in m)
     assert "rewards/combined/mean" not in stack.pop_metrics()  # popped
 
 
 def test_score_batch_does_not_record_unless_asked():
     stack = stack_for(make_cfg([{"name": "keyword", "keywords": ["a"]}]))
     stack.score_batch(None, ["a"], [row(0)])
-    assert "reward_combined_mean" not in stack.pop_metrics()
+    assert "rewards/combined/mean" not in stack.pop_metrics()
     stack.score_batch(None, ["a"], [row(0)], record=True)
-    assert stack.pop_metrics()["reward_combined_mean"] == 1.0
+    assert stack.pop_metrics()["rewards/combined/mean"] == 1.0
 
 
 def test_score_batch_from_another_thread_and_async():
@@ -274,9 +274,9 @@ def test_registered_examples_in_reward_functions_work():
                     "max_chars": 10}, {"name": "example_echoes_answer"}])
     stack = stack_for(cfg)
     r = stack.score_batch(None, ["a river", "no " * 10], [row(0, answer="a river"), row(0, answer="")])
-    assert r[0].rewards == {"d0/example_mentions_topic": 1.0, "d0/example_async_length": 1.0,
-                            "d0/example_echoes_answer": 1.0}
-    assert r[1].rewards["d0/example_echoes_answer"] is None and r[1].combined == 0.0
+    assert r[0].rewards == {"ds0/example_mentions_topic": 1.0, "ds0/example_async_length": 1.0,
+                            "ds0/example_echoes_answer": 1.0}
+    assert r[1].rewards["ds0/example_echoes_answer"] is None and r[1].combined == 0.0
 
 
 def test_registry_refuses_duplicates_and_suggests():
@@ -316,3 +316,30 @@ def test_close_closes_reward_functions_and_export(tmp_path):
     stack.close()
     assert CLOSED == ["aclose", "close"]
     assert (tmp_path / "high_scoring_examples.jsonl").read_text().count("\n") == 1
+
+
+def test_components_are_named_by_dataset_and_reward_labels(tmp_path):
+    """Before: components were named by position (d0/llm_judge_2) whatever their labels."""
+    from pipelines.data.config import DatasetEntry
+    from pipelines.rewards.catalog import entry_kwargs
+
+    datasets = [DatasetEntry.model_validate(d) for d in (
+        {"path": "inputs/chat.jsonl", "percentage": 0.3, "reward_funcs": [
+            {"name": "keyword", "keywords": ["a"], "label": "cheer"}, {"name": "keyword", "keywords": ["b"]},
+            {"name": "keyword", "keywords": ["c"]}]},
+        {"path": "data/chat.jsonl", "percentage": 0.3, "reward_funcs": [{"name": "keyword", "keywords": ["a"]}]},
+        {"path": "x.jsonl", "label": "math", "percentage": 0.3,
+         "reward_funcs": [{"name": "llm_judge", "label": "cheer2", "system_prompt_path": "r.yaml"}]})]
+    assert component_names(datasets) == [["chat/cheer", "chat/keyword", "chat/keyword_2"], ["chat_2/keyword"],
+                                         ["math/cheer2"]]
+    # the judge still receives its label (it names its own metrics by it); keyword takes none
+    assert entry_kwargs(datasets[2].reward_funcs[0])["label"] == "cheer2"
+    assert "label" not in entry_kwargs(datasets[0].reward_funcs[0])
+
+
+def test_one_combined_reward_key():
+    stack = stack_for(make_cfg([{"name": "keyword", "keywords": ["a"]}]))
+    stack.score_batch(["p", "p"], ["a", "b"], [row(0), row(0)], record=True)
+    m = stack.pop_metrics()
+    assert m["rewards/combined/mean"] == 0.5
+    assert not [k for k in m if "combined" in k and not k.startswith("rewards/combined/")]

@@ -43,7 +43,7 @@ def test_records_hold_everything_and_only_high_scores(tmp_path):
     assert [r["row_id"] for r in records] == ["a", "b"]  # 2.0 and 1.0 reach the threshold (before scaling)
     first = records[0]
     assert first["step"] == 5  # global_step + 1: the step this batch trains, as TRL logs it
-    assert first["reward"] == 2.0 and first["rewards"] == {"d0/keyword": 1.0, "d0/keyword_2": 1.0}
+    assert first["reward"] == 2.0 and first["rewards"] == {"ds0/keyword": 1.0, "ds0/keyword_2": 1.0}
     assert first["dataset"] == "inputs/ds0.jsonl" and first["dataset_index"] == 0
     assert first["prompt"] == prompt and first["completion"] == "Joy!"
     assert first["conversations"] == [{"from": "system", "value": "Be cheerful."},

@@ -51,8 +51,8 @@ def test_trl_routes_records_and_exports(tiny_model_dir, tmp_path):
     assert SEEN and all(set(ds) == {1} for ds, _, _ in SEEN)  # dataset 1's reward only sees dataset 1's rows
     assert all(has_ids for _, _, has_ids in SEEN) and {s for _, s, _ in SEEN} <= {0, 1}
     metrics = stack.pop_metrics()  # nothing popped by plain TRL: both steps accumulated
-    assert {"rewards/d0/length_target/mean", "rewards/d1/spy/mean", "reward_combined_mean"} <= set(metrics)
-    assert metrics["rewards/d1/spy/mean"] == 0.5
+    assert {"rewards/ds0/length_target/mean", "rewards/ds1/spy/mean", "rewards/combined/mean"} <= set(metrics)
+    assert metrics["rewards/ds1/spy/mean"] == 0.5
     records = list(read_jsonl(tmp_path / "high_scoring_examples.jsonl"))
     assert records and {r["step"] for r in records} <= {1, 2}
     assert all(r["reward"] >= 0.5 and r["conversations"][-1]["from"] == "gpt" for r in records)

@@ -3,6 +3,7 @@ validation errors (exit 2) before anything runs."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def test_grpo_then_rollout_of_its_adapter(tmp_path):
     assert yaml.safe_load((roll / "resolved_config.yaml").read_text())["model"]["adapter"] == str(adapter)
     summary = json.loads((roll / "summary.json").read_text())
     assert (summary["prompts"], summary["completions"]) == (8, 32)
-    assert summary["components"].keys() == {"d0/keyword"}
+    assert summary["components"].keys() == {"quickstart/keyword"}
     for name in ("scored.jsonl", "scored.parquet", "sft.jsonl", "preferences.jsonl"):
         assert (roll / name).is_file()
 
@@ -105,3 +106,31 @@ def test_adapter_that_does_not_fit_is_a_config_error_leaving_no_run(tiny_model_d
     err = capsys.readouterr().err
     assert "model.adapter: adapter" in err and "does not fit model" in err
     assert not (tmp_path / "out" / "roll").exists()
+
+
+def test_references_are_scoped_to_their_super_config(tiny_model_dir, tmp_path, capsys, caplog):
+    """Before: --only rollout of one super-config took the newest `trainer` run of any super-config, and
+    run.log never said which adapter it used."""
+    caplog.set_level(logging.INFO)   # under pytest the root logger would drop INFO before run.log sees it
+    sc = chain(tmp_path, tiny_model_dir, "@trainer.final_adapter")
+    assert run(sc, tmp_path) == 0
+    adapter = tmp_path / "out" / "trainer" / "final_adapter"
+    log_text = (tmp_path / "out" / "roll" / "run.log").read_text()
+    assert f"reference model.adapter: @trainer.final_adapter -> {adapter} (entry 'trainer' of this invocation)" \
+        in log_text
+    # --validate of --only rollout says where the reference resolves
+    capsys.readouterr()
+    assert run(sc, tmp_path, "--only", "rollout", "--set", "run_name=roll2", "--validate") == 0
+    out = capsys.readouterr().out
+    assert f"reference model.adapter: @trainer.final_adapter -> {adapter} (latest completed run of entry " \
+           "'trainer' of this super-config" in out
+    # another super-config with an entry of the same label never sees that run
+    other = tmp_path / "other"
+    other.mkdir()
+    sc_other = other / "super.yaml"
+    sc_other.write_text(sc.read_text().replace("config: trainer.yaml", f"config: {tmp_path / 'trainer.yaml'}")
+                        .replace("config: rollout.yaml", f"config: {tmp_path / 'rollout.yaml'}"))
+    assert run(sc_other, tmp_path, "--only", "rollout", "--set", "run_name=roll3", "--validate") == 2
+    err = capsys.readouterr().err
+    assert "model.adapter: refers to node 'trainer', which has not run" in err
+    assert "runs of other super-configs are not used" in err

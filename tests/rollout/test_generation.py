@@ -17,10 +17,10 @@ PROMPTS = [[{"role": "user", "content": "Tell me about the city."}],
 MARKER = "<|im_start|>system\nADAPTER TEMPLATE<|im_end|>\n"
 
 
-def make_cfg(model: str, adapter: str | None = None, **generation) -> RolloutConfigFile:
+def make_cfg(model: str, adapter: str | None = None, dtype: str = "auto", **generation) -> RolloutConfigFile:
     gen = {"backend": "transformers", "num_completions": 3, "max_new_tokens": 12, **generation}
     return RolloutConfigFile.model_validate({
-        "seed": 3, "model": {"base_model_name": model, "adapter": adapter}, "generation": gen,
+        "seed": 3, "model": {"base_model_name": model, "adapter": adapter, "dtype": dtype}, "generation": gen,
         "datasets": [{"path": "inputs/quickstart.jsonl", "percentage": 1.0,
                       "reward_funcs": [{"name": "keyword", "keywords": ["Joy"]}]}],
         "dataset_settings": {"total_rows": 4}})
@@ -103,14 +103,28 @@ def test_adapter_tokenizer_and_chat_template_are_used(tiny_model_dir, adapter_an
     assert override == "X"
 
 
-def test_adapter_changes_outputs_and_matches_the_merged_model(tiny_model_dir, adapter_and_merged):
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_adapter_changes_outputs_and_matches_the_merged_model(tiny_model_dir, adapter_and_merged, dtype):
+    """base + adapter is merged in fp32 and then cast, as cli_utils/merge_lora.py does, so in bf16 (the GPU
+    default) it is the very model a user gets from the merged folder: same weights bit for bit, same greedy text.
+    Merging straight into bf16 weights rounds once more and generates other text."""
+    import torch
+
     adapter, merged = adapter_and_merged
-    base = generate(make_cfg(str(tiny_model_dir), temperature=0, chat_template="{{ messages[0]['content'] }}"))
-    with_adapter = generate(make_cfg(str(tiny_model_dir), str(adapter), temperature=0,
-                                     chat_template="{{ messages[0]['content'] }}"))
-    from_merged = generate(make_cfg(str(merged), temperature=0, chat_template="{{ messages[0]['content'] }}"))
-    assert [g[0]["text"] for g in with_adapter] != [g[0]["text"] for g in base]
-    assert [g[0]["text"] for g in with_adapter] == [g[0]["text"] for g in from_merged]
+    template = "{{ messages[0]['content'] }}"
+    tok = load_tokenizer(str(tiny_model_dir), template)
+    gen_base = TransformersGenerator(make_cfg(str(tiny_model_dir), dtype=dtype, temperature=0), tok)
+    gen_adapter = TransformersGenerator(make_cfg(str(tiny_model_dir), str(adapter), dtype=dtype, temperature=0), tok)
+    gen_merged = TransformersGenerator(make_cfg(str(merged), dtype=dtype, temperature=0), tok)
+    ours, theirs = gen_adapter.model.state_dict(), gen_merged.model.state_dict()
+    assert next(iter(ours.values())).dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    assert set(ours) == set(theirs)
+    assert [k for k in ours if not torch.equal(ours[k].cpu(), theirs[k].cpu())] == []
+    buffers = [{n: b.dtype for n, b in gen.model.named_buffers()} for gen in (gen_adapter, gen_merged)]
+    assert buffers[0] == buffers[1]     # RoPE's inv_freq stays fp32 in both (not in the state dict)
+    texts = [[g[0]["text"] for g in gen.generate(PROMPTS)] for gen in (gen_base, gen_adapter, gen_merged)]
+    assert texts[1] != texts[0]
+    assert texts[1] == texts[2]
 
 
 def test_adapter_folder_must_hold_an_adapter(tiny_model_dir, tmp_path):
@@ -131,8 +145,9 @@ def test_vllm_arguments_seam(tiny_model_dir, adapter_and_merged):
     cfg = make_cfg(str(tiny_model_dir), str(adapter), stop_sequences=["</answer>"], temperature=0.7, top_p=0.9,
                    top_k=20, max_new_tokens=64)
     args = vllm_arguments(cfg, str(tiny_model_dir), str(adapter), str(adapter))
+    # max_seq_length 2048 (the default) is capped to the tiny model's 512 positions (vLLM refuses more)
     assert args["llm"] == {"model": str(tiny_model_dir), "tokenizer": str(adapter), "seed": 3, "dtype": "auto",
-                           "max_model_len": 2048, "gpu_memory_utilization": 0.85, "enable_lora": True,
+                           "max_model_len": 512, "gpu_memory_utilization": 0.85, "enable_lora": True,
                            "max_lora_rank": 4}
     assert args["sampling"] == {"n": 3, "temperature": 0.7, "top_p": 0.9, "max_tokens": 64, "stop": ["</answer>"],
                                 "include_stop_str_in_output": True, "seed": 3, "top_k": 20}
@@ -152,3 +167,19 @@ def test_vllm_backend_generates_on_gpu(tiny_model_dir, adapter_and_merged):
     out = VLLMGenerator(cfg, load_tokenizer(str(adapter), None)).generate(PROMPTS)
     assert [len(g) for g in out] == [3, 3]
     assert all("a" not in c["text"] for g in out for c in g)
+
+
+def test_vllm_max_model_len_is_capped_to_the_model_positions(tiny_model_dir, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    cfg = make_cfg(str(tiny_model_dir))
+    assert vllm_arguments(cfg, str(tiny_model_dir), None, str(tiny_model_dir))["llm"]["max_model_len"] == 512
+    assert "model.max_seq_length 2048 exceeds the 512 positions of" in caplog.text
+    caplog.clear()
+    small = RolloutConfigFile.model_validate({**cfg.model_dump(), "model": {**cfg.model.model_dump(),
+                                                                             "max_seq_length": 256}})
+    assert vllm_arguments(small, str(tiny_model_dir), None, str(tiny_model_dir))["llm"]["max_model_len"] == 256
+    assert caplog.text == ""
+    # a hub id (no local config.json): left to vLLM, which derives the length itself
+    assert vllm_arguments(cfg, "Qwen/Qwen2.5-0.5B", None, "Qwen/Qwen2.5-0.5B")["llm"]["max_model_len"] == 2048

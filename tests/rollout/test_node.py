@@ -91,7 +91,7 @@ def test_parquet_matches_jsonl(finished):
     assert list(df["completion"]) == [r["completion"] for r in records]
     assert list(df["reward"]) == pytest.approx([r["reward"] for r in records])
     assert df["prompt"].iloc[0][-1]["content"] == records[0]["prompt"][-1]["content"]
-    for name in ("d0/keyword", "d1/bonus", "d1/length_target"):
+    for name in ("a/keyword", "b/bonus", "b/length_target"):
         col = df[f"rewards.{name}"]
         expected = [r["rewards"].get(name) for r in records]
         assert [None if pd.isna(v) else v for v in col] == pytest.approx(expected, nan_ok=True)
@@ -101,15 +101,15 @@ def test_rewards_route_per_dataset_and_see_extra_columns(finished):
     records = list(read_jsonl(finished / "scored.jsonl"))
     for r in records:
         if r["dataset_index"] == 0:
-            assert set(r["rewards"]) == {"d0/keyword"}
+            assert set(r["rewards"]) == {"a/keyword"}
             assert r["prompt"][0] == {"role": "system", "content": "You are cheerful."}
-            assert r["reward"] == r["rewards"]["d0/keyword"] == (1.0 if ("Joy" in r["completion"]
+            assert r["reward"] == r["rewards"]["a/keyword"] == (1.0 if ("Joy" in r["completion"]
                                                                        or "e" in r["completion"]) else 0.0)
         else:
-            assert set(r["rewards"]) == {"d1/bonus", "d1/length_target"}
+            assert set(r["rewards"]) == {"b/bonus", "b/length_target"}
             bonus = r["row_columns"]["bonus"]
-            assert r["rewards"]["d1/bonus"] == bonus + (0.5 if "e" in r["completion"] else 0.0)
-            assert r["reward"] == pytest.approx(r["rewards"]["d1/bonus"] + r["rewards"]["d1/length_target"])
+            assert r["rewards"]["b/bonus"] == bonus + (0.5 if "e" in r["completion"] else 0.0)
+            assert r["reward"] == pytest.approx(r["rewards"]["b/bonus"] + r["rewards"]["b/length_target"])
     assert {r["dataset_index"] for r in records} == {0, 1}
 
 

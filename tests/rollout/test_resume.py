@@ -68,17 +68,21 @@ def test_kill_9_then_resume(tiny_model_dir, tmp_path):
     cmd = [sys.executable, str(REPO / "run_pipeline.py"), "--super-config", str(sc), "--outputs", str(tmp_path / "out")]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     scored = tmp_path / "out" / "roll" / "scored.jsonl"
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            if scored.exists() and scored.read_text().count("\n") >= 2 * K:
-                proc.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.01)
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run should still have been going when it was killed"
+    child_log = tmp_path / "killed_run.stderr"
+    with open(child_log, "wb") as sink:   # kept: a run that ends by itself says why (it exited 1 on a CUDA box)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=sink)
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline and proc.poll() is None:
+                if scored.exists() and scored.read_text().count("\n") >= 2 * K:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+                time.sleep(0.01)
+        finally:
+            proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, (
+        f"the run should still have been going when it was killed; it exited {proc.returncode}:\n"
+        + child_log.read_text(errors="replace")[-3000:])
     before = [line for line in scored.read_text().splitlines(keepends=True) if line.endswith("\n")]
     finished_prompts = len(before) // K
     assert 2 <= finished_prompts < 16

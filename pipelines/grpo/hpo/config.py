@@ -10,7 +10,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.common.schema import StrictModel
+from pipelines.common.schema import Seed, StrictModel
 from pipelines.grpo.config import EvaluationSection, GRPOConfigFile
 
 _SHRINK = "Factor a shrinking mutation multiplies the value by (0 < factor < 1); AgileRL's default 0.8."
@@ -65,7 +65,7 @@ class HPOSection(StrictModel):
         True, description="When a clone's learning_rate is mutated, it starts with a fresh optimizer (Adam moments "
                           "and step counts cleared), as AgileRL reinitialises it; its adapter weights and the "
                           "schedule position still come from the parent. false keeps the parent's moments.")
-    seed: Optional[int] = Field(None, description="Seed of selection and mutation; default: the config's seed.")
+    seed: Optional[Seed] = Field(None, description="Seed of selection and mutation; default: the config's seed.")
     search_space: dict[str, SearchRange] = Field(min_length=1, description="Bounds per tunable GRPOConfig field, "
                                                  "e.g. learning_rate: {min: 1e-6, max: 1e-4, log: true}.")
 

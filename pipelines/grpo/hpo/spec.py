@@ -47,6 +47,8 @@ def describe_mutation(hpo: HPOSection) -> str:
 
 
 NODE = NodeSpec(name="grpo_hpo", config_model=GRPOHPOConfigFile, run="pipelines.grpo.hpo.node:run",
-                rules=grpo_checks.RULES + RULES, check=grpo_spec.check_run_dir, inspect=inspect,
+                rules=grpo_checks.RULES + RULES, check=grpo_spec.check_run_dir,
+                check_needs=("training_parameters",), inspect=inspect,
                 check_judges=check_judges, resume_hint=RESUME_HINT,
+                preflight="pipelines.grpo.preflight:run_member_preflight",
                 outputs=("elite_adapter", "hpo_history", "hpo_fitness"))

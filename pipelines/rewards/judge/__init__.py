@@ -1,2 +1,2 @@
-"""The LLM judge reward (``llm_judge``, alias ``generic_llm_reward``): a YAML rubric sent to any
-OpenAI-compatible endpoint, with retries, a circuit breaker, a cache and metrics."""
+"""The LLM judge rewards: ``llm_judge`` (our stricter scoring) and ``generic_llm_reward`` (Augmentoolkit's
+scoring). A YAML rubric is sent to any OpenAI-compatible endpoint, with retries, a circuit breaker and metrics."""

@@ -20,8 +20,11 @@ PROBE_TIMEOUT_S = 60.0
 
 
 def _judge_entries(datasets: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(key path, kwargs) of every llm_judge entry, first occurrence of each distinct judge only."""
-    from pipelines.rewards.catalog import get_reward_factory
+    """(key path, kwargs) of every llm_judge and generic_llm_reward entry, first occurrence of each distinct
+    judge only. A generic_llm_reward entry's kwargs are mapped onto llm_judge's (its transport and rubric are
+    the same; the probe only asks whether the answer carries every score tag)."""
+    from pipelines.rewards.catalog import entry_kwargs, get_reward_factory
+    from pipelines.rewards.judge.generic import generic_llm_reward, judge_settings
     from pipelines.rewards.judge.reward import llm_judge
 
     out, seen = [], set()
@@ -31,15 +34,30 @@ def _judge_entries(datasets: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
                 factory = get_reward_factory(entry.name)
             except KeyError:
                 continue          # reported by the config checks
-            if factory is not llm_judge:
+            if factory is generic_llm_reward:
+                kwargs = _generic_as_llm_judge(entry_kwargs(entry), judge_settings)
+            elif factory is llm_judge:
+                kwargs = entry_kwargs(entry)
+            else:
                 continue
-            kwargs = entry.kwargs
             ident = json.dumps([kwargs.get(k) for k in ("eval_llm_base_url", "eval_llm_name", "system_prompt_path",
                                                         "score_types")], sort_keys=True, default=str)
             if ident not in seen:
                 seen.add(ident)
                 out.append((f"datasets[{i}].reward_funcs[{j}]", kwargs))
     return out
+
+
+def _generic_as_llm_judge(kwargs: dict[str, Any], judge_settings: Any) -> dict[str, Any]:
+    import inspect
+
+    from pipelines.rewards.judge.generic import generic_llm_reward
+    from pipelines.rewards.judge.reward import llm_judge
+
+    bound = inspect.signature(generic_llm_reward).bind(**kwargs)
+    bound.apply_defaults()
+    allowed = inspect.signature(llm_judge).parameters
+    return {k: v for k, v in judge_settings(dict(bound.arguments)).items() if k in allowed}
 
 
 async def probe(settings: dict[str, Any]) -> tuple[Optional[float], Optional[str], float]:

@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence, Union
 from pipelines.rewards.errors import CircuitBreakerOpen
 from pipelines.rewards.judge.cache import JudgeCache, cache_key
 from pipelines.rewards.judge.metrics import JudgeMetrics
-from pipelines.rewards.judge.parse import format_instructions, parse_judgement
+from pipelines.rewards.judge.parse import ParseResult, format_instructions, parse_judgement
 from pipelines.rewards.judge.rubric import (BUILTIN_PLACEHOLDERS, Rubric, ScoreType, column_text,
                                                  strip_reasoning)
 from pipelines.rewards.judge.transport import JudgeCallFailed, JudgeTransport
@@ -44,6 +44,9 @@ class JudgeOptions:
     on_error: Union[str, float] = "skip"
     max_failure_rate: float = 0.5
     normalize: bool = False
+    # Augmentoolkit's generic_llm_reward: an answer that cannot be read scores this (no re-ask); None: re-ask,
+    # then on_error (llm_judge).
+    format_score: Optional[float] = None
 
 
 @dataclass
@@ -92,18 +95,34 @@ class LLMJudge:
         self.transport = transport
         self.options = options
         self.cache = cache
-        self.metrics = JudgeMetrics(options.label)
+        self.metrics = JudgeMetrics(options.label, generic=options.format_score is not None)
         self._reask_text = ("Your answer could not be read ({error}). Answer again, ending with "
                             + format_instructions(options.score_types) + ".")
 
     # -- request building ------------------------------------------------------------------------------------
-    def sample_values(self, prompt: Any, completion: Any, columns: dict[str, Any], i: int) -> dict[str, str]:
-        """The placeholder values for completion ``i`` of a batch."""
+    def judged_text(self, completion: Any) -> str:
+        """``{output_text}``: the completion, its reasoning removed unless ``judge_reasoning``."""
         text = completion_text(completion)
         if not self.options.judge_reasoning:
             text = strip_reasoning(text, self.options.cot_start, self.options.cot_end)
-        input_text, conversation = prompt_texts(prompt)
-        values = {"input_text": input_text, "conversation": conversation, "output_text": text}
+        return text
+
+    def input_text(self, prompt: Any) -> str:
+        """``{input_text}``: the prompt's last user message."""
+        return prompt_texts(prompt)[0]
+
+    def precheck(self, completion: Any) -> Optional[float]:
+        """A reward decided without asking the judge, or None (llm_judge asks about every completion)."""
+        return None
+
+    def parse(self, text: Optional[str]) -> ParseResult:
+        """One judge answer read into a reward (the module docstring of judge/parse.py has the rules)."""
+        return parse_judgement(text, self.options.score_types, self.options.normalize)
+
+    def sample_values(self, prompt: Any, completion: Any, columns: dict[str, Any], i: int) -> dict[str, str]:
+        """The placeholder values for completion ``i`` of a batch."""
+        values = {"input_text": self.input_text(prompt), "conversation": prompt_texts(prompt)[1],
+                  "output_text": self.judged_text(completion)}
         needed = self.rubric.column_placeholders | ({"answer"} & self.rubric.placeholders)
         for name in needed:
             column = columns.get(name)
@@ -125,7 +144,7 @@ class LLMJudge:
         text = self.cache.get(key)
         if text is None:
             return None
-        parsed = parse_judgement(text, self.options.score_types, self.options.normalize)
+        parsed = self.parse(text)
         return parsed.reward if parsed.ok else None
 
     async def judge_one(self, messages: list[dict[str, str]], key: Optional[str]) -> _Outcome:
@@ -140,7 +159,7 @@ class LLMJudge:
             self.metrics.add(calls=answer.attempts, retries=answer.attempts - 1,
                              prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
             self.metrics.latency(answer.latency_s)
-            parsed = parse_judgement(answer.text, opts.score_types, opts.normalize)
+            parsed = self.parse(answer.text)
             if parsed.ok:
                 if self.cache is not None and key is not None:
                     self.cache.put(key, answer.text or "", self.transport.model)
@@ -148,6 +167,9 @@ class LLMJudge:
             self.metrics.add(parse_failures=1)
             last_error = parsed.error or "unparseable"
             log.debug("judge %s: unparseable answer (%s): %.500r", opts.label, last_error, answer.text)
+            if opts.format_score is not None:
+                self.metrics.add(format_scored=1)
+                return _Outcome(opts.format_score)
             conversation = messages + [{"role": "assistant", "content": answer.text or ""},
                                        {"role": "user", "content": self._reask_text.format(error=last_error)}]
         self.metrics.add(unparsed=1)
@@ -159,25 +181,31 @@ class LLMJudge:
         return (f"LLM judge {self.options.label!r} (model {t.model!r} at {t.base_url}): {bad} of {sent} judge calls "
                 f"in this batch gave no score after {t.max_retries} retries and {self.options.format_retries} format "
                 f"re-asks, more than max_failure_rate={self.options.max_failure_rate:g}. Last error: {last_error}. "
-                "Check the endpoint (python run_pipeline.py --validate --check-judges), then resume the run")
+                "Check the endpoint (.venv/bin/python run_pipeline.py --validate --check-judges), then resume the run")
 
     async def score(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[Optional[float]]:
         """TRL's batch contract: one reward (or None) per completion."""
         n = len(completions)
         if len(prompts) != n:
             raise JudgeInputError(f"got {len(prompts)} prompts for {n} completions")
-        requests = [self.messages_for(self.sample_values(prompts[i], completions[i], columns, i)) for i in range(n)]
-        keys = [cache_key(self.transport.model, m, self.options.params or {}) if self.cache is not None else None
-                for m in requests]
-        rewards: list[Optional[float]] = [self._cached(k) for k in keys]
-        missing = [i for i in range(n) if rewards[i] is None]
+        decided = [self.precheck(c) for c in completions]
+        asked = [i for i in range(n) if decided[i] is None]
+        requests: dict[int, list[dict[str, str]]] = {
+            i: self.messages_for(self.sample_values(prompts[i], completions[i], columns, i)) for i in asked}
+        keys = {i: cache_key(self.transport.model, requests[i], self.options.params or {})
+                if self.cache is not None else None for i in asked}
+        rewards: list[Optional[float]] = [decided[i] if decided[i] is not None else self._cached(keys[i])
+                                          for i in range(n)]
+        missing = [i for i in asked if rewards[i] is None]
+        if n - len(asked):
+            self.metrics.add(prechecked=n - len(asked))
         # With a cache, identical requests in one batch (GRPO often samples the same short completion twice)
         # are sent once and share the answer, as a later cache hit would.
         first: dict[Any, int] = {}
         for i in missing:
             first.setdefault(keys[i] if keys[i] is not None else i, i)
         todo = sorted(first.values())
-        self.metrics.add(samples=n, cache_hits=n - len(todo))
+        self.metrics.add(samples=len(asked), cache_hits=len(asked) - len(todo))
         outcomes = await self._run_all([requests[i] for i in todo], [keys[i] for i in todo])
         fallback = None if self.options.on_error == "skip" else float(self.options.on_error)
         by_index = dict(zip(todo, outcomes))

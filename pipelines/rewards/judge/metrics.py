@@ -9,6 +9,8 @@ Metrics (all since the last pop):
 - ``parse_failures``: judge answers that could not be parsed (including ones fixed by a re-ask);
 - ``unparsed``: completions still unparsed after the format retries;
 - ``fallbacks``: completions scored with ``on_error`` (failures + unparsed);
+- ``format_scored`` (generic_llm_reward): answers that could not be read, scored ``format_score``;
+- ``prechecked`` (generic_llm_reward): completions scored without a judge call (reasoning format, similarity);
 - ``failure_rate``: (failures + unparsed) / completions sent to the judge;
 - ``latency_p50_s``, ``latency_p95_s``: latency of successful requests;
 - ``prompt_tokens``, ``completion_tokens``: summed from the responses' ``usage``.
@@ -19,7 +21,9 @@ import threading
 from typing import Sequence
 
 COUNTERS = ("samples", "cache_hits", "calls", "retries", "failures", "parse_failures", "unparsed", "fallbacks",
-            "prompt_tokens", "completion_tokens")
+            "format_scored", "prechecked", "prompt_tokens", "completion_tokens")
+
+GENERIC_ONLY = ("format_scored", "prechecked")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -36,8 +40,10 @@ def percentile(values: Sequence[float], q: float) -> float:
 class JudgeMetrics:
     """Thread-safe counters: the judge's loop adds, the trainer's thread pops."""
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, generic: bool = False):
         self.prefix = f"judge/{label}/"
+        # format_scored and prechecked are counted for every judge but reported for generic_llm_reward only
+        self.reported = COUNTERS if generic else tuple(k for k in COUNTERS if k not in GENERIC_ONLY)
         self._lock = threading.RLock()
         self._reset()
 
@@ -55,7 +61,7 @@ class JudgeMetrics:
             self.latencies.append(seconds)
 
     def _values(self, counts: dict[str, int], latencies: Sequence[float]) -> dict[str, float]:
-        out = {self.prefix + k: float(v) for k, v in counts.items()}
+        out = {self.prefix + k: float(v) for k, v in counts.items() if k in self.reported}
         sent = counts["samples"] - counts["cache_hits"]
         bad = counts["failures"] + counts["unparsed"]
         out[self.prefix + "failure_rate"] = bad / sent if sent else 0.0
@@ -79,6 +85,6 @@ class JudgeMetrics:
         if len(gathered) > 1:
             counts = {k: sum(rank_counts[k] for rank_counts, _ in gathered) for k in COUNTERS}
             latencies = [x for _, rank_latencies in gathered for x in rank_latencies]
-        if counts["samples"] == 0 and counts["calls"] == 0:
+        if counts["samples"] == 0 and counts["calls"] == 0 and counts["prechecked"] == 0:
             return {}
         return self._values(counts, latencies)

@@ -1,5 +1,5 @@
-"""The ``llm_judge`` reward (alias ``generic_llm_reward``): an OpenAI-compatible LLM scores each completion
-against a YAML rubric.
+"""The ``llm_judge`` reward: an OpenAI-compatible LLM scores each completion against a YAML rubric, with our
+stricter reading of its reply (judge/parse.py). Augmentoolkit's scoring is ``generic_llm_reward`` (judge/generic.py).
 
 Config entry (a dataset's ``reward_funcs``)::
 
@@ -183,7 +183,7 @@ def reward_function_for(judge: Any) -> Callable[..., Any]:
     return llm_judge_reward
 
 
-@register_reward_function("llm_judge", aliases=("generic_llm_reward",), validate=validate_judge_kwargs)
+@register_reward_function("llm_judge", validate=validate_judge_kwargs)
 def llm_judge(eval_llm_name: str, eval_llm_base_url: str, system_prompt_path: str, score_types: list[dict[str, Any]],
               eval_llm_api_key: Optional[str] = None, eval_llm_mode: Optional[str] = None,
               cot_start: Optional[str] = "<think>", cot_end: Optional[str] = "</think>",

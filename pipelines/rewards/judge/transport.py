@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import random
 import threading
@@ -20,6 +21,8 @@ import time
 import weakref
 from dataclasses import dataclass
 from typing import Any, Optional
+
+from pipelines.common.redaction import redact_text, register_secrets
 
 log = logging.getLogger(__name__)
 RETRYABLE_STATUS = {408, 409, 425, 429}     # plus every 5xx
@@ -96,6 +99,8 @@ def classify_error(exc: BaseException) -> tuple[bool, Optional[float], str]:
         return True, None, f"malformed response: {_short(str(exc))}"
     if isinstance(exc, openai.APIResponseValidationError):
         return True, None, f"malformed response: {_short(str(exc))}"
+    if isinstance(exc, json.JSONDecodeError):      # a 200 whose JSON body is cut or garbled (issue 16, F20)
+        return True, None, f"malformed response: body is not valid JSON: {_short(str(exc))}"
     return False, None, f"{type(exc).__name__}: {_short(str(exc))}"
 
 
@@ -118,6 +123,7 @@ class JudgeTransport:
         self.backoff_base_s = float(backoff_base_s)
         self.backoff_max_s = float(backoff_max_s)
         self._api_key = api_key or "EMPTY"   # local servers accept any key; the client insists on one
+        register_secrets([api_key])           # every redacting log handler masks it from now on
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._states: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState]" = \
@@ -127,10 +133,9 @@ class JudgeTransport:
         return f"JudgeTransport({self.base_url!r}, model={self.model!r})"
 
     def scrub(self, text: str) -> str:
-        """``text`` with the API key masked, for messages that may echo request details."""
-        if self._api_key and self._api_key != "EMPTY":
-            text = text.replace(self._api_key, "***")
-        return text
+        """``text`` with the API key (a whole token of 8+ characters) and URL credentials masked, for messages
+        that may echo request details (see :mod:`pipelines.common.redaction`)."""
+        return redact_text(text, () if self._api_key == "EMPTY" else (self._api_key,))
 
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()

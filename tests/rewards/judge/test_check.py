@@ -82,3 +82,49 @@ def test_runner_check_judges_on_the_shipped_config(repo_root, tmp_path, monkeypa
     else:
         assert code == 2 and calls == 0
         assert captured.err.count("connection error") == 2
+
+
+def test_rubric_placeholder_typo_is_found_against_the_sampled_columns(repo_root, tmp_path, monkeypatch, capsys):
+    """Before: {topik} for the column `topic` passed --validate, and every judge call of the run then failed
+    with JudgeInputError."""
+    import json
+
+    import yaml
+
+    monkeypatch.chdir(repo_root)
+    data = tmp_path / "topics.jsonl"
+    data.write_text("".join(json.dumps({"topic": t, "conversations": [
+        {"from": "human", "value": f"Tell me about {t}."}, {"from": "gpt", "value": f"{t} is great."}]}) + "\n"
+        for t in ("rain", "cats", "tea")))
+    rubric = write_rubric(tmp_path, "- role: user\n  content: 'Topic {topik}. Q: {input_text} A: {output_text}. "
+                                    "End with <score>N</score>.'\n")
+    cfg = yaml.safe_load((repo_root / "pipelines/grpo/configs/quickstart.yaml").read_text())
+    cfg["dataset_settings"]["total_rows"] = 3
+    cfg["datasets"] = [{"path": str(data), "percentage": 1.0, "reward_funcs": [
+        judge_entry("http://127.0.0.1:9/v1", rubric), {"name": "keyword", "keywords": ["x"]}]}]
+    (tmp_path / "node.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "super.yaml").write_text("pipeline_order:\n  - node: grpo\n    config: node.yaml\n")
+    code = runner_main(["--super-config", str(tmp_path / "super.yaml"), "--validate",
+                        "--outputs", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert ("node.yaml: datasets[0].reward_funcs[0].system_prompt_path: rubric " in captured.err
+            and "uses {topik}, but the rows of" in captured.err and '(did you mean "topic"?)' in captured.err)
+    assert "columns: answer, dataset_path, topic" in captured.out      # the summary lists what a rubric may use
+
+
+def test_check_judges_probes_a_config_whose_run_dir_exists(repo_root, tmp_path, monkeypatch, capsys):
+    """Before: an existing run dir stopped --check-judges before any judge was asked."""
+    monkeypatch.chdir(repo_root)
+    super_config = repo_root / "pipelines/grpo/configs/super_config_rubric_judge.yaml"
+    out = tmp_path / "outputs"
+    (out / "rubric-judge").mkdir(parents=True)
+    (out / "rubric-judge" / "resolved_config.yaml").write_text("seed: 1\n")
+    with JudgeServer(lambda req: Reply(content=ALL_TAGS)) as srv:
+        monkeypatch.setenv("JUDGE_BASE_URL", srv.base_url)
+        code = runner_main(["--super-config", str(super_config), "--validate", "--check-judges",
+                            "--outputs", str(out)])
+        calls = len(srv.requests)
+    captured = capsys.readouterr()
+    assert calls == 2 and "judge 'helpfulness'" in captured.out and "judge 'factual'" in captured.out
+    assert code == 2 and "already holds a run" in captured.err      # the run itself would still be refused

@@ -39,8 +39,8 @@ def test_shipped_rubrics_validate(path):
     assert validate_judge_kwargs(kwargs(system_prompt_path=path, score_types=SHIPPED[path])) == []
 
 
-def test_alias_and_registry_hook():
-    assert get_reward_factory("generic_llm_reward") is get_reward_factory("llm_judge")
+def test_both_judges_registered_with_their_hooks():
+    assert get_reward_factory("generic_llm_reward") is not get_reward_factory("llm_judge")
     assert check_reward_kwargs("generic_llm_reward", kwargs()) == []
     msgs = check_reward_kwargs("llm_judge", kwargs(on_error="zero"))
     assert len(msgs) == 1 and "on_error" in msgs[0]

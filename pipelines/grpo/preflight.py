@@ -1,0 +1,259 @@
+"""``run_pipeline.py --preflight``: one minute that saves an hour. The worst step of a run, before the run.
+
+For a GRPO-family node it loads the model on the configured backend, builds one optimizer step's batch from the
+**longest** prompts of the sampled data, generates every completion to ``max_completion_length`` (EOS and stop
+strings are held off, so the lengths are the worst case), runs that one optimizer step with the real reward stack,
+calls each LLM judge once, saves a checkpoint and reloads it, then reports peak memory (GPU, or the process's
+RSS on a CPU), the step's time, new tokens/s and the wall time projected for ``max_steps``. Out-of-memory is
+reported with the config keys that lower memory. Nothing is written to the run dir: everything goes to a
+temporary folder. It runs in one process: per-device memory is what the check is about.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Iterator
+
+from pipelines.common.node import NodeContext
+from pipelines.common.problems import ConfigError, Problem
+from pipelines.grpo.config import GRPOConfigFile
+
+log = logging.getLogger(__name__)
+GIB = 1024 ** 3
+# Two optimizer steps: the first carries the one-off warm-up (lazy kernel set-up; Unsloth compiles its kernels,
+# 187 s on a 0.5B model), the second is the steady-state step the projection multiplies.
+PREFLIGHT_STEPS = 2
+
+
+class PreflightOOM(RuntimeError):
+    """The preflight step ran out of memory; the message names the keys that lower it."""
+
+
+def memory_advice(cfg: GRPOConfigFile) -> str:
+    """The config keys that lower memory, with their current values."""
+    tp, m = cfg.training_parameters, cfg.model
+    extra = tp.model_extra or {}
+    lines = [
+        f"training_parameters.per_device_train_batch_size ({tp.per_device_train_batch_size}): lower it and raise "
+        f"gradient_accumulation_steps ({tp.gradient_accumulation_steps}) to keep the effective batch",
+        f"training_parameters.num_generations ({tp.num_generations}): fewer completions per prompt",
+        f"training_parameters.max_completion_length ({tp.max_completion_length}) and max_prompt_length "
+        f"({tp.max_prompt_length}), with model.max_seq_length ({m.max_seq_length})",
+        f"model.gpu_memory_utilization ({m.gpu_memory_utilization}): the share vLLM reserves (with vLLM)",
+        f"model.load_in_4bit ({str(m.load_in_4bit).lower()}): 4-bit base weights (QLoRA)",
+        f"training_parameters.gradient_checkpointing ({extra.get('gradient_checkpointing', 'on by default on a GPU')})"
+        ": keep it true",
+    ]
+    return "keys that lower memory:\n    " + "\n    ".join(lines)
+
+
+@contextlib.contextmanager
+def oom_guard(cfg: GRPOConfigFile, what: str) -> Iterator[None]:
+    """Turn an out-of-memory error (CUDA or host) into :class:`PreflightOOM` naming the keys to change."""
+    import torch
+
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise PreflightOOM(f"out of memory during {what}: {first}\n  {memory_advice(cfg)}") from exc
+
+
+def preflight_config(cfg: GRPOConfigFile, vllm: bool) -> GRPOConfigFile:
+    """The config of the preflight steps: full-length completions, no saves/eval/trackers."""
+    tp = cfg.training_parameters
+    raw = tp.model_dump()
+    # min length == max length: no completion ends early, so memory and time are the worst case.
+    gen = dict(raw.get("generation_kwargs") or {})
+    gen["min_tokens" if vllm else "min_new_tokens"] = tp.max_completion_length
+    raw.update(max_steps=PREFLIGHT_STEPS, save_strategy="no", resume_from_checkpoint=False, model_stop_sequences=[],
+               generation_kwargs=gen, logging_steps=1)
+    new_tp = type(tp).model_validate(raw)
+    logging_section = cfg.logging.model_copy(update={"report_to": "none", "log_completions_every": 0})
+    return cfg.model_copy(update={"training_parameters": new_tp, "logging": logging_section, "evaluation": None,
+                                  "push_to_hub": None})
+
+
+def prompts_per_step(cfg: GRPOConfigFile, file: str) -> int:
+    """Distinct prompts in one optimizer step of one process (TRL's generation batch / num_generations)."""
+    tp = cfg.training_parameters
+    extra = tp.model_extra or {}
+    batch = int(extra.get("generation_batch_size") or tp.per_device_train_batch_size *
+                (extra.get("steps_per_generation") or tp.gradient_accumulation_steps))
+    if batch % tp.num_generations:
+        raise ConfigError([Problem(file, "training_parameters.per_device_train_batch_size",
+                                   f"--preflight runs one process, whose generation batch ({batch}) must be a "
+                                   f"multiple of num_generations ({tp.num_generations})")])
+    return batch // tp.num_generations
+
+
+def longest_rows(rows: list[dict[str, Any]], tokenizer: Any, count: int) -> tuple[list[dict[str, Any]], int]:
+    """The ``count`` rows with the longest rendered prompts (repeated when there are fewer), and the longest
+    prompt's length in tokens."""
+    if not rows:
+        raise ValueError("no training rows were sampled")
+    texts = [tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in rows]
+    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    order = sorted(range(len(rows)), key=lambda i: lengths[i], reverse=True)
+    picked = [rows[order[i % len(order)]] for i in range(count)]
+    return picked, lengths[order[0]]
+
+
+def _reset_memory(on_gpu: bool) -> None:
+    if on_gpu:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory(on_gpu: bool) -> tuple[float, str]:
+    """(GiB, what was measured): torch's peak CUDA allocation on a GPU, else the process's peak RSS."""
+    if on_gpu:
+        import torch
+
+        free, total = torch.cuda.mem_get_info()
+        note = (f"peak GPU memory (torch.cuda.max_memory_allocated); {(total - free) / GIB:.2f} GiB of "
+                f"{total / GIB:.1f} GiB in use on the device now, vLLM's reservation included")
+        return torch.cuda.max_memory_allocated() / GIB, note
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB, "peak RSS of this process (CPU run)"
+
+
+def save_and_reload(trainer: Any, run_dir: Path) -> tuple[float, float]:
+    """Save a checkpoint as training does, reload it into the trainer, check one trainable tensor round-trips.
+    Returns (seconds, size in MiB)."""
+    import torch
+
+    started = time.time()
+    trainer._save_checkpoint(trainer.model, trial=None)   # transformers' own save, as every save_steps does
+    folder = run_dir / f"checkpoint-{trainer.state.global_step}"
+    name, param = next((n, p) for n, p in trainer.model.named_parameters() if p.requires_grad)
+    saved = param.detach().clone()
+    with torch.no_grad():
+        param.zero_()
+    trainer._load_from_checkpoint(str(folder))
+    trainer._load_optimizer_and_scheduler(str(folder))
+    if not torch.equal(param.detach(), saved):
+        raise RuntimeError(f"checkpoint reload did not restore {name}")
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2 ** 20
+    return time.time() - started, size
+
+
+def run_preflight(cfg: GRPOConfigFile, ctx: NodeContext) -> list[str]:
+    """The preflight of one GRPO-family node; returns the report lines (raises :class:`PreflightOOM`)."""
+    from pipelines.grpo.inputs import load_inputs
+    from pipelines.grpo.model import choose_backend, generates_with_vllm, use_gpu
+    from pipelines.grpo.node import require_unsloth
+
+    on_gpu = use_gpu(cfg)
+    backend = choose_backend(cfg.model.backend, has_cuda=on_gpu)
+    if backend == "unsloth":
+        require_unsloth(ctx.config_file)
+        import unsloth  # noqa: F401 - before transformers/trl, as in a real run
+    pre = preflight_config(cfg, generates_with_vllm(cfg))
+    inputs = load_inputs(cfg, ctx)
+    rows, longest = longest_rows(list(inputs.sample.train), inputs.tokenizer, prompts_per_step(cfg, ctx.config_file))
+    tmp = Path(tempfile.mkdtemp(prefix="preflight-"))
+    try:
+        report = _measure(pre, dataclasses.replace(ctx, run_dir=tmp), inputs, rows, on_gpu)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    tp = cfg.training_parameters
+    steps = tp.max_steps
+    saves = steps // tp.save_steps if tp.save_strategy == "steps" else 0
+    projected = report["load_s"] + report["first_s"] + (steps - 1) * report["step_s"] + saves * report["save_s"]
+    hours, rest = divmod(int(projected), 3600)
+    return [
+        f"backend {backend} on {'GPU' if on_gpu else 'CPU'}; {len(rows)} prompt(s) x {tp.num_generations} "
+        f"generations, longest prompt {longest} tokens, completions forced to {tp.max_completion_length} tokens",
+        f"model load: {report['load_s']:.1f}s",
+        f"peak memory: {report['peak_gib']:.2f} GiB ({report['peak_note']})",
+        f"step time: {report['step_s']:.2f}s per optimizer step ({report['new_tokens']} new tokens, "
+        f"{report['new_tokens'] / max(report['step_s'], 1e-9):.0f} tokens/s); the first step took "
+        f"{report['first_s']:.2f}s (warm-up)",
+        f"judges: {report['judges']}",
+        f"checkpoint: saved and reloaded in {report['save_s']:.2f}s ({report['save_mib']:.1f} MiB)",
+        f"projected wall time for max_steps={steps}: {hours}h{rest // 60:02d}m{rest % 60:02d}s (load + first step "
+        f"+ {steps - 1} x step + {saves} checkpoint save(s); held-out evaluation not included)",
+    ]
+
+
+def _measure(cfg: GRPOConfigFile, ctx: NodeContext, inputs: Any, rows: list[dict[str, Any]],
+             on_gpu: bool) -> dict[str, Any]:
+    """Load, one step, judges, checkpoint: the numbers the report prints."""
+    from pipelines.grpo.node import build_trainer
+    from pipelines.rewards.engine import RewardStack
+
+    _reset_memory(on_gpu)
+    stack = RewardStack(cfg.reward, cfg.datasets, ctx.run_dir)
+    try:
+        started = time.time()
+        with oom_guard(cfg, "model load"):
+            trainer, metrics_cb = build_trainer(cfg, ctx, inputs.model_path, inputs.tokenizer,
+                                                SimpleNamespace(train=rows, eval=[]), stack, None)
+        load_s = time.time() - started
+        timer = _step_timer()
+        trainer.add_callback(timer)
+        with oom_guard(cfg, "the training step (generation, rewards, backward, optimizer)"):
+            trainer.train()
+        first_s, step_s = timer.seconds[0], timer.seconds[-1]   # the steps themselves, not the trainer's setup
+        peak_gib, peak_note = peak_memory(on_gpu)
+        with oom_guard(cfg, "the checkpoint save and reload"):
+            save_s, save_mib = save_and_reload(trainer, Path(ctx.run_dir))
+        metrics_cb.close()
+    finally:
+        stack.close()
+    step_log = next((r for r in reversed(trainer.state.log_history) if "completions/mean_length" in r), {})
+    completions = len(rows) * cfg.training_parameters.num_generations
+    new_tokens = int(round(step_log.get("completions/mean_length", 0.0) * completions))
+    return {"load_s": load_s, "first_s": first_s, "step_s": step_s, "peak_gib": peak_gib, "peak_note": peak_note,
+            "save_s": save_s, "save_mib": save_mib, "new_tokens": new_tokens,
+            "judges": _call_judges(cfg, ctx)}
+
+
+def _step_timer() -> Any:
+    """A TrainerCallback timing the optimizer step (generation included) without the trainer's setup."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.seconds: list[float] = []
+            self._began = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._began = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.seconds.append(time.perf_counter() - self._began)
+
+    return StepTimer()
+
+
+def _call_judges(cfg: GRPOConfigFile, ctx: NodeContext) -> str:
+    """One request to each LLM judge the datasets use (the --check-judges probe, which prints a line each)."""
+    from pipelines.rewards.catalog import get_reward_factory
+    from pipelines.rewards.checks import check_judges
+    from pipelines.rewards.judge.reward import llm_judge
+
+    if not any(get_reward_factory(f.name) is llm_judge for d in cfg.datasets for f in d.reward_funcs):
+        return "none configured"
+    problems = check_judges(cfg, ctx)
+    if problems:
+        raise ConfigError(problems)
+    return "each configured LLM judge was called once (lines above), and every reward scored the step"
+
+
+def run_member_preflight(cfg: Any, ctx: NodeContext) -> list[str]:
+    """The grpo_hpo node's preflight: one member's step, on the backend members train on."""
+    from pipelines.grpo.hpo.node import member_backend
+
+    return ["one population member (members train one after another in one process):",
+            *run_preflight(member_backend(cfg), ctx)]

@@ -1,0 +1,54 @@
+"""What ``--validate`` prints: the summary of every planned node (run dir, resolved references, data, judges)
+and the one report of every problem found (``<file>: <key.path>: <message>``, exit 2)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+from pipelines.common.problems import ConfigError, Problem
+from pipelines.common.redaction import redact_text
+from pipelines.common.refs import describe_refs
+
+EXIT_OK, EXIT_CONFIG = 0, 2
+
+
+def report_problems(problems: Sequence[Problem]) -> None:
+    print(f"\nConfiguration invalid: {len(problems)} problem{'s' if len(problems) != 1 else ''}:", file=sys.stderr)
+    for p in problems:
+        print(f"  {redact_text(str(p))}", file=sys.stderr)
+    print("\nFix them and run again (.venv/bin/python run_pipeline.py --validate checks without training).", file=sys.stderr)
+
+
+def validate_summary(planned: Sequence[Any], args: argparse.Namespace, problems: Sequence[Problem] = ()) -> int:
+    """Print what would run, and inspect the data (and probe the judges) of every node whose config validated,
+    also when other problems were found; every problem is reported at the end (exit 2)."""
+    problems = list(problems)
+    earlier: set[str] = set()
+    for node in planned:
+        if node.cfg is None:
+            print(f"[{node.ctx.index}] {node.label}: {node.ctx.config_file}: config invalid, data not inspected")
+            earlier.add(node.label)
+            continue
+        print(f"[{node.ctx.index}] {node.label}: {node.ctx.config_file}")
+        print(f"    run dir: {node.ctx.run_dir}")
+        for line in describe_refs(node.ctx.raw_config, earlier, node.ctx.outputs_root, node.ctx.ref_scope):
+            print(f"    reference {line}")
+        earlier.add(node.label)
+        if node.spec.inspect is not None:
+            try:
+                for line in node.spec.inspect(node.cfg, node.ctx):
+                    print(f"    {line}")
+            except ConfigError as exc:
+                for line in exc.lines:
+                    print(f"    {line}")
+                problems += exc.problems
+        if args.check_judges and node.spec.check_judges is not None:
+            problems += node.spec.check_judges(node.cfg, node.ctx)
+        elif args.check_judges:
+            print("    judges: not checked (this node declares no LLM judges)")
+    if problems:
+        report_problems(problems)
+        return EXIT_CONFIG
+    print(f"OK: {len(planned)} node(s) valid")
+    return EXIT_OK
