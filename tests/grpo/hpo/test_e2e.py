@@ -143,15 +143,19 @@ def test_outputs_metrics_and_manifest(full_run):
 
 def test_a_later_node_rolls_out_the_elite_adapter(setup, full_run, tiny_model_dir):
     tmp, sc = setup
-    entries = yaml.safe_load(sc.read_text())["pipeline_order"]
+    original = sc.read_text()
+    entries = yaml.safe_load(original)["pipeline_order"]
     entries.append({"node": "rollout", "config": str(REPO / "pipelines" / "rollout" / "configs" / "quickstart.yaml"),
                     "overrides": {"run_name": "elite-rollout", "model.base_model_name": str(tiny_model_dir),
                                   "model.adapter": "@grpo_hpo.elite_adapter", "dataset_settings.total_rows": 4,
                                   "datasets.0.path": str(REPO / "inputs" / "quickstart.jsonl")}})
-    chain = tmp / "chain.yaml"
-    chain.write_text(yaml.safe_dump({"pipeline_order": entries}), encoding="utf-8")
-    # --only the rollout: @grpo_hpo.elite_adapter resolves to the latest completed grpo_hpo run (full_run)
-    assert main(["--super-config", str(chain), "--outputs", str(tmp / "out"), "--only", "rollout"]) == 0
+    # references are scoped to one super-config: the user adds the rollout entry to the file that ran the search
+    sc.write_text(yaml.safe_dump({"pipeline_order": entries}), encoding="utf-8")
+    try:
+        # --only the rollout: @grpo_hpo.elite_adapter resolves to this super-config's latest grpo_hpo run
+        assert main(["--super-config", str(sc), "--outputs", str(tmp / "out"), "--only", "rollout"]) == 0
+    finally:
+        sc.write_text(original, encoding="utf-8")
     resolved = yaml.safe_load((tmp / "out" / "elite-rollout" / "resolved_config.yaml").read_text())
     assert Path(resolved["model"]["adapter"]).resolve() == (full_run / "elite_adapter").resolve()
     assert len(list(read_jsonl(tmp / "out" / "elite-rollout" / "scored.jsonl"))) == 4 * 4   # rows x completions
