@@ -8,7 +8,6 @@ Nothing here imports torch or a node package.
 """
 from __future__ import annotations
 
-import importlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from pipelines.common.imports import import_attribute
 from pipelines.common.problems import Problem
 from pipelines.common.schema import validate_model
 
@@ -85,9 +85,7 @@ class NodeSpec:
 
 
 def import_callable(path: str) -> Callable[..., Any]:
-    module_name, _, attr = path.partition(":")
-    module = importlib.import_module(module_name)
-    fn = getattr(module, attr)
+    fn = import_attribute(path)
     if not callable(fn):
         raise TypeError(f"{path} is not callable")
     return fn
