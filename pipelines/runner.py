@@ -19,6 +19,7 @@ from pipelines.validation import report_problems, validate_summary
 from pipelines.common.io import make_readable
 from pipelines.common.config_io import (EnvResolver, apply_overrides, find_placeholders, load_yaml,
                                         parse_scalar)
+from pipelines.common.compat import log_notices
 from pipelines.common.problems import ConfigError, Problem, did_you_mean
 from pipelines.common.refs import check_refs, record_latest, ref_scope, substitute_refs
 from pipelines.common.redaction import RedactingFilter, redact_handlers, redact_text, register_secrets
@@ -167,6 +168,11 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     problems += find_placeholders(raw, file)
     scope = ref_scope(args.super_config)
     problems += check_refs(raw, file, upstream, Path(args.outputs), all_labels, scope)
+    notices: list[Any] = []
+    if spec.normalize is not None:      # another tool's config shape (e.g. Augmentoolkit's), in this node's terms
+        raw, notices, shape_problems = spec.normalize(raw, file)
+        problems += shape_problems
+        log_notices(notices, file)
     if not raw.get("run_name") and spec.config_model is not None and "run_name" in spec.config_model.model_fields:
         raw["run_name"] = default_run_name(spec.name)
     if args.num_processes is not None and spec.config_model is not None and "launch" in spec.config_model.model_fields:
@@ -183,7 +189,8 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     ctx = NodeContext(label=label, index=index, config_file=file, raw_config=raw, secrets=env.secret_values,
                       run_dir=run_dir, outputs_root=Path(args.outputs), manifests=manifests,
                       num_processes=args.num_processes, validate_only=args.validate or args.preflight,
-                      launched=args.launched_rank, secret_fields=env.secret_fields, ref_scope=scope)
+                      launched=args.launched_rank, secret_fields=env.secret_fields, ref_scope=scope,
+                      notices=notices)
     cfg, node_problems = validate_node_config(spec, raw, ctx)
     return PlannedNode(label, spec, cfg, ctx), problems + node_problems
 

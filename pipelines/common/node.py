@@ -8,7 +8,6 @@ Nothing here imports torch or a node package.
 """
 from __future__ import annotations
 
-import importlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from pipelines.common.imports import import_attribute
 from pipelines.common.problems import Problem
 from pipelines.common.schema import validate_model
 
@@ -38,6 +38,7 @@ class NodeContext:
     launched: bool = False          # this process is one rank of a multi-process run started by the runner
     secret_fields: dict[str, set[str]] = field(default_factory=dict)   # key path -> secrets interpolated there
     ref_scope: str = ""             # the super-config's scope for @label.output references (common.refs)
+    notices: list[Any] = field(default_factory=list)   # what the node's `normalize` translated (common/compat.py)
 
 
 @dataclass(frozen=True)
@@ -75,15 +76,16 @@ class NodeSpec:
     preflight: Optional[str] = None   # "module:function", fn(cfg, ctx) -> report lines (--preflight; heavy imports)
     resume_hint: Optional[str] = None   # how a user resumes this node, e.g. "--set resume=true"
     outputs: tuple[str, ...] = ()   # names in the run's outputs dict that later nodes may refer to (@label.name)
+    # Reads another tool's config shape: fn(raw, file) -> (raw in this node's shape, notices, problems). The
+    # runner applies it before anything else looks at the config (see pipelines/common/compat.py).
+    normalize: Optional[Callable[[dict[str, Any], str], tuple[dict[str, Any], list[Any], list[Problem]]]] = None
 
     def run_function(self) -> Callable[..., Any]:
         return import_callable(self.run)
 
 
 def import_callable(path: str) -> Callable[..., Any]:
-    module_name, _, attr = path.partition(":")
-    module = importlib.import_module(module_name)
-    fn = getattr(module, attr)
+    fn = import_attribute(path)
     if not callable(fn):
         raise TypeError(f"{path} is not callable")
     return fn

@@ -89,26 +89,48 @@ def trim_completions(completions: list[Any], stops: Sequence[str]) -> list[Any]:
     return out
 
 
+def total_length_criteria(prompt_lengths: Any, padded_width: int, max_total_tokens: int) -> Any:
+    """A stopping criterion ending each row once its prompt (unpadded) plus its new tokens reach
+    ``max_total_tokens``: vLLM's ``max_model_len`` cap, for HF generate (so a long prompt gets a shorter
+    completion, and a row cut this way ends without EOS and counts as truncated, as on vLLM)."""
+    from transformers import StoppingCriteria
+
+    class TotalLength(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            generated = input_ids.shape[1] - padded_width
+            return (prompt_lengths.to(input_ids.device) + generated) >= max_total_tokens
+
+    return TotalLength()
+
+
 @contextlib.contextmanager
-def stopping_generate(model: Any, tokenizer: Any, stops: Sequence[str]) -> Iterator[None]:
-    """Within the block, ``model.generate`` also stops each sequence at a stop string.
+def stopping_generate(model: Any, tokenizer: Any, stops: Sequence[str],
+                      max_total_tokens: Optional[int] = None) -> Iterator[None]:
+    """Within the block, ``model.generate`` also stops each sequence at a stop string, and (with
+    ``max_total_tokens``) where its prompt plus completion reach that many tokens.
 
     TRL calls ``unwrapped_model.generate(**inputs, generation_config=...)`` with no way to add a stopping
     criterion, so the bound method is shadowed on this one instance for the duration of the call and restored
     afterwards. (Hand-written because neither TRL nor transformers exposes a hook for it.)
     """
-    if not stops:
+    if not stops and max_total_tokens is None:
         yield
         return
     from transformers import StopStringCriteria, StoppingCriteriaList
 
-    criteria = StopStringCriteria(tokenizer=tokenizer, stop_strings=list(stops))
+    fixed = [StopStringCriteria(tokenizer=tokenizer, stop_strings=list(stops))] if stops else []
     original = model.generate
     had_attr = "generate" in vars(model)
 
     def generate(*args: Any, **kwargs: Any) -> Any:
         extra = kwargs.pop("stopping_criteria", None) or StoppingCriteriaList()
-        return original(*args, stopping_criteria=StoppingCriteriaList([*extra, criteria]), **kwargs)
+        criteria = [*extra, *fixed]
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if max_total_tokens is not None and ids is not None:
+            mask = kwargs.get("attention_mask")
+            lengths = mask.sum(dim=-1) if mask is not None else ids.new_full((ids.shape[0],), ids.shape[1])
+            criteria.append(total_length_criteria(lengths, ids.shape[1], max_total_tokens))
+        return original(*args, stopping_criteria=StoppingCriteriaList(criteria), **kwargs)
 
     object.__setattr__(model, "generate", generate)
     try:

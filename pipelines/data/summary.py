@@ -89,9 +89,12 @@ def _example_lines(scan: ScanResult, spec: DataSpec, index: int, counter: Option
     return [f"no example: the first {len(order)} sampled rows do not fit max_prompt_length ({max_len})"]
 
 
-def inspect_datasets(spec: DataSpec, config_file: str, columns: Optional[dict[int, set[str]]] = None) -> list[str]:
+def inspect_datasets(spec: DataSpec, config_file: str, columns: Optional[dict[int, set[str]]] = None,
+                     totals: Optional[dict[str, int]] = None) -> list[str]:
     """Summary lines for every dataset; raises ConfigError for unusable datasets and shortfalls in error mode.
-    ``columns`` receives, per dataset, the column names of a prepared example row (what rewards will see)."""
+    ``columns`` receives, per dataset, the column names of a prepared example row (what rewards will see);
+    ``totals["train_rows"]`` the training rows the sampler will draw (every sampled row fitting the prompt
+    budget)."""
     total_rows = spec.settings.total_rows
     train_counts = rows_per_dataset(spec.datasets, total_rows)
     eval_counts = split_eval(spec.eval_rows, train_counts)
@@ -111,6 +114,9 @@ def inspect_datasets(spec: DataSpec, config_file: str, columns: Optional[dict[in
         lines.append(f"dataset[{i}] {ds.path}: {len(scan.files)} file(s), format: {formats}")
         lines.append(f"  rows read: {scan.rows_read}, valid: {scan.valid}, skipped: {describe_skipped(scan.skipped)}")
         held = f" + {eval_counts[i]} held out" if eval_counts[i] else ""
+        if totals is not None:
+            totals["train_rows"] = totals.get("train_rows", 0) + min(train_counts[i],
+                                                                     max(scan.valid - eval_counts[i], 0))
         lines.append(f"  rows to be sampled: {min(want, scan.valid)} ({train_counts[i]} training{held}, "
                      f"percentage {ds.percentage:g} of total_rows {total_rows})")
         if scan.valid and scan.valid < want:

@@ -8,6 +8,7 @@ a user sees every mistake at once. The data and reward sections are checked by t
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 from pipelines import launch as launcher
@@ -56,6 +57,27 @@ def generation_batch(cfg: GRPOConfigFile) -> int:
     return int(extra.get("generation_batch_size") or tp.per_device_train_batch_size * procs * steps)
 
 
+def steps_per_epoch(cfg: GRPOConfigFile, train_rows: int) -> int:
+    """Optimizer steps in one pass over ``train_rows`` prompts, as TRL and transformers count them: each
+    generation round takes generation_batch / num_generations prompts (a remainder of the rows is left out),
+    its completions serve steps_per_generation x num_iterations micro-batches, and gradient_accumulation_steps
+    micro-batches make one step."""
+    tp = cfg.training_parameters
+    extra = tp.model_extra or {}
+    steps_per_gen = int(extra.get("steps_per_generation") or tp.gradient_accumulation_steps)
+    prompts_per_round = max(generation_batch(cfg) // tp.num_generations, 1)
+    batches = (train_rows // prompts_per_round) * int(extra.get("num_iterations") or 1) * steps_per_gen
+    return max(math.ceil(batches / tp.gradient_accumulation_steps), 1)
+
+
+def planned_steps(cfg: GRPOConfigFile, train_rows: int) -> int:
+    """The steps the run will train: max_steps when set, else num_train_epochs passes over the rows."""
+    tp = cfg.training_parameters
+    if tp.max_steps is not None:
+        return tp.max_steps
+    return math.ceil(tp.num_train_epochs * steps_per_epoch(cfg, train_rows))
+
+
 def check_batch_sizes(cfg: GRPOConfigFile, file: str) -> list[Problem]:
     tp = cfg.training_parameters
     procs = cfg.launch.num_processes * cfg.launch.num_machines
@@ -72,6 +94,8 @@ def check_batch_sizes(cfg: GRPOConfigFile, file: str) -> list[Problem]:
 
 def check_lengths(cfg: GRPOConfigFile, file: str) -> list[Problem]:
     tp = cfg.training_parameters
+    if cfg.compat == "augmentoolkit" and tp.max_prompt_length < cfg.model.max_seq_length:
+        return []   # kept: completions are cut at max_seq_length (pipelines/grpo/compat.py says how)
     return data_checks.check_length_budget(("max_prompt_length", tp.max_prompt_length),
                                            ("max_completion_length", tp.max_completion_length),
                                            ("model.max_seq_length", cfg.model.max_seq_length), file)
@@ -237,7 +261,7 @@ RULES: tuple[Rule, ...] = data_checks.RULES + reward_checks.RULES + (
     Rule(check_batch_sizes, ("training_parameters", "launch"),
          reads=("training_parameters.per_device_train_batch_size", "training_parameters.num_generations",
                 "training_parameters.gradient_accumulation_steps", "launch.num_processes", "launch.num_machines")),
-    Rule(check_lengths, ("training_parameters", "model"),
+    Rule(check_lengths, ("training_parameters", "model", "compat"),
          reads=("training_parameters.max_prompt_length", "training_parameters.max_completion_length",
                 "model.max_seq_length")),
     Rule(check_grpo_extras, ("training_parameters",)),

@@ -83,7 +83,10 @@ class TrainingParameters(StrictModel):
     max_prompt_length: int = Field(512, ge=1, description="Prompt token budget; enforced by the data layer "
                                                           "(old turns are dropped to fit), since TRL removed it.")
     max_completion_length: int = Field(256, ge=1, description="Maximum new tokens per completion.")
-    max_steps: int = Field(100, ge=1, description="Optimizer steps to train.")
+    max_steps: Optional[int] = Field(None, ge=-1, description="Optimizer steps to train. Omitted, null or -1: "
+                                     "num_train_epochs decides (--validate prints the resulting steps).")
+    num_train_epochs: float = Field(1.0, gt=0, description="Passes over the sampled training rows when max_steps is "
+                                    "not set (ignored when it is, as in TRL).")
     save_steps: int = Field(50, ge=1, description="Save a checkpoint every this many steps.")
     save_total_limit: Optional[int] = Field(3, ge=1, description="Checkpoints to keep (oldest are deleted).")
     save_strategy: Literal["steps", "no", "epoch", "best"] = Field("steps", description="When to checkpoint.")
@@ -106,6 +109,13 @@ class TrainingParameters(StrictModel):
     @classmethod
     def _template(cls, value: Optional[str]) -> Optional[str]:
         return resolve_chat_template(value)     # a known name becomes its template; bad Jinja is refused
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, value: Optional[int]) -> Optional[int]:
+        if value == 0:
+            raise ValueError("must be at least 1, or -1 / null to train num_train_epochs passes")
+        return None if value == -1 else value
 
     @model_validator(mode="after")
     def _resume_value(self) -> "TrainingParameters":
@@ -165,6 +175,13 @@ class LaunchSection(StrictModel):
 class GRPOConfigFile(StrictModel):
     """A GRPO node config file."""
 
+    compat: Literal["strict", "augmentoolkit"] = Field(
+        "strict", description="`augmentoolkit` reads an Augmentoolkit GRPO config unchanged, with Augmentoolkit's "
+                              "meaning (post_processors, a single reward_funcs mapping, percentages divided by their "
+                              "sum, dataset-level judge settings, a batch raised to num_generations, a length budget "
+                              "over max_seq_length cut as vLLM cuts it; each reported). Default: augmentoolkit when "
+                              "the config has Augmentoolkit's top-level `pipeline:` key, else `strict` (each of "
+                              "those is an error). See README: Augmentoolkit configs.")
     run_name: Optional[str] = Field(None, description="Names the run dir outputs/<run_name>: one "
                                     "name (no `/`, `\\`, `..`, leading `.`); default grpo-<timestamp>.")
     seed: Seed = Field(42, description="Seed for sampling, LoRA init and training.")

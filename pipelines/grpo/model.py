@@ -120,6 +120,11 @@ def load_transformers_model(cfg: GRPOConfigFile, model_path: str, tokenizer) -> 
                              vllm_gpu_memory_utilization=cfg.model.gpu_memory_utilization)
             if cfg.model.vllm.mode == "server":
                 overrides.update(vllm_server_host=cfg.model.vllm.host, vllm_server_port=cfg.model.vllm.port)
+            tp = cfg.training_parameters
+            if cfg.model.vllm.mode == "colocate" and \
+                    tp.max_prompt_length + tp.max_completion_length > cfg.model.max_seq_length:
+                # compat: augmentoolkit keeps such a budget; vLLM's max_model_len cuts each completion there
+                overrides["vllm_max_model_length"] = cfg.model.max_seq_length
             stops = cfg.training_parameters.model_stop_sequences
             if stops:
                 # TRL hands generation_kwargs to vLLM's SamplingParams: the stop strings go there.

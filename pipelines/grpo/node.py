@@ -33,9 +33,11 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     started = time.time()
     run_dir = Path(ctx.run_dir)
     tp = cfg.training_parameters
+    for notice in ctx.notices:      # what compat: augmentoolkit translated, into run.log too
+        log.log(notice.level, "config %s", notice)
     resume = resolve_resume(tp.resume_from_checkpoint, run_dir, ctx.config_file)
     resume_step = (checkpoint_step(resume) or 0) if resume else (0 if tp.resuming else None)
-    if resume is not None and resume_step is not None and resume_step >= tp.max_steps:
+    if resume is not None and resume_step is not None and tp.max_steps is not None and resume_step >= tp.max_steps:
         return finished_run(run_dir, resume, resume_step, tp.max_steps)
     backend = choose_backend(cfg.model.backend, has_cuda=use_gpu(cfg))
     if backend == "unsloth":
@@ -125,6 +127,7 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
     from datasets import Dataset
 
     from pipelines.grpo.callbacks import metrics_callback, truncate_metrics_after, use_compact_progress
+    from pipelines.grpo.interrupt import update_guard
     from pipelines.grpo.model import load_model, use_gpu
     from pipelines.grpo.trainer import build_grpo_config, trainer_class
 
@@ -135,10 +138,11 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
         if dropped:
             log.info("metrics.jsonl: dropped %d record(s) after step %d (resume)", dropped, resume_step)
     loaded = load_model(cfg, model_path, tokenizer)
-    args = build_grpo_config(cfg, run_dir, loaded.grpo_overrides, on_gpu=use_gpu(cfg))
+    args = build_grpo_config(cfg, run_dir, loaded.grpo_overrides, on_gpu=use_gpu(cfg), train_rows=len(sample.train))
     metrics_cb = metrics_callback(run_dir / METRICS_FILE, run_dir / REWARD_CURVE, exclude=[TRL_REWARD_NAME])
     trainer_ref: list = []
-    callbacks = [metrics_cb]
+    guard = update_guard()
+    callbacks = [metrics_cb, guard]
     if cfg.evaluation is not None and sample.eval:
         from pipelines.grpo.evaluation import evaluation_callback, make_evaluator
 
@@ -160,22 +164,38 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
         model=loaded.model, args=args, train_dataset=Dataset.from_list(sample.train),
         reward_funcs=[stack.reward_func], processing_class=loaded.tokenizer, peft_config=loaded.peft_config,
         callbacks=callbacks, reward_stack=stack, stop_sequences=stops,
-        log_completions_every=cfg.logging.log_completions_every, base_model=cfg.model.base_model_name)
+        log_completions_every=cfg.logging.log_completions_every, base_model=cfg.model.base_model_name,
+        max_total_tokens=_total_token_cap(cfg))
     use_compact_progress(trainer)
+    trainer.update_guard = guard   # read by _train on Ctrl-C
     trainer_ref.append(trainer)
     return trainer, metrics_cb
 
 
+def _total_token_cap(cfg: GRPOConfigFile) -> Optional[int]:
+    """model.max_seq_length when prompt + completion budgets exceed it (accepted by compat: augmentoolkit): HF
+    generate then stops each row there, as vLLM's max_model_len does (the Unsloth backend's vLLM is built with
+    max_seq_length, so it caps by itself)."""
+    tp = cfg.training_parameters
+    over = tp.max_prompt_length + tp.max_completion_length > cfg.model.max_seq_length
+    return cfg.model.max_seq_length if over else None
+
+
 def _train(trainer: Any, run_dir: Path, resume: Optional[Path]) -> None:
-    from pipelines.rewards.errors import CircuitBreakerOpen
+    from pipelines.grpo.interrupt import checkpoint_on_interrupt
+    from pipelines.rewards.errors import CircuitBreakerOpen, RewardTimeout
 
     try:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    except CircuitBreakerOpen as exc:
+    except (CircuitBreakerOpen, RewardTimeout) as exc:
         saved = save_emergency_checkpoint(trainer, run_dir)
-        log.error("reward circuit breaker open at step %d: %s. %s Fix the cause (e.g. the judge endpoint), "
-                  "then resume with %s", trainer.state.global_step, exc,
+        what = "reward circuit breaker open" if isinstance(exc, CircuitBreakerOpen) else "reward timed out"
+        log.error("%s at step %d: %s. %s Fix the cause (e.g. the judge endpoint or the slow reward), then resume "
+                  "with %s", what, trainer.state.global_step, exc,
                   f"Checkpoint saved: {saved}." if saved else "No new checkpoint was needed.", RESUME_HINT)
+        raise
+    except KeyboardInterrupt:
+        checkpoint_on_interrupt(trainer, run_dir, getattr(trainer, "update_guard", None), save_emergency_checkpoint)
         raise
 
 

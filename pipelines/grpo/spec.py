@@ -2,10 +2,13 @@
 function. The functions here are public: the ``grpo_hpo`` node (a GRPO config plus ``hpo``) builds on them."""
 from __future__ import annotations
 
+from typing import Any
+
 from pipelines.common.node import NodeContext, NodeSpec
 from pipelines.common.problems import Problem
 from pipelines.common.rundir import check_run_dir_free
 from pipelines.grpo.checks import RULES
+from pipelines.grpo.compat import normalise
 from pipelines.grpo.config import RESUME_HINT, GRPOConfigFile
 from pipelines.rewards.checks import check_judges
 
@@ -17,22 +20,55 @@ def check_run_dir(cfg: GRPOConfigFile, ctx: NodeContext) -> list[Problem]:
     return check_run_dir_free(ctx.run_dir, cfg.training_parameters.resuming, ctx.config_file, RESUME_HINT)
 
 
-def inspect(cfg: GRPOConfigFile, ctx: NodeContext) -> list[str]:
-    """The --validate summary: every dataset's counts and an example prompt."""
+def inspect(cfg: GRPOConfigFile, ctx: NodeContext, with_steps: bool = True) -> list[str]:
+    """The --validate summary: every dataset's counts and an example prompt (rubric placeholders checked against
+    its columns), the steps the run will train (``with_steps``; grpo_hpo sets its own), the effective values."""
     from pipelines.common.problems import ConfigError
     from pipelines.data.summary import inspect_datasets
     from pipelines.grpo.inputs import data_spec
     from pipelines.rewards.checks import check_rubric_columns
 
     columns: dict[int, set[str]] = {}
-    lines = inspect_datasets(data_spec(cfg), ctx.config_file, columns)
+    totals: dict[str, int] = {}
+    lines = inspect_datasets(data_spec(cfg), ctx.config_file, columns, totals)
     problems = check_rubric_columns(cfg.datasets, columns, ctx.config_file)
     if problems:
         raise ConfigError(problems, lines)
-    return lines
+    if with_steps:
+        lines.append(steps_line(cfg, totals.get("train_rows", 0)))
+    return lines + effective_lines(cfg)
+
+
+def steps_line(cfg: GRPOConfigFile, rows: int) -> str:
+    """How many steps the run trains and why (max_steps, or num_train_epochs over ``rows`` training rows)."""
+    from pipelines.grpo.checks import planned_steps, steps_per_epoch
+
+    tp = cfg.training_parameters
+    if tp.max_steps is not None:
+        return f"steps: {tp.max_steps} (max_steps; num_train_epochs is not used)"
+    return (f"steps: {planned_steps(cfg, rows)} (num_train_epochs {tp.num_train_epochs:g} x "
+            f"{steps_per_epoch(cfg, rows)} steps per pass over {rows} training rows)")
+
+
+def effective_lines(cfg: GRPOConfigFile) -> list[str]:
+    """The values a run uses where a config may leave them implicit or have them translated (compat)."""
+    tp, reward = cfg.training_parameters, cfg.reward
+    return [f"effective: compat {cfg.compat}; per_device_train_batch_size {tp.per_device_train_batch_size}, "
+            f"num_generations {tp.num_generations}, gradient_accumulation_steps {tp.gradient_accumulation_steps}; "
+            f"max_prompt_length {tp.max_prompt_length} + max_completion_length {tp.max_completion_length}, "
+            f"max_seq_length {cfg.model.max_seq_length}; optim {tp.optim}",
+            f"effective: percentages {', '.join(f'{d.percentage:.4g}' for d in cfg.datasets)} of total_rows "
+            f"{cfg.dataset_settings.total_rows} (shortfall: {cfg.dataset_settings.shortfall}); combination "
+            f"{_name(reward.combination_function)}, scaling {_name(reward.scaling_function)}"]
+
+
+def _name(function: Any) -> str:
+    """A post-processor given as a name or as {name, kwargs}."""
+    return function if isinstance(function, str) else function.name
 
 
 NODE = NodeSpec(name="grpo", config_model=GRPOConfigFile, run="pipelines.grpo.node:run", rules=RULES,
+                normalize=normalise,
                 check=check_run_dir, check_needs=("training_parameters",), inspect=inspect,
                 check_judges=check_judges, resume_hint=RESUME_HINT,
                 preflight="pipelines.grpo.preflight:run_preflight",

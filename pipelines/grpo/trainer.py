@@ -22,18 +22,24 @@ log = logging.getLogger(__name__)
 # Seed (Augmentoolkit) keys that map one to one onto GRPOConfig fields.
 DIRECT_KEYS = ("learning_rate", "adam_beta1", "adam_beta2", "weight_decay", "lr_scheduler_type", "optim",
                "per_device_train_batch_size", "gradient_accumulation_steps", "num_generations",
-               "max_completion_length", "max_steps", "save_steps", "save_total_limit", "save_strategy",
+               "max_completion_length", "max_steps", "num_train_epochs", "save_steps", "save_total_limit", "save_strategy",
                "max_grad_norm", "logging_steps")
 
 
 def grpo_config_kwargs(cfg: GRPOConfigFile, run_dir: Path, backend_overrides: dict[str, Any],
-                       on_gpu: bool = False) -> dict[str, Any]:
+                       on_gpu: bool = False, train_rows: Optional[int] = None) -> dict[str, Any]:
     """Keyword arguments for TRL's GRPOConfig: the seed keys, the node-owned keys, then the user's extra
-    GRPOConfig fields (already checked against the installed TRL at --validate), then the backend's choices."""
+    GRPOConfig fields (already checked against the installed TRL at --validate), then the backend's choices.
+    Without max_steps, TRL trains num_train_epochs passes (max_steps -1); ``train_rows`` then sizes the
+    warm-up of a warmup_ratio of 1."""
+    from pipelines.grpo.checks import planned_steps
+
     tp = cfg.training_parameters
     kwargs: dict[str, Any] = {key: getattr(tp, key) for key in DIRECT_KEYS}
+    kwargs["max_steps"] = -1 if tp.max_steps is None else tp.max_steps
     # transformers 5 folded warmup_ratio into warmup_steps: a float below 1 is a ratio of the total steps.
-    kwargs["warmup_steps"] = tp.warmup_ratio if tp.warmup_ratio < 1 else tp.max_steps
+    kwargs["warmup_steps"] = (tp.warmup_ratio if tp.warmup_ratio < 1
+                              else planned_steps(cfg, train_rows or 0) if tp.max_steps is None else tp.max_steps)
     kwargs.update(
         output_dir=str(run_dir), run_name=cfg.run_name, seed=cfg.seed, data_seed=cfg.seed,
         report_to=[] if cfg.logging.report_to == "none" else [cfg.logging.report_to],
@@ -48,10 +54,11 @@ def grpo_config_kwargs(cfg: GRPOConfigFile, run_dir: Path, backend_overrides: di
     return kwargs
 
 
-def build_grpo_config(cfg: GRPOConfigFile, run_dir: Path, backend_overrides: dict[str, Any], on_gpu: bool = False):
+def build_grpo_config(cfg: GRPOConfigFile, run_dir: Path, backend_overrides: dict[str, Any], on_gpu: bool = False,
+                      train_rows: Optional[int] = None):
     from trl import GRPOConfig
 
-    return GRPOConfig(**grpo_config_kwargs(cfg, run_dir, backend_overrides, on_gpu))
+    return GRPOConfig(**grpo_config_kwargs(cfg, run_dir, backend_overrides, on_gpu, train_rows))
 
 
 @contextlib.contextmanager
@@ -154,10 +161,12 @@ def trainer_class() -> type:
 
     class NodeGRPOTrainer(GRPOTrainer):
         def __init__(self, *args: Any, reward_stack: Any = None, stop_sequences: tuple[str, ...] = (),
-                     log_completions_every: int = 0, base_model: str = "", **kwargs: Any):
+                     log_completions_every: int = 0, base_model: str = "", max_total_tokens: Optional[int] = None,
+                     **kwargs: Any):
             self.reward_stack = reward_stack
             self.base_model = base_model
             self.stop_sequences = [s for s in stop_sequences if s]
+            self.max_total_tokens = max_total_tokens     # cap prompt + completion per row (compat length budget)
             self.log_completions_every = log_completions_every
             self.stopped_completions = 0
             super().__init__(*args, **kwargs)
@@ -173,11 +182,11 @@ def trainer_class() -> type:
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations,
                                   has_tool_images=False):
             # vLLM (and Unsloth's vLLM) apply stop strings themselves, through their sampling parameters.
-            if not self.stop_sequences or self.use_vllm:
+            if (not self.stop_sequences and self.max_total_tokens is None) or self.use_vllm:
                 return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                                      has_tool_images)
             model = self.accelerator.unwrap_model(self.model_wrapped)
-            with stopping_generate(model, self._tokenizer, self.stop_sequences):
+            with stopping_generate(model, self._tokenizer, self.stop_sequences, self.max_total_tokens):
                 completion_ids, logprobs = super()._generate_single_turn(
                     prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
             completion_ids, hits = cut_completions(completion_ids, self._tokenizer, self.stop_sequences,

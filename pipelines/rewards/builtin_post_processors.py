@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from pipelines.rewards.registry import register_combination_function, register_scaling_function
+from pipelines.rewards.registry import SCALING_REGISTRY, register_combination_function, register_scaling_function
 
 # ------------------------------------------------------------------------------------ combination functions
 
@@ -53,6 +53,9 @@ def combine_product(scores):
 def scale_identity(values):
     """The combined rewards unchanged."""
     return list(values)
+
+
+SCALING_REGISTRY.register("none", scale_identity)   # the name Augmentoolkit's config uses for no scaling
 
 
 @register_scaling_function("zscore")

@@ -16,7 +16,7 @@ def inspect(cfg: GRPOHPOConfigFile, ctx: NodeContext) -> list[str]:
     hpo = cfg.hpo
     ranges = ", ".join(f"{name} [{s.min:g}, {s.max:g}]{' log' if s.log else ''}{' int' if s.type == 'int' else ''}"
                        for name, s in sorted(hpo.search_space.items()))
-    lines = grpo_spec.inspect(cfg, ctx)
+    lines = grpo_spec.inspect(cfg, ctx, with_steps=False)
     lines += [f"hpo: {hpo.population_size} members x {hpo.generations} generations x {hpo.steps_per_generation} "
               f"steps ({hpo.population_size * hpo.generations * hpo.steps_per_generation} member-steps); "
               f"generations numbered from 1; elite kept, tournaments of {hpo.tournament_size} drawn with "
@@ -47,7 +47,7 @@ def describe_mutation(hpo: HPOSection) -> str:
 
 
 NODE = NodeSpec(name="grpo_hpo", config_model=GRPOHPOConfigFile, run="pipelines.grpo.hpo.node:run",
-                rules=grpo_checks.RULES + RULES, check=grpo_spec.check_run_dir,
+                rules=grpo_checks.RULES + RULES, check=grpo_spec.check_run_dir, normalize=grpo_spec.NODE.normalize,
                 check_needs=("training_parameters",), inspect=inspect,
                 check_judges=check_judges, resume_hint=RESUME_HINT,
                 preflight="pipelines.grpo.preflight:run_member_preflight",
