@@ -25,6 +25,11 @@ def final_elite(history: Sequence[dict[str, Any]]) -> Optional[dict[str, Any]]:
     return next((r for r in history if r["generation"] == last and r.get("best")), None)
 
 
+def plot_x(record: dict[str, Any], size: int) -> float:
+    """A member's x position: its generation number (as in hpo_history.jsonl), members side by side around it."""
+    return record["generation"] + 0.3 * (record["member"] - (size - 1) / 2) / max(size, 1)
+
+
 def plot_fitness(history: Sequence[dict[str, Any]], out_path: Path) -> Optional[Path]:
     """Every member's fitness against its generation, a grey line to its parent, the best of each
     generation as a star, the final elite's lineage in red. Written atomically; None without data."""
@@ -37,8 +42,8 @@ def plot_fitness(history: Sequence[dict[str, Any]], out_path: Path) -> Optional[
     by_id = {r["id"]: r for r in points}
     size = max(r["member"] for r in points) + 1
 
-    def x(r: dict[str, Any]) -> float:  # members side by side within their generation
-        return r["generation"] + 0.3 * (r["member"] - (size - 1) / 2) / max(size, 1)
+    def x(r: dict[str, Any]) -> float:
+        return plot_x(r, size)
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     try:

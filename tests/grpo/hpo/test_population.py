@@ -11,7 +11,7 @@ from pipelines.grpo.hpo.config import HPOSection
 from pipelines.grpo.hpo.population import (SearchState, Slot, best_index, check_resumable, history_records,
                                            initial_state, load_state, next_population, prune_checkpoints,
                                            referenced, save_state)
-from pipelines.grpo.hpo.report import elite_table, lineage, plot_fitness
+from pipelines.grpo.hpo.report import elite_table, lineage, plot_fitness, plot_x
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -192,6 +192,9 @@ def test_fitness_plot(tmp_path):
     out = plot_fitness(HISTORY, tmp_path / "hpo_fitness.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_fitness([dict(r, fitness=None) for r in HISTORY], tmp_path / "none.png") is None
+    # the x axis shows the generation numbers the file holds (from 1), members within +-0.15 of them
+    assert [round(plot_x(r, 2)) for r in HISTORY] == [r["generation"] for r in HISTORY] == [1, 1, 2, 2]
+    assert all(abs(plot_x(r, 2) - r["generation"]) <= 0.15 for r in HISTORY)
 
 
 def test_backend_auto_means_transformers_for_the_search():
