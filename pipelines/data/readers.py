@@ -85,11 +85,24 @@ def _scan_parquet(scan: ScanResult, path: Path, file_id: int, fmt: RowFormat) ->
 SCANNERS = {".jsonl": ("jsonl", _scan_jsonl), ".json": ("json", _scan_json), ".parquet": ("parquet", _scan_parquet)}
 
 
-def scan_dataset(pattern: str, fmt: RowFormat = DEFAULT_FORMAT,
-                 max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> ScanResult:
-    """Scan every row of every file a dataset path (file or glob) matches (``--full-scan``); raises
-    DataFileError for an unreadable file."""
-    files = resolve_input_paths(pattern)
+def scan_arrow_dataset(dataset: Any, fmt: RowFormat = DEFAULT_FORMAT) -> ScanResult:
+    """Scan every row of a memory-mapped ``datasets.Dataset`` (an ``hf:`` dataset that is not read in place)."""
+    scan = ScanResult(files=[Path("<hf>")], kinds=["hf"])
+    start = 0
+    for batch in dataset.with_format("arrow").iter(batch_size=8192):
+        for i, raw in enumerate(batch.to_pylist()):
+            scan.rows_read += 1
+            count_row(scan, raw, 0, start + i, -1, fmt)
+        start += batch.num_rows
+    scan.freeze()
+    return scan
+
+
+def scan_dataset(pattern: str, fmt: RowFormat = DEFAULT_FORMAT, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
+                 files: Optional[list[Path]] = None) -> ScanResult:
+    """Scan every row of every file a dataset path (file or glob) matches, or of ``files`` (``--full-scan``);
+    raises DataFileError for an unreadable file."""
+    files = resolve_input_paths(pattern) if files is None else files
     scan = ScanResult(files=files, max_row_bytes=max_row_bytes)
     for file_id, path in enumerate(files):
         kind, scanner = SCANNERS.get(path.suffix.lower(), (None, None))

@@ -109,10 +109,13 @@ def check_required_columns(ds: DatasetEntry, index: int, rows: list[dict[str, An
     return problems, warnings
 
 
-def _full_scan_lines(ds: DatasetEntry, spec: DataSpec) -> list[str]:
-    from pipelines.data.readers import scan_dataset
+def _full_scan_lines(ds: DatasetEntry, spec: DataSpec, idx: DataIndex) -> list[str]:
+    from pipelines.data.readers import scan_arrow_dataset, scan_dataset
 
-    scan = scan_dataset(ds.path, row_format(ds), spec.settings.max_row_bytes)
+    if idx.files and idx.files[0].kind == "hf":
+        scan = scan_arrow_dataset(idx.files[0].source, row_format(ds))
+    else:
+        scan = scan_dataset(ds.path, row_format(ds), spec.settings.max_row_bytes, [f.path for f in idx.files])
     return [f"  full scan: rows read: {scan.rows_read}, valid: {scan.valid}, skipped: "
             f"{describe_skipped(scan.skipped)}"]
 
@@ -129,8 +132,7 @@ def _dataset_lines(spec: DataSpec, i: int, want: tuple[int, int], counter: Optio
     problems = check_columns(ds, i, idx, config_file)
     lines = [f"dataset[{i}] {ds.path}: {len(idx.files)} file(s), {idx.total} rows"]
     if full_scan:
-        lines += _full_scan_lines(ds, spec) if not ds.path.startswith("hf:") else \
-            ["  full scan: not available for hf: datasets (rows are read as drawn)"]
+        lines += _full_scan_lines(ds, spec, idx)
     if problems:
         return lines, problems
     stats = DatasetStats(index=i, path=ds.path, requested_train=want[0], requested_eval=want[1])

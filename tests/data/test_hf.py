@@ -101,3 +101,15 @@ def test_unreachable_hub_error_says_so(monkeypatch):
     assert "~/.cache/huggingface" in err
     other = str(load_error("x/y", ValueError("Config name is missing")))
     assert "could not be reached" not in other and "Config name is missing" in other
+
+
+def test_full_scan_covers_hf_folders_read_in_place_and_saved_datasets(hub_folder, tmp_path):
+    from datasets import Dataset
+
+    Dataset.from_list([{"prompt": "a"}, {"prompt": ""}, {"prompt": None}]).save_to_disk(str(tmp_path / "saved"))
+    saved = make_spec([{"path": f"hf:{tmp_path / 'saved'}"}], total_rows=1)
+    text = "\n".join(inspect_datasets(saved, "c.yaml", full_scan=True))
+    assert "full scan: rows read: 3, valid: 1, skipped: " in text and "(empty_prompt)" in text
+    hub = make_spec([{"path": f"hf:{hub_folder}", "columns": {"prompt": "question"}}], total_rows=2)
+    assert "full scan: rows read: 50, valid: 50, skipped: none" in "\n".join(inspect_datasets(hub, "c.yaml",
+                                                                                               full_scan=True))
