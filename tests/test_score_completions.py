@@ -117,3 +117,17 @@ def test_help_runs_as_a_script():
     done = subprocess.run([sys.executable, "cli_utils/score_completions.py", "--help"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "--sample" in done.stdout and "--config" in done.stdout
+
+
+def test_sample_of_prompt_only_rows_says_there_is_no_reference_answer(tmp_path, monkeypatch, capsys):
+    """Prompt-only rows (issue 13) have no answer to score: each is reported, not scored as an empty string."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"prompt": f"Say Joy {i}"}) + "\n" for i in range(3)))
+    cfg = {"seed": 1, "model": {"base_model_name": "builtin:tiny"}, "dataset_settings": {"total_rows": 3},
+           "datasets": [{"path": "p.jsonl", "percentage": 1.0, "reward_funcs": [{"name": "keyword",
+                                                                                  "keywords": ["Joy"]}]}]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    main(["--config", str(tmp_path / "c.yaml"), "--sample", "3", "--output", str(tmp_path / "s.jsonl")])
+    records = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    assert all("no reference answer to score" in json.dumps(r) for r in records), records
