@@ -38,8 +38,9 @@ def test_two_epochs_train_exactly_two_passes_over_the_rows(outputs, tmp_path, ca
     exported = list(read_jsonl(run / "high_scoring_examples.jsonl"))
     by_pass = [Counter(str(r["prompt"]) for r in exported if (r["step"] - 1) // 4 == p) for p in (0, 1)]
     for seen in by_pass:          # each pass: every one of the 8 rows, each with its 4 generations
-        assert len(seen) == ROWS and set(seen.values()) == {4}
-    assert set(by_pass[0]) == set(by_pass[1])
+        # (counted by prompt text: the quickstart file repeats some prompts, so two drawn rows may share one)
+        assert sum(seen.values()) == ROWS * 4 and all(n % 4 == 0 for n in seen.values())
+    assert by_pass[0] == by_pass[1]
 
 
 def test_steps_formula_and_max_steps_values():
