@@ -183,15 +183,16 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     if location_problems:  # the node's own checks would look at (and report on) a folder outside outputs/
         return None, problems + location_problems
     run_dir = run_dir_for(raw, spec.name, Path(args.outputs))
-    holder = None if args.launched_rank or secondary_machine(raw) else busy_holder(run_dir)
-    if holder is not None:   # another run is writing there now: nothing else about this entry matters
-        return None, problems + [Problem(file, "run_name", str(RunDirBusy(run_dir, holder)))]
     ctx = NodeContext(label=label, index=index, config_file=file, raw_config=raw, secrets=env.secret_values,
                       run_dir=run_dir, outputs_root=Path(args.outputs), manifests=manifests,
                       num_processes=args.num_processes, validate_only=args.validate or args.preflight,
                       launched=args.launched_rank, secret_fields=env.secret_fields, ref_scope=scope,
                       notices=notices)
     cfg, node_problems = validate_node_config(spec, raw, ctx)
+    # Probed after the node's checks: a run that started meanwhile is named, not reported as "holds a run".
+    holder = None if args.launched_rank or secondary_machine(raw) else busy_holder(run_dir)
+    if holder is not None:   # another run is writing there now: nothing else about this entry matters
+        return None, problems + [Problem(file, "run_name", str(RunDirBusy(run_dir, holder)))]
     return PlannedNode(label, spec, cfg, ctx), problems + node_problems
 
 
