@@ -9,6 +9,10 @@
    two datasets: the stack (all awaited at once) vs awaiting them one after another.
 3. Countdown: the safe ``ast`` evaluator vs the AgileRL tutorial's regex + ``eval`` on the same benign
    equations, and the slowest refusal over hostile inputs (``eval`` of ``9**9**9`` would not finish).
+4. Hostile text (issue 16, F9): 1 MB completions built to make lazy or ambiguous regexes backtrack (thousands of
+   unclosed ``<answer>`` tags, a judge number padded with spaces and stars), scored by the built-in parsers
+   (goal: under 50 ms each). The old regexes are quadratic or worse, so they are timed on a smaller copy of the
+   same text (``--old-kb``), next to the new parsers on that copy: the ratio is measured, not extrapolated.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import time
 
 from pipelines.data.config import DatasetEntry
 from pipelines.rewards.builtin import countdown_score
+from pipelines.rewards.judge.parse import last_tag_value, parse_number, strip_judge_reasoning
 from pipelines.rewards.catalog import get_reward_factory
 from pipelines.rewards.config import RewardSection
 from pipelines.rewards.engine import RewardStack
@@ -76,7 +81,7 @@ def bench_overhead(n: int, repeats: int) -> None:
         return out
 
     def stacked():
-        return asyncio.run(stack.reward_func(prompts=prompts, completions=completions, **kw))
+        return stack.reward_func(prompts=prompts, completions=completions, **kw)
 
     assert stacked() == by_hand()
     base, ours = best_of(by_hand, repeats), best_of(stacked, repeats)
@@ -96,7 +101,7 @@ def bench_concurrency(latency: float, repeats: int) -> None:
             await fn(prompts, completions, **kw)
 
     base = best_of(lambda: asyncio.run(sequential()), repeats)
-    ours = best_of(lambda: asyncio.run(stack.reward_func(prompts=prompts, completions=completions, **kw)), repeats)
+    ours = best_of(lambda: stack.reward_func(prompts=prompts, completions=completions, **kw), repeats)
     print(f"concurrency (4 async rewards, {latency * 1e3:.0f} ms each): one after another {base * 1e3:.0f} ms, "
           f"RewardStack {ours * 1e3:.0f} ms, speed-up {base / ours:.2f}x")
 
@@ -144,16 +149,56 @@ def bench_countdown(n: int) -> None:
           f"(seed eval of 9**9**9: does not finish)")
 
 
+OLD_ANSWER_TAG = re.compile(r"<answer>([\s\S]*?)</answer>")                       # countdown, answer_match
+OLD_JUDGE_NUMBER = re.compile(r"^\s*\**\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*(?:/\s*\d+(?:\.\d*)?)?\s*\**\s*$")
+OLD_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)   # the judge's reasoning strip
+
+
+def hostile_cases(old_bytes: int):
+    """(name, text maker (size in bytes -> text), new parser, old regex, size for the old regex)."""
+    answer_match = get_reward_factory("answer_match")()
+    return [
+        ("countdown: unclosed <answer> tags", lambda size: "<answer>" * (size // 8),
+         lambda t: countdown_score(t, 1, [1]), lambda t: len(OLD_ANSWER_TAG.findall(t)) == 1, old_bytes),
+        ("answer_match: unclosed <answer> tags", lambda size: "<answer>" * (size // 8),
+         lambda t: answer_match([[]], [t], answer=["x"]), lambda t: OLD_ANSWER_TAG.findall(t)[-1:], old_bytes),
+        ("judge: unclosed <score> tags", lambda size: "<score>" * (size // 7),
+         lambda t: last_tag_value(t, "score"),
+         lambda t: re.findall(r"<score>(.*?)</score>", t, re.DOTALL | re.IGNORECASE)[-1:], old_bytes),
+        ("judge: unclosed <think> tags", lambda size: "<think>" * (size // 7),
+         strip_judge_reasoning, lambda t: OLD_THINK_BLOCK.sub("", t), old_bytes),
+        # cubic in the old form: its copy is smaller still
+        ("judge: number padded with spaces and stars", lambda size: "1" + " " * (size // 3) + "*" * (size // 3)
+         + " " * (size // 3) + "x", parse_number, OLD_JUDGE_NUMBER.match, max(300, old_bytes // 10)),
+    ]
+
+
+def bench_hostile(size: int, old_bytes: int, repeats: int) -> None:
+    print(f"hostile text ({size / 1e6:.1f} MB per completion; old regexes on the smaller copy shown):")
+    for name, make, new, old, old_size in hostile_cases(old_bytes):
+        text = make(size)
+        ours = best_of(lambda: new(text), repeats)
+        small = make(old_size)
+        base_small = best_of(lambda: old(small), 1)
+        ours_small = best_of(lambda: new(small), repeats)
+        print(f"  {name}: new {ours * 1e3:.2f} ms at {len(text) / 1e6:.1f} MB "
+              f"({'under' if ours < 0.05 else 'OVER'} 50 ms); at {len(small) / 1e3:.1f} KB old {base_small:.3f} s, "
+              f"new {ours_small * 1e3:.3f} ms, {base_small / ours_small:,.0f}x faster")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
     parser.add_argument("--latency", type=float, default=0.05, help="simulated async reward latency (s)")
+    parser.add_argument("--old-kb", type=int, default=16, help="size of the text the old regexes get (KB)")
+    parser.add_argument("--hostile-mb", type=float, default=1.0, help="size of each hostile completion (MB)")
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     print(f"python {sys.version.split()[0]}; best of {repeats} runs each")
     bench_overhead(256 if args.quick else 1024, repeats)
     bench_concurrency(args.latency, repeats)
     bench_countdown(2000 if args.quick else 20000)
+    bench_hostile(int(args.hostile_mb * 1_000_000), args.old_kb * 1000, repeats)
     return 0
 
 

@@ -13,6 +13,11 @@ Example::
   the tolerance. The merged weights are then cast to ``--dtype`` and written atomically.
 * A base model that does not fit the adapter (another base recorded in ``adapter_config.json``, other layer
   sizes, missing target modules) is refused with exit code 2 before anything is written.
+* The output never touches an input: an ``--output`` that is, contains or lies inside the adapter folder or a
+  local base model folder is refused (exit 2), ``--overwrite`` or not. ``--overwrite`` replaces only an earlier
+  merged model (``config.json`` and weights, no adapter, no run dir). A damaged adapter (no weights file, a
+  truncated one, an ``adapter_config.json`` that is not an object) is exit 2 saying so.
+* Augmentoolkit's flag names work too: ``--adapter-model`` for ``--adapter``, ``--save-path`` for ``--output``.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ DTYPES = ("auto", "bf16", "fp16", "fp32")
 PROBE_MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
                   {"role": "user", "content": "Using the numbers [3, 7, 25], create an equation that equals 46."}]
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model", "vocab.json")
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 class MergeError(Exception):
@@ -60,9 +66,61 @@ def read_adapter_config(adapter: Path) -> dict[str, Any]:
         raise MergeError(f"{adapter} is not a PEFT adapter folder (no adapter_config.json); pass the folder a "
                          "training run wrote, e.g. outputs/<run>/final_adapter or outputs/<run>/checkpoint-N")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MergeError(f"{path}: invalid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise MergeError(f"{path}: expected a JSON object with the LoRA settings, found {json.dumps(data)[:40]}; "
+                         "the adapter folder is damaged (copy it again from the run dir)")
+    if "peft_type" not in data:
+        raise MergeError(f"{path} is not a PEFT adapter config (it has no peft_type); the adapter folder is damaged "
+                         "or was not written by PEFT")
+    return data
+
+
+def check_adapter_weights(adapter: Path) -> Path:
+    """The adapter's weights file, readable to its end; MergeError naming what is missing or damaged."""
+    found = [adapter / name for name in ADAPTER_WEIGHTS if (adapter / name).is_file()]
+    if not found:
+        raise MergeError(f"{adapter} has adapter_config.json but no adapter weights ({' or '.join(ADAPTER_WEIGHTS)}); "
+                         "the folder is incomplete: copy it again, or pass another checkpoint")
+    weights = found[0]
+    if weights.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(weights), framework="pt") as fh:
+                fh.keys()
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for every defect
+            raise MergeError(f"{weights} cannot be read ({exc}); the file is truncated or damaged: copy it "
+                             "again from the run dir") from None
+    return weights
+
+
+def looks_like_merged_model(folder: Path) -> bool:
+    """An earlier output of this tool: config.json and weights, only files, no adapter and no run."""
+    entries = list(folder.iterdir())
+    names = {p.name for p in entries}
+    weights = any(n.endswith(".safetensors") or (n.startswith("pytorch_model") and n.endswith(".bin")) for n in names)
+    foreign = {"adapter_config.json", "resolved_config.yaml", "manifest.json"} & names
+    return "config.json" in names and weights and not foreign and all(p.is_file() for p in entries)
+
+
+def check_output(output: Path, inputs: list[tuple[str, Path]], overwrite: bool) -> None:
+    """Refuse an output that would touch an input or replace something that is not an earlier merge."""
+    from pipelines.common.safe_paths import output_problem
+
+    clash = output_problem(output, inputs)
+    if clash:
+        raise MergeError(clash)
+    if output.exists() and not output.is_dir():
+        raise MergeError(f"--output {output} is a file; give a folder for the merged model")
+    if output.is_dir() and any(output.iterdir()):
+        if not overwrite:
+            raise MergeError(f"{output} exists and is not empty; choose another --output or add --overwrite")
+        if not looks_like_merged_model(output):
+            raise MergeError(f"{output} is not an earlier merged model (config.json and weights, no adapter, no "
+                             "run dir): --overwrite replaces only an earlier output of this tool")
 
 
 def same_base(recorded: Optional[str], given: str, resolved: str) -> bool:
@@ -165,7 +223,11 @@ def attach_adapter(base: Any, adapter: Path, given: str):
     """base + adapter (unmerged), refusing an adapter whose modules or shapes do not fit the base."""
     from peft import PeftConfig, PeftModel
 
-    config = PeftConfig.from_pretrained(str(adapter))
+    try:
+        config = PeftConfig.from_pretrained(str(adapter))
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        raise MergeError(f"{adapter / 'adapter_config.json'} is not a PEFT adapter config ({type(exc).__name__}: "
+                         f"{str(exc)[:300]}); the adapter folder is damaged") from None
     try:
         model = PeftModel(base, config, adapter_name="default")
         result = model.load_adapter(str(adapter), adapter_name="default", is_trainable=False)
@@ -187,8 +249,6 @@ def tolerance_for(reference) -> float:
 
 def save_atomically(model: Any, tokenizer: Any, output: Path, overwrite: bool) -> None:
     """Write into a temp folder beside ``output``, then rename: ``output`` is complete or untouched."""
-    if output.exists() and any(output.iterdir()) and not overwrite:
-        raise MergeError(f"{output} exists and is not empty; choose another --output or add --overwrite")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.tmp-"))
     try:
@@ -210,7 +270,11 @@ def merge_lora(base_model: str, adapter: str | Path, output: str | Path, dtype: 
         raise MergeError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
     adapter, output = Path(adapter), Path(output)
     adapter_cfg = read_adapter_config(adapter)
+    check_adapter_weights(adapter)
     base_path = resolve_model_name(base_model, cache_root=cache_root)
+    sources = [("adapter folder", adapter)] + ([("base model folder", Path(base_path))] if Path(base_path).exists()
+                                               else [])
+    check_output(output, sources, overwrite)
     if not allow_base_mismatch:
         check_base_name(adapter_cfg, base_model, base_path)
     tokenizer, tok_source = load_tokenizer(adapter, base_path)
@@ -236,6 +300,7 @@ def merge_lora(base_model: str, adapter: str | Path, output: str | Path, dtype: 
         log.warning("the adapter does not change the probe logits at all (untrained adapter, lora_B all zero?)")
     torch_dtype = _torch_dtype(dtype, merged.config)
     merged = merged.to(torch_dtype)
+    check_output(output, sources, overwrite)   # again: the folder may have changed during the merge
     save_atomically(merged, tokenizer, output, overwrite)
     log.info("merged model written to %s", output)
     return MergeReport(output=output, dtype=str(torch_dtype).replace("torch.", ""), tokenizer_source=tok_source,
@@ -250,11 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "logits are checked against base + adapter on a probe prompt before anything is written.")
     parser.add_argument("--base-model", required=True, help="Base model: Hugging Face id, local folder or "
                         "builtin:tiny (the one the adapter was trained on).")
-    parser.add_argument("--adapter", required=True, help="Adapter folder (e.g. outputs/<run>/final_adapter).")
-    parser.add_argument("--output", required=True, help="Folder for the merged model (must be empty or absent).")
+    parser.add_argument("--adapter", "--adapter-model", dest="adapter", required=True,
+                        help="Adapter folder (e.g. outputs/<run>/final_adapter); --adapter-model is "
+                             "Augmentoolkit's name for it.")
+    parser.add_argument("--output", "--save-path", dest="output", required=True,
+                        help="Folder for the merged model (empty or absent; never the adapter or base folder, nor "
+                             "one containing or inside them); --save-path is Augmentoolkit's name for it.")
     parser.add_argument("--dtype", choices=DTYPES, default="auto",
                         help="dtype of the saved weights (default auto: the base model's dtype, else fp32).")
-    parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty --output folder.")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an earlier merged model in --output "
+                        "(nothing else: not an adapter, a run dir or another folder).")
     parser.add_argument("--allow-base-mismatch", action="store_true",
                         help="Skip the name check against adapter_config.json's base_model_name_or_path (the "
                              "shape and module checks still apply).")

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Score completions offline with a GRPO config's reward functions: no GPU, no model load.
 
-    python -m cli_utils.score_completions --config pipelines/grpo/configs/quickstart.yaml \\
-        --input completions.jsonl --output scored.jsonl [--dataset 0]
-    python -m cli_utils.score_completions --config pipelines/grpo/configs/quickstart.yaml --sample 20
+    .venv/bin/python -m cli_utils.score_completions --config pipelines/grpo/configs/quickstart.yaml \\
+        --input completions.jsonl --output scored.jsonl [--dataset 0] [--show-judge]
+    .venv/bin/python -m cli_utils.score_completions --config pipelines/grpo/configs/quickstart.yaml --sample 20
 
 Each input line is a data row as it appears in a dataset (``conversations`` or ``messages`` plus its extra
 columns) with a ``completion`` string and, optionally, ``dataset`` (an index or a configured path). The row
@@ -11,40 +11,60 @@ goes through the same prompt construction as in training (system prompt, cut at 
 output line is the input line plus ``rewards`` ({component: score or null}), ``reward`` (combined, before
 scaling) and ``errors`` (only when there were any). A table of mean scores per component is printed.
 
+Every line is scored: a line that cannot be read, a reward that raises, a judge call that fails after its
+retries becomes an ``errors`` entry of that line, never the end of the run (the training circuit breaker and
+``on_error: fail`` do not apply here). ``--show-judge`` prints each judge reply and how it was read.
+
+The output is written to a temporary file beside it and renamed at the end, so it is complete or absent. It
+may not be, contain or lie inside an input (``--input``, ``--config``, the config's data files); an existing
+output is replaced only with ``--overwrite``, and only when it is an earlier output of this tool.
+
 ``--sample N`` (instead of ``--input``) samples N rows from the config's datasets and scores their reference
 ``answer`` s: the quickest way to try a new reward or rubric.
 """
 from __future__ import annotations
 
 import argparse
+import glob
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from pipelines.common.problems import ConfigError, Problem
+from pipelines.common.safe_paths import AtomicOutputFile, output_problem, shown
+
+from cli_utils.scoring_report import JudgeLog, Summary
 
 CLI_KEYS = ("completion", "dataset")
+Item = tuple[dict, Optional[dict], str, Optional[str]]   # (output base, trainer row or None, completion, error)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="score_completions", description=__doc__.split("\n\n")[0],
-        epilog="Example: python -m cli_utils.score_completions --config pipelines/grpo/configs/quickstart.yaml "
-               "--sample 20")
+        epilog="Example: .venv/bin/python -m cli_utils.score_completions --config "
+               "pipelines/grpo/configs/quickstart.yaml --sample 20. Exit codes: 0 scored (line errors are in the "
+               "output), 2 a bad config, input or output path.")
     parser.add_argument("--config", required=True, help="GRPO node config (YAML) whose datasets and reward_funcs "
                                                         "are used")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", help="JSONL of data rows, each with a `completion` (and optionally `dataset`)")
     src.add_argument("--sample", type=int, metavar="N", help="score the reference answers of N rows sampled "
                                                             "from the config's datasets")
-    parser.add_argument("--output", help="JSONL to write the scored lines to (required with --input)")
+    parser.add_argument("--output", help="JSONL to write the scored lines to (required with --input); never an "
+                                         "input, written whole or not at all")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output that an earlier "
+                                                                 "run of this tool wrote")
     parser.add_argument("--dataset", help="dataset (0-based index or its configured path) for lines without a "
                                           "`dataset` field; default: the only dataset")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="dotted override of the config, value parsed as YAML (repeatable)")
     parser.add_argument("--batch-size", type=int, default=64, help="completions scored together (async rewards "
                                                                   "of a batch run concurrently; default 64)")
+    parser.add_argument("--show-judge", action="store_true", help="print every LLM-judge reply and how it was "
+                                                                  "read (score, or why not)")
     return parser
 
 
@@ -114,28 +134,26 @@ def prepare_line(line: dict, cfg, default_dataset: Optional[str], row_id: str) -
     index = resolve_dataset(line.get("dataset", default_dataset), cfg, "dataset")
     ds = cfg.datasets[index]
     raw = {k: v for k, v in line.items() if k not in CLI_KEYS}
-    try:
+    try:  # a line holding only the prompt turns is a prompt as it stands, as in training
         row = prepare_prompt(raw, ds, index, ds.path, row_id, cfg.seed)
     except BadRow as exc:
-        if exc.reason != "no_assistant_turn":
-            raise ValueError(f"unusable row: {exc}") from None
-        # A line holding only the prompt turns: score the completion as the next assistant turn.
-        key = "conversations" if "conversations" in raw else "messages"
-        turn = {"from": "gpt", "value": ""} if key == "conversations" else {"role": "assistant", "content": ""}
-        raw[key] = list(raw[key]) + [turn]
-        row = prepare_prompt(raw, ds, index, ds.path, row_id, cfg.seed)
+        raise ValueError(f"unusable row: {exc}") from None
     return row, completion
 
 
 def read_input(path: str) -> Iterator[tuple[int, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        for number, text in enumerate(fh, 1):
-            if not text.strip():
+    """(line number, parsed JSON or the exception) for each non-blank line; a line that is not UTF-8 or nests
+    too deeply is an error of that line."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            if not raw.strip():
                 continue
             try:
-                yield number, json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield number, exc
+                yield number, json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                yield number, ValueError("the line is not valid UTF-8")
+            except (json.JSONDecodeError, RecursionError) as exc:
+                yield number, ValueError(f"not a JSON object ({type(exc).__name__})")
 
 
 def _redact(text: str, secrets: set[str]) -> str:
@@ -144,46 +162,33 @@ def _redact(text: str, secrets: set[str]) -> str:
     return redact_text(text, secrets)
 
 
-class Summary:
-    """Running means per component for the closing table."""
+def _score(stack, rows: list[dict], completions: list[str]) -> list[Any]:
+    """Scores of a batch; when a reward stops the whole batch (a circuit breaker of a custom reward), each
+    line is scored alone and a line that still stops becomes that line's error."""
+    from pipelines.rewards.engine import ScoreResult
+    from pipelines.rewards.errors import CircuitBreakerOpen, RewardFunctionError
 
-    def __init__(self) -> None:
-        self.stats: dict[str, list[float]] = {}  # name -> [sum, count, nones]
-        self.lines = self.errors = 0
-
-    def add(self, rewards: dict[str, Any], combined: Any, had_error: bool) -> None:
-        self.lines += 1
-        self.errors += had_error
-        for name, value in [*rewards.items(), ("combined", combined)]:
-            s = self.stats.setdefault(name, [0.0, 0, 0])
-            if value is None:
-                s[2] += 1
-            else:
-                s[0] += value
-                s[1] += 1
-
-    def table(self) -> str:
-        width = max([len(n) for n in self.stats] + [9])
-        out = [f"{'component':<{width}}  {'mean':>9}  {'scored':>6}  {'null':>6}"]
-        for name in sorted(self.stats, key=lambda n: (n == "combined", n)):
-            total, count, nones = self.stats[name]
-            mean = f"{total / count:9.4f}" if count else f"{'-':>9}"
-            out.append(f"{name:<{width}}  {mean}  {count:>6}  {nones:>6}")
-        out.append(f"{self.lines} line(s) scored, {self.errors} with errors")
-        return "\n".join(out)
+    try:
+        return stack.score_batch(None, completions, rows, raise_errors=False)
+    except (CircuitBreakerOpen, RewardFunctionError) as exc:
+        if len(rows) == 1:
+            return [ScoreResult(rows[0].get("dataset_index", 0), {}, None, None, [f"{type(exc).__name__}: {exc}"])]
+    return [r for row, c in zip(rows, completions) for r in _score(stack, [row], [c])]
 
 
-def score_lines(stack, items: list[tuple[dict, Optional[dict], str, Optional[str]]], secrets: set[str]):
+def score_lines(stack, items: list[Item], secrets: set[str], judges: JudgeLog) -> Iterator[dict]:
     """Score (output base, row, completion, error) items; yield output records."""
     ok = [(i, it) for i, it in enumerate(items) if it[1] is not None]
     results = {}
     if ok:
-        scored = stack.score_batch(None, [it[2] for _, it in ok], [it[1] for _, it in ok], raise_errors=False)
+        scored = _score(stack, [it[1] for _, it in ok], [it[2] for _, it in ok])
         results = {i: r for (i, _), r in zip(ok, scored)}
-    for i, (base, _row, _completion, error) in enumerate(items):
+    for i, (base, row, _completion, error) in enumerate(items):
         out = dict(base)
         res = results.get(i)
         errors = [error] if error else list(res.errors if res else [])
+        if row is not None:
+            errors += judges.take(row.get("row_id"), str(row.get("row_id")))
         out["rewards"] = res.rewards if res else {}
         out["reward"] = res.combined if res else None
         if errors:
@@ -191,7 +196,7 @@ def score_lines(stack, items: list[tuple[dict, Optional[dict], str, Optional[str
         yield out
 
 
-def _batches(args, cfg) -> Iterator[list[tuple[dict, Optional[dict], str, Optional[str]]]]:
+def _batches(args, cfg) -> Iterator[list[Item]]:
     batch: list = []
     if args.sample is not None:
         import dataclasses
@@ -202,15 +207,19 @@ def _batches(args, cfg) -> Iterator[list[tuple[dict, Optional[dict], str, Option
         settings = spec.settings.model_copy(update={"total_rows": args.sample, "shortfall": "take_all"})
         sized = dataclasses.replace(spec, settings=settings, eval_rows=0)
         for row in sample_datasets(sized, token_counter=None, config_file=args.config).train:
-            batch.append(({**row, "completion": row["answer"]}, row, row["answer"], None))
+            if row["answer"] is None:  # a prompt-only row has no reference answer to score
+                batch.append(({"row_id": row["row_id"]}, None, "", f"{row['row_id']}: no reference answer to score"))
+            else:
+                batch.append(({**row, "completion": row["answer"]}, row, row["answer"], None))
             if len(batch) >= args.batch_size:
                 yield batch
                 batch = []
     else:
         for number, line in read_input(args.input):
-            where = f"{args.input}:{number}"
+            where = f"{shown(args.input)}:{number}"
             if isinstance(line, Exception) or not isinstance(line, dict):
-                batch.append(({"line": number}, None, "", f"{where}: not a JSON object"))
+                reason = str(line) if isinstance(line, Exception) else "not a JSON object"
+                batch.append(({"line": number}, None, "", f"{where}: {reason}"))
             else:
                 try:
                     row, completion = prepare_line(line, cfg, args.dataset, where)
@@ -224,6 +233,50 @@ def _batches(args, cfg) -> Iterator[list[tuple[dict, Optional[dict], str, Option
         yield batch
 
 
+def _is_earlier_output(path: Path) -> bool:
+    """An empty file, or one whose first line is a record this tool wrote (it has `rewards`)."""
+    with open(path, "rb") as fh:
+        first = next((line for line in fh if line.strip()), None)
+    if first is None:
+        return True
+    try:
+        record = json.loads(first.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(record, dict) and "rewards" in record
+
+
+def path_problems(args, cfg) -> list[str]:
+    """Everything wrong with --input and --output, before anything is read or written."""
+    problems = []
+    if args.input is not None:
+        src = Path(args.input)
+        if not src.exists():
+            problems.append(f"--input {shown(src)}: file not found")
+        elif not src.is_file():
+            problems.append(f"--input {shown(src)}: is a folder, not a JSONL file")
+    if not args.output:
+        return problems
+    out = Path(args.output)
+    inputs = [("--config file", args.config)] + ([("--input file", args.input)] if args.input else [])
+    inputs += [(f"data file of datasets[{i}]", p) for i, ds in enumerate(cfg.datasets) for p in _data_files(ds.path)]
+    clash = output_problem(out, inputs)
+    if clash:
+        problems.append(f"--output: {clash}")
+    elif out.is_dir():
+        problems.append(f"--output {shown(out)}: is a folder; give a file path")
+    elif out.exists() and not args.overwrite:
+        problems.append(f"--output {shown(out)}: exists; add --overwrite to replace an earlier output")
+    elif out.exists() and not _is_earlier_output(out):
+        problems.append(f"--output {shown(out)}: exists and is not an output of score_completions (no `rewards` "
+                        "in its first line); --overwrite replaces only an earlier output")
+    return problems
+
+
+def _data_files(pattern: str) -> list[str]:
+    return glob.glob(pattern) if glob.has_magic(pattern) else [pattern] if os.path.exists(pattern) else []
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.input is not None and not args.output:
@@ -235,41 +288,54 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.dataset is not None:
             resolve_dataset(args.dataset, cfg, "--dataset")
     except (ConfigError, ValueError) as exc:
-        print(str(exc), file=sys.stderr)
+        print(_redact(str(exc), set()), file=sys.stderr)
         return 2
-    from tqdm import tqdm
-
+    problems = path_problems(args, cfg)
+    if problems:
+        print("\n".join(f"score_completions: error: {p}" for p in problems), file=sys.stderr)
+        return 2
     from pipelines.rewards.engine import RewardStack
-    from pipelines.rewards.errors import CircuitBreakerOpen, RewardFunctionError
+    from pipelines.rewards.errors import RewardFunctionError
     try:
         stack = RewardStack(cfg.reward, cfg.datasets, run_dir=None)
     except RewardFunctionError as exc:
         print(_redact(str(exc), secrets), file=sys.stderr)
         return 2
-    summary = Summary()
-    out_fh = open(args.output, "w", encoding="utf-8") if args.output else None
+    output = AtomicOutputFile(Path(args.output)) if args.output else None
     try:
-        with tqdm(desc="scoring", unit="line", file=sys.stderr, disable=None) as bar:
-            for batch in _batches(args, cfg):
-                for record in score_lines(stack, batch, secrets):
-                    summary.add(record["rewards"], record["reward"], bool(record.get("errors")))
-                    if out_fh is not None:
-                        out_fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
-                    bar.update(1)
+        summary = _score_all(args, cfg, stack, secrets, output)
+        if output is not None:
+            output.commit()
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+        print(_redact(str(exc), secrets), file=sys.stderr)
         return 2
-    except (CircuitBreakerOpen, RewardFunctionError) as exc:
-        print(f"scoring stopped: {_redact(str(exc), secrets)}", file=sys.stderr)
-        return 1
     finally:
         stack.close()
-        if out_fh is not None:
-            out_fh.close()
+        if output is not None:
+            output.discard()
     print(summary.table())
     if args.output:
-        print(f"wrote {args.output}")
+        print(f"wrote {shown(args.output)}")
     return 0
+
+
+def _score_all(args, cfg, stack, secrets: set[str], output: Optional[AtomicOutputFile]) -> Summary:
+    from tqdm import tqdm
+
+    judges = JudgeLog(stack, args.show_judge)
+    if judges.judges:
+        print(f"LLM judges ({', '.join(j.options.label for j in judges.judges)}): every line is scored; a failed "
+              "call is that line's error (the training circuit breaker and on_error: fail do not apply here)",
+              file=sys.stderr)
+    summary = Summary()
+    with tqdm(desc="scoring", unit="line", file=sys.stderr, disable=None) as bar:
+        for batch in _batches(args, cfg):
+            for record in score_lines(stack, batch, secrets, judges):
+                summary.add(record["rewards"], record["reward"], bool(record.get("errors")))
+                if output is not None:
+                    output.write(record)
+                bar.update(1)
+    return summary
 
 
 if __name__ == "__main__":

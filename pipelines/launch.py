@@ -91,6 +91,15 @@ def build_command(raw_config: dict[str, Any], num_processes: int, worker_args: l
     return cmd + ["-m", "pipelines.worker", *worker_args]
 
 
+def launch_env(raw_config: dict[str, Any], extra_env: Optional[dict[str, str]] = None) -> dict[str, str]:
+    """The ranks' environment: one OpenMP thread each unless set, ``extra_env``, and no visible GPU with
+    ``launch.device: cpu`` (torch, TRL and the node then take their CPU paths)."""
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), **(extra_env or {}))
+    if uses_cpu(raw_config):
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
 def run_launched(raw_config: dict[str, Any], run_dir: Path, num_processes: int, worker_args: list[str],
                  keep_fds: tuple[int, ...] = (), extra_env: Optional[dict[str, str]] = None) -> None:
     """Start the ranks and wait; raise RuntimeError naming the failing rank and its error. ``keep_fds`` stay
@@ -99,9 +108,7 @@ def run_launched(raw_config: dict[str, Any], run_dir: Path, num_processes: int, 
     if errors_dir.exists():
         shutil.rmtree(errors_dir)
     cmd = build_command(raw_config, num_processes, worker_args)
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), **(extra_env or {}))
-    if uses_cpu(raw_config):
-        env["CUDA_VISIBLE_DEVICES"] = ""   # the ranks see no GPU: torch, TRL and the node take their CPU paths
+    env = launch_env(raw_config, extra_env)
     code = subprocess.run(cmd, env=env, pass_fds=tuple(fd for fd in keep_fds if fd is not None)).returncode
     if code != 0:
         raise RuntimeError(f"{num_processes} processes launched, exit code {code}: {first_rank_error(errors_dir)}")

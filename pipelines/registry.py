@@ -6,9 +6,9 @@ never loads torch.
 """
 from __future__ import annotations
 
-import importlib
 from typing import Callable
 
+from pipelines.common.imports import ImportPathError, import_attribute, is_import_path
 from pipelines.common.node import NodeSpec
 from pipelines.common.problems import did_you_mean
 
@@ -38,15 +38,11 @@ def get_node(name: str) -> NodeSpec:
     name = NODE_ALIASES.get(name, name)
     if name in NODE_FACTORIES:
         return NODE_FACTORIES[name]()
-    if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise KeyError(f"cannot import node module {module_name!r}: {exc}") from None
-        fn = getattr(module, attr, None)
+    if is_import_path(name):
+        fn = import_attribute(name)   # ImportPathError (a KeyError): a bad path, or a module that fails to import
         if not callable(fn):
-            raise KeyError(f"module {module_name!r} has no callable {attr!r}{did_you_mean(attr, dir(module))}")
+            raise ImportPathError(f"node {name!r} is a {type(fn).__name__}, not a function taking the node's "
+                                  f"config")
         # An import-path node may declare `fn.outputs = ("name", ...)` so references to it are checked.
         return NodeSpec(name=name, config_model=None, run=name, outputs=tuple(getattr(fn, "outputs", ())))
     raise KeyError(f"unknown node {name!r}{did_you_mean(name, [*NODE_FACTORIES, *NODE_ALIASES])}; registered nodes: "

@@ -111,7 +111,24 @@ def test_bad_import_path_node(tmp_path, capsys):
         {"node": "no_such_module_xyz:fn", "config": "c.yaml"}]})
     assert run(sc, tmp_path) == 2
     err = capsys.readouterr().err
-    assert 'did you mean "record"' in err and "cannot import node module 'no_such_module_xyz'" in err
+    assert 'did you mean "record"' in err and "cannot import 'no_such_module_xyz'" in err
+
+
+def test_f14_node_import_paths_that_fail_at_import_are_exit_2_with_the_key_path(tmp_path, capsys):
+    """Issue 16 F14: a module that raises or calls sys.exit at import, `:fn` and a relative path."""
+    write(tmp_path / "c.yaml", {})
+    sc = write(tmp_path / "super.yaml", {"pipeline_order": [
+        {"node": "tests.rewards.bad_imports.raises_at_import:fn", "config": "c.yaml"},
+        {"node": "tests.rewards.bad_imports.exits_at_import:fn", "config": "c.yaml"},
+        {"node": ":fn", "config": "c.yaml"},
+        {"node": ".relative:fn", "config": "c.yaml"}]})
+    assert run(sc, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert "pipeline_order[0].node: import path 'tests.rewards.bad_imports.raises_at_import:fn': importing" in err
+    assert "raised RuntimeError: broken at import" in err
+    assert "pipeline_order[1].node" in err and "called sys.exit(3) while being imported" in err
+    assert "pipeline_order[2].node" in err and "has no module before ':'" in err
+    assert "pipeline_order[3].node" in err and "is relative" in err
 
 
 def test_super_config_problems_reported_together(tmp_path, capsys):

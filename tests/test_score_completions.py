@@ -86,7 +86,7 @@ def test_default_dataset_option(setup):
                  "--dataset", "count.jsonl"]) == 0
     assert json.loads((tmp / "o.jsonl").read_text())["reward"] == 2.0
     # without it, two datasets cannot be told apart
-    assert main(["--config", str(cfg), "--input", str(src), "--output", str(tmp / "o.jsonl")]) == 0
+    assert main(["--config", str(cfg), "--input", str(src), "--output", str(tmp / "o.jsonl"), "--overwrite"]) == 0
     assert "no `dataset` field" in json.loads((tmp / "o.jsonl").read_text())["errors"][0]
 
 

@@ -8,7 +8,6 @@ Nothing here imports torch or a node package.
 """
 from __future__ import annotations
 
-import importlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from pipelines.common.imports import import_attribute
 from pipelines.common.problems import Problem
 from pipelines.common.schema import validate_model
 
@@ -35,6 +35,7 @@ class NodeContext:
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)  # earlier nodes' manifests, by label
     num_processes: Optional[int] = None   # --num-processes from the command line
     validate_only: bool = False
+    full_scan: bool = False         # --validate --full-scan: classify every row of every data file
     launched: bool = False          # this process is one rank of a multi-process run started by the runner
     secret_fields: dict[str, set[str]] = field(default_factory=dict)   # key path -> secrets interpolated there
     ref_scope: str = ""             # the super-config's scope for @label.output references (common.refs)
@@ -85,9 +86,7 @@ class NodeSpec:
 
 
 def import_callable(path: str) -> Callable[..., Any]:
-    module_name, _, attr = path.partition(":")
-    module = importlib.import_module(module_name)
-    fn = getattr(module, attr)
+    fn = import_attribute(path)
     if not callable(fn):
         raise TypeError(f"{path} is not callable")
     return fn

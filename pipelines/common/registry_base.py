@@ -1,9 +1,9 @@
 """A small name -> object registry with duplicate refusal, suggestions and import-path lookup."""
 from __future__ import annotations
 
-import importlib
 from typing import Callable, Generic, TypeVar
 
+from pipelines.common.imports import import_attribute, is_import_path
 from pipelines.common.problems import did_you_mean
 
 T = TypeVar("T")
@@ -34,16 +34,8 @@ class Registry(Generic[T]):
         """Look up ``name``, or import ``package.module:attr``; KeyError says what exists."""
         if name in self._items:
             return self._items[name]
-        if ":" in name:
-            module_name, _, attr = name.partition(":")
-            try:
-                module = importlib.import_module(module_name)
-            except ImportError as exc:
-                raise KeyError(f"cannot import module {module_name!r} for {self.kind} {name!r}: {exc}") from None
-            if not hasattr(module, attr):
-                raise KeyError(f"module {module_name!r} has no attribute {attr!r}"
-                               f"{did_you_mean(attr, dir(module))}")
-            return getattr(module, attr)
+        if is_import_path(name):
+            return import_attribute(name)   # ImportPathError (a KeyError) says what is wrong with the path
         raise KeyError(f"unknown {self.kind} {name!r}{did_you_mean(name, self._items)}; "
                        f"registered: {', '.join(sorted(self._items)) or '(none)'}")
 

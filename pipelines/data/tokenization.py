@@ -23,8 +23,9 @@ SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_t
 class ChatTokenCounter:
     """Callable: messages -> prompt length in tokens (generation prompt included). ``render`` gives the text."""
 
-    def __init__(self, render_fn, encode_fn, source: str):
+    def __init__(self, render_fn, encode_fn, source: str, max_token_chars: Optional[int] = None):
         self._render, self._encode, self.source = render_fn, encode_fn, source
+        self.max_token_chars = max_token_chars   # longest vocabulary entry, for a cheap "surely too long" test
 
     def render(self, messages: list[dict]) -> str:
         return self._render(messages)
@@ -116,7 +117,12 @@ def _folder_counter(folder: Path, chat_template: Optional[str], template_key: st
         # transformers tokenizes a rendered chat with add_special_tokens=False: the template has them already
         return len(tokenizer.encode(render(messages), add_special_tokens=False).ids)
 
-    return ChatTokenCounter(render, count, str(folder))
+    return ChatTokenCounter(render, count, str(folder), _longest_token(tokenizer.get_vocab(with_added_tokens=True)))
+
+
+def _longest_token(vocab: Any) -> Optional[int]:
+    """Characters in the longest vocabulary entry (byte-level BPE writes one character per byte)."""
+    return max((len(t) for t in vocab), default=0) or None
 
 
 def _tokenizer_object_counter(tokenizer: Any, chat_template: Optional[str]) -> ChatTokenCounter:
@@ -131,7 +137,11 @@ def _tokenizer_object_counter(tokenizer: Any, chat_template: Optional[str]) -> C
         ids = out["input_ids"]
         return len(ids[0]) if ids and isinstance(ids[0], list) else len(ids)
 
-    return ChatTokenCounter(render, count, type(tokenizer).__name__)
+    try:
+        longest = _longest_token(tokenizer.get_vocab())
+    except Exception:  # noqa: BLE001 - a tokenizer without a vocabulary listing: always tokenize
+        longest = None
+    return ChatTokenCounter(render, count, type(tokenizer).__name__, longest)
 
 
 def make_token_counter(tokenizer_or_path: Union[str, Path, Any], chat_template: Optional[str] = None,

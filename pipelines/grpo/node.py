@@ -127,6 +127,7 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
     from datasets import Dataset
 
     from pipelines.grpo.callbacks import metrics_callback, truncate_metrics_after, use_compact_progress
+    from pipelines.grpo.interrupt import update_guard
     from pipelines.grpo.model import load_model, use_gpu
     from pipelines.grpo.trainer import build_grpo_config, trainer_class
 
@@ -140,7 +141,8 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
     args = build_grpo_config(cfg, run_dir, loaded.grpo_overrides, on_gpu=use_gpu(cfg), train_rows=len(sample.train))
     metrics_cb = metrics_callback(run_dir / METRICS_FILE, run_dir / REWARD_CURVE, exclude=[TRL_REWARD_NAME])
     trainer_ref: list = []
-    callbacks = [metrics_cb]
+    guard = update_guard()
+    callbacks = [metrics_cb, guard]
     if cfg.evaluation is not None and sample.eval:
         from pipelines.grpo.evaluation import evaluation_callback, make_evaluator
 
@@ -165,6 +167,7 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
         log_completions_every=cfg.logging.log_completions_every, base_model=cfg.model.base_model_name,
         max_total_tokens=_total_token_cap(cfg))
     use_compact_progress(trainer)
+    trainer.update_guard = guard   # read by _train on Ctrl-C
     trainer_ref.append(trainer)
     return trainer, metrics_cb
 
@@ -179,15 +182,20 @@ def _total_token_cap(cfg: GRPOConfigFile) -> Optional[int]:
 
 
 def _train(trainer: Any, run_dir: Path, resume: Optional[Path]) -> None:
-    from pipelines.rewards.errors import CircuitBreakerOpen
+    from pipelines.grpo.interrupt import checkpoint_on_interrupt
+    from pipelines.rewards.errors import CircuitBreakerOpen, RewardTimeout
 
     try:
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    except CircuitBreakerOpen as exc:
+    except (CircuitBreakerOpen, RewardTimeout) as exc:
         saved = save_emergency_checkpoint(trainer, run_dir)
-        log.error("reward circuit breaker open at step %d: %s. %s Fix the cause (e.g. the judge endpoint), "
-                  "then resume with %s", trainer.state.global_step, exc,
+        what = "reward circuit breaker open" if isinstance(exc, CircuitBreakerOpen) else "reward timed out"
+        log.error("%s at step %d: %s. %s Fix the cause (e.g. the judge endpoint or the slow reward), then resume "
+                  "with %s", what, trainer.state.global_step, exc,
                   f"Checkpoint saved: {saved}." if saved else "No new checkpoint was needed.", RESUME_HINT)
+        raise
+    except KeyboardInterrupt:
+        checkpoint_on_interrupt(trainer, run_dir, getattr(trainer, "update_guard", None), save_emergency_checkpoint)
         raise
 
 

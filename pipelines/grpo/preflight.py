@@ -166,8 +166,10 @@ def run_preflight(cfg: GRPOConfigFile, ctx: NodeContext) -> list[str]:
         report = _measure(pre, dataclasses.replace(ctx, run_dir=tmp), inputs, rows, on_gpu)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    from pipelines.grpo.checks import planned_steps
+
     tp = cfg.training_parameters
-    steps = tp.max_steps
+    steps = planned_steps(cfg, len(inputs.sample.train))   # max_steps, or num_train_epochs over the rows
     saves = steps // tp.save_steps if tp.save_strategy == "steps" else 0
     projected = report["load_s"] + report["first_s"] + (steps - 1) * report["step_s"] + saves * report["save_s"]
     hours, rest = divmod(int(projected), 3600)
@@ -181,7 +183,7 @@ def run_preflight(cfg: GRPOConfigFile, ctx: NodeContext) -> list[str]:
         f"{report['first_s']:.2f}s (warm-up)",
         f"judges: {report['judges']}",
         f"checkpoint: saved and reloaded in {report['save_s']:.2f}s ({report['save_mib']:.1f} MiB)",
-        f"projected wall time for max_steps={steps}: {hours}h{rest // 60:02d}m{rest % 60:02d}s (load + first step "
+        f"projected wall time for {steps} steps: {hours}h{rest // 60:02d}m{rest % 60:02d}s (load + first step "
         f"+ {steps - 1} x step + {saves} checkpoint save(s); held-out evaluation not included)",
     ]
 

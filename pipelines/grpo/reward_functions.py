@@ -2,30 +2,54 @@
 
 The contract
 ============
-You register a **factory**: a function that takes the entry's keyword arguments from the config and returns
-the **reward function**. The factory runs once per run (so load models, compile regexes or open clients
-there, not per row); its keyword arguments are checked against its signature at ``--validate`` time::
+A ``reward_funcs`` entry names one of two things; the registry tells them apart by signature and logs which
+it saw (``reward 'x' (registry): a factory, ...``):
 
-    datasets:
-      - path: inputs/my_data.jsonl
-        reward_funcs:
-          - name: mentions_topic          # the name you registered
-            topic: "rivers"               # -> mentions_topic(topic="rivers")
-            weight: 2.0                   # optional, read by the engine (weighted_sum), not by the factory
-            gate: false                   # optional: true = a 0 from this reward zeroes the combined reward
+1. A **plain reward function**, TRL's own contract: a function with a ``completions`` (or ``prompts`` /
+   ``completion_ids``) parameter, called on every batch. Functions written for TRL work unchanged, by import
+   path or registered::
 
-A reward function scores each completion with a float, or ``None`` for "not applicable" (it is then left
-out of the combination; if every reward of a completion says ``None``, TRL ignores that sample). A reward
-function that raises stops the run with an error naming the dataset and the function: return 0.0 yourself
-for completions that merely fail your check. It comes in one of two forms:
+       def reward_len(completions, **kwargs):            # from the TRL course notes
+           return [-abs(20 - len(completion)) for completion in completions]
 
-* **Batch form** (TRL's own contract), sync or ``async def``::
+       reward_funcs:
+         - name: my_rewards:reward_len                   # package.module:function, importable from the run
+           text_completions: true                        # completions as strings, not message lists
+         - name: trl.rewards:think_format_reward         # TRL's shipped rewards, by path...
+         - name: accuracy_reward                         # ...or by their own names (needs math-verify)
+
+   Entry keys other than name/weight/gate/text_completions set the function's own parameters (``bonus: 2``
+   for ``def f(completions, bonus=0.0, **kwargs)``).
+
+2. A **factory**: a function without those parameters that takes the entry's keys and returns the reward
+   function. It runs once per run (so load models, compile regexes or open clients there, not per row)::
+
+       reward_funcs:
+         - name: mentions_topic          # the name you registered
+           topic: "rivers"               # -> mentions_topic(topic="rivers")
+           weight: 2.0                   # optional, read by the engine (weighted_sum), not by the factory
+           gate: false                   # optional: true = a 0 from this reward zeroes the combined reward
+
+Either way the keys are bound to the signature and checked against its type annotations at ``--validate``
+(``max_penalty: lots`` for ``max_penalty: float`` is an error naming the key), and
+``@register_reward_function("name")`` registers it under a name (``kind="factory"`` / ``"function"`` where the
+signature cannot tell).
+
+What a reward function gets and returns
+---------------------------------------
+It scores each completion with a finite float, or ``None`` for "not applicable" (left out of the combination;
+if every reward of a completion says ``None``, TRL ignores that sample). ``inf`` and ``NaN`` are errors. A
+reward that raises stops the run with an error naming the dataset and the function: return 0.0 yourself for
+completions that merely fail your check. Two calling forms:
+
+* **Batch form** (TRL's), sync or ``async def``::
 
       fn(prompts, completions, **columns) -> list[float | None]     # one score per completion, in order
 
   ``prompts[i]`` is the chat prompt (a list of ``{"role", "content"}``); ``completions[i]`` is what TRL
   produced, for chat prompts ``[{"role": "assistant", "content": "..."}]`` (``completion_text()`` gives the
-  string). ``columns`` holds a list per data column (``answer``, ``dataset_index``, ``row_id``, your extra
+  string, or register with ``text_completions=True`` / set ``text_completions: true`` on the entry to get
+  strings). ``columns`` holds a list per data column (``answer``, ``dataset_index``, ``row_id``, your extra
   columns...) plus ``completion_ids`` and ``trainer_state``; always accept ``**kwargs``. ``async def`` rewards
   (HTTP calls, judges) of a batch all run concurrently.
 
@@ -35,12 +59,18 @@ for completions that merely fail your check. It comes in one of two forms:
 
   ``completion`` is the completion's text and ``row`` that completion's data columns.
 
-A function can also be named by import path, ``name: my_package.my_module:my_factory``, without registering.
+Plain ``def`` rewards run in worker threads, each call bounded by ``reward.sync_timeout_s`` (default 300 s;
+past it the run stops with a reward error naming the function and saves a checkpoint). A reward whose own
+timeouts need the main thread (``signal.alarm``, as math-verify uses) registers with ``main_thread=True``.
+
 Try a reward without a GPU: ``.venv/bin/python -m cli_utils.score_completions --config CONFIG --sample 20``.
 The built-in rewards are in ``pipelines/rewards/builtin.py``: ``keyword``, ``regex_match``,
 ``answer_match``, ``countdown_equation``, ``think_answer_format``, ``cot_format``, ``length_target``,
 ``repetition_penalty``; the LLM judges ``llm_judge`` and ``generic_llm_reward`` (Augmentoolkit's scoring) are in
-``pipelines/rewards/judge/``. They are always registered: editing or trimming this file never removes them.
+``pipelines/rewards/judge/``; TRL's shipped rewards (``think_format_reward``, ``accuracy_reward``,
+``reasoning_accuracy_reward``, ``cosine_scaled_reward``, ``soft_overlong_punishment``,
+``repetition_penalty_reward``) in ``pipelines/rewards/trl_rewards.py``. They are always registered: editing
+or trimming this file never removes them.
 """
 from __future__ import annotations
 
@@ -80,7 +110,20 @@ def async_length(max_chars: int = 200):
     return async_length
 
 
-# ---------------------------------------------------------------------- worked example 3: per-sample form
+# ---------------------------------------------------------- worked example 3: plain reward function (TRL's form)
+
+
+@register_reward_function("example_length_penalty", text_completions=True)
+def length_penalty(completions, ideal: int = 20, **kwargs):
+    """``-|ideal - len(completion)|`` in characters: the TRL course's length reward, registered as it is.
+
+    No factory: the registry sees the ``completions`` parameter. ``text_completions=True`` hands it strings,
+    so ``len`` counts characters, not messages. ``ideal`` can be set from the entry (``ideal: 50``).
+    """
+    return [-float(abs(ideal - len(completion))) for completion in completions]
+
+
+# ---------------------------------------------------------------------- worked example 4: per-sample form
 
 
 @register_reward_function("example_echoes_answer")

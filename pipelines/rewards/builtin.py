@@ -2,6 +2,9 @@
 
 Scores: 1.0/0.0 checks unless stated otherwise. Every factory validates its arguments at ``--validate`` time
 (through the signature and, where needed, a ``validate=`` hook) so a bad value never surfaces mid-run.
+
+Parsing is linear in the completion's length: tagged blocks are found with :mod:`.textscan`, not lazy regexes
+(quadratic on many unclosed tags); a user's own ``pattern`` / ``extract_pattern`` is the user's regex.
 """
 from __future__ import annotations
 
@@ -13,10 +16,11 @@ import unicodedata
 from typing import Any, Literal, Sequence
 
 from pipelines.rewards.forms import completion_text, per_sample
-from pipelines.rewards.registry import register_reward_function
+from pipelines.rewards.registry import needs_columns, register_reward_function
 from pipelines.rewards.safe_arith import UnsafeExpression, evaluate
+from pipelines.rewards.textscan import tag_contents
 
-_ANSWER_TAG = re.compile(r"<answer>([\s\S]*?)</answer>")
+DEFAULT_EXTRACT = r"<answer>([\s\S]*?)</answer>"   # answer_match's default, scanned without a regex
 
 
 def _one_of(value: Any, allowed: Sequence[str], key: str) -> list[str]:
@@ -34,7 +38,7 @@ def _as_numbers(value: Any) -> list[float]:
 
 def countdown_score(completion: str, target: Any, nums: Any, tolerance: float = 1e-5) -> float:
     """1.0 when the single ``<answer>`` equation uses each of ``nums`` exactly once and equals ``target``."""
-    tags = _ANSWER_TAG.findall(completion)
+    tags = tag_contents(completion, "<answer>", "</answer>")
     if len(tags) != 1:
         return 0.0
     try:
@@ -47,6 +51,7 @@ def countdown_score(completion: str, target: Any, nums: Any, tolerance: float = 
 
 
 @register_reward_function("countdown_equation")
+@needs_columns(lambda kw: [kw.get("target_column", "target"), kw.get("nums_column", "nums")])
 def countdown_equation(target_column: str = "target", nums_column: str = "nums", tolerance: float = 1e-5):
     """The Countdown task (AgileRL tutorial's equation_reward_func, without ``eval``).
 
@@ -65,14 +70,21 @@ def countdown_equation(target_column: str = "target", nums_column: str = "nums",
 
 
 # ------------------------------------------------------------------------------------------------- formats
-_THINK_ANSWER = re.compile(r"^<think>([^<]*(?:<(?!/?think>)[^<]*)*)</think>\n<answer>([\s\S]*?)</answer>$",
-                           re.DOTALL)
-
-
 def think_answer_ok(completion: str, prefilled_think: bool = False) -> bool:
-    """The AgileRL tutorial's format: ``<think>…</think>\\n<answer>…</answer>`` and nothing else."""
+    """The AgileRL tutorial's format: ``<think>…</think>\\n<answer>…</answer>`` and nothing else (one final
+    newline allowed), with no ``<think>`` inside the thinking. The tutorial's regex
+    ``^<think>([^<]*(?:<(?!/?think>)[^<]*)*)</think>\\n<answer>([\\s\\S]*?)</answer>$``, as string scans."""
     text = ("<think>" + completion) if prefilled_think else completion
-    return _THINK_ANSWER.search(text) is not None
+    if not text.startswith("<think>"):
+        return False
+    think_end = text.find("</think>", 7)
+    if think_end < 0 or text.find("<think>", 7, think_end) >= 0:
+        return False
+    rest = text[think_end + len("</think>"):]
+    if not rest.startswith("\n<answer>"):
+        return False
+    answer = rest[len("\n<answer>"):]
+    return answer.endswith("</answer>") or answer.endswith("</answer>\n")
 
 
 @register_reward_function("think_answer_format")
@@ -257,8 +269,9 @@ def _validate_answer_match(kwargs: dict[str, Any]) -> list[str]:
 
 
 @register_reward_function("answer_match", validate=_validate_answer_match)
+@needs_columns(lambda kw: [kw.get("column", "answer")])
 def answer_match(mode: Literal["exact", "normalized", "numeric"] = "normalized", column: str = "answer",
-                 extract_pattern: str | None = r"<answer>([\s\S]*?)</answer>", require_extract: bool = False,
+                 extract_pattern: str | None = DEFAULT_EXTRACT, require_extract: bool = False,
                  tolerance: float = 1e-6):
     """1.0 when the completion's answer equals the row's ``column`` (default ``answer``), else 0.0; None
     when the row has no reference.
@@ -269,7 +282,8 @@ def answer_match(mode: Literal["exact", "normalized", "numeric"] = "normalized",
     (after stripping), ``normalized`` (case, whitespace and surrounding punctuation ignored) or ``numeric``
     (the last number of each, within ``tolerance`` relative to max(1, |reference|)).
     """
-    compiled = re.compile(extract_pattern) if extract_pattern else None
+    compiled = re.compile(extract_pattern) if extract_pattern and extract_pattern != DEFAULT_EXTRACT else None
+    default_tags = extract_pattern == DEFAULT_EXTRACT
 
     @per_sample
     def answer_match(prompt, completion, **row):
@@ -279,7 +293,13 @@ def answer_match(mode: Literal["exact", "normalized", "numeric"] = "normalized",
         if reference is None:
             return None
         candidate = completion
-        if compiled is not None:
+        if default_tags:
+            found = tag_contents(completion, "<answer>", "</answer>")
+            if found:
+                candidate = found[-1]
+            elif require_extract:
+                return 0.0
+        elif compiled is not None:
             matches = list(compiled.finditer(completion))
             if matches:
                 last = matches[-1]

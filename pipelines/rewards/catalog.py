@@ -8,17 +8,25 @@ built-ins do not depend on them: trimming a user file never removes a built-in.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
+import logging
+from dataclasses import dataclass
 from typing import Any, Callable
+
+from pydantic import TypeAdapter, ValidationError
 
 from pipelines.common.problems import did_you_mean
 from pipelines.common.registry_base import Registry
 from pipelines.rewards import builtin, builtin_post_processors  # noqa: F401  (register the built-ins)
 from pipelines.rewards.judge import generic as generic_judge  # noqa: F401  (registers generic_llm_reward)
 from pipelines.rewards.judge import reward as judge_reward  # noqa: F401  (registers llm_judge)
+from pipelines.rewards import trl_rewards  # noqa: F401  (registers TRL's shipped rewards)
 from pipelines.rewards.registry import (COMBINATION_REGISTRY, KWARG_VALIDATORS, REWARD_REGISTRY,
-                                        SCALING_REGISTRY)
+                                        SCALING_REGISTRY, RewardOptions, reward_options)
+
+log = logging.getLogger(__name__)
 
 # The user-editable registration files (the plugin seam described above).
 PLUGIN_MODULES = ("pipelines.grpo.reward_functions", "pipelines.grpo.post_processors")
@@ -50,7 +58,8 @@ def scalings() -> Registry[Callable[..., Any]]:
 
 
 def get_reward_factory(name: str) -> Callable[..., Any]:
-    """The factory registered as ``name`` or importable as ``module:function``; KeyError otherwise."""
+    """The object registered as ``name`` or importable as ``module:function`` (a factory or a plain reward
+    function: see :func:`resolve_reward`); KeyError otherwise."""
     return rewards().get(name)
 
 
@@ -67,34 +76,167 @@ def entry_kwargs(entry: Any) -> dict[str, Any]:
     return {**kwargs, "label": entry.label} if "label" in params else kwargs
 
 
-def check_reward_kwargs(name: str, kwargs: dict[str, Any]) -> list[str]:
-    """Messages for an unknown name, kwargs that do not bind to the factory's signature, or a failed
-    factory-specific validator. Empty when the entry is usable. Does not call the factory."""
+# Parameters through which TRL hands a reward function the batch (a plain function has at least one of the
+# first three); the config cannot set any of them.
+CONTRACT_PARAMS = ("prompts", "completions", "completion_ids")
+TRL_PASSED = (*CONTRACT_PARAMS, "trainer_state", "log_extra", "log_metric", "environments")
+TWO_FORMS = ("a reward entry names one of two forms: a factory, `f(**keys of the entry) -> reward function`, "
+             "called once per run; or a reward function (TRL's contract), `f(completions, **kwargs) -> "
+             "list[float | None]`, with a `completions`, `prompts` or `completion_ids` parameter, called on "
+             "every batch (see pipelines/grpo/reward_functions.py)")
+
+
+@dataclass(frozen=True)
+class ResolvedReward:
+    """What a reward entry's ``name`` refers to: the object, which form it is, and how it was found."""
+
+    name: str
+    obj: Callable[..., Any]
+    kind: str          # "factory" | "function"
+    source: str        # "registry" | "import path"
+    options: RewardOptions
+
+    def describe(self) -> str:
+        if self.kind == "factory":
+            return f"reward {self.name!r} ({self.source}): a factory, called once with the entry's keys"
+        return (f"reward {self.name!r} ({self.source}): a plain reward function (TRL's contract), called on "
+                f"every batch")
+
+
+def reward_kind(obj: Any, options: RewardOptions = RewardOptions()) -> str:
+    """``factory`` or ``function``: registered explicitly, or read from the signature (a parameter named
+    ``completions``, ``prompts`` or ``completion_ids`` makes a reward function). TypeError when neither fits."""
+    if not callable(obj):
+        raise TypeError(f"it is a {type(obj).__name__}, not a function; {TWO_FORMS}")
+    if options.kind != "auto":
+        return options.kind
+    if getattr(obj, "per_sample", False):
+        return "function"
+    if isinstance(obj, type):
+        return "factory"   # a class: its instances are the reward functions
+    sig = _signature(obj)
+    if sig is None:
+        raise TypeError(f"its signature cannot be read, so it is neither a factory nor a reward function that "
+                        f"can be checked; {TWO_FORMS}")
+    return "function" if any(p in sig.parameters for p in CONTRACT_PARAMS) else "factory"
+
+
+def resolve_reward(name: str) -> ResolvedReward:
+    """Look ``name`` up (registry, or import path) and tell its form. KeyError: unknown name or a bad import
+    path; TypeError: it is neither a factory nor a reward function (the message explains both)."""
+    registry = rewards()
+    obj = registry.get(name)
+    options = reward_options(obj)
+    return ResolvedReward(name, obj, reward_kind(obj, options), "registry" if name in registry else "import path",
+                          options)
+
+
+def _signature(obj: Any) -> inspect.Signature | None:
     try:
-        factory = get_reward_factory(name)
-    except KeyError as exc:
-        return [str(exc.args[0])]
-    if not callable(factory):
-        return [f"{name!r} is not callable"]
-    try:
-        sig = inspect.signature(factory)
+        return inspect.signature(obj, eval_str=True)   # resolves `from __future__ import annotations` strings
     except (TypeError, ValueError):
-        return []
-    try:
-        sig.bind(**kwargs)
-    except TypeError as exc:
-        accepted = [p for p in sig.parameters if sig.parameters[p].kind not in
-                    (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
-        unknown = [k for k in kwargs if k not in sig.parameters]
-        has_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+        return None
+    except Exception:  # noqa: BLE001 - an annotation that does not evaluate: check names, not types
+        try:
+            return inspect.signature(obj)
+        except (TypeError, ValueError):
+            return None
+
+
+def _type_problems(sig: inspect.Signature, kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Check each kwarg against its parameter's annotation; (values as the annotation types them, problems)."""
+    out, problems = dict(kwargs), []
+    for key, value in kwargs.items():
+        param = sig.parameters.get(key)
+        ann = param.annotation if param is not None else inspect.Parameter.empty
+        if ann is inspect.Parameter.empty or isinstance(ann, str) or ann is Any:
+            continue
+        try:
+            adapter = TypeAdapter(ann)
+        except Exception:  # noqa: BLE001 - an annotation pydantic cannot check (an arbitrary class): skip it
+            continue
+        try:
+            # Lax mode takes "1.5" for a float (YAML quoting) and passes the number on; a boolean for a number
+            # would become 1/0 there, so booleans are checked strictly.
+            out[key] = adapter.validate_python(value, strict=isinstance(value, bool) or None)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            problems.append((key, f"{err['msg']}: got {value!r}; the parameter is `{key}: "
+                                  f"{inspect.formatannotation(ann)}`"))
+    return out, problems
+
+
+def bind_reward_kwargs(resolved: ResolvedReward, kwargs: dict[str, Any]
+                       ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Bind an entry's keys to the factory's (or reward function's own) parameters and type-check them against
+    the annotations. Returns (the kwargs to pass, problems as (key, message); key '' for the entry)."""
+    sig = _signature(resolved.obj)
+    if sig is None:
+        return dict(kwargs), []
+    params = sig.parameters
+    settable = [n for n, p in params.items() if p.kind not in (inspect.Parameter.VAR_KEYWORD,
+                                                               inspect.Parameter.VAR_POSITIONAL)]
+    name = resolved.name
+    if resolved.kind == "function":
+        settable = [n for n in settable if n not in TRL_PASSED]
+        unknown = [k for k in kwargs if k not in settable]
+        if unknown:
+            return {}, [(k, f"{name!r} is a plain reward function, so an entry key can only set one of its own "
+                            f"parameters, and it has no parameter {k!r}{did_you_mean(k, settable)} (settable: "
+                            f"{', '.join(settable) or 'none'}); to configure it, wrap it in a factory; {TWO_FORMS}")
+                        for k in unknown]
+    else:
+        has_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        unknown = [k for k in kwargs if k not in params]
         if unknown and not has_var_kw:
-            return [f"reward {name!r} takes no argument {k!r}{did_you_mean(k, accepted)}; "
-                    f"it accepts: {', '.join(accepted) or '(none)'}" for k in unknown]
-        return [f"reward {name!r}: {exc}; it accepts: {', '.join(accepted) or '(none)'}"]
-    validator = KWARG_VALIDATORS.get(id(factory))
-    if validator is not None:
-        return list(validator(kwargs))
-    return []
+            return {}, [(k, f"reward {name!r} takes no argument {k!r}{did_you_mean(k, settable)}; it accepts: "
+                            f"{', '.join(settable) or '(none)'}") for k in unknown]
+        try:
+            sig.bind(**kwargs)
+        except TypeError as exc:
+            return {}, [("", f"reward {name!r} was read as a factory (it has no `completions`, `prompts` or "
+                             f"`completion_ids` parameter) and {exc}; it accepts: {', '.join(settable) or '(none)'}."
+                             f" Note: {TWO_FORMS}")]
+    return _type_problems(sig, kwargs)
+
+
+def reward_entry_problems(name: str, kwargs: dict[str, Any]) -> list[tuple[str, str]]:
+    """Problems of one entry as (key under the entry, message): an unknown name, a bad import path, an object
+    of neither form, keys that do not bind or have the wrong type, or a failed ``validate=`` hook."""
+    try:
+        resolved = resolve_reward(name)
+    except KeyError as exc:
+        return [("name", str(exc.args[0]))]
+    except TypeError as exc:
+        return [("name", f"{name!r}: {exc}")]
+    _, problems = bind_reward_kwargs(resolved, kwargs)
+    if problems:
+        return problems
+    validator = KWARG_VALIDATORS.get(id(resolved.obj))
+    return [("", msg) for msg in validator(kwargs)] if validator is not None else []
+
+
+def check_reward_kwargs(name: str, kwargs: dict[str, Any]) -> list[str]:
+    """:func:`reward_entry_problems` as messages (each prefixed with its key). Empty when the entry is usable.
+    Does not call the factory."""
+    return [f"{key}: {msg}" if key and key != "name" else msg for key, msg in reward_entry_problems(name, kwargs)]
+
+
+def build_reward(name: str, kwargs: dict[str, Any]) -> tuple[Callable[..., Any], ResolvedReward]:
+    """The reward function of an entry: the factory called once with its (type-checked) kwargs, or the plain
+    function (with the keys bound to its parameters). Logs which form it saw. Raises TypeError/ValueError."""
+    resolved = resolve_reward(name)
+    bound, problems = bind_reward_kwargs(resolved, kwargs)
+    if problems:
+        raise TypeError("; ".join(f"{k}: {m}" if k else m for k, m in problems))
+    log.info("%s", resolved.describe())
+    if resolved.kind == "factory":
+        fn = resolved.obj(**bound)
+        if not callable(fn):
+            raise TypeError(f"the factory returned {type(fn).__name__}, not a function; a factory must return the "
+                            f"reward function. Note: {TWO_FORMS}")
+        return fn, resolved
+    return (functools.partial(resolved.obj, **bound) if bound else resolved.obj), resolved
 
 
 def check_function_kwargs(registry: Registry, name: str, kwargs: dict[str, Any]) -> list[str]:
@@ -111,3 +253,16 @@ def check_function_kwargs(registry: Registry, name: str, kwargs: dict[str, Any])
     except (TypeError, ValueError) as exc:
         return [f"{registry.kind} {name!r}: {exc}"]
     return []
+
+
+def required_columns(name: str, kwargs: dict[str, Any]) -> list[str]:
+    """The row columns the reward ``name`` declared it needs (``@needs_columns``) for these kwargs; [] for an
+    unknown name (reported elsewhere) or a reward that declared none."""
+    from pipelines.rewards.registry import REQUIRED_COLUMNS
+
+    try:
+        factory = get_reward_factory(name)
+    except Exception:  # noqa: BLE001 - a name that does not resolve is reported by check_reward_kwargs
+        return []
+    columns = REQUIRED_COLUMNS.get(id(factory))
+    return list(columns(kwargs)) if columns is not None else []

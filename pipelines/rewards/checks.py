@@ -12,15 +12,16 @@ from pipelines.rewards.config import NamedFunction, RewardSection
 
 def check_reward_funcs(datasets: Sequence[Any], file: str) -> list[Problem]:
     """Every reward entry of every dataset; a dataset entry that did not validate (a raw dict) is skipped."""
-    from pipelines.rewards.catalog import check_reward_kwargs, entry_kwargs
+    from pipelines.rewards.catalog import entry_kwargs, reward_entry_problems
 
     problems = []
     for i, ds in enumerate(datasets):
         if isinstance(ds, dict):
             continue
         for j, entry in enumerate(ds.reward_funcs):
-            for msg in check_reward_kwargs(entry.name, entry_kwargs(entry)):
-                problems.append(Problem(file, f"datasets[{i}].reward_funcs[{j}]", msg))
+            where = f"datasets[{i}].reward_funcs[{j}]"
+            for key, msg in reward_entry_problems(entry.name, entry_kwargs(entry)):
+                problems.append(Problem(file, f"{where}.{key}" if key else where, msg))
     return problems
 
 

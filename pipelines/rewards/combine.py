@@ -50,7 +50,9 @@ def _as_float(value: Any, what: str) -> float | None:
         number = float(value)
     except (TypeError, ValueError):
         raise RewardFunctionError(f"{what} returned {value!r}; it must return a number or None") from None
-    return None if math.isnan(number) else number
+    if not math.isfinite(number):   # never trained on, never written (the export must stay strict JSON)
+        raise RewardFunctionError(f"{what} returned {value!r}; it must return a finite number or None")
+    return number
 
 
 def combine(scores: Sequence[Score | None], combination: PostProcessor) -> float | None:

@@ -8,6 +8,8 @@ from pydantic import ConfigDict, Field
 
 from pipelines.common.schema import StrictModel
 
+DEFAULT_SYNC_TIMEOUT_S = 300.0
+
 
 # A label names metrics (`rewards/<dataset>/<reward>/mean`): letters, digits, `_`, `.` and `-` only.
 LABEL_PATTERN = r"^[A-Za-z0-9_.\-]+$"
@@ -29,16 +31,23 @@ class RewardSection(StrictModel):
     combination_function: Union[str, NamedFunction] = Field(
         "sum", description="Combines one completion's reward scores: sum, mean, weighted_sum, min, product, or "
                            "a function registered in post_processors.py; a name or {name, kwargs}.")
+    sync_timeout_s: Optional[float] = Field(
+        DEFAULT_SYNC_TIMEOUT_S, gt=0, allow_inf_nan=False,
+        description="Seconds one call of a synchronous (plain `def`) reward function may take before it is a "
+                    "reward error naming the function (the run stops; a checkpoint is saved). null: no limit. "
+                    "Rewards registered main_thread (TRL's math-verify rewards) bound themselves instead.")
     scaling_function: Union[str, NamedFunction] = Field(
         "identity", description="Scales the batch of combined rewards: identity (alias none), zscore, minmax, "
                                 "rank, clip, or a registered function; a name or {name, kwargs}.")
 
 
 class RewardFuncEntry(StrictModel):
-    """One reward function for a dataset: `name` plus keyword arguments for its factory."""
+    """One reward function for a dataset: `name` plus keyword arguments for its factory (or for a plain reward
+    function's own parameters)."""
 
     model_config = ConfigDict(extra="allow")
-    name: str = Field(description="Name registered with @register_reward_function, or `module:function`.")
+    name: str = Field(description="Name registered with @register_reward_function, or `package.module:function`: a "
+                                  "factory or a plain reward function (TRL's contract), told apart by signature.")
     label: Optional[str] = Field(None, pattern=LABEL_PATTERN, description="Names this reward in metrics and "
                                  "score records (`rewards/<dataset label>/<label>/mean`); default: the function "
                                  "name (`_2`, `_3` for repeats). Unique within a dataset. An LLM judge also names "
@@ -46,8 +55,12 @@ class RewardFuncEntry(StrictModel):
     weight: float = Field(1.0, description="Weight used by weighted_sum.")
     gate: bool = Field(False, description="If true, a score of 0 from this function zeroes the combined reward.")
 
+    text_completions: Optional[bool] = Field(
+        None, description="true: the function gets each completion as plain text instead of TRL's message list "
+                          "(for rewards written as `len(completion)`); null: as the function was registered.")
+
     @property
     def kwargs(self) -> dict[str, Any]:
-        """Factory keyword arguments: every key but name, label, weight and gate (``catalog.entry_kwargs`` adds
-        ``label`` for a factory that takes one)."""
+        """Factory keyword arguments: every key but name, label, weight, gate and text_completions
+        (``catalog.entry_kwargs`` adds ``label`` for a factory that takes one)."""
         return dict(self.model_extra or {})

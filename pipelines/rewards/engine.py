@@ -2,8 +2,10 @@
 
 Each completion is scored by the reward functions of its own dataset (its row's ``dataset_index``), so
 datasets with entirely different reward configs mix in one batch. All reward calls of a batch run
-concurrently (``async def`` ones on the event loop, sync ones in worker threads); then each completion's
-scores are combined (``reward.combination_function``) and the batch is scaled (``reward.scaling_function``).
+concurrently on the stack's own event loop (``async def`` ones as coroutines, sync ones in daemon worker
+threads bounded by ``reward.sync_timeout_s``, and rewards registered ``main_thread`` on the main thread while it
+waits: see :mod:`pipelines.rewards.threads`); then each completion's scores are combined
+(``reward.combination_function``) and the batch is scaled (``reward.scaling_function``).
 
 Component names are ``<dataset label>/<reward label>`` (``quickstart/keyword``): the dataset's ``label`` (default:
 its file name without extension) and the reward's ``label`` (default: the function name). A default used twice
@@ -24,10 +26,11 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine, Sequence
 from pipelines.rewards import catalog
 from pipelines.rewards.combine import PostProcessor, Score, combine, scale
 from pipelines.rewards.config import RewardSection
-from pipelines.rewards.errors import CircuitBreakerOpen, RewardFunctionError
+from pipelines.rewards.errors import CircuitBreakerOpen, RewardFunctionError, RewardTimeout
 from pipelines.rewards.export import HighScoreExport, high_score_record
-from pipelines.rewards.forms import call_reward
+from pipelines.rewards.forms import call_reward, is_async_callable, text_completions
 from pipelines.rewards.metrics import RewardMetrics
+from pipelines.rewards.threads import MainThreadPump
 
 if TYPE_CHECKING:  # a dataset entry: its `path` and `reward_funcs` are all the stack reads
     from pipelines.data.config import DatasetEntry
@@ -48,6 +51,7 @@ class Component:
     fn: Callable[..., Any]
     weight: float = 1.0
     gate: bool = False
+    main_thread: bool = False   # a sync reward that must run on the main thread (math-verify's signal timeouts)
 
     @property
     def label(self) -> str:
@@ -100,7 +104,8 @@ def component_names(datasets: Sequence[DatasetEntry]) -> list[list[str]]:
 
 
 def build_components(datasets: Sequence[DatasetEntry]) -> list[list[Component]]:
-    """Call every factory once; RewardFunctionError names the entry whose factory failed."""
+    """Call every factory once (a plain reward function is used as it is); RewardFunctionError names the entry
+    whose factory failed. An entry's ``text_completions`` overrides the registered default."""
     names = component_names(datasets)
     out: list[list[Component]] = []
     for i, ds in enumerate(datasets):
@@ -108,14 +113,15 @@ def build_components(datasets: Sequence[DatasetEntry]) -> list[list[Component]]:
         for j, entry in enumerate(ds.reward_funcs):
             where = f"datasets[{i}].reward_funcs[{j}] ({entry.name!r}, dataset {ds.path})"
             try:
-                fn = catalog.get_reward_factory(entry.name)(**catalog.entry_kwargs(entry))
+                fn, resolved = catalog.build_reward(entry.name, catalog.entry_kwargs(entry))
             except Exception as exc:
                 raise RewardFunctionError(f"{where}: building the reward function failed: "
                                           f"{type(exc).__name__}: {exc}") from exc
-            if not callable(fn):
-                raise RewardFunctionError(f"{where}: the factory returned {type(fn).__name__}, not a function; a "
-                                          f"factory must return the reward function")
-            comps.append(Component(names[i][j], entry.name, i, ds.path, fn, entry.weight, entry.gate))
+            as_text = resolved.options.text_completions if entry.text_completions is None else entry.text_completions
+            if as_text:
+                fn = text_completions(fn)
+            main_thread = resolved.options.main_thread and not is_async_callable(fn)
+            comps.append(Component(names[i][j], entry.name, i, ds.path, fn, entry.weight, entry.gate, main_thread))
         out.append(comps)
     return out
 
@@ -148,6 +154,12 @@ class RewardStack:
         self.combination = PostProcessor.from_config(reward.combination_function, catalog.combinations())
         self.scaling = PostProcessor.from_config(reward.scaling_function, catalog.scalings())
         self.components = build_components(self.datasets)
+        self.sync_timeout = reward.sync_timeout_s
+        self._pump = MainThreadPump()
+        sync = [c.label for comps in self.components for c in comps if not is_async_callable(c.fn)]
+        if sync:
+            log.info("synchronous reward functions (%d) time out after %s per call (reward.sync_timeout_s)",
+                     len(sync), f"{self.sync_timeout:g} s" if self.sync_timeout else "no limit")
         self.metrics = RewardMetrics()
         self.export: HighScoreExport | None = None
         if run_dir is not None and reward.score_save_threshold is not None and reward.high_scoring_save_path:
@@ -229,27 +241,40 @@ class RewardStack:
     def _trl_callable(self) -> Callable[..., Any]:
         stack = self
 
-        async def reward_stack(prompts, completions, **kwargs):
-            """TRL reward function: routes, combines, scales, records metrics and the high-scoring export."""
+        def reward_stack(prompts, completions, **kwargs):
+            """TRL reward function: routes, combines, scales, records metrics and the high-scoring export.
+
+            Synchronous on purpose: TRL calls it on the main thread, which then runs the stack's loop to the
+            end of the batch and meanwhile the rewards that need the main thread (see ``_run``)."""
             state = kwargs.get("trainer_state")
             step = getattr(state, "global_step", None)
             # The batch being scored trains optimizer step global_step + 1: the number TRL logs it under and
             # the checkpoint-N that first contains it.
             step = step + 1 if isinstance(step, int) else None
-            results = await stack._score(list(prompts), list(completions), kwargs, raise_errors=True)
+            results = stack._run(stack._score(list(prompts), list(completions), kwargs, raise_errors=True))
             stack._record(prompts, completions, kwargs, results, step)
             return [r.scaled for r in results]
 
         return reward_stack
 
     def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        """Run ``coro`` on the stack's own long-lived loop (async clients stay bound to one loop)."""
+        """Run ``coro`` on the stack's own long-lived loop (async clients stay bound to one loop).
+
+        On the main thread, the wait runs the jobs of ``main_thread`` rewards, and Ctrl-C cancels the batch."""
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
             self._loop_thread = threading.Thread(target=self._loop.run_forever, name="RewardStack-loop",
                                                  daemon=True)
             self._loop_thread.start()
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        loop = self._loop
+        if threading.current_thread() is threading.main_thread():
+            return self._pump.run_until_done(lambda: asyncio.run_coroutine_threadsafe(coro, loop))
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
 
     def _dataset_indices(self, kwargs: dict[str, Any], n: int) -> list[int]:
         raw = kwargs.get("dataset_index")
@@ -312,9 +337,13 @@ class RewardStack:
                              ) -> tuple[list[float | None], list[str | None]]:
         n = len(completions)
         try:
-            return await call_reward(comp.fn, prompts, completions, kwargs, comp.label), [None] * n
-        except CircuitBreakerOpen:
-            raise
+            scores = await call_reward(comp.fn, prompts, completions, kwargs, comp.label,
+                                       timeout=self.sync_timeout, pump=self._pump, main_thread=comp.main_thread)
+            return scores, [None] * n
+        except (CircuitBreakerOpen, RewardTimeout) as exc:
+            if raise_errors or isinstance(exc, CircuitBreakerOpen):
+                raise
+            return [None] * n, [str(exc)] * n   # retrying one by one would wait out the timeout n times
         except Exception as exc:
             message = str(exc) if isinstance(exc, RewardFunctionError) else \
                 f"{comp.label} raised {type(exc).__name__}: {exc}"

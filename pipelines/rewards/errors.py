@@ -14,3 +14,13 @@ class CircuitBreakerOpen(RuntimeError):
 
 class RewardFunctionError(RuntimeError):
     """A reward function raised; the message names the dataset and the function."""
+
+
+class RewardTimeout(RewardFunctionError):
+    """A synchronous reward function did not return within ``reward.sync_timeout_s``.
+
+    The trainer saves a checkpoint (the step had not updated anything) and stops; the run resumes once the
+    reward is fixed or the limit raised.
+    """
+
+    resumable = True

@@ -12,10 +12,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 import math
 from typing import Any, Callable, Sequence
 
 from pipelines.rewards.errors import RewardFunctionError
+from pipelines.rewards.threads import MainThreadPump, run_in_thread
+
+log = logging.getLogger(__name__)
+_WARNED: set[str] = set()
 
 
 def completion_text(completion: Any) -> str:
@@ -102,18 +107,48 @@ def per_sample(fn: Callable[..., Any]) -> Callable[..., Any]:
     return batch
 
 
+def text_completions(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (batch form) called with each completion as plain text instead of TRL's message list, so a reward
+    written as ``len(completion)`` measures the text (the ``text_completions`` flag)."""
+    if is_async_callable(fn):
+        @functools.wraps(fn)
+        async def as_text_async(*args, completions, **kwargs):
+            return await fn(*args, completions=[completion_text(c) for c in completions], **kwargs)
+        return as_text_async
+
+    @functools.wraps(fn)
+    def as_text(*args, completions, **kwargs):
+        return fn(*args, completions=[completion_text(c) for c in completions], **kwargs)
+    return as_text
+
+
 async def call_reward(fn: Callable[..., Any], prompts: list[Any], completions: list[Any],
-                      kwargs: dict[str, Any], label: str) -> list[float | None]:
-    """Call a batch-form reward (async: awaited; sync: in a worker thread) and check what it returns."""
+                      kwargs: dict[str, Any], label: str, *, timeout: float | None = None,
+                      pump: MainThreadPump | None = None, main_thread: bool = False) -> list[float | None]:
+    """Call a batch-form reward and check what it returns.
+
+    ``async def``: awaited. Sync: on the main thread through ``pump`` when ``main_thread`` and the pump is
+    running, else in a daemon worker thread bounded by ``timeout`` seconds (see :mod:`.threads`).
+    """
     if is_async_callable(fn):
         out = await fn(prompts=prompts, completions=completions, **kwargs)
     else:
-        out = await asyncio.to_thread(functools.partial(fn, prompts=prompts, completions=completions, **kwargs))
+        call = functools.partial(fn, prompts=prompts, completions=completions, **kwargs)
+        if main_thread and pump is not None and pump.active:
+            out = await pump.run(call)
+        else:
+            if main_thread and label not in _WARNED:
+                _WARNED.add(label)
+                log.warning("%s asks for the main thread, but this batch is scored from another thread: it runs "
+                            "in a worker thread, where math-verify turns its own timeouts off; the per-call "
+                            "timeout (reward.sync_timeout_s) bounds it instead", label)
+            out = await run_in_thread(call, timeout, label)
     return coerce_scores(out, len(completions), label)
 
 
 def coerce_scores(out: Any, n: int, label: str) -> list[float | None]:
-    """Check a reward function's output: ``n`` numbers or ``None`` s; NaN counts as ``None``."""
+    """Check a reward function's output: ``n`` finite numbers or ``None`` s. inf and NaN are errors: a
+    non-finite reward would poison the advantages (or be dropped silently) and is not valid JSON."""
     if hasattr(out, "tolist"):  # numpy arrays, torch tensors
         out = out.tolist()
     if not isinstance(out, (list, tuple)):
@@ -132,5 +167,8 @@ def coerce_scores(out: Any, n: int, label: str) -> list[float | None]:
         except (TypeError, ValueError):
             raise RewardFunctionError(f"{label} returned {value!r}, which is not a number; return a float or "
                                       f"None") from None
-        scores.append(None if math.isnan(number) else number)
+        if not math.isfinite(number):
+            raise RewardFunctionError(f"{label} returned {value!r} for completion {len(scores)}; a reward must be a "
+                                      f"finite number (return None for 'not applicable')")
+        scores.append(number)
     return scores

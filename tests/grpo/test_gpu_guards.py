@@ -80,11 +80,16 @@ def test_processes_within_the_gpus_or_on_cpu_are_accepted(fake_gpus, tmp_path, c
     assert validate(tmp_path, capsys, "--num-processes", "2")[0] == 0
 
 
-def test_cpu_device_launches_torchrun_with_the_gpus_hidden(fake_gpus):
+def test_cpu_device_launches_torchrun_with_the_gpus_hidden(fake_gpus, monkeypatch):
+    from pipelines.launch import launch_env
+
     fake_gpus(1)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     assert "accelerate.commands.launch" in " ".join(build_command({}, 1, []))
-    cmd = " ".join(build_command({"launch": {"device": "cpu"}}, 2, []))
-    assert "torch.distributed.run --nproc_per_node 2" in cmd
+    assert launch_env({})["CUDA_VISIBLE_DEVICES"] == "0"
+    cpu = {"launch": {"device": "cpu"}}
+    assert "torch.distributed.run --nproc_per_node 2" in " ".join(build_command(cpu, 2, []))
+    assert launch_env(cpu)["CUDA_VISIBLE_DEVICES"] == ""
 
 
 def test_cpu_device_pins_the_transformers_backend_to_the_cpu(monkeypatch):

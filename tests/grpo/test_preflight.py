@@ -23,7 +23,7 @@ def test_preflight_on_the_quickstart(outputs, capsys):  # noqa: F811
     # quickstart: 8 completions (2 prompts x 4 generations) forced to max_completion_length 16
     assert int(step.group(2)) == 8 * 16 and float(step.group(1)) > 0
     assert "completions forced to 16 tokens" in out and "2 prompt(s) x 4 generations" in out
-    assert re.search(r"projected wall time for max_steps=30: \dh\d\dm\d\ds", out), out
+    assert re.search(r"projected wall time for 30 steps: \dh\d\dm\d\ds", out), out
     assert "checkpoint: saved and reloaded" in out
     assert not (outputs / "pf").exists()     # the run dir of the real run stays untouched
 

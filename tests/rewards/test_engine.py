@@ -109,16 +109,17 @@ def trl_call(stack, texts, rows, step=None):
     class State:
         global_step = step
     cols = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}
-    return asyncio.run(stack.reward_func(prompts=[r["prompt"] for r in rows],
-                                         completions=[[{"role": "assistant", "content": t}] for t in texts],
-                                         completion_ids=[[1, 2]] * len(rows), trainer_state=State(),
-                                         log_metric=lambda *a: None, **cols))
+    return stack.reward_func(prompts=[r["prompt"] for r in rows],
+                             completions=[[{"role": "assistant", "content": t}] for t in texts],
+                             completion_ids=[[1, 2]] * len(rows), trainer_state=State(),
+                             log_metric=lambda *a: None, **cols)
 
 
-def test_reward_func_is_async_for_trl():
+def test_reward_func_is_sync_for_trl():
+    """TRL calls a sync reward on its main thread: the stack's wait there runs the main-thread rewards."""
     from trl.trainer.utils import is_async_callable
     stack = stack_for(make_cfg([{"name": "keyword", "keywords": ["a"]}]))
-    assert is_async_callable(stack.reward_func) and stack.reward_func.__name__ == "reward_stack"
+    assert not is_async_callable(stack.reward_func) and stack.reward_func.__name__ == "reward_stack"
 
 
 def test_routing_across_datasets_with_different_rewards():
@@ -277,6 +278,9 @@ def test_registered_examples_in_reward_functions_work():
     assert r[0].rewards == {"ds0/example_mentions_topic": 1.0, "ds0/example_async_length": 1.0,
                             "ds0/example_echoes_answer": 1.0}
     assert r[1].rewards["ds0/example_echoes_answer"] is None and r[1].combined == 0.0
+    # the plain-function example gets text (len counts characters) and its entry sets its own parameter
+    plain = stack_for(make_cfg([{"name": "example_length_penalty", "ideal": 5}]))
+    assert [x.combined for x in plain.score_batch(None, ["abc", "abcdefg"], [row(0), row(0)])] == [-2.0, -2.0]
 
 
 def test_registry_refuses_duplicates_and_suggests():

@@ -1,7 +1,6 @@
 """The high-scoring export: record format, threshold, crash safety and resume truncation."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -23,9 +22,9 @@ def call(stack, texts, rows, global_step):
     state = State()
     state.global_step = global_step
     cols = {k: [r[k] for r in rows] for k in rows[0] if k != "prompt"}
-    return asyncio.run(stack.reward_func(prompts=[r["prompt"] for r in rows],
-                                         completions=[[{"role": "assistant", "content": t}] for t in texts],
-                                         trainer_state=state, **cols))
+    return stack.reward_func(prompts=[r["prompt"] for r in rows],
+                             completions=[[{"role": "assistant", "content": t}] for t in texts],
+                             trainer_state=state, **cols)
 
 
 def test_records_hold_everything_and_only_high_scores(tmp_path):

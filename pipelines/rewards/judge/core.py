@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from pipelines.rewards.errors import CircuitBreakerOpen
 from pipelines.rewards.judge.cache import JudgeCache, cache_key
@@ -53,6 +53,7 @@ class JudgeOptions:
 class _Outcome:
     reward: Optional[float]
     error: Optional[str] = None
+    exchanges: list[dict[str, Any]] | None = None   # each judge reply and how it was read, for an observer
 
 
 def _content_text(content: Any) -> str:
@@ -98,6 +99,9 @@ class LLMJudge:
         self.metrics = JudgeMetrics(options.label, generic=options.format_score is not None)
         self._reask_text = ("Your answer could not be read ({error}). Answer again, ending with "
                             + format_instructions(options.score_types) + ".")
+        # Called once per completion of a batch with what happened to it (reward, error, each reply and its
+        # reading); the offline scorer shows it (score_completions --show-judge). None: nothing is kept.
+        self.observer: Optional[Callable[[dict[str, Any]], None]] = None
 
     # -- request building ------------------------------------------------------------------------------------
     def judged_text(self, completion: Any) -> str:
@@ -150,30 +154,33 @@ class LLMJudge:
     async def judge_one(self, messages: list[dict[str, str]], key: Optional[str]) -> _Outcome:
         """Ask, re-ask on a parse failure, and report the reward or the reason there is none."""
         opts, conversation, last_error = self.options, messages, ""
+        exchanges: list[dict[str, Any]] = []
         for _ in range(opts.format_retries + 1):
             try:
                 answer = await self.transport.complete(conversation, opts.params or {})
             except JudgeCallFailed as exc:
                 self.metrics.add(calls=exc.attempts, retries=exc.attempts - 1, failures=1)
-                return _Outcome(None, f"judge call failed: {exc}")
+                return _Outcome(None, f"judge call failed: {exc}", exchanges)
             self.metrics.add(calls=answer.attempts, retries=answer.attempts - 1,
                              prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
             self.metrics.latency(answer.latency_s)
             parsed = self.parse(answer.text)
+            exchanges.append({"reply": answer.text, "parsed": parsed.reward if parsed.ok else None,
+                              "parse_error": None if parsed.ok else (parsed.error or "unparseable")})
             if parsed.ok:
                 if self.cache is not None and key is not None:
                     self.cache.put(key, answer.text or "", self.transport.model)
-                return _Outcome(parsed.reward)
+                return _Outcome(parsed.reward, exchanges=exchanges)
             self.metrics.add(parse_failures=1)
             last_error = parsed.error or "unparseable"
             log.debug("judge %s: unparseable answer (%s): %.500r", opts.label, last_error, answer.text)
             if opts.format_score is not None:
                 self.metrics.add(format_scored=1)
-                return _Outcome(opts.format_score)
+                return _Outcome(opts.format_score, exchanges=exchanges)
             conversation = messages + [{"role": "assistant", "content": answer.text or ""},
                                        {"role": "user", "content": self._reask_text.format(error=last_error)}]
         self.metrics.add(unparsed=1)
-        return _Outcome(None, f"judge answer could not be parsed: {last_error}")
+        return _Outcome(None, f"judge answer could not be parsed: {last_error}", exchanges)
 
     # -- a batch ---------------------------------------------------------------------------------------------
     def _breaker_message(self, bad: int, sent: int, last_error: str) -> str:
@@ -181,7 +188,7 @@ class LLMJudge:
         return (f"LLM judge {self.options.label!r} (model {t.model!r} at {t.base_url}): {bad} of {sent} judge calls "
                 f"in this batch gave no score after {t.max_retries} retries and {self.options.format_retries} format "
                 f"re-asks, more than max_failure_rate={self.options.max_failure_rate:g}. Last error: {last_error}. "
-                "Check the endpoint (.venv/bin/python run_pipeline.py --validate --check-judges), then resume the run")
+                "Check the endpoint (.venv/bin/python run_pipeline.py --validate --check-judges)")
 
     async def score(self, prompts: Sequence[Any], completions: Sequence[Any], **columns: Any) -> list[Optional[float]]:
         """TRL's batch contract: one reward (or None) per completion."""
@@ -197,6 +204,7 @@ class LLMJudge:
         rewards: list[Optional[float]] = [decided[i] if decided[i] is not None else self._cached(keys[i])
                                           for i in range(n)]
         missing = [i for i in asked if rewards[i] is None]
+        cached = set(asked) - set(missing)
         if n - len(asked):
             self.metrics.add(prechecked=n - len(asked))
         # With a cache, identical requests in one batch (GRPO often samples the same short completion twice)
@@ -217,7 +225,22 @@ class LLMJudge:
             self.metrics.add(fallbacks=len(bad))
             log.warning("judge %s: %d of %d calls gave no score (scored %s); last error: %s", self.options.label,
                         len(bad), len(todo), "None" if fallback is None else f"{fallback:g}", bad[-1].error)
+        if self.observer is not None:
+            how = {i: "decided without asking the judge" for i in range(n) if decided[i] is not None}
+            how.update({i: "cached answer" for i in cached})
+            self._observe(rewards, columns, how, {i: by_index[first[keys[i] if keys[i] is not None else i]]
+                                                  for i in missing})
         return rewards
+
+    def _observe(self, rewards: list[Optional[float]], columns: dict[str, Any], how: dict[int, str],
+                 outcomes: dict[int, _Outcome]) -> None:
+        row_ids = columns.get("row_id")
+        for i, reward in enumerate(rewards):
+            outcome = outcomes.get(i)
+            self.observer({"judge": self.options.label, "index": i, "reward": reward,
+                           "row_id": row_ids[i] if isinstance(row_ids, (list, tuple)) and i < len(row_ids) else None,
+                           "note": how.get(i), "error": outcome.error if outcome else None,
+                           "exchanges": (outcome.exchanges or []) if outcome else []})
 
     async def _run_all(self, requests: list[list[dict[str, str]]], keys: list[Optional[str]]) -> list[_Outcome]:
         """Judge every request concurrently; trip the breaker as soon as the batch cannot stay under it."""

@@ -22,9 +22,12 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from pipelines.rewards.judge.rubric import ScoreType
+from pipelines.rewards.textscan import strip_blocks, tag_contents
 
-_THINK_BLOCK_RE = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
-_NUMBER_RE = re.compile(r"^\s*\**\s*([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*(?:/\s*\d+(?:\.\d*)?)?\s*\**\s*$")
+# A tag's content is read piece by piece with string strips and these two anchored patterns: the one-regex form
+# (`^\s*\**\s*NUMBER\s*(?:/\s*NUMBER)?\s*\**\s*$`) backtracked cubically on long runs of spaces.
+_NUMBER_RE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
+_DENOMINATOR_RE = re.compile(r"\d+(?:\.\d*)?")
 
 
 @dataclass
@@ -43,7 +46,7 @@ class ParseResult:
 
 def strip_judge_reasoning(text: str) -> Optional[str]:
     """The judge's answer without its reasoning; None when reasoning was opened and never closed."""
-    out = _THINK_BLOCK_RE.sub("", text)
+    out = strip_blocks(text, "<think>", "</think>", ignore_case=True)   # linear, unlike a lazy regex
     lower = out.lower()
     if "</think>" in lower:
         out = out[lower.rindex("</think>") + len("</think>"):]
@@ -55,17 +58,20 @@ def strip_judge_reasoning(text: str) -> Optional[str]:
 
 def last_tag_value(text: str, name: str) -> Optional[str]:
     """The content of the last ``<name>…</name>`` tag in ``text``, or None."""
-    pattern = re.compile(rf"<{re.escape(name)}>(.*?)</{re.escape(name)}>", re.DOTALL | re.IGNORECASE)
-    found = pattern.findall(text)
+    found = tag_contents(text, f"<{name}>", f"</{name}>", ignore_case=True)
     return found[-1] if found else None
 
 
 def parse_number(value: str) -> Optional[float]:
     """A tag's content as a finite number (``7``, `` 7.5 ``, ``**7**``, ``7/10``), else None."""
-    match = _NUMBER_RE.match(value)
+    core = value.strip().lstrip("*").lstrip().rstrip("*").rstrip()
+    match = _NUMBER_RE.match(core)
     if not match:
         return None
-    number = float(match.group(1))
+    rest = core[match.end():].lstrip()
+    if rest and not (rest[0] == "/" and _DENOMINATOR_RE.fullmatch(rest[1:].lstrip())):
+        return None
+    number = float(match.group(0))
     return number if math.isfinite(number) else None
 
 

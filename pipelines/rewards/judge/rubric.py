@@ -23,6 +23,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
+from pipelines.rewards.textscan import strip_blocks
+
 BUILTIN_PLACEHOLDERS = ("input_text", "conversation", "output_text", "answer")
 # Keys TRL passes to reward functions that are not data columns: a rubric cannot use them.
 RESERVED_NAMES = ("prompt", "prompts", "completion", "completions", "completion_ids", "trainer_state",
@@ -226,7 +228,7 @@ def strip_reasoning(text: str, start: Optional[str], end: Optional[str]) -> str:
         return text.strip()
     out = text
     if start:
-        out = re.sub(re.escape(start) + r".*?" + re.escape(end), "", out, flags=re.DOTALL)
+        out = strip_blocks(out, start, end)   # linear, unlike re.sub(start.*?end)
         if start in out and end not in out[out.index(start):]:
             out = out[:out.index(start)]
     if end in out:

@@ -2,7 +2,6 @@
 programmatic reward, its metrics merged, its breaker propagating, its clients closed."""
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 
@@ -31,11 +30,11 @@ def test_judge_routed_combined_and_metrics_merged(tmp_path):
             results = stack.score_batch(None, ["a good answer", "meh", "x"], rows)
             assert [r.combined for r in results] == [10.0, 1.0, 1.0]
             assert len(srv.requests) == 2          # only dataset 0's completions went to the judge
-            # through the TRL-facing callable too, on a loop of its own like TRL's
+            # through the TRL-facing callable too, as TRL calls it (sync, on this thread)
             prompts = [r["prompt"] for r in rows]
             completions = [[{"role": "assistant", "content": c}] for c in ("good", "bad", "x")]
             columns = {k: [r[k] for r in rows] for k in ("answer", "dataset_index", "dataset_path", "row_id")}
-            scaled = asyncio.run(stack.reward_func(prompts, completions, trainer_state=None, **columns))
+            scaled = stack.reward_func(prompts, completions, trainer_state=None, **columns)
             assert scaled == [10.0, 1.0, 1.0]
             metrics = stack.pop_metrics()
             judge_keys = [k for k in metrics if "judge/grader/samples" in k]
