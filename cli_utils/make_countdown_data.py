@@ -1,10 +1,10 @@
-"""Generate Countdown rows (ShareGPT) whose targets are reachable, for pipelines/grpo/configs/countdown.yaml.
+"""Generate Countdown rows whose targets are reachable, for pipelines/grpo/configs/countdown.yaml.
 
 Each row draws 3 or 4 numbers and builds its target from a random expression over all of them (only
 ``+ - * /``, every intermediate a positive integer, each number used once), so every task has at least that
-solution. The row holds ``nums`` and ``target`` columns (read by the ``countdown_equation`` reward) and a
-ShareGPT conversation: the question, and a reference answer in the ``<think>…</think>\\n<answer>…</answer>``
-format. The rules of the game live in the config's system prompt, which keeps the file small.
+solution. A row is just its columns: ``nums`` and ``target`` (read by the ``countdown_equation`` reward, and by
+the config's ``prompt_template``, which writes the question) and ``solution`` (one reachable expression). No
+conversation is stored: the rules of the game live in the config's system prompt.
 
 Example: .venv/bin/python -m cli_utils.make_countdown_data --output inputs/countdown.jsonl --rows 2000 --seed 0
 """
@@ -69,11 +69,7 @@ def make_row(rng: random.Random) -> dict:
             break
     else:  # pragma: no cover - the acceptance rate is far above 1/MAX_TRIES
         raise RuntimeError("could not build a countdown task; raise MAX_TARGET")
-    question = f"Using the numbers {nums}, create an equation that equals {expr.value}."
-    answer = (f"<think>\n{expr.text} = {expr.value}, and it uses each of {nums} exactly once.\n</think>\n"
-              f"<answer>{expr.text}</answer>")
-    return {"conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}],
-            "nums": nums, "target": expr.value, "solution": expr.text}
+    return {"nums": nums, "target": expr.value, "solution": expr.text}
 
 
 def generate(rows: int, seed: int) -> list[dict]:
@@ -94,7 +90,7 @@ def write_jsonl(rows: list[dict], output: Path) -> None:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog=".venv/bin/python -m cli_utils.make_countdown_data",
-        description="Write Countdown tasks (ShareGPT rows with nums and target columns; every target reachable).")
+        description="Write Countdown tasks (rows with nums, target and solution columns; every target reachable).")
     parser.add_argument("--output", default="inputs/countdown.jsonl", help="JSONL file to write "
                         "(default inputs/countdown.jsonl).")
     parser.add_argument("--rows", type=int, default=2000, help="Number of tasks (default 2000).")

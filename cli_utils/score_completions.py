@@ -129,16 +129,10 @@ def prepare_line(line: dict, cfg, default_dataset: Optional[str], row_id: str) -
     index = resolve_dataset(line.get("dataset", default_dataset), cfg, "dataset")
     ds = cfg.datasets[index]
     raw = {k: v for k, v in line.items() if k not in CLI_KEYS}
-    try:
+    try:  # a line holding only the prompt turns is a prompt as it stands, as in training
         row = prepare_prompt(raw, ds, index, ds.path, row_id, cfg.seed)
     except BadRow as exc:
-        if exc.reason != "no_assistant_turn":
-            raise ValueError(f"unusable row: {exc}") from None
-        # A line holding only the prompt turns: score the completion as the next assistant turn.
-        key = "conversations" if "conversations" in raw else "messages"
-        turn = {"from": "gpt", "value": ""} if key == "conversations" else {"role": "assistant", "content": ""}
-        raw[key] = list(raw[key]) + [turn]
-        row = prepare_prompt(raw, ds, index, ds.path, row_id, cfg.seed)
+        raise ValueError(f"unusable row: {exc}") from None
     return row, completion
 
 
@@ -208,7 +202,10 @@ def _batches(args, cfg) -> Iterator[list[Item]]:
         settings = spec.settings.model_copy(update={"total_rows": args.sample, "shortfall": "take_all"})
         sized = dataclasses.replace(spec, settings=settings, eval_rows=0)
         for row in sample_datasets(sized, token_counter=None, config_file=args.config).train:
-            batch.append(({**row, "completion": row["answer"]}, row, row["answer"], None))
+            if row["answer"] is None:  # a prompt-only row has no reference answer to score
+                batch.append(({"row_id": row["row_id"]}, None, "", f"{row['row_id']}: no reference answer to score"))
+            else:
+                batch.append(({**row, "completion": row["answer"]}, row, row["answer"], None))
             if len(batch) >= args.batch_size:
                 yield batch
                 batch = []

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "overrides; VALUE is parsed as YAML (repeatable)")
     p.add_argument("--validate", action="store_true",
                    help="load and check everything (configs, files, rewards, data), print a summary, load no model")
+    p.add_argument("--full-scan", action="store_true",
+                   help="with --validate: read and classify every row of every data file (default: count rows "
+                        "and check only the rows that would be drawn)")
     p.add_argument("--check-judges", action="store_true",
                    help="with --validate: send one tiny request to each LLM-judge endpoint")
     p.add_argument("--preflight", action="store_true",
@@ -190,7 +193,7 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
                       run_dir=run_dir, outputs_root=Path(args.outputs), manifests=manifests,
                       num_processes=args.num_processes, validate_only=args.validate or args.preflight,
                       launched=args.launched_rank, secret_fields=env.secret_fields, ref_scope=scope,
-                      notices=notices)
+                      full_scan=args.full_scan, notices=notices)
     cfg, node_problems = validate_node_config(spec, raw, ctx)
     return PlannedNode(label, spec, cfg, ctx), problems + node_problems
 
@@ -361,7 +364,10 @@ def _run_in_run_dir(node: PlannedNode, args: argparse.Namespace, lock: RunLock, 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.full_scan and not args.validate:
+        parser.error("--full-scan only applies with --validate (training reads only the rows it draws)")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     redact_handlers(logging.getLogger().handlers)   # the console too: secrets are registered while planning

@@ -41,12 +41,20 @@ def test_every_generated_task_is_solved_by_its_expression():
     assert any("/" in r["solution"] for r in rows) and any("*" in r["solution"] for r in rows)
 
 
-def test_reference_answers_have_the_trained_format():
-    fmt = get_reward_factory("think_answer_format")()
-    rows = mcd.generate(200, seed=5)
-    answers = [r["conversations"][1]["value"] for r in rows]
-    assert fmt(prompts=[[]] * 200, completions=answers) == [1.0] * 200
-    assert equation_scores(rows, [a.split("<answer>")[1].split("</answer>")[0] for a in answers]) == [1.0] * 200
+def test_rows_are_columns_only_and_the_config_template_writes_the_question():
+    """No fake assistant turn: the config's prompt_template builds the user message from nums and target."""
+    from pipelines.common.config_io import load_yaml
+    from pipelines.data.config import DatasetEntry
+    from pipelines.data.prompts import prepare_prompt
+
+    rows = mcd.generate(20, seed=5)
+    assert all(set(r) == {"nums", "target", "solution"} for r in rows)
+    ds = DatasetEntry.model_validate(load_yaml(CONFIG)["datasets"][0])
+    row = prepare_prompt(rows[0], ds, 0, ds.path, "r", 0)
+    assert row["prompt"][0]["role"] == "system" and row["answer"] is None
+    assert row["prompt"][1] == {"role": "user", "content": f"Using the numbers {rows[0]['nums']}, create an "
+                                                           f"equation that equals {rows[0]['target']}."}
+    assert row["nums"] == rows[0]["nums"] and row["target"] == rows[0]["target"]
 
 
 def test_cli_writes_the_same_rows(tmp_path):
@@ -98,7 +106,8 @@ def test_countdown_config_validates_on_cpu(tmp_path, sets):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OK: 1 node(s) valid" in proc.stdout
-    assert "valid: 2000" in proc.stdout and "not on this machine" in proc.stdout
+    assert "2000 rows" in proc.stdout and "usable: 2000, skipped: none; format: prompt_template" in proc.stdout
+    assert "not on this machine" in proc.stdout
 
 
 @pytest.mark.slow

@@ -35,6 +35,7 @@ class NodeContext:
     manifests: dict[str, dict[str, Any]] = field(default_factory=dict)  # earlier nodes' manifests, by label
     num_processes: Optional[int] = None   # --num-processes from the command line
     validate_only: bool = False
+    full_scan: bool = False         # --validate --full-scan: classify every row of every data file
     launched: bool = False          # this process is one rank of a multi-process run started by the runner
     secret_fields: dict[str, set[str]] = field(default_factory=dict)   # key path -> secrets interpolated there
     ref_scope: str = ""             # the super-config's scope for @label.output references (common.refs)

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.data.prompts import ASSISTANT_ROLES, FORMATS, ROLES, SYSTEM_ROLES
+from pipelines.data.prompts import ASSISTANT_ROLES, FORMATS, ROLES, SYSTEM_ROLES, USER_ROLES
 
 # Checked in this order: the first that applies to a row is its reason (as in classify()).
 ORDER = ("missing_conversations", "empty_conversations", "conversations_wrong_type", "unknown_role",
@@ -62,7 +62,8 @@ def _string_array(values: list[str]) -> pa.Array:
     return pa.StringArray.from_buffers(len(data), pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(data)))
 
 
-ROLE_SET, SYSTEM_SET, ASSISTANT_SET = (sorted(ROLES), sorted(SYSTEM_ROLES), sorted(ASSISTANT_ROLES))
+ROLE_SET, SYSTEM_SET, ASSISTANT_SET, USER_SET = (sorted(ROLES), sorted(SYSTEM_ROLES), sorted(ASSISTANT_ROLES),
+                                                 sorted(USER_ROLES))
 
 
 def _per_row(parents: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
@@ -83,6 +84,7 @@ def reason_codes(column: pa.Array, key: str) -> np.ndarray:
     known = _np(pc.is_in(roles, value_set=_string_array(ROLE_SET)))
     is_system = _np(pc.is_in(roles, value_set=_string_array(SYSTEM_SET)))
     is_assistant = _np(pc.is_in(roles, value_set=_string_array(ASSISTANT_SET)))
+    is_user = _np(pc.is_in(roles, value_set=_string_array(USER_SET)))
     content = pc.struct_field(flat, content_key)
     content_null = _np(content.is_null())
     # non-empty after str.strip(): has bytes and is not all whitespace (no trimmed copy of the text is made)
@@ -94,6 +96,13 @@ def reason_codes(column: pa.Array, key: str) -> np.ndarray:
     run_starts = np.flatnonzero(np.diff(parents, prepend=-1))  # parents are sorted: one run per row
     row_first = np.repeat(run_starts, np.diff(np.append(run_starts, len(parents))))
     cut = is_assistant & (before[:-1] - before[row_first] > 0)
+    # A conversation whose last message is the user's, after some content, is a prompt as it stands.
+    # (flatten() skips null lists, whose length reads as 0 here, so cumsum - 1 is each row's last message)
+    lengths = _np(pc.list_value_length(column)).astype(np.int64)
+    last = lengths > 0
+    ends = np.zeros(n, dtype=bool)
+    ends[last] = is_user[(np.cumsum(lengths) - 1)[last]]
+    has_content = _per_row(parents, speaks.astype(bool), n)
 
     conditions = [
         _np(column.is_null()),
@@ -101,8 +110,8 @@ def reason_codes(column: pa.Array, key: str) -> np.ndarray:
         _per_row(parents, elem_null, n),
         _per_row(parents, ~known, n),
         _per_row(parents, content_null, n),
-        ~_per_row(parents, is_assistant, n),
-        ~_per_row(parents, cut, n),
+        ~_per_row(parents, is_assistant, n) & ~ends,
+        ~_per_row(parents, cut, n) & ~(ends & has_content),
     ]
     return np.select(conditions, list(range(1, len(ORDER) + 1)), default=0).astype(np.uint8)
 

@@ -30,11 +30,17 @@ def _path_of(entry: Any) -> Optional[str]:
 
 
 def check_input_paths(datasets: Sequence[Any], file: str) -> list[Problem]:
-    """Every dataset path matches a supported file (an ``@node.output`` reference is checked by the runner)."""
+    """Every dataset path matches a supported file (an ``@node.output`` reference is checked by the runner; an
+    ``hf:`` dataset when the data summary loads it)."""
     problems = []
     for i, entry in enumerate(datasets):
         path = _path_of(entry)
         if path is None or is_reference(path):
+            continue
+        if path.startswith("hf:"):
+            if not path[3:].strip():
+                problems.append(Problem(file, f"datasets[{i}].path", "hf: needs a dataset id (hf:org/name) or a "
+                                                                      "folder (hf:/path/to/folder)"))
             continue
         files = resolve_input_paths(path)
         if not files:

@@ -2,30 +2,93 @@
 samples prompts; a dataset entry also carries the reward functions that score completions of its prompts."""
 from __future__ import annotations
 
+import string
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from pipelines.common.schema import StrictModel
 from pipelines.rewards.config import LABEL_PATTERN, RewardFuncEntry
 
+DEFAULT_MAX_ROW_BYTES = 4 << 20   # 4 MiB: far above any prompt a model takes, far below what hurts memory
+
+
+def template_fields(template: str) -> list[str]:
+    """The column names a ``prompt_template`` reads (``{name}``; ``{{``/``}}`` are literal braces). Raises
+    ValueError for a malformed template or a placeholder that is not a plain column name."""
+    names: list[str] = []
+    for _, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if not name.isidentifier() and not name.replace("-", "_").replace(" ", "_").isidentifier():
+            raise ValueError(f"placeholder {{{name}}} is not a column name (write literal braces as {{{{ }}}})")
+        if spec or conversion:
+            raise ValueError(f"placeholder {{{name}{'!' + conversion if conversion else ''}"
+                             f"{':' + spec if spec else ''}}}: format specs are not supported; use {{{name}}}")
+        if name not in names:
+            names.append(name)
+    return names
+
+
+class ColumnMap(StrictModel):
+    """Which columns of a row hold its prompt, its reference answer or its conversation."""
+
+    prompt: Optional[str] = Field(None, description="Column holding the prompt: a string (one user message) or "
+                                  "a list of {role, content} messages (TRL's prompt-only format). Default: "
+                                  "`prompt`, when a row has no `conversations`/`messages`.")
+    answer: Optional[str] = Field(None, description="Column holding the reference answer, passed to rewards as "
+                                  "`answer` (as text). Default: `answer` when the row has one; else the assistant "
+                                  "turn at the cut; else none (rewards that need one say so at --validate).")
+    messages: Optional[str] = Field(None, description="Column holding the conversation: a list of {role, content} "
+                                    "or ShareGPT {from, value} messages. Default: `conversations`, then "
+                                    "`messages`.")
+
 
 class DatasetEntry(StrictModel):
-    path: str = Field(description="A .json, .jsonl or .parquet file, or a glob of them; relative to the working "
-                                  "directory.")
+    path: str = Field(description="A .json, .jsonl or .parquet file or a glob of them (relative to the working "
+                                  "directory); or `hf:<org/name>` for a Hugging Face dataset, `hf:<folder>` for a "
+                                  "local folder in the Hub layout or made by `save_to_disk`.")
     label: Optional[str] = Field(None, pattern=LABEL_PATTERN, description="Names this dataset in reward metrics "
                                  "(`rewards/<label>/<reward>/mean`); default: the file name without extension "
                                  "(`_2`, `_3` when two datasets share it). Unique across datasets.")
     percentage: float = Field(ge=0, le=1, description="Fraction of dataset_settings.total_rows drawn from here.")
+    split: str = Field("train", description="`hf:` datasets only: the split to read.")
+    subset: Optional[str] = Field(None, description="`hf:` datasets only: the subset (configuration) name.")
+    revision: Optional[str] = Field(None, description="`hf:` datasets only: a branch, tag or commit of the "
+                                                      "dataset repository.")
+    columns: ColumnMap = Field(default_factory=ColumnMap, description="Map your column names to prompt, answer "
+                               "and messages, e.g. {prompt: problem, answer: solution}.")
+    prompt_template: Optional[str] = Field(None, description="Build the user message from row columns, e.g. "
+                                           "\"Using the numbers {nums}, make {target}.\" (`{{`/`}}` for literal "
+                                           "braces; lists and numbers are written as JSON). Replaces any "
+                                           "conversation or prompt column.")
     system_prompt: Optional[str] = Field(None, description="System prompt for this dataset's prompts.")
     system_prompt_mode: Literal["prepend", "insert", "replace"] = Field(
         "prepend", description="With an existing system message: `prepend` puts system_prompt before it, "
                                "`insert` adds a separate system message first, `replace` discards it.")
     single_turn_ratio: float = Field(1.0, ge=0, le=1, description="Probability that a row is cut at its first "
-                                     "assistant turn; otherwise at a later assistant turn chosen by the seed.")
-    force_single_turn: bool = Field(False, description="Always cut at the first assistant turn.")
+                                     "assistant turn; otherwise at a later assistant turn, or at the end of a "
+                                     "conversation whose last turn is the user's, chosen by the seed.")
+    force_single_turn: bool = Field(False, description="Always cut at the first assistant turn (or the end of a "
+                                                       "conversation without one).")
     reward_funcs: list[RewardFuncEntry] = Field(min_length=1, description="Reward functions for completions "
                                                 "of this dataset's prompts.")
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _template_parses(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            if not template_fields(value):
+                raise ValueError("prompt_template names no column; write e.g. \"Solve {question}\"")
+        return value
+
+    @model_validator(mode="after")
+    def _one_prompt_source(self) -> "DatasetEntry":
+        given = [k for k, v in (("columns.prompt", self.columns.prompt), ("columns.messages", self.columns.messages),
+                                ("prompt_template", self.prompt_template)) if v]
+        if len(given) > 1:
+            raise ValueError(f"{' and '.join(given)} both say where the prompt comes from; keep one")
+        return self
 
 
 class DatasetSettings(StrictModel):
@@ -33,3 +96,6 @@ class DatasetSettings(StrictModel):
     shortfall: Literal["error", "take_all"] = Field(
         "error", description="When a dataset has fewer valid rows than asked: `error` (exit 2) or `take_all` "
                              "(use them all, with a warning).")
+    max_row_bytes: int = Field(DEFAULT_MAX_ROW_BYTES, ge=1024, description="A row larger than this many bytes "
+                               "(a JSONL line; a Parquet or Arrow row's data) is skipped unparsed and counted as "
+                               "`too_large`. Default 4 MiB.")

@@ -10,11 +10,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from pipelines.data.prompts import FORMATS
+from pipelines.data.prompts import DEFAULT_FORMAT, FORMATS, RowFormat
 from pipelines.data.scan import ScanResult, count_row
 
 BATCH_ROWS = 8_192
@@ -45,24 +45,29 @@ def _group_codes(path: Path, group: int, keys: list[str]) -> tuple[np.ndarray, n
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def scan_parquet(scan: ScanResult, path: Path, file_id: int, progress: Callable) -> None:
+def scan_parquet(scan: ScanResult, path: Path, file_id: int, progress: Callable,
+                 fmt: RowFormat = DEFAULT_FORMAT) -> None:
     """Classify every row of a Parquet file into ``scan``; vectorised when the column shape allows."""
     from pipelines.data.arrow import arrow_shape_ok
 
     pf = open_parquet(path)
     total = pf.metadata.num_rows
-    keys = [k for k in FORMATS if k in pf.schema_arrow.names]
+    names = pf.schema_arrow.names
+    keys = [k for k in FORMATS if k in names]
     scan.rows_read += total
-    if not keys:
+    if fmt.is_default and not keys and "prompt" not in names:
         scan.skipped["missing_conversations"] += total
         return
     groups = range(pf.num_row_groups)
     with progress(total, f"scan {path.name}", "row") as bar:
-        if not all(arrow_shape_ok(pf.schema_arrow.field(k).type, k) for k in keys):
+        vectorised = (fmt.is_default and keys and "prompt" not in names
+                      and all(arrow_shape_ok(pf.schema_arrow.field(k).type, k) for k in keys))
+        if not vectorised:
             start = 0
-            for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=keys):
+            for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=None if not fmt.is_default or "prompt"
+                                         in names else keys):
                 for i, raw in enumerate(batch.to_pylist()):
-                    count_row(scan, raw, file_id, start + i)
+                    count_row(scan, raw, file_id, start + i, -1, fmt)
                 start += batch.num_rows
                 bar.update(batch.num_rows)
             return
@@ -74,29 +79,45 @@ def scan_parquet(scan: ScanResult, path: Path, file_id: int, progress: Callable)
                 bar.update(len(codes))
 
 
-def _group_rows(path: Path, group: int, start: int, wanted: np.ndarray) -> list[tuple[int, Any]]:
-    """The wanted rows (file row numbers) of one row group, all columns; runs on a worker thread."""
+def take_rows(table: Any, local: np.ndarray, max_bytes: Optional[int]) -> list[tuple[Optional[str], Any]]:
+    """(reason or None, row dict) for rows ``local`` of a pyarrow table or batch; a row whose data exceeds
+    ``max_bytes`` becomes ``too_large`` without being converted to Python objects."""
     import pyarrow as pa
 
+    # indices built from a buffer: pa.array(numpy) would import pandas
+    indices = pa.Array.from_buffers(pa.int64(), len(local), [None, pa.py_buffer(local.astype(np.int64).tobytes())])
+    taken = table.take(indices)
+    out: list[tuple[Optional[str], Any]] = []
+    for i in range(taken.num_rows):
+        row = taken.slice(i, 1)
+        if max_bytes is not None and row.nbytes > max_bytes:  # nbytes counts only the bytes this row references
+            out.append(("too_large", None))
+        else:
+            out.append((None, row.to_pylist()[0]))
+    return out
+
+
+def _group_rows(path: Path, group: int, start: int, wanted: np.ndarray,
+                max_bytes: Optional[int]) -> list[tuple[int, Any]]:
+    """The wanted rows (file row numbers) of one row group, all columns; runs on a worker thread."""
     out = []
     for batch in open_parquet(path).iter_batches(batch_size=BATCH_ROWS, row_groups=[group]):
         end = start + batch.num_rows
         local = wanted[(wanted >= start) & (wanted < end)] - start
         if len(local):
-            # indices built from a buffer: pa.array(numpy) would import pandas
-            indices = pa.Array.from_buffers(pa.int64(), len(local), [None, pa.py_buffer(local.tobytes())])
-            out += [(int(i) + start, raw) for i, raw in zip(local, batch.take(indices).to_pylist())]
+            out += [(int(i) + start, result) for i, result in zip(local, take_rows(batch, local, max_bytes))]
         start = end
     return out
 
 
-def read_parquet_rows(path: Path, indices: list[int]) -> Iterator[tuple[int, Any]]:
-    """(row number, row dict) for the given row numbers of a Parquet file."""
+def read_parquet_rows(path: Path, indices: list[int], max_bytes: Optional[int] = None
+                      ) -> Iterator[tuple[int, tuple[Optional[str], Any]]]:
+    """(row number, (reason or None, row dict)) for the given row numbers of a Parquet file."""
     pf = open_parquet(path)
     wanted = np.sort(np.asarray(indices, dtype=np.int64))
     starts = np.cumsum([0] + [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)])
     groups = [int(g) for g in np.unique(np.searchsorted(starts, wanted, side="right") - 1)]
     with ThreadPoolExecutor(WORKERS) as pool:
-        tasks = [pool.submit(_group_rows, path, g, int(starts[g]), wanted) for g in groups]
+        tasks = [pool.submit(_group_rows, path, g, int(starts[g]), wanted, max_bytes) for g in groups]
         for task in tasks:
             yield from task.result()

@@ -1,37 +1,49 @@
-"""One input row -> one training prompt: conversation formats, system prompt, the cut, the prompt budget.
+"""One input row -> prompt messages: row formats, system prompt, the cut, the prompt budget.
 
-A row holds a conversation in one of two formats, detected per row (so shards and mixed files work):
-ShareGPT ``conversations: [{from, value}]`` or OpenAI ``messages: [{role, content}]``. :func:`classify` is the
-single definition of a usable row; the Parquet fast path in :mod:`pipelines.data.readers` mirrors it with
-vectorised pyarrow code, and a test keeps the two in agreement.
+A row's prompt comes from one of these, detected per row (so shards and mixed files work): a ShareGPT
+``conversations: [{from, value}]`` or OpenAI ``messages: [{role, content}]`` conversation; else a ``prompt``
+column holding a string or a message list (TRL's prompt-only format). A dataset entry may name other columns
+(``columns``) or build the user message from row columns (``prompt_template``); :class:`RowFormat` holds that
+choice. :func:`classify` is the single definition of a usable row; the vectorised pyarrow rules in
+:mod:`pipelines.data.arrow` mirror it for the default format, and a test keeps the two in agreement.
 """
 from __future__ import annotations
 
+import json
 import random
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable, Optional
 
-from pipelines.data.config import DatasetEntry
+from pipelines.data.config import DatasetEntry, template_fields
 
 # Conversation key -> (role key, content key), in detection order.
 FORMATS: dict[str, tuple[str, str]] = {"conversations": ("from", "value"), "messages": ("role", "content")}
 FORMAT_NAMES = {"conversations": "ShareGPT (conversations: from/value)",
-                "messages": "OpenAI (messages: role/content)"}
+                "messages": "OpenAI (messages: role/content)",
+                "prompt": "prompt-only (prompt: text or messages)",
+                "template": "prompt_template"}
 # Accepted role names (compared lower-cased and stripped) -> normalised role.
 ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 SYSTEM_ROLES = frozenset(r for r, v in ROLES.items() if v == "system")
 ASSISTANT_ROLES = frozenset(r for r, v in ROLES.items() if v == "assistant")
+USER_ROLES = frozenset(r for r, v in ROLES.items() if v == "user")
 
 # Why a row was skipped; the keys appear in --validate summaries and in SampleResult.stats.
 REASONS = {
     "invalid_json": "invalid JSON line",
+    "malformed": "nested too deeply to parse",
+    "too_large": "row larger than dataset_settings.max_row_bytes (not parsed)",
     "not_an_object": "row is not a JSON object",
-    "missing_conversations": "no `conversations` / `messages` (missing or null)",
+    "missing_conversations": "no conversation or prompt column (missing or null)",
+    "missing_column": "a prompt_template column is missing or null",
+    "prompt_wrong_type": "prompt is neither a string nor a list of messages",
     "empty_conversations": "empty conversation",
     "conversations_wrong_type": "conversation is not a list of message objects",
     "unknown_role": "message with a missing or unknown role",
     "non_string_content": "message content missing or not a string",
-    "no_assistant_turn": "no assistant turn",
-    "empty_prompt": "empty prompt before every assistant turn",
+    "no_assistant_turn": "neither an assistant turn nor a final user turn",
+    "empty_prompt": "empty prompt before every assistant turn and at the end",
     "prompt_too_long": "prompt longer than max_prompt_length even with old turns dropped",
 }
 # Row keys the data layer sets, plus the keyword names TRL passes to reward functions itself: a data column
@@ -50,27 +62,81 @@ class BadRow(ValueError):
         super().__init__(f"{REASONS.get(reason, reason)}{': ' + detail if detail else ''}")
 
 
-def conversation_key(raw: dict) -> Optional[str]:
-    """The key holding this row's conversation: the first of ``conversations``/``messages`` that is not null,
-    else the first present, else None."""
-    present = [key for key in FORMATS if key in raw]
+@dataclass(frozen=True)
+class RowFormat:
+    """Where a dataset's rows keep their prompt: conversation columns (in detection order), a prompt column,
+    or a template over columns; and the column holding the reference answer."""
+
+    conversation_keys: tuple[str, ...] = tuple(FORMATS)
+    prompt_key: Optional[str] = "prompt"
+    answer_key: str = "answer"
+    answer_mapped: bool = False
+    template: Optional[str] = None
+    fields: tuple[str, ...] = ()
+
+    @property
+    def is_default(self) -> bool:
+        return self == DEFAULT_FORMAT
+
+    def columns(self) -> list[str]:
+        """Every column this format reads a prompt from (for messages about unknown columns)."""
+        return list(self.fields) if self.template else [*self.conversation_keys, *([self.prompt_key] if self.prompt_key else [])]
+
+
+DEFAULT_FORMAT = RowFormat()
+
+
+@lru_cache(maxsize=64)
+def _format(prompt: Optional[str], answer: Optional[str], messages: Optional[str],
+            template: Optional[str]) -> RowFormat:
+    answer_fields = dict(answer_key=answer or "answer", answer_mapped=answer is not None)
+    if template:
+        return RowFormat((), None, template=template, fields=tuple(template_fields(template)), **answer_fields)
+    if messages:
+        return RowFormat((messages,), None, **answer_fields)
+    if prompt:
+        return RowFormat((), prompt, **answer_fields)
+    return RowFormat(**answer_fields)
+
+
+def row_format(ds: Optional[DatasetEntry]) -> RowFormat:
+    """The row format a dataset entry asks for (its ``columns`` and ``prompt_template``)."""
+    if ds is None:
+        return DEFAULT_FORMAT
+    c = ds.columns
+    return _format(c.prompt, c.answer, c.messages, ds.prompt_template)
+
+
+def message_keys(key: str, conv: list) -> tuple[str, str]:
+    """(role key, content key) of a conversation: fixed for ``conversations``/``messages``; for any other
+    column, ShareGPT's when its first message has ``from`` or ``value``, else OpenAI's."""
+    if key in FORMATS:
+        return FORMATS[key]
+    first = conv[0] if conv and isinstance(conv[0], dict) else {}
+    return FORMATS["conversations"] if ("from" in first or "value" in first) else FORMATS["messages"]
+
+
+def source_key(raw: dict, fmt: RowFormat = DEFAULT_FORMAT) -> Optional[str]:
+    """The column holding this row's prompt source: the first conversation column that is not null, else the
+    prompt column when not null, else the first of them present (null), else None."""
+    candidates = [*fmt.conversation_keys, *([fmt.prompt_key] if fmt.prompt_key else [])]
+    present = [key for key in candidates if key in raw]
     return next((key for key in present if raw[key] is not None), present[0] if present else None)
 
 
-def classify(raw: Any) -> Optional[str]:
-    """The reason this row is unusable, or None. Checks run in a fixed order over the whole conversation
-    (message types, then roles, then contents, then turns) so every reader reports the same reason."""
-    if not isinstance(raw, dict):
-        return "not_an_object"
-    key = conversation_key(raw)
-    conv = raw.get(key) if key else None
-    if conv is None:
-        return "missing_conversations"
+def conversation_key(raw: dict, fmt: RowFormat = DEFAULT_FORMAT) -> Optional[str]:
+    """The format name of a valid row, for summaries: its conversation key, ``prompt`` or ``template``."""
+    if fmt.template:
+        return "template"
+    key = source_key(raw, fmt)
+    return "prompt" if key == fmt.prompt_key and key not in fmt.conversation_keys else key
+
+
+def _classify_conversation(conv: Any, role_key: str, content_key: str) -> Optional[str]:
     if not isinstance(conv, list):
         return "conversations_wrong_type"
     if not conv:
         return "empty_conversations"
-    role_key, content_key = FORMATS[key]
     if not all(isinstance(m, dict) for m in conv):
         return "conversations_wrong_type"
     roles = [m.get(role_key) for m in conv]
@@ -86,19 +152,50 @@ def classify(raw: Any) -> Optional[str]:
             has_cut = has_cut or seen_content
         if role not in SYSTEM_ROLES and message[content_key].strip():
             seen_content = True
-    if not has_assistant:
-        return "no_assistant_turn"
-    return None if has_cut else "empty_prompt"
+    ends_user = roles[-1].strip().lower() in USER_ROLES
+    if has_cut or (ends_user and seen_content):
+        return None
+    return "empty_prompt" if (has_assistant or ends_user) else "no_assistant_turn"
 
 
-def normalize(raw: dict) -> tuple[str, list[dict[str, str]]]:
-    """(conversation key, role/content messages) of a row; raises :class:`BadRow`."""
-    reason = classify(raw)
+def classify(raw: Any, fmt: RowFormat = DEFAULT_FORMAT) -> Optional[str]:
+    """The reason this row is unusable, or None. Checks run in a fixed order over the whole conversation
+    (message types, then roles, then contents, then turns) so every reader reports the same reason."""
+    if not isinstance(raw, dict):
+        return "not_an_object"
+    if fmt.template:
+        return "missing_column" if any(raw.get(f) is None for f in fmt.fields) else None
+    key = source_key(raw, fmt)
+    value = raw.get(key) if key else None
+    if value is None:
+        return "missing_conversations"
+    if key == fmt.prompt_key and key not in fmt.conversation_keys and not isinstance(value, list):
+        if isinstance(value, str):
+            return None if value.strip() else "empty_prompt"
+        return "prompt_wrong_type"
+    conv_ok = isinstance(value, list) and value
+    role_key, content_key = message_keys(key, value if conv_ok else [])
+    return _classify_conversation(value, role_key, content_key)
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def normalize(raw: dict, fmt: RowFormat = DEFAULT_FORMAT) -> tuple[Optional[str], list[dict[str, str]]]:
+    """(source column, role/content messages) of a row; raises :class:`BadRow`."""
+    reason = classify(raw, fmt)
     if reason is not None:
         raise BadRow(reason)
-    key = conversation_key(raw)
-    role_key, content_key = FORMATS[key]
-    return key, [{"role": ROLES[m[role_key].strip().lower()], "content": m[content_key]} for m in raw[key]]
+    if fmt.template:
+        text = fmt.template.format_map({f: _as_text(raw[f]) for f in fmt.fields})
+        return None, [{"role": "user", "content": text}]
+    key = source_key(raw, fmt)
+    value = raw[key]
+    if isinstance(value, str):
+        return key, [{"role": "user", "content": value}]
+    role_key, content_key = message_keys(key, value)
+    return key, [{"role": ROLES[m[role_key].strip().lower()], "content": m[content_key]} for m in value]
 
 
 def apply_system_prompt(messages: list[dict], system_prompt: Optional[str], mode: str) -> list[dict]:
@@ -117,13 +214,16 @@ def apply_system_prompt(messages: list[dict], system_prompt: Optional[str], mode
 
 
 def cut_candidates(messages: list[dict]) -> list[int]:
-    """Indices of assistant turns preceded by a non-empty non-system message: the places a prompt may end."""
+    """Where a prompt may end: each assistant turn preceded by a non-empty non-system message, and the end of
+    a conversation whose last turn is the user's (a prompt as it stands)."""
     out, seen = [], False
     for i, m in enumerate(messages):
         if m["role"] == "assistant" and seen:
             out.append(i)
         if m["role"] != "system" and m["content"].strip():
             seen = True
+    if messages and messages[-1]["role"] == "user" and seen:
+        out.append(len(messages))
     return out
 
 
@@ -153,12 +253,28 @@ def drop_oldest_turn(prompt: list[dict]) -> Optional[list[dict]]:
     return rest
 
 
+def surely_too_long(prompt: list[dict], token_counter: TokenCounter, max_prompt_length: int) -> bool:
+    """Whether the prompt's text alone proves it too long, without tokenizing it: no token covers more than
+    the counter's ``max_token_chars`` characters (the longest vocabulary entry; x2 for normalizers that merge
+    characters), so more characters than that times the limit cannot fit. Keeps a huge row cheap."""
+    per_token = getattr(token_counter, "max_token_chars", None)
+    if not per_token:
+        return False
+    return sum(len(m["content"]) for m in prompt) > 2 * per_token * max_prompt_length
+
+
 def fit_budget(prompt: list[dict], token_counter: Optional[TokenCounter],
                max_prompt_length: Optional[int]) -> list[dict]:
-    """Drop oldest turns until the prompt fits ``max_prompt_length`` tokens; raises BadRow if it never does."""
+    """Drop oldest turns until the prompt fits ``max_prompt_length`` tokens; raises BadRow if it never does.
+    Tokenizes only when it must: a prompt whose length in characters proves it too long, or whose normalized
+    bytes prove it fits (the counter's ``at_most``), is decided without tokenizing."""
     if token_counter is None or max_prompt_length is None:
         return prompt
-    while token_counter(prompt) > max_prompt_length:
+    bound = getattr(token_counter, "at_most", None)
+    if (bound is not None and not surely_too_long(prompt, token_counter, max_prompt_length)
+            and (most := bound(prompt)) is not None and most <= max_prompt_length):
+        return prompt                                   # fits whatever the tokenizer makes of it
+    while surely_too_long(prompt, token_counter, max_prompt_length) or token_counter(prompt) > max_prompt_length:
         shorter = drop_oldest_turn(prompt)
         if shorter is None:
             raise BadRow("prompt_too_long", f"limit {max_prompt_length} tokens")
@@ -166,21 +282,32 @@ def fit_budget(prompt: list[dict], token_counter: Optional[TokenCounter],
     return prompt
 
 
-def passthrough_columns(raw: dict, conv_key: str) -> dict[str, Any]:
-    """Every data column except the conversation, unchanged; reserved names get a ``data_`` prefix."""
-    return {(f"data_{k}" if k in RESERVED_KEYS else k): v for k, v in raw.items() if k != conv_key}
+def passthrough_columns(raw: dict, consumed: tuple[Optional[str], ...]) -> dict[str, Any]:
+    """Every data column except the ``consumed`` ones, unchanged; reserved names get a ``data_`` prefix."""
+    return {(f"data_{k}" if k in RESERVED_KEYS else k): v for k, v in raw.items() if k not in consumed}
+
+
+def _answer(raw: dict, fmt: RowFormat, messages: list[dict], cut: int) -> tuple[Optional[str], bool]:
+    """(reference answer as text or None, whether it came from the answer column). A mapped answer column
+    always wins; otherwise the assistant turn at the cut, else the ``answer`` column, else none."""
+    if not fmt.answer_mapped and cut < len(messages):
+        return messages[cut]["content"], False
+    value = raw.get(fmt.answer_key)
+    return (None if value is None else _as_text(value)), value is not None
 
 
 def prepare_prompt(raw_row: dict, ds: DatasetEntry, ds_index: int, ds_path: str, row_id: str, seed: int,
                    token_counter: Optional[TokenCounter] = None, max_prompt_length: Optional[int] = None
                    ) -> dict[str, Any]:
-    """The trainer row for one raw row: prompt messages before the cut, the cut turn as ``answer``, the
-    dataset's index/path, the row id and every other column. Raises :class:`BadRow`."""
-    conv_key, messages = normalize(raw_row)
+    """The trainer row for one raw row: prompt messages before the cut, the reference ``answer`` (None when the
+    row has none), the dataset's index/path, the row id and every other column. Raises :class:`BadRow`."""
+    fmt = row_format(ds)
+    key, messages = normalize(raw_row, fmt)
     messages = apply_system_prompt(messages, ds.system_prompt, ds.system_prompt_mode)
     cut = choose_cut(cut_candidates(messages), ds, seed, row_id)
     prompt = fit_budget(messages[:cut], token_counter, max_prompt_length)
-    row = passthrough_columns(raw_row, conv_key)
-    row.update(prompt=prompt, answer=messages[cut]["content"], dataset_index=ds_index, dataset_path=ds_path,
-               row_id=row_id)
+    answer, from_column = _answer(raw_row, fmt, messages, cut)
+    consumed = (key, "answer") if from_column and fmt.answer_key == "answer" else (key,)
+    row = passthrough_columns(raw_row, consumed)
+    row.update(prompt=prompt, answer=answer, dataset_index=ds_index, dataset_path=ds_path, row_id=row_id)
     return row

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from pipelines.data.jsonl import scan_jsonl
-from pipelines.data.prompts import FORMATS
+from pipelines.data.config import DEFAULT_MAX_ROW_BYTES
+from pipelines.data.prompts import DEFAULT_FORMAT, FORMATS, RowFormat
 from pipelines.data.scan import DataFileError, ScanResult, count_row, resolve_input_paths
 
 logger = logging.getLogger(__name__)
@@ -29,20 +30,26 @@ def _progress(total: int, desc: str, unit: str):
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, delay=PROGRESS_DELAY_S, leave=False)
 
 
-def _scan_jsonl(scan: ScanResult, path: Path, file_id: int) -> None:
+def _scan_jsonl(scan: ScanResult, path: Path, file_id: int, fmt: RowFormat) -> None:
     with _progress(path.stat().st_size, f"scan {path.name}", "B") as bar:
-        scan_jsonl(scan, path, file_id, bar)
+        scan_jsonl(scan, path, file_id, bar, fmt)
 
 
 def load_json_records(path: Path) -> Optional[list]:
     """The records of a ``.json`` file (a list, or an object holding one list); None if it is JSON lines."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataFileError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                            "save the file as UTF-8") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg == "Extra data":
             return None
         raise DataFileError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise DataFileError(f"{path}: nested too deeply to parse") from None
     if isinstance(data, list):
         return data
     if isinstance(data, dict):
@@ -56,21 +63,21 @@ def load_json_records(path: Path) -> Optional[list]:
     raise DataFileError(f"{path}: expected a list of records, found {type(data).__name__}")
 
 
-def _scan_json(scan: ScanResult, path: Path, file_id: int) -> None:
+def _scan_json(scan: ScanResult, path: Path, file_id: int, fmt: RowFormat) -> None:
     records = load_json_records(path)
     if records is None:
         scan.kinds[file_id] = "jsonl"
-        _scan_jsonl(scan, path, file_id)
+        _scan_jsonl(scan, path, file_id, fmt)
         return
     for index, raw in enumerate(records):
         scan.rows_read += 1
-        count_row(scan, raw, file_id, index)
+        count_row(scan, raw, file_id, index, -1, fmt)
 
 
-def _scan_parquet(scan: ScanResult, path: Path, file_id: int) -> None:
+def _scan_parquet(scan: ScanResult, path: Path, file_id: int, fmt: RowFormat) -> None:
     from pipelines.data.parquet import ParquetFileError, scan_parquet
     try:
-        scan_parquet(scan, path, file_id, _progress)
+        scan_parquet(scan, path, file_id, _progress, fmt)
     except ParquetFileError as exc:
         raise DataFileError(str(exc)) from None
 
@@ -78,16 +85,18 @@ def _scan_parquet(scan: ScanResult, path: Path, file_id: int) -> None:
 SCANNERS = {".jsonl": ("jsonl", _scan_jsonl), ".json": ("json", _scan_json), ".parquet": ("parquet", _scan_parquet)}
 
 
-def scan_dataset(pattern: str) -> ScanResult:
-    """Scan every file a dataset path (file or glob) matches; raises DataFileError for an unreadable file."""
+def scan_dataset(pattern: str, fmt: RowFormat = DEFAULT_FORMAT,
+                 max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> ScanResult:
+    """Scan every row of every file a dataset path (file or glob) matches (``--full-scan``); raises
+    DataFileError for an unreadable file."""
     files = resolve_input_paths(pattern)
-    scan = ScanResult(files=files)
+    scan = ScanResult(files=files, max_row_bytes=max_row_bytes)
     for file_id, path in enumerate(files):
         kind, scanner = SCANNERS.get(path.suffix.lower(), (None, None))
         if scanner is None:
             raise DataFileError(f"{path}: unsupported file type {path.suffix!r}")
         scan.kinds.append(kind)
-        scanner(scan, path, file_id)
+        scanner(scan, path, file_id, fmt)
     scan.freeze()
     return scan
 
@@ -117,7 +126,7 @@ def read_rows(scan: ScanResult, positions: Iterable[int]) -> dict[int, Any]:
         elif kind == "parquet":
             from pipelines.data.parquet import read_parquet_rows
             key_of = {int(scan.records[p]): p for p in poss}
-            for idx, raw in read_parquet_rows(path, list(key_of)):
+            for idx, (_, raw) in read_parquet_rows(path, list(key_of)):
                 out[key_of[idx]] = raw
         else:
             records = load_json_records(path) or []

@@ -1,11 +1,13 @@
-"""Sampling: read the configured datasets, sample them with the run's seed, build prompt rows.
+"""Sampling: count each dataset's rows, draw a seeded sample, read and validate only the rows drawn.
 
-Flow: :func:`scan_dataset` counts each dataset's valid rows without keeping any; each dataset's rows are then
-drawn from a seeded permutation of its valid rows, read back from disk and turned into trainer rows by
-:func:`prepare_prompt` (the only place that tokenizes). A row that fails there (prompt too long) is replaced by
-the next one of the same permutation. Held-out evaluation rows come first in each permutation, training rows
-after them, so the two never overlap; the training rows of all datasets are then interleaved by a seeded
-shuffle. The same config and seed always give the same rows in the same order (resume relies on it).
+Flow: :func:`~pipelines.data.index.build_index` counts each dataset's rows without parsing any (Parquet
+metadata, a JSONL line index); each dataset's rows are then drawn in a seeded random order, read back from disk
+and turned into trainer rows by :func:`prepare_prompt` (the only place that tokenizes). A row that fails (bad
+JSON, too large, no prompt, prompt too long) is counted by reason and replaced by the next draw. Held-out
+evaluation rows are the first rows taken, training rows the rest, so the two never overlap; the training rows of
+all datasets are then interleaved by a seeded shuffle. The same config and seed always give the same rows in
+the same order (resume relies on it). ``--validate --full-scan`` classifies every row instead
+(:func:`pipelines.data.readers.scan_dataset`).
 """
 from __future__ import annotations
 
@@ -14,15 +16,15 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
 from pipelines.common.problems import ConfigError, Problem
 from pipelines.data.config import DatasetEntry, DatasetSettings
-from pipelines.data.prompts import REASONS, BadRow, TokenCounter, prepare_prompt
-from pipelines.data.readers import read_rows, scan_dataset
-from pipelines.data.scan import DataFileError, ScanResult
+from pipelines.data.index import DataIndex, build_index
+from pipelines.data.prompts import REASONS, BadRow, TokenCounter, conversation_key, prepare_prompt, row_format
+from pipelines.data.scan import DataFileError
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +52,10 @@ class DatasetStats:
     index: int
     path: str
     files: int = 0
-    rows_read: int = 0
-    valid_rows: int = 0
-    skipped: Counter = field(default_factory=Counter)   # reason -> rows (scan and prompt budget)
+    total_rows: int = 0                                  # rows in the files (counted, not read)
+    rows_read: int = 0                                   # rows drawn and read
+    valid_rows: int = 0                                  # rows read that became prompts
+    skipped: Counter = field(default_factory=Counter)   # reason -> rows read but refused
     formats: Counter = field(default_factory=Counter)
     requested_train: int = 0
     requested_eval: int = 0
@@ -61,7 +64,8 @@ class DatasetStats:
     shortfall: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "path": self.path, "files": self.files, "rows_read": self.rows_read,
+        return {"index": self.index, "path": self.path, "files": self.files, "total_rows": self.total_rows,
+                "rows_read": self.rows_read,
                 "valid_rows": self.valid_rows, "skipped": dict(self.skipped), "formats": dict(self.formats),
                 "requested_train": self.requested_train, "requested_eval": self.requested_eval,
                 "train_rows": self.train_rows, "eval_rows": self.eval_rows, "shortfall": self.shortfall}
@@ -112,22 +116,29 @@ def describe_skipped(skipped: Counter) -> str:
     return ", ".join(f"{n} {REASONS.get(r, r)} ({r})" for r, n in sorted(skipped.items(), key=lambda kv: -kv[1]))
 
 
-def scan_or_problem(ds: DatasetEntry, index: int, file: str) -> tuple[Optional[ScanResult], list[Problem]]:
-    """Scan a dataset; a missing/unreadable file or zero valid rows is a configuration problem."""
+def index_or_problem(ds: DatasetEntry, index: int, file: str,
+                     max_row_bytes: Optional[int] = None) -> tuple[Optional[DataIndex], list[Problem]]:
+    """Count a dataset's rows; a missing or unreadable file, or no rows at all, is a configuration problem."""
+    from pipelines.data.config import DEFAULT_MAX_ROW_BYTES
+
     key = f"datasets[{index}].path"
     try:
-        scan = scan_dataset(ds.path)
+        idx = build_index(ds.path, max_row_bytes or DEFAULT_MAX_ROW_BYTES, ds.split, ds.subset, ds.revision)
     except (DataFileError, OSError) as exc:
         return None, [Problem(file, key, f"{exc}; fix or remove the file")]
-    if not scan.files:
+    if not idx.files:
         return None, [Problem(file, key, f"no file matches {ds.path!r}")]
-    if scan.valid == 0:
-        names = ", ".join(str(f) for f in scan.files[:3]) + (" ..." if len(scan.files) > 3 else "")
-        return scan, [Problem(file, key, f"{names}: no usable rows among {scan.rows_read} read (skipped: "
-                                         f"{describe_skipped(scan.skipped)}); rows need `conversations` "
-                                         "[{from, value}] or `messages` [{role, content}] with a user turn "
-                                         "followed by an assistant turn")]
-    return scan, []
+    if idx.total == 0:
+        return None, [Problem(file, key, f"{ds.path}: no rows (every file is empty)")]
+    return idx, []
+
+
+def no_usable_rows(ds: DatasetEntry, index: int, file: str, read: int, skipped: Counter) -> Problem:
+    """The problem for a dataset none of whose rows read can become a prompt."""
+    return Problem(file, f"datasets[{index}].path", f"{ds.path}: no usable rows among {read} read (skipped: "
+                   f"{describe_skipped(skipped)}); rows need `conversations` [{{from, value}}] or `messages` "
+                   "[{role, content}] ending in a user turn or holding one followed by an assistant turn, or a "
+                   "`prompt` column (text or messages); map other names with `columns` or `prompt_template`")
 
 
 def shortfall_problem(stats: DatasetStats, have: int, mode: str, file: str, why: str) -> Optional[Problem]:
@@ -143,29 +154,70 @@ def shortfall_problem(stats: DatasetStats, have: int, mode: str, file: str, why:
     return None
 
 
-def _draw(scan: ScanResult, ds: DatasetEntry, stats: DatasetStats, need: int, seed: int,
-          token_counter: Optional[TokenCounter], max_len: Optional[int]) -> list[dict[str, Any]]:
-    """Rows from the dataset's seeded permutation of valid rows, replacing any that fail prepare_prompt."""
+def draw_order(total: int, need: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Row positions in a seeded random order, in chunks: first a sample a little larger than ``need``
+    (without building a permutation of every row), then, if bad rows used that up, the rest in random order."""
+    first = rng.choice(total, size=min(total, 2 * need + 64), replace=False)
+    yield first
+    if len(first) < total:
+        rest = rng.permutation(total)
+        yield rest[~np.isin(rest, first)]
+
+
+def draw_rows(idx: DataIndex, ds: DatasetEntry, stats: DatasetStats, need: int, seed: int,
+              token_counter: Optional[TokenCounter], max_len: Optional[int]) -> list[dict[str, Any]]:
+    """Up to ``need`` trainer rows, drawn in the dataset's seeded order; a row that is unreadable or fails
+    prepare_prompt is counted in ``stats.skipped`` by reason and replaced by the next draw."""
     from tqdm.auto import tqdm
 
-    order = np.random.default_rng([seed, stats.index]).permutation(scan.valid)
+    fmt = row_format(ds)
     taken: list[dict[str, Any]] = []
-    pos = 0
     with tqdm(total=need, desc=f"prepare dataset {stats.index}", unit="row", delay=1.0, leave=False) as bar:
-        while len(taken) < need and pos < len(order):
-            chunk = order[pos: pos + need - len(taken)]
-            pos += len(chunk)
-            raws = read_rows(scan, chunk)
-            for p in chunk:
-                try:
-                    row = prepare_prompt(raws[int(p)], ds, stats.index, ds.path, scan.row_id(int(p)), seed,
-                                         token_counter, max_len)
-                except BadRow as exc:
-                    stats.skipped[exc.reason] += 1
-                    continue
-                taken.append(row)
-                bar.update(1)
+        for order in draw_order(idx.total, need, np.random.default_rng([seed, stats.index])):
+            pos = 0
+            while len(taken) < need and pos < len(order):
+                chunk = order[pos: pos + max(need - len(taken), 16)]
+                pos += len(chunk)
+                results = idx.read(chunk)
+                for p in chunk:
+                    stats.rows_read += 1
+                    reason, raw = results[int(p)]
+                    try:
+                        if reason is not None:
+                            raise BadRow(reason)
+                        row = prepare_prompt(raw, ds, stats.index, ds.path, idx.row_id(int(p)), seed,
+                                             token_counter, max_len)
+                    except BadRow as exc:
+                        stats.skipped[exc.reason] += 1
+                        continue
+                    stats.formats[conversation_key(raw, fmt)] += 1
+                    taken.append(row)
+                    bar.update(1)
+                    if len(taken) == need:
+                        break
+            if len(taken) == need:
+                break
+    stats.valid_rows = len(taken)
     return taken
+
+
+def _sample_one(spec: DataSpec, i: int, ds: DatasetEntry, stats: DatasetStats, token_counter: Optional[TokenCounter],
+                config_file: str) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """Draw one dataset's held-out + training rows; problems for an unusable dataset or a shortfall."""
+    need = stats.requested_train + stats.requested_eval
+    idx, problems = index_or_problem(ds, i, config_file, spec.settings.max_row_bytes)
+    if idx is None:
+        return [], problems
+    stats.files, stats.total_rows = len(idx.files), idx.total
+    max_len = spec.max_prompt_length if token_counter is not None else None
+    rows = draw_rows(idx, ds, stats, min(need, idx.total), spec.seed, token_counter, max_len)
+    if not rows:
+        return [], [no_usable_rows(ds, i, config_file, stats.rows_read, stats.skipped)]
+    if len(rows) < need:
+        why = "rows in its files" if idx.total < need else "usable rows (see skipped)"
+        problem = shortfall_problem(stats, len(rows), spec.settings.shortfall, config_file, why)
+        problems += [problem] if problem else []
+    return rows, problems
 
 
 def sample_datasets(spec: DataSpec, token_counter: Optional[TokenCounter] = None,
@@ -174,37 +226,17 @@ def sample_datasets(spec: DataSpec, token_counter: Optional[TokenCounter] = None
     training rows), then round(percentage x total_rows) training rows each. Prompts longer than
     ``max_prompt_length`` (counted with ``token_counter``; not checked when it is None) lose old turns or are
     replaced. Raises ConfigError for unusable datasets and, with ``shortfall: error``, for too few rows."""
-    mode = spec.settings.shortfall
-    max_len = spec.max_prompt_length
     train_counts = rows_per_dataset(spec.datasets, spec.settings.total_rows)
     eval_counts = split_eval(spec.eval_rows, train_counts)
     problems: list[Problem] = []
-    plans = []
+    train, held, all_stats = [], [], []
     for i, ds in enumerate(spec.datasets):
         stats = DatasetStats(index=i, path=ds.path, requested_train=train_counts[i], requested_eval=eval_counts[i])
-        scan, found = scan_or_problem(ds, i, config_file) if train_counts[i] + eval_counts[i] else (None, [])
-        problems += found
-        if scan is not None:
-            stats.files, stats.rows_read, stats.valid_rows = len(scan.files), scan.rows_read, scan.valid
-            stats.skipped.update(scan.skipped)
-            stats.formats.update(scan.formats)
-            if not found and scan.valid < train_counts[i] + eval_counts[i]:
-                problem = shortfall_problem(stats, scan.valid, mode, config_file, "valid rows")
-                problems += [problem] if problem else []
-        plans.append((ds, stats, scan))
-    if problems:
-        raise ConfigError(problems)
-
-    train, held = [], []
-    for ds, stats, scan in plans:
-        need = stats.requested_train + stats.requested_eval
-        if scan is None or need == 0:
+        all_stats.append(stats)
+        if train_counts[i] + eval_counts[i] == 0:
             continue
-        rows = _draw(scan, ds, stats, min(need, scan.valid), spec.seed, token_counter,
-                     max_len if token_counter is not None else None)
-        if len(rows) < need and not stats.shortfall:
-            problem = shortfall_problem(stats, len(rows), mode, config_file, "fit the prompt budget")
-            problems += [problem] if problem else []
+        rows, found = _sample_one(spec, i, ds, stats, token_counter, config_file)
+        problems += found
         n_eval = min(stats.requested_eval, len(rows))
         held += rows[:n_eval]
         train += rows[n_eval:]
@@ -213,11 +245,11 @@ def sample_datasets(spec: DataSpec, token_counter: Optional[TokenCounter] = None
         raise ConfigError(problems)
     random.Random(f"{spec.seed}:train").shuffle(train)
     random.Random(f"{spec.seed}:eval").shuffle(held)
-    for stats in (p[1] for p in plans):
-        logger.info("dataset %d (%s): %d training + %d held-out rows from %d valid of %d read; skipped: %s",
-                    stats.index, stats.path, stats.train_rows, stats.eval_rows, stats.valid_rows, stats.rows_read,
+    for stats in all_stats:
+        logger.info("dataset %d (%s): %d training + %d held-out rows; %d of %d rows read; skipped: %s",
+                    stats.index, stats.path, stats.train_rows, stats.eval_rows, stats.rows_read, stats.total_rows,
                     describe_skipped(stats.skipped))
-    return SampleResult(train=train, eval=held, stats=[p[1] for p in plans])
+    return SampleResult(train=train, eval=held, stats=all_stats)
 
 
 def sample_with_tokenizer(spec: DataSpec, tokenizer: Any, config_file: str) -> SampleResult:

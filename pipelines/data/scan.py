@@ -14,7 +14,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from pipelines.data.prompts import classify, conversation_key
+from pipelines.data.config import DEFAULT_MAX_ROW_BYTES
+from pipelines.data.prompts import DEFAULT_FORMAT, RowFormat, classify, conversation_key
 
 SUPPORTED_SUFFIXES = (".json", ".jsonl", ".parquet")
 
@@ -44,6 +45,7 @@ class ScanResult:
     file_ids: Any = field(default_factory=lambda: array("i"))
     records: Any = field(default_factory=lambda: array("q"))  # JSONL: 1-based line; else 0-based row index
     offsets: Any = field(default_factory=lambda: array("q"))  # JSONL: byte offset; else -1
+    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES                # longer JSONL lines are skipped unparsed
 
     @property
     def valid(self) -> int:
@@ -89,11 +91,12 @@ class ScanResult:
         self.offsets = np.frombuffer(self.offsets, dtype=np.int64) if len(self.offsets) else np.zeros(0, np.int64)
 
 
-def count_row(scan: "ScanResult", raw: Any, file_id: int, record: int, offset: int = -1) -> None:
+def count_row(scan: "ScanResult", raw: Any, file_id: int, record: int, offset: int = -1,
+              fmt: RowFormat = DEFAULT_FORMAT) -> None:
     """Classify one parsed row and record it (valid) or its reason (skipped)."""
-    reason = classify(raw)
+    reason = classify(raw, fmt)
     if reason is None:
         scan.add(file_id, record, offset)
-        scan.formats[conversation_key(raw)] += 1
+        scan.formats[conversation_key(raw, fmt)] += 1
     else:
         scan.skipped[reason] += 1

@@ -1,28 +1,27 @@
-"""The ``--validate`` summary of a node's datasets: counts per dataset and one rendered example prompt.
+"""The ``--validate`` summary of a node's datasets: rows counted, the sample drawn as training will draw it (bad
+rows among the drawn ones counted by reason), one rendered example prompt, and the checks that need rows: mapped
+and template columns exist, and every reward's required columns (e.g. ``answer``) are there. ``--full-scan``
+also classifies every row of every file.
 
-Reads the files (a scan, no tokenizing beyond the single example) and loads no model: prompt tokens are
-counted with the tokenizer folder when one is on this machine, and the example is skipped with a note when
-the model is a hub id that has not been downloaded yet.
+Loads no model: prompt tokens are counted with the tokenizer folder when one is on this machine, and the
+example is skipped with a note when the model is a hub id that has not been downloaded yet.
 """
 from __future__ import annotations
 
 import logging
 import textwrap
-from typing import Optional
-
-import numpy as np
+from typing import Any, Optional
 
 from pipelines.common.problems import ConfigError, Problem
-from pipelines.data.prompts import FORMAT_NAMES, BadRow, prepare_prompt
-from pipelines.data.readers import read_rows
-from pipelines.data.sampling import (DataSpec, DatasetStats, describe_skipped, rows_per_dataset, scan_or_problem,
-                                     shortfall_problem, split_eval)
-from pipelines.data.scan import ScanResult
+from pipelines.data.config import DatasetEntry
+from pipelines.data.index import DataIndex, columns_found
+from pipelines.data.prompts import FORMAT_NAMES, row_format
+from pipelines.data.sampling import (DataSpec, DatasetStats, describe_skipped, draw_rows, index_or_problem,
+                                     no_usable_rows, rows_per_dataset, shortfall_problem, split_eval)
 from pipelines.data.tokenization import ChatTokenCounter, compile_template, local_tokenizer_folder, \
     make_token_counter
 
 logger = logging.getLogger(__name__)
-EXAMPLE_TRIES = 20
 SHOW_CHARS = 1200
 
 
@@ -60,78 +59,127 @@ def example_counter(spec: DataSpec) -> tuple[Optional[ChatTokenCounter], bool, s
                          "(it is downloaded when training starts)")
 
 
-def _example_lines(scan: ScanResult, spec: DataSpec, index: int, counter: Optional[ChatTokenCounter],
-                   counts: bool, columns: Optional[dict[int, set[str]]] = None) -> list[str]:
-    """The first usable row of the dataset's seeded permutation, rendered with the chat template; its column
-    names go into ``columns[index]``."""
-    ds = spec.datasets[index]
-    order = np.random.default_rng([spec.seed, index]).permutation(scan.valid)[:EXAMPLE_TRIES]
-    raws = read_rows(scan, order)
-    max_len = spec.max_prompt_length
-    for p in order:
-        try:
-            row = prepare_prompt(raws[int(p)], ds, index, ds.path, scan.row_id(int(p)), spec.seed,
-                                 counter if counts else None, max_len if counts else None)
-        except BadRow:
-            continue
-        if columns is not None:
-            columns[index] = set(row)
-        head = f"example (row {row['row_id']}"
-        if counter is None:
-            lines = [head + "), prompt messages:"] + [f"  | {m['role']}: {m['content'][:200]!r}" for m in row["prompt"]]
-        else:
-            text = counter.render(row["prompt"])
-            tokens = f", {counter(row['prompt'])} prompt tokens" if counts else ""
-            shown = text if len(text) <= SHOW_CHARS else text[:SHOW_CHARS] + f"... [{len(text) - SHOW_CHARS} more chars]"
-            lines = [f"{head}{tokens}), rendered prompt:"] + ["  | " + ln for ln in shown.splitlines() or [""]]
-        lines.append("answer: " + textwrap.shorten(row["answer"], width=300, placeholder="..."))
-        return lines
-    return [f"no example: the first {len(order)} sampled rows do not fit max_prompt_length ({max_len})"]
+def _example_lines(row: dict[str, Any], counter: Optional[ChatTokenCounter], counts: bool) -> list[str]:
+    """The first row drawn, rendered with the chat template."""
+    head = f"example (row {row['row_id']}"
+    if counter is None:
+        lines = [head + "), prompt messages:"] + [f"  | {m['role']}: {m['content'][:200]!r}" for m in row["prompt"]]
+    else:
+        text = counter.render(row["prompt"])
+        tokens = f", {counter(row['prompt'])} prompt tokens" if counts else ""
+        shown = text if len(text) <= SHOW_CHARS else text[:SHOW_CHARS] + f"... [{len(text) - SHOW_CHARS} more chars]"
+        lines = [f"{head}{tokens}), rendered prompt:"] + ["  | " + ln for ln in shown.splitlines() or [""]]
+    answer = row["answer"]
+    lines.append("answer: " + (textwrap.shorten(answer, width=300, placeholder="...") if answer is not None
+                               else "(none: no answer column, and the prompt ends with the user's turn)"))
+    return lines
+
+
+def check_columns(ds: DatasetEntry, index: int, idx: DataIndex, file: str) -> list[Problem]:
+    """Columns named by ``columns`` and ``prompt_template`` must exist; the message lists the columns found."""
+    found = columns_found(idx)
+    if found is None:
+        return []
+    wanted = [(f"datasets[{index}].prompt_template", f) for f in row_format(ds).fields]
+    wanted += [(f"datasets[{index}].columns.{k}", v) for k, v in ds.columns.model_dump().items() if v]
+    listed = ", ".join(found) or "none"
+    return [Problem(file, key, f"no column {name!r} in {ds.path}; columns found: {listed}")
+            for key, name in wanted if name not in found]
+
+
+def check_required_columns(ds: DatasetEntry, index: int, rows: list[dict[str, Any]],
+                           file: str) -> tuple[list[Problem], list[str]]:
+    """(problems, warnings): a reward that declares it needs a column (e.g. ``answer``) on a dataset whose drawn
+    rows never have it is an error; rows that only sometimes have it are a warning."""
+    from pipelines.rewards.catalog import required_columns
+
+    problems, warnings = [], []
+    for j, entry in enumerate(ds.reward_funcs):
+        for column in required_columns(entry.name, entry.kwargs):
+            missing = sum(1 for r in rows if r.get(column) is None)
+            hint = ("map one with columns.answer, or use rows with an assistant turn" if column == "answer"
+                    else "add it to the rows, or name another column in the reward's options")
+            if missing == len(rows):
+                problems.append(Problem(file, f"datasets[{index}].reward_funcs[{j}]",
+                                        f"{entry.name} needs `{column}` on every row, but none of the {len(rows)} "
+                                        f"rows drawn has one; {hint}"))
+            elif missing:
+                warnings.append(f"  WARNING: {entry.name} needs `{column}`; {missing} of {len(rows)} rows drawn "
+                                "have none (it scores them None)")
+    return problems, warnings
+
+
+def _full_scan_lines(ds: DatasetEntry, spec: DataSpec) -> list[str]:
+    from pipelines.data.readers import scan_dataset
+
+    scan = scan_dataset(ds.path, row_format(ds), spec.settings.max_row_bytes)
+    return [f"  full scan: rows read: {scan.rows_read}, valid: {scan.valid}, skipped: "
+            f"{describe_skipped(scan.skipped)}"]
+
+
+def _dataset_lines(spec: DataSpec, i: int, want: tuple[int, int], counter: Optional[ChatTokenCounter],
+                   counts: bool, note: str, config_file: str, full_scan: bool,
+                   columns: Optional[dict[int, set[str]]],
+                   totals: Optional[dict[str, int]]) -> tuple[list[str], list[Problem]]:
+    """Summary lines and problems of one dataset: count, check columns, draw the sample, check rewards."""
+    ds = spec.datasets[i]
+    idx, problems = index_or_problem(ds, i, config_file, spec.settings.max_row_bytes)
+    if idx is None:
+        return [], problems
+    problems = check_columns(ds, i, idx, config_file)
+    lines = [f"dataset[{i}] {ds.path}: {len(idx.files)} file(s), {idx.total} rows"]
+    if full_scan:
+        lines += _full_scan_lines(ds, spec) if not ds.path.startswith("hf:") else \
+            ["  full scan: not available for hf: datasets (rows are read as drawn)"]
+    if problems:
+        return lines, problems
+    stats = DatasetStats(index=i, path=ds.path, requested_train=want[0], requested_eval=want[1])
+    need = sum(want)
+    rows = draw_rows(idx, ds, stats, min(need, idx.total), spec.seed, counter if counts else None,
+                     spec.max_prompt_length if counts else None)
+    formats = ", ".join(FORMAT_NAMES.get(k, str(k)) for k in stats.formats) or "none"
+    held = f" + {want[1]} held out" if want[1] else ""
+    lines.append(f"  drawn: {stats.rows_read} rows read for {need} ({want[0]} training{held}, percentage "
+                 f"{ds.percentage:g} of total_rows {spec.settings.total_rows}); usable: {len(rows)}, skipped: "
+                 f"{describe_skipped(stats.skipped)}; format: {formats}")
+    if totals is not None:
+        totals["train_rows"] = totals.get("train_rows", 0) + len(rows) - min(want[1], len(rows))
+    if not rows:
+        return lines, [no_usable_rows(ds, i, config_file, stats.rows_read, stats.skipped)]
+    if len(rows) < need:
+        why = "rows in its files" if idx.total < need else "usable rows (see skipped)"
+        problem = shortfall_problem(stats, len(rows), spec.settings.shortfall, config_file, why)
+        problems += [problem] if problem else []
+        if problem is None:
+            lines.append(f"  WARNING: only {len(rows)} usable rows; all of them will be used (shortfall: take_all)")
+    found, warnings = check_required_columns(ds, i, rows, config_file)
+    problems += found
+    lines += warnings + [f"  {note}"] + ["  " + ln for ln in _example_lines(rows[0], counter, counts)]
+    if columns is not None:
+        columns[i] = set(rows[0])
+        lines.append("  columns: " + ", ".join(sorted(columns[i] - {"prompt", "dataset_index", "row_id"})))
+    return lines, problems
 
 
 def inspect_datasets(spec: DataSpec, config_file: str, columns: Optional[dict[int, set[str]]] = None,
-                     totals: Optional[dict[str, int]] = None) -> list[str]:
-    """Summary lines for every dataset; raises ConfigError for unusable datasets and shortfalls in error mode.
-    ``columns`` receives, per dataset, the column names of a prepared example row (what rewards will see);
-    ``totals["train_rows"]`` the training rows the sampler will draw (every sampled row fitting the prompt
-    budget)."""
-    total_rows = spec.settings.total_rows
-    train_counts = rows_per_dataset(spec.datasets, total_rows)
+                     totals: Optional[dict[str, int]] = None, full_scan: bool = False) -> list[str]:
+    """Summary lines for every dataset; raises ConfigError for unusable datasets, missing columns and
+    shortfalls in error mode. ``columns`` receives, per dataset, the column names of a prepared example row
+    (what rewards will see); ``totals["train_rows"]`` the training rows the sampler will draw; ``full_scan``
+    also classifies every row of every local file."""
+    train_counts = rows_per_dataset(spec.datasets, spec.settings.total_rows)
     eval_counts = split_eval(spec.eval_rows, train_counts)
     counter, counts, note = example_counter(spec)
     lines: list[str] = []
     problems: list[Problem] = []
     for i, ds in enumerate(spec.datasets):
-        want = train_counts[i] + eval_counts[i]
-        if want == 0:
+        if train_counts[i] + eval_counts[i] == 0:
             lines.append(f"dataset[{i}] {ds.path}: not read (percentage {ds.percentage:g} gives 0 rows)")
             continue
-        scan, found = scan_or_problem(ds, i, config_file)
+        found_lines, found = _dataset_lines(spec, i, (train_counts[i], eval_counts[i]), counter, counts, note,
+                                            config_file, full_scan, columns, totals)
+        lines += found_lines
         problems += found
-        if scan is None:
-            continue
-        formats = ", ".join(FORMAT_NAMES[k] for k in scan.formats) or "none"
-        lines.append(f"dataset[{i}] {ds.path}: {len(scan.files)} file(s), format: {formats}")
-        lines.append(f"  rows read: {scan.rows_read}, valid: {scan.valid}, skipped: {describe_skipped(scan.skipped)}")
-        held = f" + {eval_counts[i]} held out" if eval_counts[i] else ""
-        if totals is not None:
-            totals["train_rows"] = totals.get("train_rows", 0) + min(train_counts[i],
-                                                                     max(scan.valid - eval_counts[i], 0))
-        lines.append(f"  rows to be sampled: {min(want, scan.valid)} ({train_counts[i]} training{held}, "
-                     f"percentage {ds.percentage:g} of total_rows {total_rows})")
-        if scan.valid and scan.valid < want:
-            stats = DatasetStats(index=i, path=ds.path, requested_train=train_counts[i],
-                                 requested_eval=eval_counts[i])
-            problem = shortfall_problem(stats, scan.valid, spec.settings.shortfall, config_file, "valid rows")
-            problems += [problem] if problem else []
-            if problem is None:
-                lines.append(f"  WARNING: only {scan.valid} valid rows; all of them will be used (shortfall: "
-                             "take_all)")
-        if scan.valid:
-            lines.append(f"  {note}")
-            lines += ["  " + ln for ln in _example_lines(scan, spec, i, counter, counts, columns)]
-            if columns is not None and i in columns:
-                lines.append("  columns: " + ", ".join(sorted(columns[i] - {"prompt", "dataset_index", "row_id"})))
     if problems:
         raise ConfigError(problems)
     return lines

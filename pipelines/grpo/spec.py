@@ -30,7 +30,7 @@ def inspect(cfg: GRPOConfigFile, ctx: NodeContext, with_steps: bool = True) -> l
 
     columns: dict[int, set[str]] = {}
     totals: dict[str, int] = {}
-    lines = inspect_datasets(data_spec(cfg), ctx.config_file, columns, totals)
+    lines = inspect_datasets(data_spec(cfg), ctx.config_file, columns, totals, full_scan=ctx.full_scan)
     problems = check_rubric_columns(cfg.datasets, columns, ctx.config_file)
     if problems:
         raise ConfigError(problems, lines)

@@ -16,7 +16,7 @@ import unicodedata
 from typing import Any, Literal, Sequence
 
 from pipelines.rewards.forms import completion_text, per_sample
-from pipelines.rewards.registry import register_reward_function
+from pipelines.rewards.registry import needs_columns, register_reward_function
 from pipelines.rewards.safe_arith import UnsafeExpression, evaluate
 from pipelines.rewards.textscan import tag_contents
 
@@ -51,6 +51,7 @@ def countdown_score(completion: str, target: Any, nums: Any, tolerance: float = 
 
 
 @register_reward_function("countdown_equation")
+@needs_columns(lambda kw: [kw.get("target_column", "target"), kw.get("nums_column", "nums")])
 def countdown_equation(target_column: str = "target", nums_column: str = "nums", tolerance: float = 1e-5):
     """The Countdown task (AgileRL tutorial's equation_reward_func, without ``eval``).
 
@@ -268,6 +269,7 @@ def _validate_answer_match(kwargs: dict[str, Any]) -> list[str]:
 
 
 @register_reward_function("answer_match", validate=_validate_answer_match)
+@needs_columns(lambda kw: [kw.get("column", "answer")])
 def answer_match(mode: Literal["exact", "normalized", "numeric"] = "normalized", column: str = "answer",
                  extract_pattern: str | None = DEFAULT_EXTRACT, require_extract: bool = False,
                  tolerance: float = 1e-6):

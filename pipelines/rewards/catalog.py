@@ -253,3 +253,16 @@ def check_function_kwargs(registry: Registry, name: str, kwargs: dict[str, Any])
     except (TypeError, ValueError) as exc:
         return [f"{registry.kind} {name!r}: {exc}"]
     return []
+
+
+def required_columns(name: str, kwargs: dict[str, Any]) -> list[str]:
+    """The row columns the reward ``name`` declared it needs (``@needs_columns``) for these kwargs; [] for an
+    unknown name (reported elsewhere) or a reward that declared none."""
+    from pipelines.rewards.registry import REQUIRED_COLUMNS
+
+    try:
+        factory = get_reward_factory(name)
+    except Exception:  # noqa: BLE001 - a name that does not resolve is reported by check_reward_kwargs
+        return []
+    columns = REQUIRED_COLUMNS.get(id(factory))
+    return list(columns(kwargs)) if columns is not None else []

@@ -85,3 +85,19 @@ def register_combination_function(name: str):
 def register_scaling_function(name: str):
     """Register a batch scaling function (see post_processors.py for the contract)."""
     return SCALING_REGISTRY.decorator(name)
+
+
+# Row columns a reward factory needs, keyed by factory: fn(kwargs) -> column names. --validate reports a dataset
+# whose rows lack them (e.g. prompt-only rows without an `answer`) instead of the reward silently scoring None.
+REQUIRED_COLUMNS: dict[int, Callable[[dict[str, Any]], list[str]]] = {}
+
+
+def needs_columns(columns: Callable[[dict[str, Any]], list[str]]):
+    """Declare which row columns a reward factory needs, given its config kwargs (stack it under
+    ``@register_reward_function``)."""
+
+    def wrap(factory: Callable[..., Any]) -> Callable[..., Any]:
+        REQUIRED_COLUMNS[id(factory)] = columns
+        return factory
+
+    return wrap

@@ -78,7 +78,8 @@ def inspect(cfg: RolloutConfigFile, ctx: NodeContext) -> list[str]:
     from pipelines.rewards.checks import check_rubric_columns
 
     columns: dict[int, set[str]] = {}
-    lines += inspect_datasets(cfg.data_spec(), ctx.config_file, columns)
+    lines += inspect_datasets(cfg.data_spec(), ctx.config_file, columns,
+                              full_scan=ctx.full_scan)
     problems = check_rubric_columns(cfg.datasets, columns, ctx.config_file)
     if problems:
         raise ConfigError(problems, lines)

@@ -88,6 +88,9 @@ def _parquet_representable() -> list[dict]:
         sharegpt((None, "hi"), ("gpt", "x")),
         sharegpt(("human", None), ("gpt", "x")),
         sharegpt(("human", "hi")),
+        sharegpt(("system", "s")),
+        sharegpt(("system", "s"), ("human", "")),
+        sharegpt(("human", "hi"), ("gpt", "x"), ("system", "s")),
         sharegpt(("human", " \t"), ("gpt", "x")),
         sharegpt(("system", "s"), ("gpt", "x"), ("human", "late"), ("human", "no answer")),
         sharegpt(("gpt", "first"), ("human", "hi"), ("gpt", "x")),
@@ -156,11 +159,10 @@ def test_parquet_with_both_conversation_columns_uses_the_first_that_is_not_null(
     path = tmp_path / "both.parquet"
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
     scan = scan_dataset(str(path))
-    assert list(scan.records) == [0, 1]
-    assert scan.formats == Counter({"conversations": 1, "messages": 1})
-    assert scan.skipped == Counter({"no_assistant_turn": 1, "missing_conversations": 1, "empty_conversations": 1})
-    assert [classify(r) for r in rows] == [None, None, "no_assistant_turn", "missing_conversations",
-                                           "empty_conversations"]
+    assert list(scan.records) == [0, 1, 2]
+    assert scan.formats == Counter({"conversations": 1, "messages": 2})
+    assert scan.skipped == Counter({"missing_conversations": 1, "empty_conversations": 1})
+    assert [classify(r) for r in rows] == [None, None, None, "missing_conversations", "empty_conversations"]
 
 
 def test_json_object_that_is_a_single_record(tmp_path):

@@ -123,7 +123,7 @@ def test_budget_shortfall_is_reported_per_mode(tmp_path):
     rows = [sharegpt(("human", "word " * 30), ("gpt", "x"))] * 10 + good_rows(5)
     path = write_jsonl(tmp_path / "d.jsonl", rows)
     kw = {"max_prompt_length": 10}
-    with pytest.raises(ConfigError, match="fit the prompt budget"):
+    with pytest.raises(ConfigError, match=r"only 5 usable rows \(see skipped\)"):
         sample_datasets(make_spec([{"path": str(path)}], total_rows=8, **kw), CountingWords())
     cfg = make_spec([{"path": str(path)}], total_rows=8,
                       shortfall="take_all", **kw)

@@ -20,9 +20,12 @@ def test_summary_lists_counts_reasons_sampling_and_a_rendered_example(tmp_path, 
     cfg = make_spec([{"path": str(path), "system_prompt": "Be brief."}], total_rows=10,
                       model_name=str(tiny_model_dir), eval_rows=4)
     text = "\n".join(inspect_datasets(cfg, "c.yaml"))
-    assert f"dataset[0] {path}: 1 file(s), format: ShareGPT" in text
-    assert "rows read: 33, valid: 30, skipped: 2 invalid JSON line (invalid_json), 1 row is not a JSON object" in text
-    assert "rows to be sampled: 14 (10 training + 4 held out" in text
+    assert f"dataset[0] {path}: 1 file(s), 33 rows" in text
+    # 14 of the 33 rows are drawn: bad ones among them are counted and replaced by further draws
+    drawn = next(line for line in text.splitlines() if "drawn:" in line)
+    assert "for 14 (10 training + 4 held out" in drawn and "usable: 14" in drawn and "format: ShareGPT" in drawn
+    read = int(drawn.split("drawn: ")[1].split()[0])
+    assert 14 <= read <= 17 and (read == 14) == ("skipped: none" in drawn)
     assert "prompt tokens), rendered prompt:" in text
     assert "| <|im_start|>system" in text and "| Be brief.<|im_end|>" in text and "<|im_start|>assistant" in text
     assert "answer: answer " in text
@@ -32,7 +35,7 @@ def test_hub_model_not_on_disk_still_reports_counts_and_notes_the_example(tmp_pa
     path = write_jsonl(tmp_path / "d.jsonl", good_rows(5))
     cfg = make_spec([{"path": str(path)}], total_rows=5, model_name="some-org/not-here-7b")
     text = "\n".join(inspect_datasets(cfg, "c.yaml"))
-    assert "rows read: 5, valid: 5, skipped: none" in text
+    assert "5 rows" in text and "drawn: 5 rows read for 5" in text and "usable: 5, skipped: none" in text
     assert "not on this machine" in text and "user: 'question" in text and "answer: answer" in text
 
 
@@ -46,7 +49,7 @@ def test_every_unusable_dataset_is_reported_at_once(tmp_path):
     messages = [str(p) for p in info.value.problems]
     assert len(messages) == 2
     assert f"c.yaml: datasets[0].path: {bad}: no usable rows" in messages[0]
-    assert "datasets[1]" in messages[1] and "only 3 valid rows" in messages[1]
+    assert "datasets[1]" in messages[1] and "only 3 rows in its files" in messages[1]
 
 
 def _pipeline(tmp_path, data_path) -> str:
@@ -77,7 +80,7 @@ def test_validate_reads_data_without_importing_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=os.getcwd(),
                          timeout=120)
     assert "RC 0 HEAVY []" in out.stdout, out.stdout + out.stderr
-    assert "rows read: 5, valid: 5" in out.stdout
+    assert "drawn: 3 rows read for 3" in out.stdout
 
 
 def test_zero_percentage_dataset_is_listed_but_not_read(tmp_path):

@@ -125,7 +125,7 @@ def test_validate_imports_no_torch(repo_root, tmp_path):
             "print(rc, any(m.split('.')[0] in ('torch', 'transformers', 'trl', 'vllm') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "0 False"
-    assert "rows to be sampled: 24" in out.stdout
+    assert "drawn: 24 rows read for 24" in out.stdout
 
 
 def test_schema_errors_and_data_problems_are_reported_together(tmp_path, capsys):

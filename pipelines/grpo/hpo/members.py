@@ -6,6 +6,9 @@ optimizer state live in its checkpoint folder. Training a member = a fresh train
 until the generation's last step, where it saves a new checkpoint. transformers' resume restores the
 optimizer's *hyperparameters* too (and the scheduler's base learning rate); :class:`member_trainer_class`
 keeps the freshly configured ones, so a mutated learning rate, weight decay or Adam beta really applies.
+A clone whose learning rate was mutated starts with a fresh optimizer when asked (AgileRL reinitialises the
+optimizer on a learning-rate mutation): the checkpoint's moments and step counts are dropped, while the
+schedule keeps its position (the member's global step).
 """
 from __future__ import annotations
 
@@ -64,18 +67,29 @@ def restore_hparams(optimizer: Any, scheduler: Any, fresh: OptimizerHparams) -> 
         scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
 
 
+def reset_optimizer_state(optimizer: Any) -> None:
+    """Forget every per-parameter state (Adam's moments and step counts); the next step starts them anew, as
+    a newly built optimizer would. The param groups (the configured hyperparameters) stay."""
+    optimizer.state.clear()
+    log.info("optimizer state reset (learning-rate mutation): Adam moments start from zero")
+
+
 @functools.lru_cache(maxsize=1)
 def member_trainer_class() -> type:
     """The grpo node's trainer class, keeping configured optimizer hyperparameters across a resume."""
     from pipelines.grpo.trainer import trainer_class
 
     class MemberGRPOTrainer(trainer_class()):
+        reset_optimizer = False   # set per member: drop the checkpoint's optimizer state after loading it
+
         def _load_optimizer_and_scheduler(self, checkpoint):
             if checkpoint is None or self.optimizer is None:
                 return super()._load_optimizer_and_scheduler(checkpoint)
             fresh = snapshot_hparams(self.optimizer, self.lr_scheduler)
             super()._load_optimizer_and_scheduler(checkpoint)
             restore_hparams(self.optimizer, self.lr_scheduler, fresh)
+            if self.reset_optimizer:
+                reset_optimizer_state(self.optimizer)
 
     return MemberGRPOTrainer
 
@@ -148,16 +162,18 @@ class PopulationTrainer:
         return GRPOConfig(**kwargs)
 
     def train(self, generation: int, member: str, hparams: dict[str, Any], start: Optional[Path],
-              output_dir: Path, extra_callbacks: Sequence[Any] = ()) -> tuple[Path, dict[str, float], Any]:
-        """Train one member to the end of ``generation`` and evaluate it on the held-out prompts (same prompts
-        and sampling seed for every member); returns its new checkpoint, its evaluation and its trainer."""
+              output_dir: Path, extra_callbacks: Sequence[Any] = (),
+              reset_optimizer: bool = False) -> tuple[Path, dict[str, float], Any]:
+        """Train one member to the end of ``generation`` (numbered from 1) and evaluate it on the held-out
+        prompts (same prompts and sampling seed for every member); returns its new checkpoint, its evaluation
+        and its trainer. ``reset_optimizer``: resume ``start``'s adapter with a fresh optimizer."""
         from peft import set_peft_model_state_dict
 
         from pipelines.grpo.callbacks import use_compact_progress
         from pipelines.grpo.trainer import tracker_env
 
         cfg, tp = self.cfg, self.cfg.training_parameters
-        stop_at = (generation + 1) * cfg.hpo.steps_per_generation
+        stop_at = generation * cfg.hpo.steps_per_generation
         args = self.grpo_args(hparams, output_dir, f"{cfg.run_name}-{member}")
         stops = tuple(tp.model_stop_sequences) if self.loaded.backend == "transformers" else ()
         if start is None:
@@ -171,6 +187,7 @@ class PopulationTrainer:
                 callbacks=member_callbacks(stop_at, self.metrics, generation, member) + list(extra_callbacks),
                 reward_stack=self.stack,
                 stop_sequences=stops, log_completions_every=cfg.logging.log_completions_every)
+            trainer.reset_optimizer = reset_optimizer and start is not None
             _drop_reference_copy(trainer.model)
             use_compact_progress(trainer)
             trainer.train(resume_from_checkpoint=str(start) if start is not None else None)

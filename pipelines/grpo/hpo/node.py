@@ -4,7 +4,7 @@ Per generation every member trains ``hpo.steps_per_generation`` GRPO steps (the 
 stack and GRPOConfig mapping, on one shared base model), is evaluated on the same held-out prompts (fitness =
 mean combined reward), and then selection (elite + tournaments) and mutation make the next population.
 Outputs in the run dir: hpo_history.jsonl, elite_adapter/, hpo_fitness.png, metrics.jsonl, summary.json;
-hpo/state.json and hpo/gen-N/ hold what a resumed search needs.
+hpo/state.json and hpo/gen-NNNN/ hold what a resumed search needs. Generations are numbered from 1 in all of them.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pipelines.grpo.artifacts import EVAL_REWARD_KEY, METRICS_FILE, SUMMARY_FILE
 from pipelines.grpo.checks import generation_batch
 from pipelines.grpo.config import RESUME_HINT
 from pipelines.grpo.hpo.checks import search_seed
-from pipelines.grpo.hpo.config import GRPOHPOConfigFile
+from pipelines.grpo.hpo.config import GRPOHPOConfigFile, mutation_notes
 from pipelines.grpo.hpo.population import (HISTORY_FILE, SearchState, best_index, check_resumable, generation_dir,
                                            history_records, initial_state, load_state, next_population,
                                            prune_checkpoints, referenced, save_state)
@@ -44,6 +44,8 @@ def run(cfg: GRPOHPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
 
     started = time.time()
     cfg = member_backend(cfg)
+    for note in mutation_notes(cfg.hpo):
+        log.warning(note)
     run_dir, hpo = Path(ctx.run_dir), cfg.hpo
     if choose_backend(cfg.model.backend) == "unsloth":
         import unsloth  # noqa: F401 - must come before transformers/trl: it patches them on import
@@ -123,40 +125,42 @@ def searched_defaults(cfg: GRPOHPOConfigFile) -> dict[str, Any]:
 
 
 def run_generation(population: Any, state: SearchState, cfg: GRPOHPOConfigFile, run_dir: Path) -> None:
-    """Train and evaluate every member of ``state.generation``, then select and mutate; save the state."""
+    """Train and evaluate every member of generation ``state.generation + 1`` (generations count from 1), then
+    select and mutate; save the state."""
     from tqdm.auto import tqdm
 
-    hpo, g = cfg.hpo, state.generation
+    hpo, g = cfg.hpo, state.generation + 1
     gen_dir = generation_dir(run_dir, g)
     shutil.rmtree(gen_dir, ignore_errors=True)   # what an interrupted attempt at this generation left
     fitness: list[Optional[float]] = []
     evals, checkpoints = [], []
-    for slot in tqdm(state.population, desc=f"generation {g + 1}/{hpo.generations}", unit="member"):
+    for slot in tqdm(state.population, desc=f"generation {g}/{hpo.generations}", unit="member"):
         start = run_dir / slot.start if slot.start else None
-        log.info("generation %d, member %s (%s): %s", g + 1, slot.id, slot.mutation, _fmt(slot.hparams))
-        checkpoint, metrics, trainer = population.train(g, slot.id, slot.hparams, start, gen_dir / slot.id)
+        log.info("generation %d, member %s (%s%s): %s", g, slot.id, slot.mutation,
+                 ", fresh optimizer" if slot.reset_optimizer else "", _fmt(slot.hparams))
+        checkpoint, metrics, trainer = population.train(g, slot.id, slot.hparams, start, gen_dir / slot.id,
+                                                        reset_optimizer=slot.reset_optimizer)
         population.release(trainer)
         del trainer
         fitness.append(metrics.get(EVAL_REWARD_KEY))
         evals.append(metrics)
         checkpoints.append(checkpoint.relative_to(run_dir).as_posix())
-        log.info("generation %d, member %s: fitness %s", g + 1, slot.id, _fmt_fitness(fitness[-1]))
+        log.info("generation %d, member %s: fitness %s", g, slot.id, _fmt_fitness(fitness[-1]))
     if all(f is None for f in fitness):
         log.warning("generation %d: no member got a combined reward on the held-out prompts; selection is "
-                    "arbitrary (check the reward functions with --validate and the eval rows)", g + 1)
-    steps = (g + 1) * hpo.steps_per_generation
-    state.history += history_records(state, fitness, evals, checkpoints, steps)
+                    "arbitrary (check the reward functions with --validate and the eval rows)", g)
+    state.history += history_records(state, fitness, evals, checkpoints, g * hpo.steps_per_generation)
     # The next population is drawn after the last generation too, so that a finished search can be extended
     # (raise hpo.generations and resume); it is seeded per generation, so drawing it changes nothing else.
     state.population = next_population(state.population, fitness, checkpoints, hpo, state.seed, g,
                                        generation_batch(cfg))
-    state.generation = g + 1
+    state.generation = g
     complete = state.generation >= hpo.generations
     save_state(run_dir, state)
     prune_checkpoints(run_dir, referenced(state, complete))
     _plot(state, run_dir)
     best = best_index(fitness)
-    log.info("generation %d done: best %s (fitness %s); %s", g + 1, state.history[-len(fitness) + best]["id"],
+    log.info("generation %d done: best %s (fitness %s); %s", g, state.history[-len(fitness) + best]["id"],
              _fmt_fitness(fitness[best]), "search complete" if complete else "next: " + ", ".join(
                  f"{s.id}<-{s.parent} [{s.mutation}]" for s in state.population))
 
@@ -164,7 +168,7 @@ def run_generation(population: Any, state: SearchState, cfg: GRPOHPOConfigFile, 
 def finish(cfg: GRPOHPOConfigFile, run_dir: Path, state: SearchState, tokenizer: Any, started: float,
            resumed: bool) -> dict[str, Any]:
     """Export the elite (the fittest member of the last generation), plot, summary.json and the log table."""
-    last = [r for r in state.history if r["generation"] == state.generation - 1]
+    last = [r for r in state.history if r["generation"] == state.generation]
     elite = last[best_index([r["fitness"] for r in last])]
     elite_dir = save_elite_adapter(run_dir / elite["checkpoint"], tokenizer, run_dir, elite)
     plot = _plot(state, run_dir)

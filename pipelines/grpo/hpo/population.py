@@ -4,12 +4,18 @@
 the start of the generation it was in. Members' adapters and optimizer states live in checkpoint folders
 (``hpo/gen-NNNN/<member id>/checkpoint-<step>``); the state refers to them by paths relative to the run dir.
 No torch here: selection, mutation and bookkeeping are plain Python.
+
+Numbering: generations count from 1 everywhere (log, hpo_history.jsonl, metrics.jsonl, member ids ``g<gen>m<i>``,
+``hpo/gen-NNNN`` folders, the plot, summary.json); ``state.json``'s ``generation`` is the number of the last
+completed generation (0: none yet). Members are indexed from 0 within their generation (member 0 of
+generation 1 starts from the config's own values).
 """
 from __future__ import annotations
 
 import json
 import logging
 import random
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +31,7 @@ log = logging.getLogger(__name__)
 HPO_DIR = "hpo"
 STATE_FILE = "state.json"
 HISTORY_FILE = "hpo_history.jsonl"
-STATE_VERSION = 1
+STATE_VERSION = 2   # 1: generations numbered from 0 in ids and history (migrated on load)
 # Settings a resumed search must share with the one that wrote the state (the rest may change).
 _FIXED_ON_RESUME = ("population_size", "steps_per_generation", "search_space")
 
@@ -39,11 +45,12 @@ class Slot:
     parent: Optional[str] = None
     mutation: str = "init"
     start: Optional[str] = None      # checkpoint folder relative to the run dir; None: the fresh adapter
+    reset_optimizer: bool = False    # start with a fresh optimizer (a learning-rate mutation, as in AgileRL)
 
 
 @dataclass
 class SearchState:
-    generation: int                  # the next generation to train (= generations completed)
+    generation: int                  # the last completed generation (= generations completed; 0: none)
     population: list[Slot]
     seed: int
     hpo: dict[str, Any]
@@ -57,24 +64,45 @@ class SearchState:
     @classmethod
     def from_json(cls, text: str) -> "SearchState":
         data = json.loads(text)
+        if data.get("version") == 1:
+            data = _from_version_1(data)
         if data.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported state version {data.get('version')!r}")
         return cls(generation=int(data["generation"]), population=[Slot(**s) for s in data["population"]],
                    seed=int(data["seed"]), hpo=data["hpo"], history=list(data.get("history") or []))
 
 
+_V1_ID = re.compile(r"^g(\d+)m(\d+)$")
+
+
+def _from_version_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 state (generations numbered from 0) renumbered from 1: history generations and member ids
+    move up by one; checkpoint paths stay what they are on disk."""
+    def shift(member: Optional[str]) -> Optional[str]:
+        match = _V1_ID.match(member or "")
+        return member_id(int(match[1]) + 1, int(match[2])) if match else member
+
+    history = [dict(r, generation=r["generation"] + 1, id=shift(r["id"]), parent=shift(r.get("parent")))
+               for r in data.get("history") or []]
+    population = [dict(s, id=shift(s["id"]), parent=shift(s.get("parent"))) for s in data["population"]]
+    log.info("search state of version 1 renumbered: generations now count from 1")
+    return dict(data, version=STATE_VERSION, history=history, population=population)
+
+
 def member_id(generation: int, index: int) -> str:
+    """``g<generation>m<index>``: generation from 1, member index from 0."""
     return f"g{generation}m{index}"
 
 
 def generation_dir(run_dir: Path, generation: int) -> Path:
+    """``hpo/gen-NNNN`` of a generation numbered from 1."""
     return Path(run_dir) / HPO_DIR / f"gen-{generation:04d}"
 
 
 def initial_state(hpo: HPOSection, seed: int, defaults: dict[str, Any], generation_batch: int) -> SearchState:
-    """Member 0 starts from the config's values, the others from seeded draws within the bounds."""
-    rng = generation_rng(seed, -1)
-    slots = [Slot(member_id(0, i), initial_hparams(hpo, defaults, i, rng, generation_batch))
+    """Generation 1: member 0 starts from the config's values, the others from seeded draws within the bounds."""
+    rng = generation_rng(seed, 0)
+    slots = [Slot(member_id(1, i), initial_hparams(hpo, defaults, i, rng, generation_batch))
              for i in range(hpo.population_size)]
     return SearchState(0, slots, seed, hpo.model_dump(mode="json"))
 
@@ -90,33 +118,35 @@ def best_index(fitness: Sequence[Optional[float]]) -> int:
 
 def next_population(population: Sequence[Slot], fitness: Sequence[Optional[float]], checkpoints: Sequence[str],
                     hpo: HPOSection, seed: int, generation: int, generation_batch: int) -> list[Slot]:
-    """Selection (elite first if ``elitism``, then tournaments) and mutation of the clones.
+    """The population of generation ``generation + 1``: the elite first, then tournament winners, mutated.
 
     A clone starts from its parent's checkpoint (adapter weights and optimizer state); the elite keeps its
-    hyperparameters, every other clone may get one of them perturbed. Seeded per generation: the same seed
-    and fitness values always give the same population.
+    hyperparameters, every other clone may get one of them mutated. A clone whose learning rate is mutated
+    starts with a fresh optimizer when ``hpo.reset_optimizer_on_lr_mutation``. Seeded per generation: the same
+    seed and fitness values always give the same population.
     """
     rng: random.Random = generation_rng(seed, generation)
-    chosen = tournament_select([_fitness_key(f) for f in fitness], hpo.tournament_size, hpo.elitism, rng)
+    chosen = tournament_select([_fitness_key(f) for f in fitness], hpo.tournament_size, rng)
     out = []
     for j, idx in enumerate(chosen):
         parent = population[idx]
-        if j == 0 and hpo.elitism:
-            hparams, desc = dict(parent.hparams), "elite"
+        if j == 0:
+            hparams, desc, lr_mutated = dict(parent.hparams), "elite", False
         else:
-            hparams, desc = mutate(parent.hparams, hpo, rng, generation_batch)
+            hparams, desc, lr_mutated = mutate(parent.hparams, hpo, rng, generation_batch)
         out.append(Slot(member_id(generation + 1, j), hparams, parent=parent.id, mutation=desc,
-                        start=checkpoints[idx]))
+                        start=checkpoints[idx], reset_optimizer=lr_mutated and hpo.reset_optimizer_on_lr_mutation))
     return out
 
 
 def history_records(state: SearchState, fitness: Sequence[Optional[float]], evals: Sequence[dict[str, float]],
                     checkpoints: Sequence[str], steps: int) -> list[dict[str, Any]]:
-    """One record per member of ``state.generation`` (hyperparameters, fitness, parent, mutation)."""
+    """One record per member of the generation just trained, ``state.generation + 1`` (hyperparameters,
+    fitness, parent, mutation, whether it started with a fresh optimizer)."""
     best = best_index(fitness)
-    return [{"generation": state.generation, "member": i, "id": s.id, "parent": s.parent, "mutation": s.mutation,
-             "hparams": s.hparams, "fitness": fitness[i], "best": i == best, "steps": steps,
-             "checkpoint": checkpoints[i], "eval": evals[i]} for i, s in enumerate(state.population)]
+    return [{"generation": state.generation + 1, "member": i, "id": s.id, "parent": s.parent, "mutation": s.mutation,
+             "optimizer_reset": s.reset_optimizer, "hparams": s.hparams, "fitness": fitness[i], "best": i == best,
+             "steps": steps, "checkpoint": checkpoints[i], "eval": evals[i]} for i, s in enumerate(state.population)]
 
 
 def save_state(run_dir: Path, state: SearchState) -> None:
@@ -152,7 +182,7 @@ def referenced(state: SearchState, complete: bool) -> set[str]:
     resuming continues from the next generation's starts)."""
     keep = {s.start for s in state.population if s.start}
     if complete:
-        keep |= {r["checkpoint"] for r in state.history if r["generation"] == state.generation - 1}
+        keep |= {r["checkpoint"] for r in state.history if r["generation"] == state.generation}
     return keep
 
 

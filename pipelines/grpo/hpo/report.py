@@ -1,4 +1,5 @@
-"""hpo_fitness.png (fitness per member and generation, the elite's lineage highlighted) and the elite table."""
+"""hpo_fitness.png (fitness per member and generation, the elite's lineage highlighted) and the elite table.
+Generations are numbered from 1 here as in hpo_history.jsonl: what the plot and the table show is what the file says."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,6 +25,11 @@ def final_elite(history: Sequence[dict[str, Any]]) -> Optional[dict[str, Any]]:
     return next((r for r in history if r["generation"] == last and r.get("best")), None)
 
 
+def plot_x(record: dict[str, Any], size: int) -> float:
+    """A member's x position: its generation number (as in hpo_history.jsonl), members side by side around it."""
+    return record["generation"] + 0.3 * (record["member"] - (size - 1) / 2) / max(size, 1)
+
+
 def plot_fitness(history: Sequence[dict[str, Any]], out_path: Path) -> Optional[Path]:
     """Every member's fitness against its generation, a grey line to its parent, the best of each
     generation as a star, the final elite's lineage in red. Written atomically; None without data."""
@@ -36,8 +42,8 @@ def plot_fitness(history: Sequence[dict[str, Any]], out_path: Path) -> Optional[
     by_id = {r["id"]: r for r in points}
     size = max(r["member"] for r in points) + 1
 
-    def x(r: dict[str, Any]) -> float:  # members side by side within their generation
-        return r["generation"] + 1 + 0.3 * (r["member"] - (size - 1) / 2) / max(size, 1)
+    def x(r: dict[str, Any]) -> float:
+        return plot_x(r, size)
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     try:
@@ -59,7 +65,7 @@ def plot_fitness(history: Sequence[dict[str, Any]], out_path: Path) -> Optional[
         ax.set_xlabel("generation")
         ax.set_ylabel("fitness (held-out mean combined reward)")
         ax.set_title("Hyperparameter search: fitness per member")
-        ax.set_xticks(sorted({r["generation"] + 1 for r in points}))
+        ax.set_xticks(sorted({r["generation"] for r in points}))
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
         save_figure(fig, out_path)
@@ -75,7 +81,7 @@ def _value(v: Any) -> str:
 def elite_table(elite: dict[str, Any], history: Sequence[dict[str, Any]], hpo: HPOSection) -> str:
     """A text table of the elite's hyperparameters, their search ranges and how its lineage got there."""
     fitness = elite.get("fitness")
-    lines = [f"elite: member {elite['id']} of generation {elite['generation'] + 1}, fitness "
+    lines = [f"elite: member {elite['id']} of generation {elite['generation']}, fitness "
              f"{'n/a' if fitness is None else f'{fitness:.4f}'}"]
     names = sorted(elite["hparams"])
     width = max([len("hyperparameter")] + [len(n) for n in names])

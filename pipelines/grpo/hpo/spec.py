@@ -7,7 +7,7 @@ from pipelines.grpo import spec as grpo_spec
 from pipelines.grpo.checks import generation_batch
 from pipelines.grpo.config import RESUME_HINT
 from pipelines.grpo.hpo.checks import RULES, search_seed
-from pipelines.grpo.hpo.config import GRPOHPOConfigFile
+from pipelines.grpo.hpo.config import GRPOHPOConfigFile, HPOSection, mutation_notes
 from pipelines.rewards.checks import check_judges
 
 
@@ -19,14 +19,31 @@ def inspect(cfg: GRPOHPOConfigFile, ctx: NodeContext) -> list[str]:
     lines = grpo_spec.inspect(cfg, ctx, with_steps=False)
     lines += [f"hpo: {hpo.population_size} members x {hpo.generations} generations x {hpo.steps_per_generation} "
               f"steps ({hpo.population_size * hpo.generations * hpo.steps_per_generation} member-steps); "
-              f"tournaments of {hpo.tournament_size}, elitism {'on' if hpo.elitism else 'off'}, seed "
-              f"{search_seed(cfg)}",
+              f"generations numbered from 1; elite kept, tournaments of {hpo.tournament_size} drawn with "
+              f"replacement, seed {search_seed(cfg)}",
+              f"hpo: mutation: {describe_mutation(hpo)}",
               f"hpo: search space: {ranges}",
               f"hpo: generation batch {generation_batch(cfg)} completions per step; training_parameters.max_steps "
               f"is replaced by generations x steps_per_generation ({hpo.generations * hpo.steps_per_generation})"]
     if cfg.model.backend == "auto":
         lines.append("hpo: backend auto -> members train on the transformers backend")
+    lines += [f"hpo: warning: {note}" for note in mutation_notes(hpo)]
     return lines
+
+
+def describe_mutation(hpo: HPOSection) -> str:
+    """The effective mutation rule in one line (operator, factors, probabilities, optimizer reset)."""
+    total = hpo.no_mutation + hpo.hp_mutation
+    if hpo.mutation_operator == "multiplicative":
+        rule = f"multiplicative x{hpo.shrink_factor:g} / x{hpo.grow_factor:g} (50/50, clipped to the bounds)"
+        own = [f"{n} x{hpo.factors(n)[0]:g} / x{hpo.factors(n)[1]:g}" for n, s in sorted(hpo.search_space.items())
+               if s.shrink_factor is not None or s.grow_factor is not None]
+        rule += f"; own factors: {', '.join(own)}" if own else ""
+    else:
+        rule = f"gaussian, sd {hpo.mutation_sd:g} x range width (log range with log: true), clipped to the bounds"
+    reset = "on" if hpo.reset_optimizer_on_lr_mutation else "off"
+    return (f"{rule}; a clone keeps its parent's values with probability {hpo.no_mutation / total:.3g}, else one "
+            f"hyperparameter is mutated; optimizer reset on a learning_rate mutation: {reset}")
 
 
 NODE = NodeSpec(name="grpo_hpo", config_model=GRPOHPOConfigFile, run="pipelines.grpo.hpo.node:run",

@@ -37,6 +37,36 @@ def test_quickstart_validates_with_a_search_summary(base, tmp_path, capsys):
     assert code == 0, err
     assert "hpo: 3 members x 2 generations x 10 steps (60 member-steps)" in out
     assert "learning_rate [0.002, 0.05] log" in out and "num_generations [2, 8] int" in out
+    assert "tournaments of 2 drawn with replacement" in out
+    assert ("hpo: mutation: multiplicative x0.8 / x1.2 (50/50, clipped to the bounds); a clone keeps its parent's "
+            "values with probability 0.143") in out
+    assert "optimizer reset on a learning_rate mutation: on" in out
+    assert "warning" not in out   # the shipped quickstart sets nothing that goes unused
+
+
+def test_elitism_false_is_refused_at_validate_with_why(base, tmp_path, capsys):
+    raw = copy.deepcopy(base)
+    raw["hpo"]["elitism"] = False
+    raw["hpo"]["shrink_factor"] = 1.5          # reported in the same pass
+    code, _, err = validate(tmp_path, raw, capsys)
+    assert code == 2
+    assert "hpo.yaml: hpo.elitism: " in err and "elitism: false is refused for LLM populations" in err
+    assert "the fittest adapter" in err and "hpo.yaml: hpo.shrink_factor: Input should be less than 1" in err
+
+
+def test_settings_without_effect_are_shown_with_the_effective_rule(base, tmp_path, capsys):
+    raw = copy.deepcopy(base)
+    raw["hpo"]["mutation_sd"] = 0.3
+    raw["hpo"]["search_space"]["beta"] = {"min": 0.0, "max": 0.04}
+    code, out, err = validate(tmp_path, raw, capsys)
+    assert code == 0, err
+    assert "hpo: warning: hpo.mutation_sd (0.3) is unused: the multiplicative operator" in out
+    assert "hpo: warning: hpo.search_space.beta: a value at 0 stays at 0" in out
+    raw["hpo"].update(mutation_operator="gaussian", reset_optimizer_on_lr_mutation=False)
+    code, out, err = validate(tmp_path, raw, capsys)
+    assert code == 0, err
+    assert "hpo: mutation: gaussian, sd 0.3 x range width" in out and "learning_rate mutation: off" in out
+    assert "hpo: warning: hpo.shrink_factor, hpo.grow_factor unused: mutation_operator is gaussian" in out
 
 
 def test_missing_evaluation_is_a_config_error(base, tmp_path, capsys):

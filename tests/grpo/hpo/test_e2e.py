@@ -61,22 +61,26 @@ def history(run_dir: Path) -> list[dict]:
 def test_history_has_one_line_per_generation_and_member(full_run):
     records = history(full_run)
     assert len(records) == POPULATION * GENERATIONS
-    assert [(r["generation"], r["member"]) for r in records] == \
-        [(g, m) for g in range(GENERATIONS) for m in range(POPULATION)]
-    first = {r["id"] for r in records if r["generation"] == 0}
+    # generations count from 1, in the file as in the log, the plot and the folders
+    assert [(r["generation"], r["member"], r["id"]) for r in records] == \
+        [(g, m, f"g{g}m{m}") for g in range(1, GENERATIONS + 1) for m in range(POPULATION)]
+    first = {r["id"] for r in records if r["generation"] == 1}
     for r in records:
         assert set(r["hparams"]) == {"learning_rate", "beta", "temperature", "num_generations"}
         assert isinstance(r["fitness"], float) and 0.0 <= r["fitness"] <= 1.0
-        assert r["steps"] == (r["generation"] + 1) * STEPS
-        if r["generation"] == 0:
+        assert r["steps"] == r["generation"] * STEPS
+        assert r["checkpoint"].startswith(f"hpo/gen-{r['generation']:04d}/{r['id']}/")
+        assert r["optimizer_reset"] == r["mutation"].startswith("learning_rate:")
+        if r["generation"] == 1:
             assert (r["parent"], r["mutation"]) == (None, "init")
         else:
             assert r["parent"] in first and r["mutation"]
-    # member 0 starts from the config's values (TRL's defaults for beta and temperature, which it leaves unset)
-    assert records[0]["hparams"] == {"learning_rate": 0.02, "beta": 0.0, "temperature": 1.0, "num_generations": 4}
-    assert len({json.dumps(r["hparams"], sort_keys=True) for r in records if r["generation"] == 0}) == POPULATION
-    second = [r for r in records if r["generation"] == 1]
-    best_first = max((r for r in records if r["generation"] == 0), key=lambda r: r["fitness"])
+    # member 0 starts from the config's values (TRL's defaults for beta and temperature, which it leaves unset),
+    # clipped into the search range (beta's min is 0.001: a multiplied 0 would never move)
+    assert records[0]["hparams"] == {"learning_rate": 0.02, "beta": 0.001, "temperature": 1.0, "num_generations": 4}
+    assert len({json.dumps(r["hparams"], sort_keys=True) for r in records if r["generation"] == 1}) == POPULATION
+    second = [r for r in records if r["generation"] == 2]
+    best_first = max((r for r in records if r["generation"] == 1), key=lambda r: r["fitness"])
     assert (second[0]["mutation"], second[0]["parent"]) == ("elite", best_first["id"])   # elitism
     assert second[0]["hparams"] == best_first["hparams"]
 
@@ -86,7 +90,7 @@ def test_elite_is_the_best_of_the_last_generation_and_loads(full_run, tiny_model
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    last = [r for r in history(full_run) if r["generation"] == GENERATIONS - 1]
+    last = [r for r in history(full_run) if r["generation"] == GENERATIONS]
     best = max(last, key=lambda r: r["fitness"])
     elite_dir = full_run / "elite_adapter"
     elite = json.loads((elite_dir / "hpo_elite.json").read_text())
@@ -95,6 +99,7 @@ def test_elite_is_the_best_of_the_last_generation_and_loads(full_run, tiny_model
     assert best["fitness"] == elite["fitness"]
     summary = json.loads((full_run / "summary.json").read_text())
     assert summary["elite"]["id"] == elite["id"] and summary["elite"]["hparams"] == elite["hparams"]
+    assert summary["elite"]["generation"] == GENERATIONS == summary["generations"]
 
     weights = load_file(str(elite_dir / "adapter_model.safetensors"))
     source = load_file(str(full_run / elite["checkpoint"] / "adapter_model.safetensors"))
@@ -121,27 +126,36 @@ def test_outputs_metrics_and_manifest(full_run):
     for member, lr in lrs.items():
         steps = [r for r in records if r.get("member") == member and "loss" in r]
         generation = int(member[1:].split("m")[0])
-        assert [r["step"] for r in steps] == list(range(generation * STEPS + 1, (generation + 1) * STEPS + 1))
+        assert [r["step"] for r in steps] == list(range((generation - 1) * STEPS + 1, generation * STEPS + 1))
+        assert {r["generation"] for r in steps} == {generation}
         assert all(r["learning_rate"] == pytest.approx(lr) for r in steps)   # constant schedule: the member's lr
         assert any(r.get("member") == member and "eval/reward_mean" in r for r in records)
     # only the last generation's checkpoints are kept (the elite's among them)
-    kept = sorted(p.name for p in (full_run / "hpo").glob("gen-*/*"))
-    assert kept == sorted(r["id"] for r in history(full_run) if r["generation"] == GENERATIONS - 1)
+    kept = sorted(p.relative_to(full_run / "hpo").as_posix() for p in (full_run / "hpo").glob("gen-*/*"))
+    assert kept == sorted(f"gen-{GENERATIONS:04d}/{r['id']}" for r in history(full_run)
+                          if r["generation"] == GENERATIONS)
     log = (full_run / "run.log").read_text()
     assert "elite: member" in log and "learning_rate" in log and "lineage:" in log
+    elite = json.loads((full_run / "elite_adapter" / "hpo_elite.json").read_text())
+    assert f"elite: member {elite['id']} of generation {GENERATIONS}," in log
+    assert f"generation {GENERATIONS} done: best" in log and "generation 0" not in log
 
 
 def test_a_later_node_rolls_out_the_elite_adapter(setup, full_run, tiny_model_dir):
     tmp, sc = setup
-    entries = yaml.safe_load(sc.read_text())["pipeline_order"]
+    original = sc.read_text()
+    entries = yaml.safe_load(original)["pipeline_order"]
     entries.append({"node": "rollout", "config": str(REPO / "pipelines" / "rollout" / "configs" / "quickstart.yaml"),
                     "overrides": {"run_name": "elite-rollout", "model.base_model_name": str(tiny_model_dir),
                                   "model.adapter": "@grpo_hpo.elite_adapter", "dataset_settings.total_rows": 4,
                                   "datasets.0.path": str(REPO / "inputs" / "quickstart.jsonl")}})
-    chain = tmp / "chain.yaml"
-    chain.write_text(yaml.safe_dump({"pipeline_order": entries}), encoding="utf-8")
-    # --only the rollout: @grpo_hpo.elite_adapter resolves to the latest completed grpo_hpo run (full_run)
-    assert main(["--super-config", str(chain), "--outputs", str(tmp / "out"), "--only", "rollout"]) == 0
+    # references are scoped to one super-config: the user adds the rollout entry to the file that ran the search
+    sc.write_text(yaml.safe_dump({"pipeline_order": entries}), encoding="utf-8")
+    try:
+        # --only the rollout: @grpo_hpo.elite_adapter resolves to this super-config's latest grpo_hpo run
+        assert main(["--super-config", str(sc), "--outputs", str(tmp / "out"), "--only", "rollout"]) == 0
+    finally:
+        sc.write_text(original, encoding="utf-8")
     resolved = yaml.safe_load((tmp / "out" / "elite-rollout" / "resolved_config.yaml").read_text())
     assert Path(resolved["model"]["adapter"]).resolve() == (full_run / "elite_adapter").resolve()
     assert len(list(read_jsonl(tmp / "out" / "elite-rollout" / "scored.jsonl"))) == 4 * 4   # rows x completions
@@ -158,7 +172,7 @@ def test_a_killed_search_resumes_at_its_last_completed_generation(setup, full_ru
     try:
         # kill once generation 1 is saved and generation 2 has started training (a member folder exists)
         while time.time() < deadline and proc.poll() is None:
-            if any((run_dir / "hpo" / "gen-0001").glob("*/")):
+            if any((run_dir / "hpo" / "gen-0002").glob("*/")):
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "the search ended before it could be interrupted"
@@ -199,7 +213,7 @@ def test_a_killed_search_resumes_at_its_last_completed_generation(setup, full_ru
                  "--set", f"hpo.generations={GENERATIONS + 1}"]) == 0
     extended = history(run_dir)
     assert extended[:len(resumed)] == resumed and len(extended) == POPULATION * (GENERATIONS + 1)
-    last_ids = {r["id"] for r in resumed if r["generation"] == GENERATIONS - 1}
+    last_ids = {r["id"] for r in resumed if r["generation"] == GENERATIONS}
     assert all(r["parent"] in last_ids for r in extended[len(resumed):])
     elite = json.loads((run_dir / "elite_adapter" / "hpo_elite.json").read_text())
-    assert elite["generation"] == GENERATIONS and elite["steps"] == (GENERATIONS + 1) * STEPS
+    assert elite["generation"] == GENERATIONS + 1 and elite["steps"] == (GENERATIONS + 1) * STEPS

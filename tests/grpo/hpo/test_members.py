@@ -87,7 +87,7 @@ class Recorder:
 
         class _Recorder(TrainerCallback):
             def __init__(self):
-                self.lrs, self.adam_steps, self.begin = [], [], None
+                self.lrs, self.adam_steps, self.moments, self.begin = [], [], [], None
 
             def on_train_begin(self, args, state, control, model=None, **kwargs):
                 from peft import get_peft_model_state_dict
@@ -98,6 +98,7 @@ class Recorder:
                 states = [optimizer.state[p] for g in optimizer.param_groups for p in g["params"]
                           if p in optimizer.state]
                 self.adam_steps.append(int(states[0]["step"]) if states else 0)
+                self.moments.append(sum(float(s["exp_avg"].abs().sum()) for s in states))   # Adam's 1st moments
 
         return _Recorder()
 
@@ -107,40 +108,59 @@ def _adapter(checkpoint: Path) -> dict:
     return load_file(str(checkpoint / "adapter_model.safetensors"))
 
 
+def _saved_moments(checkpoint: Path) -> float:
+    saved = torch.load(checkpoint / "optimizer.pt", map_location="cpu", weights_only=True)
+    return sum(float(s["exp_avg"].abs().sum()) for s in saved["state"].values())
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Equal adapters wherever each lives (the model may be on CUDA, a saved or initial state on the CPU)."""
+    return a.keys() == b.keys() and all(torch.equal(a[k].detach().cpu(), b[k].detach().cpu()) for k in a)
+
+
 @pytest.mark.slow
 def test_a_mutated_member_resumes_its_parent_with_its_own_learning_rate(population):
     pop, run_dir = population
     parent = {"learning_rate": 0.03, "beta": 0.02, "num_generations": 4, "temperature": 1.0}
     rec0 = Recorder()
-    ckpt0, fitness, trainer = pop.train(0, "g0m0", parent, None, run_dir / "gen-0000" / "g0m0", [rec0])
-    assert ckpt0.name == "checkpoint-2" and (ckpt0 / "optimizer.pt").is_file()
+    ckpt0, fitness, trainer = pop.train(1, "g1m0", parent, None, run_dir / "gen-0001" / "g1m0", [rec0])
+    assert ckpt0.name == "checkpoint-2" and (ckpt0 / "optimizer.pt").is_file()   # generation 1 ends at step 2
     assert rec0.lrs == [pytest.approx(0.03)] * 2
     # beta > 0: the reference is the base model (TRL's copy of the shared adapter is removed), the member trains
     assert set(trainer.model.peft_config) == {"default"}
     assert any(p.requires_grad for n, p in trainer.model.named_parameters() if "lora_" in n)
     assert "eval/reward_mean" in fitness
-    evals = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("member") == "g0m0" and "eval/accuracy" in r]
-    assert [(r["step"], r["eval/reward_mean"]) for r in evals] == [(2, fitness["eval/reward_mean"])]
+    evals = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("member") == "g1m0" and "eval/accuracy" in r]
+    assert [(r["generation"], r["step"], r["eval/reward_mean"]) for r in evals] == \
+        [(1, 2, fitness["eval/reward_mean"])]
     pop.release(trainer)
 
+    # a clone whose learning rate is NOT reset: the parent's adapter and Adam moments, its own learning rate
     child = dict(parent, learning_rate=0.004, num_generations=2)
     rec1 = Recorder()
-    ckpt1, _, trainer = pop.train(1, "g1m1", child, ckpt0, run_dir / "gen-0001" / "g1m1", [rec1])
+    ckpt1, _, trainer = pop.train(2, "g2m1", child, ckpt0, run_dir / "gen-0002" / "g2m1", [rec1])
     assert ckpt1.name == "checkpoint-4"
-    # the clone starts from the parent's adapter and optimizer state, and really uses its own learning rate
-    saved = _adapter(ckpt0)
-    assert rec1.begin.keys() == saved.keys()
-    assert all(torch.equal(rec1.begin[k].cpu(), saved[k]) for k in saved)
+    assert _same(rec1.begin, _adapter(ckpt0))
     assert rec1.adam_steps == [2, 3]
+    assert rec1.moments[0] == pytest.approx(_saved_moments(ckpt0), rel=1e-5) and rec1.moments[0] > 0
     assert rec1.lrs == [pytest.approx(0.004)] * 2
     assert trainer.args.num_generations == 2
     pop.release(trainer)
-    logged = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("member") == "g1m1" and "loss" in r]
+    logged = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("member") == "g2m1" and "loss" in r]
     assert [r["step"] for r in logged] == [3, 4]
     assert all(r["learning_rate"] == pytest.approx(0.004) for r in logged)
 
-    # a fresh member of generation 0 starts from the fresh adapter, not from what the shared model last held
+    # with the optimizer reset (AgileRL, on a learning-rate mutation): the parent's adapter, Adam from zero
+    rec3 = Recorder()
+    _, _, trainer = pop.train(2, "g2m2", child, ckpt0, run_dir / "gen-0002" / "g2m2", [rec3], reset_optimizer=True)
+    assert _same(rec3.begin, _adapter(ckpt0))
+    assert rec3.adam_steps == [0, 1] and rec3.moments[0] == 0.0   # no state before the first step
+    assert rec3.lrs == [pytest.approx(0.004)] * 2                  # the schedule goes on from the child's rate
+    assert trainer.state.global_step == 4
+    pop.release(trainer)
+
+    # a fresh member of generation 1 starts from the fresh adapter, not from what the shared model last held
     rec2 = Recorder()
-    _, _, trainer = pop.train(0, "g0m1", parent, None, run_dir / "gen-0000" / "g0m1", [rec2])
-    assert all(torch.equal(rec2.begin[k], pop.init_state[k]) for k in pop.init_state)
+    _, _, trainer = pop.train(1, "g1m1", parent, None, run_dir / "gen-0001" / "g1m1", [rec2])
+    assert _same(rec2.begin, pop.init_state)
     pop.release(trainer)

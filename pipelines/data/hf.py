@@ -1,0 +1,108 @@
+"""Hugging Face datasets as dataset paths: ``hf:org/name`` (the Hub), ``hf:<folder>`` (a local folder in the Hub
+layout, or one written by ``Dataset.save_to_disk``).
+
+A split whose data files are local Parquet or JSON(L) files is read in place by the lazy readers
+(:mod:`pipelines.data.index`): nothing is converted or copied, and only the drawn rows are decoded. Anything
+else (a Hub dataset, CSV, a loading script) goes through ``datasets.load_dataset``, which downloads the files
+into the local cache once and memory-maps them as Arrow; rows are then read by index, so memory stays bounded.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+from pipelines.data.scan import DataFileError
+
+logger = logging.getLogger(__name__)
+LAZY_SUFFIXES = (".parquet", ".jsonl", ".json")
+OFFLINE_HINT = ("if this machine has no internet access, download the dataset where there is (it lands in the "
+                "Hugging Face cache, ~/.cache/huggingface or $HF_HOME), copy the cache here and set "
+                "HF_HUB_OFFLINE=1; or point path at a local folder (hf:/path/to/folder)")
+
+
+def hf_name(path: str) -> str:
+    """``hf:org/name`` -> ``org/name``."""
+    return path[len("hf:"):].strip()
+
+
+def is_saved_dataset(folder: Path) -> bool:
+    """Whether ``folder`` was written by ``save_to_disk`` (a Dataset or a DatasetDict)."""
+    return (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()
+
+
+def _unreachable(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return any(k in text for k in ("connection", "offline", "timed out", "timeout", "resolve", "network",
+                                   "couldn't reach", "max retries", "name or service"))
+
+
+def load_error(name: str, exc: BaseException) -> DataFileError:
+    """The error for a dataset that failed to load; an unreachable or offline Hub is named as such."""
+    if _unreachable(exc) or os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "TRUE", "yes"):
+        mode = "HF_HUB_OFFLINE is set and it is not in the local cache" if os.environ.get("HF_HUB_OFFLINE") \
+            else "the Hugging Face Hub could not be reached"
+        return DataFileError(f"hf:{name}: cannot load the dataset: {mode} ({type(exc).__name__}: "
+                             f"{str(exc)[:300]}); {OFFLINE_HINT}")
+    return DataFileError(f"hf:{name}: cannot load the dataset ({type(exc).__name__}: {str(exc)[:500]})")
+
+
+def _pick_split(loaded: Any, name: str, split: str) -> Any:
+    from datasets import DatasetDict
+    if isinstance(loaded, DatasetDict):
+        if split not in loaded:
+            raise DataFileError(f"hf:{name}: no split {split!r}; splits: {', '.join(loaded)}")
+        return loaded[split]
+    return loaded
+
+
+def _local_files(name: str, split: str, subset: Optional[str], revision: Optional[str]) -> Optional[list[Path]]:
+    """The split's data files when they are local Parquet/JSON(L) files (read in place), else None."""
+    from datasets import load_dataset_builder
+
+    builder = load_dataset_builder(name, subset, revision=revision)
+    data_files = getattr(builder.config, "data_files", None) or {}
+    if split not in data_files:
+        if data_files:
+            raise DataFileError(f"hf:{name}: no split {split!r}; splits: {', '.join(data_files)}")
+        return None
+    files = [Path(str(f)) for f in data_files[split]]
+    if files and all(f.is_file() and f.suffix.lower() in LAZY_SUFFIXES for f in files):
+        return files
+    return None
+
+
+def open_hf(path: str, split: str = "train", subset: Optional[str] = None,
+            revision: Optional[str] = None) -> tuple[Optional[list[Path]], Any]:
+    """(local data files to read in place, or None; else a memory-mapped ``datasets.Dataset``)."""
+    name = hf_name(path)
+    folder = Path(name).expanduser()
+    try:
+        if folder.is_dir() and is_saved_dataset(folder):
+            from datasets import load_from_disk
+            return None, _pick_split(load_from_disk(str(folder)), name, split)
+        files = _local_files(str(folder) if folder.is_dir() else name, split, subset, revision)
+        if files is not None:
+            return files, None
+        from datasets import load_dataset
+        return None, load_dataset(str(folder) if folder.is_dir() else name, subset, split=split,
+                                  revision=revision)
+    except DataFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - datasets and huggingface_hub raise many types for one failure
+        if "split" in str(exc).lower() and "unknown" in str(exc).lower():
+            raise DataFileError(f"hf:{name}: {exc}") from None
+        raise load_error(name, exc) from None
+
+
+def read_hf_rows(dataset: Any, locals_: list[int], max_bytes: Optional[int]) -> Iterable[tuple[int, Any]]:
+    """(row index, (reason or None, row dict)) for rows of a ``datasets.Dataset``, read by index."""
+    from pipelines.data.parquet import take_rows
+
+    if not locals_:
+        return []
+    table = dataset.with_format("arrow")[list(locals_)]
+    return list(zip(locals_, take_rows(table, np.arange(len(locals_)), max_bytes)))
