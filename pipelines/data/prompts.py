@@ -266,9 +266,14 @@ def surely_too_long(prompt: list[dict], token_counter: TokenCounter, max_prompt_
 def fit_budget(prompt: list[dict], token_counter: Optional[TokenCounter],
                max_prompt_length: Optional[int]) -> list[dict]:
     """Drop oldest turns until the prompt fits ``max_prompt_length`` tokens; raises BadRow if it never does.
-    A prompt whose length in characters already proves it too long is not tokenized."""
+    Tokenizes only when it must: a prompt whose length in characters proves it too long, or whose normalized
+    bytes prove it fits (the counter's ``at_most``), is decided without tokenizing."""
     if token_counter is None or max_prompt_length is None:
         return prompt
+    bound = getattr(token_counter, "at_most", None)
+    if (bound is not None and not surely_too_long(prompt, token_counter, max_prompt_length)
+            and (most := bound(prompt)) is not None and most <= max_prompt_length):
+        return prompt                                   # fits whatever the tokenizer makes of it
     while surely_too_long(prompt, token_counter, max_prompt_length) or token_counter(prompt) > max_prompt_length:
         shorter = drop_oldest_turn(prompt)
         if shorter is None:

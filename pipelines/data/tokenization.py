@@ -23,12 +23,24 @@ SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_t
 class ChatTokenCounter:
     """Callable: messages -> prompt length in tokens (generation prompt included). ``render`` gives the text."""
 
-    def __init__(self, render_fn, encode_fn, source: str, max_token_chars: Optional[int] = None):
+    def __init__(self, render_fn, encode_fn, source: str, max_token_chars: Optional[int] = None,
+                 normalizer: Any = None):
         self._render, self._encode, self.source = render_fn, encode_fn, source
         self.max_token_chars = max_token_chars   # longest vocabulary entry, for a cheap "surely too long" test
+        self._normalizer = normalizer            # the tokenizer's own (``tokenizers``), for at_most()
 
     def render(self, messages: list[dict]) -> str:
         return self._render(messages)
+
+    def at_most(self, messages: list[dict]) -> Optional[int]:
+        """An upper bound on the prompt's token count without tokenizing it, or None when there is none: every
+        token of a fast tokenizer covers at least one byte of the normalized text (byte-level BPE, and
+        SentencePiece/WordPiece with byte fallback or an unknown token), so the bytes bound the tokens."""
+        if self._normalizer is None:
+            return None
+        text = self._render(messages)
+        normalizer = self._normalizer if self._normalizer is not True else None
+        return len((normalizer.normalize_str(text) if normalizer else text).encode("utf-8"))
 
     def __call__(self, messages: list[dict]) -> int:
         return self._encode(messages)
@@ -117,7 +129,8 @@ def _folder_counter(folder: Path, chat_template: Optional[str], template_key: st
         # transformers tokenizes a rendered chat with add_special_tokens=False: the template has them already
         return len(tokenizer.encode(render(messages), add_special_tokens=False).ids)
 
-    return ChatTokenCounter(render, count, str(folder), _longest_token(tokenizer.get_vocab(with_added_tokens=True)))
+    return ChatTokenCounter(render, count, str(folder), _longest_token(tokenizer.get_vocab(with_added_tokens=True)),
+                            tokenizer.normalizer or True)
 
 
 def _longest_token(vocab: Any) -> Optional[int]:
@@ -141,7 +154,9 @@ def _tokenizer_object_counter(tokenizer: Any, chat_template: Optional[str]) -> C
         longest = _longest_token(tokenizer.get_vocab())
     except Exception:  # noqa: BLE001 - a tokenizer without a vocabulary listing: always tokenize
         longest = None
-    return ChatTokenCounter(render, count, type(tokenizer).__name__, longest)
+    backend = getattr(tokenizer, "backend_tokenizer", None)   # fast tokenizers only; a slow one always tokenizes
+    normalizer = (backend.normalizer or True) if backend is not None else None
+    return ChatTokenCounter(render, count, type(tokenizer).__name__, longest, normalizer)
 
 
 def make_token_counter(tokenizer_or_path: Union[str, Path, Any], chat_template: Optional[str] = None,

@@ -107,3 +107,10 @@ def test_prompt_column_in_parquet_full_scan_takes_the_python_path(tmp_path):
     pq.write_table(pa.Table.from_pylist([{"prompt": "hi"}, {"prompt": ""}, {"prompt": None}]), path)
     scan = scan_dataset(str(path))
     assert scan.valid == 1 and scan.skipped == Counter({"empty_prompt": 1, "missing_conversations": 1})
+
+
+def test_full_scan_without_validate_is_refused(capsys):
+    from pipelines.runner import main
+    with pytest.raises(SystemExit) as info:
+        main(["--full-scan"])
+    assert info.value.code == 2 and "--full-scan only applies with --validate" in capsys.readouterr().err

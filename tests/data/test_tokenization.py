@@ -70,3 +70,38 @@ def test_builtin_tiny_folder_is_found_only_once_built(tmp_path, monkeypatch, tin
     shutil.copytree(tiny_model_dir, target)
     assert local_tokenizer_folder("builtin:tiny").resolve() == target.resolve()
     assert tiny_model.resolve_model_name("builtin:tiny") == str(target.relative_to(tmp_path))
+
+
+@pytest.mark.parametrize("source", ["folder", "transformers"])
+def test_byte_bound_never_undercounts_and_spares_tokenizing_prompts_that_fit(tiny_model_dir, source):
+    """at_most() bounds the chat-template token count from above (so a prompt under the limit by that bound
+    surely fits), and fit_budget then does not tokenize it."""
+    from pipelines.data.prompts import fit_budget
+
+    if source == "folder":
+        counter = make_token_counter(tiny_model_dir)
+    else:
+        from transformers import AutoTokenizer
+        counter = make_token_counter(AutoTokenizer.from_pretrained(str(tiny_model_dir)))
+    texts = ["hello", "café naïve — ünïcödé ✓ 日本語のテキスト", "x" * 3000, " ".join(["word"] * 500), "\n\n\t  ",
+             "<|im_start|>user\nnested<|im_end|>", "🙂" * 50, "ﬁ ㍿ Å"]
+    for text in texts:
+        messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}]
+        assert counter.at_most(messages) >= counter(messages), text
+    calls = []
+
+    class Spy:
+        max_token_chars = counter.max_token_chars
+
+        def at_most(self, messages):
+            return counter.at_most(messages)
+
+        def __call__(self, messages):
+            calls.append(messages)
+            return counter(messages)
+    short = [{"role": "user", "content": "hello there"}]
+    assert fit_budget(short, Spy(), 512) == short and calls == []
+    long = [{"role": "user", "content": "one two three " * 60}]
+    with pytest.raises(Exception, match="longer than max_prompt_length"):
+        fit_budget(long, Spy(), 100)
+    assert calls    # near or over the limit: counted exactly
