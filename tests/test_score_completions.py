@@ -117,3 +117,20 @@ def test_help_runs_as_a_script():
     done = subprocess.run([sys.executable, "cli_utils/score_completions.py", "--help"], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "--sample" in done.stdout and "--config" in done.stdout
+
+
+def test_augmentoolkit_config_scores_as_training_reads_it(setup):
+    """An Augmentoolkit-shaped config (pipeline: grpo-rl, one reward_funcs mapping, no percentage,
+    post_processors) is read as the training run reads it, not refused."""
+    tmp, _ = setup
+    atk = {"pipeline": "grpo-rl", "no_flatten": ["datasets"], "model": {"base_model_name": "builtin:tiny"},
+           "datasets": [{"path": "joy.jsonl", "reward_funcs": {"name": "keyword", "keywords": ["Joy"]}}],
+           "dataset_settings": {"total_rows": 4},
+           "post_processors": {"reward_combination_function": "sum", "reward_scaling_function": "identity"}}
+    path = tmp / "atk.yaml"
+    path.write_text(yaml.safe_dump(atk))
+    src = tmp / "in.jsonl"
+    src.write_text(json.dumps({"conversations": [{"from": "human", "value": "Hi"}], "completion": "Joy!"}) + "\n")
+    assert main(["--config", str(path), "--input", str(src), "--output", str(tmp / "atk_out.jsonl")]) == 0
+    (record,) = [json.loads(x) for x in (tmp / "atk_out.jsonl").read_text().splitlines()]
+    assert record["reward"] == 1.0

@@ -36,7 +36,7 @@ def test_two_epochs_train_exactly_two_passes_over_the_rows(outputs, tmp_path, ca
     run = outputs / "epochs"
     assert [r["step"] for r in step_records(run)] == list(range(1, 9))
     exported = list(read_jsonl(run / "high_scoring_examples.jsonl"))
-    by_pass = [Counter(str(r["prompt"]) for r in exported if (r["step"] - 1) // 4 == p) for p in (0, 1)]
+    by_pass = [Counter(r["row_id"] for r in exported if (r["step"] - 1) // 4 == p) for p in (0, 1)]
     for seen in by_pass:          # each pass: every one of the 8 rows, each with its 4 generations
         assert len(seen) == ROWS and set(seen.values()) == {4}
     assert set(by_pass[0]) == set(by_pass[1])
