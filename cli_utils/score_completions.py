@@ -72,6 +72,8 @@ def load_config(path: str, sets: Sequence[str]):
     """Load, override, interpolate and validate the config; check its rewards. ConfigError on problems."""
     from pipelines.common.config_io import EnvResolver, apply_overrides, load_yaml, parse_scalar
     from pipelines.common.schema import validate_model
+    from pipelines.common.compat import log_notices
+    from pipelines.grpo.compat import normalise
     from pipelines.grpo.config import GRPOConfigFile
     from pipelines.rewards.checks import check_post_processors, check_reward_funcs
 
@@ -90,6 +92,9 @@ def load_config(path: str, sets: Sequence[str]):
     raw = env.resolve(raw, path, problems)
     from pipelines.common.redaction import register_secrets
     register_secrets(env.secret_values)
+    raw, notices, shape_problems = normalise(raw, path)      # an Augmentoolkit config reads as training reads it
+    problems += shape_problems
+    log_notices(notices, path)
     cfg, schema_problems = validate_model(GRPOConfigFile, raw, path)
     problems += schema_problems
     if cfg is not None:

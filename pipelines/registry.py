@@ -29,13 +29,13 @@ def _grpo_hpo_spec() -> NodeSpec:
 
 
 NODE_FACTORIES: dict[str, Callable[[], NodeSpec]] = {"grpo": _grpo_spec, "rollout": _rollout_spec,
-                                                     "grpo_hpo": _grpo_hpo_spec,
-                                                     # Augmentoolkit's name for its GRPO pipeline node
-                                                     "grpo-rl-pipeline": _grpo_spec}
+                                                     "grpo_hpo": _grpo_hpo_spec}
+NODE_ALIASES = {"grpo-rl-pipeline": "grpo"}     # Augmentoolkit's super-config name for its GRPO node
 
 
 def get_node(name: str) -> NodeSpec:
     """A registered node, or an import-path node ``package.module:function`` (config passed as a dict)."""
+    name = NODE_ALIASES.get(name, name)
     if name in NODE_FACTORIES:
         return NODE_FACTORIES[name]()
     if is_import_path(name):
@@ -45,5 +45,5 @@ def get_node(name: str) -> NodeSpec:
                                   f"config")
         # An import-path node may declare `fn.outputs = ("name", ...)` so references to it are checked.
         return NodeSpec(name=name, config_model=None, run=name, outputs=tuple(getattr(fn, "outputs", ())))
-    raise KeyError(f"unknown node {name!r}{did_you_mean(name, NODE_FACTORIES)}; registered nodes: "
+    raise KeyError(f"unknown node {name!r}{did_you_mean(name, [*NODE_FACTORIES, *NODE_ALIASES])}; registered nodes: "
                    f"{', '.join(sorted(NODE_FACTORIES))}, or give an import path package.module:function")

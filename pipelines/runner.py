@@ -186,15 +186,16 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     if location_problems:  # the node's own checks would look at (and report on) a folder outside outputs/
         return None, problems + location_problems
     run_dir = run_dir_for(raw, spec.name, Path(args.outputs))
-    holder = None if args.launched_rank else busy_holder(run_dir)
-    if holder is not None:   # another run is writing there now: nothing else about this entry matters
-        return None, problems + [Problem(file, "run_name", str(RunDirBusy(run_dir, holder)))]
     ctx = NodeContext(label=label, index=index, config_file=file, raw_config=raw, secrets=env.secret_values,
                       run_dir=run_dir, outputs_root=Path(args.outputs), manifests=manifests,
                       num_processes=args.num_processes, validate_only=args.validate or args.preflight,
                       launched=args.launched_rank, secret_fields=env.secret_fields, ref_scope=scope,
                       full_scan=args.full_scan, notices=notices)
     cfg, node_problems = validate_node_config(spec, raw, ctx)
+    # Probed after the node's checks: a run that started meanwhile is named, not reported as "holds a run".
+    holder = None if args.launched_rank or secondary_machine(raw) else busy_holder(run_dir)
+    if holder is not None:   # another run is writing there now: nothing else about this entry matters
+        return None, problems + [Problem(file, "run_name", str(RunDirBusy(run_dir, holder)))]
     return PlannedNode(label, spec, cfg, ctx), problems + node_problems
 
 
@@ -259,6 +260,15 @@ def _resolve_refs(node: PlannedNode) -> list[Any]:
     return found
 
 
+def secondary_machine(raw: dict[str, Any]) -> bool:
+    """A multi-machine run's machine with ``launch.machine_rank`` > 0: machine 0 holds the run dir's lock."""
+    launch = raw.get("launch") if isinstance(raw, dict) else None
+    try:
+        return isinstance(launch, dict) and int(launch.get("machine_rank") or 0) > 0
+    except (TypeError, ValueError):
+        return False
+
+
 def _remove_if_only_bookkeeping(run_dir: Path) -> None:
     bookkeeping = {RESOLVED_CONFIG, RUN_LOG, MANIFEST, LOCK_FILE}
     if run_dir.is_dir() and all(p.name in bookkeeping for p in run_dir.iterdir()):
@@ -296,7 +306,7 @@ def _execute(node: PlannedNode, args: argparse.Namespace, lock: RunLock) -> dict
 def run_launched_rank(node: PlannedNode) -> int:
     """One rank of a launched node: log to run.log (rank 0) or run.rank<N>.log; rank 0 writes the manifest."""
     ctx, rank = node.ctx, current_rank()
-    refused = check_launched_rank(ctx.run_dir)
+    refused = None if secondary_machine(ctx.raw_config) else check_launched_rank(ctx.run_dir)
     if refused:
         report_problems([Problem(ctx.config_file, "run_name", refused)])
         return EXIT_CONFIG
@@ -325,6 +335,8 @@ def run_planned(node: PlannedNode, args: argparse.Namespace) -> dict[str, Any]:
     ctx = node.ctx
     refs = _resolve_refs(node)
     lock = RunLock(ctx.run_dir)
+    if secondary_machine(ctx.raw_config):   # machine_rank > 0 joins the run whose lock machine 0 holds
+        return _run_in_run_dir(node, args, lock, refs)
     try:
         lock.acquire()
     except RunDirBusy as exc:   # another run started on this folder since validation: refuse, touch nothing

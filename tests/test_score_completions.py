@@ -131,3 +131,20 @@ def test_sample_of_prompt_only_rows_says_there_is_no_reference_answer(tmp_path, 
     records = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
     assert len(records) == 3
     assert all("no reference answer to score" in json.dumps(r) for r in records), records
+
+
+def test_augmentoolkit_config_scores_as_training_reads_it(setup):
+    """An Augmentoolkit-shaped config (pipeline: grpo-rl, one reward_funcs mapping, no percentage,
+    post_processors) is read as the training run reads it, not refused."""
+    tmp, _ = setup
+    atk = {"pipeline": "grpo-rl", "no_flatten": ["datasets"], "model": {"base_model_name": "builtin:tiny"},
+           "datasets": [{"path": "joy.jsonl", "reward_funcs": {"name": "keyword", "keywords": ["Joy"]}}],
+           "dataset_settings": {"total_rows": 4},
+           "post_processors": {"reward_combination_function": "sum", "reward_scaling_function": "identity"}}
+    path = tmp / "atk.yaml"
+    path.write_text(yaml.safe_dump(atk))
+    src = tmp / "in.jsonl"
+    src.write_text(json.dumps({"conversations": [{"from": "human", "value": "Hi"}], "completion": "Joy!"}) + "\n")
+    assert main(["--config", str(path), "--input", str(src), "--output", str(tmp / "atk_out.jsonl")]) == 0
+    (record,) = [json.loads(x) for x in (tmp / "atk_out.jsonl").read_text().splitlines()]
+    assert record["reward"] == 1.0

@@ -85,8 +85,8 @@ class RunLock:
             self.fd = None
 
     def launch_env(self) -> dict[str, str]:
-        """Environment for the ranks of a launch started while holding this lock."""
-        return {LAUNCH_TOKEN_ENV: self.token}
+        """Environment for the ranks of a launch started while holding this lock (none when not held)."""
+        return {LAUNCH_TOKEN_ENV: self.token} if self.fd is not None else {}
 
     def __enter__(self) -> "RunLock":
         return self.acquire()

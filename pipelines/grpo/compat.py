@@ -28,6 +28,7 @@ from pipelines.data.compat import normalise_datasets
 from pipelines.rewards.compat import normalise_post_processors
 
 AUGMENTOOLKIT_PIPELINE = "grpo-rl"
+AUGMENTOOLKIT_ONLY = ("pipeline", "no_flatten", "post_processors")    # top-level keys only its configs have
 
 
 def _int(section: dict[str, Any], key: str, default: int) -> Optional[int]:
@@ -117,11 +118,25 @@ def _top_level(raw: dict[str, Any], file: str, notices: list[Notice]) -> list[Pr
     return problems
 
 
+def _strict(raw: dict[str, Any], file: str) -> tuple[dict[str, Any], list[Notice], list[Problem]]:
+    """A strict config with Augmentoolkit's top-level keys: one problem each that says how to read it instead."""
+    found = [k for k in AUGMENTOOLKIT_ONLY if k in raw]
+    if not found:
+        return raw, [], []
+    problems = [Problem(file, k, "Augmentoolkit's key, refused with compat: strict: remove it (README: Augmentoolkit "
+                                 "configs), or set compat: augmentoolkit to read the config with Augmentoolkit's "
+                                 "meaning") for k in found]
+    return {k: v for k, v in raw.items() if k not in found}, [], problems
+
+
 def normalise(raw: dict[str, Any], file: str) -> tuple[dict[str, Any], list[Notice], list[Problem]]:
     """The config in this node's shape, the notices, and the problems found translating it. A strict config
     is returned as it is."""
-    if compat_mode(raw) != "augmentoolkit":
-        return raw, [], []
+    mode = compat_mode(raw)
+    if mode == "strict":
+        return _strict(raw, file)
+    if mode != "augmentoolkit":
+        return raw, [], []      # the schema refuses the value of `compat`
     import copy
 
     raw = copy.deepcopy(raw)

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from pipelines.common.node import NodeContext
 from pipelines.common.problems import ConfigError, Problem
@@ -147,8 +147,9 @@ def save_and_reload(trainer: Any, run_dir: Path) -> tuple[float, float]:
     return time.time() - started, size
 
 
-def run_preflight(cfg: GRPOConfigFile, ctx: NodeContext) -> list[str]:
-    """The preflight of one GRPO-family node; returns the report lines (raises :class:`PreflightOOM`)."""
+def run_preflight(cfg: GRPOConfigFile, ctx: NodeContext, total_steps: Optional[int] = None) -> list[str]:
+    """The preflight of one GRPO-family node; returns the report lines (raises :class:`PreflightOOM`).
+    ``total_steps`` replaces the config's planned steps in the projection (grpo_hpo: every member's steps)."""
     from pipelines.grpo.inputs import load_inputs
     from pipelines.grpo.model import choose_backend, generates_with_vllm, use_gpu
     from pipelines.grpo.node import require_unsloth
@@ -169,7 +170,7 @@ def run_preflight(cfg: GRPOConfigFile, ctx: NodeContext) -> list[str]:
     from pipelines.grpo.checks import planned_steps
 
     tp = cfg.training_parameters
-    steps = planned_steps(cfg, len(inputs.sample.train))   # max_steps, or num_train_epochs over the rows
+    steps = total_steps or planned_steps(cfg, len(inputs.sample.train))   # max_steps, or epochs over the rows
     saves = steps // tp.save_steps if tp.save_strategy == "steps" else 0
     projected = report["load_s"] + report["first_s"] + (steps - 1) * report["step_s"] + saves * report["save_s"]
     hours, rest = divmod(int(projected), 3600)
@@ -257,5 +258,8 @@ def run_member_preflight(cfg: Any, ctx: NodeContext) -> list[str]:
     """The grpo_hpo node's preflight: one member's step, on the backend members train on."""
     from pipelines.grpo.hpo.node import member_backend
 
-    return ["one population member (members train one after another in one process):",
-            *run_preflight(member_backend(cfg), ctx)]
+    hpo = cfg.hpo
+    total = hpo.population_size * hpo.generations * hpo.steps_per_generation
+    return [f"one population member; the projection covers all {total} member-steps ({hpo.population_size} "
+            f"members x {hpo.generations} generations x {hpo.steps_per_generation} steps, one after another):",
+            *run_preflight(member_backend(cfg), ctx, total_steps=total)]

@@ -70,3 +70,13 @@ def test_lock_is_released_after_a_failed_run(tmp_path):
     sc.write_text(yaml.safe_dump({"pipeline_order": [{"node": "tests.nodes_for_tests:fail", "config": "n.yaml"}]}))
     assert main(["--super-config", str(sc), "--outputs", str(tmp_path / "out")]) == 1
     assert busy_holder(tmp_path / "out" / "boom") is None
+
+
+def test_other_machines_of_a_multi_machine_run_join_machine_0s_lock(tmp_path, holder):
+    """Every machine runs the same command on a shared run dir: only machine_rank 0 takes the lock."""
+    proc, run_dir = holder
+    sc = _record_pipeline(tmp_path)
+    args = ["--super-config", str(sc), "--outputs", str(tmp_path / "out"), "--set", "launch.machine_rank=1"]
+    assert main(args + ["--validate"]) == 0
+    assert main(args) == 0 and (tmp_path / "log.jsonl").exists()
+    assert busy_holder(run_dir)["pid"] == proc.pid          # machine 0's lock is untouched

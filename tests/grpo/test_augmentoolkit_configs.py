@@ -247,7 +247,8 @@ def test_strict_mode_refuses_the_same_config(workspace, capsys):
     (workspace / "grpo.yaml").write_text("pipeline: grpo-rl\n" + text, encoding="utf-8")
     assert main(["--validate"]) == 2
     err = capsys.readouterr().err
-    for key in ("pipeline: unknown key", "no_flatten: unknown key", "post_processors: unknown key",
+    assert "pipeline: Augmentoolkit's key, refused with compat: strict" in err
+    for key in ("no_flatten: Augmentoolkit's key", "post_processors: Augmentoolkit's key",
                 "datasets[1].reward_funcs", "datasets[1].percentage", "training_parameters.num_generations",
                 "model.max_seq_length"):
         assert key in err, key
@@ -261,6 +262,7 @@ def test_normalise_is_idempotent_and_leaves_strict_configs_alone():
     assert twice == once and [str(n) for n in more] == [str(n) for n in notices if "max_seq_length" in n.key]
     strict = {"model": {"base_model_name": "x"}, "datasets": [{"path": "p", "reward_funcs": {"name": "keyword"}}]}
     assert normalise(strict, "c.yaml") == (strict, [], [])
+    assert normalise({"compat": "bogus", "no_flatten": []}, "c.yaml")[2] == []      # the schema refuses `bogus`
 
 
 def test_unknown_pipeline_value_and_post_processor_key_are_problems():

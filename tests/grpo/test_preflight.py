@@ -65,3 +65,17 @@ def test_out_of_memory_names_the_keys_that_lower_memory():
     with pytest.raises(ValueError):   # anything else passes through unchanged
         with oom_guard(cfg, "x"):
             raise ValueError("not memory")
+
+
+@pytest.mark.slow
+def test_preflight_of_a_search_projects_every_member_step(outputs, capsys):  # noqa: F811
+    from pathlib import Path
+
+    hpo = Path(__file__).resolve().parents[2] / "pipelines" / "grpo" / "configs" / "super_config_hpo.yaml"
+    rc = run_node(outputs, hpo, "run_name=pfh", extra=["--preflight"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    # quickstart_hpo: 3 members x 2 generations x 10 steps
+    assert "one population member; the projection covers all 60 member-steps" in out
+    assert re.search(r"projected wall time for 60 steps: ", out) and "backend transformers" in out
+    assert not (outputs / "pfh").exists()

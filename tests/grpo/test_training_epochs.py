@@ -3,6 +3,7 @@ and the run trains exactly that many passes over its rows. Plus the per-row leng
 uses on HF generate."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
@@ -17,9 +18,11 @@ from tests.grpo.training_runs import (outputs, quickstart_config, run_node, step
 ROWS = 8        # 2 prompts x 4 generations per step: 4 steps per pass
 
 
-def epoch_config(**training):
+def epoch_config(data=None, **training):
     cfg = quickstart_config(**training)
     del cfg["training_parameters"]["max_steps"]
+    if data is not None:              # a file of exactly ROWS distinct prompts: each row is then told apart by its prompt
+        cfg["datasets"][0]["path"] = str(data)
     cfg["dataset_settings"]["total_rows"] = ROWS
     cfg["reward"]["score_save_threshold"] = -1.0        # every completion is exported, with its prompt and step
     return cfg
@@ -27,7 +30,10 @@ def epoch_config(**training):
 
 @pytest.mark.slow
 def test_two_epochs_train_exactly_two_passes_over_the_rows(outputs, tmp_path, capsys):  # noqa: F811
-    cfg = epoch_config(num_train_epochs=2, save_steps=100)
+    data = tmp_path / "distinct.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Describe thing number {i}."}) + "\n" for i in range(ROWS)),
+                    encoding="utf-8")
+    cfg = epoch_config(data, num_train_epochs=2, save_steps=100)
     cfg["run_name"] = "epochs"
     sup = write_super(tmp_path, cfg)
     assert run_node(outputs, sup, extra=["--validate"]) == 0
@@ -36,7 +42,7 @@ def test_two_epochs_train_exactly_two_passes_over_the_rows(outputs, tmp_path, ca
     run = outputs / "epochs"
     assert [r["step"] for r in step_records(run)] == list(range(1, 9))
     exported = list(read_jsonl(run / "high_scoring_examples.jsonl"))
-    by_pass = [Counter(str(r["prompt"]) for r in exported if (r["step"] - 1) // 4 == p) for p in (0, 1)]
+    by_pass = [Counter(r["row_id"] for r in exported if (r["step"] - 1) // 4 == p) for p in (0, 1)]
     for seen in by_pass:          # each pass: every one of the 8 rows, each with its 4 generations
         # (counted by prompt text: the quickstart file repeats some prompts, so two drawn rows may share one)
         assert sum(seen.values()) == ROWS * 4 and all(n % 4 == 0 for n in seen.values())
