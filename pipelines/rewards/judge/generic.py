@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 from pipelines.rewards.judge.core import LLMJudge, completion_text
 from pipelines.rewards.judge.parse import ParseResult
-from pipelines.rewards.judge.reward import load_checked, reward_function_for
+from pipelines.rewards.judge.reward import build_judge, load_checked, reward_function_for
 from pipelines.rewards.judge.rubric import ScoreType
 from pipelines.rewards.registry import register_reward_function
 
@@ -129,24 +129,9 @@ def judge_settings(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_generic_judge(args: dict[str, Any]) -> GenericJudge:
-    from pipelines.rewards.judge.core import JudgeOptions
-    from pipelines.rewards.judge.reward import default_label, sampling_params
-    from pipelines.rewards.judge.transport import JudgeTransport
-
-    settings = judge_settings(args)
-    rubric, score_types, problems = load_checked(settings)
-    if problems or rubric is None:
-        raise ValueError("generic_llm_reward: " + "; ".join(problems))
-    transport = JudgeTransport(settings["eval_llm_base_url"], settings["eval_llm_api_key"],
-                               settings["eval_llm_name"], timeout_s=settings["timeout_s"],
-                               max_retries=settings["max_retries"], max_concurrency=settings["max_concurrency"],
-                               backoff_base_s=settings["backoff_base_s"], backoff_max_s=settings["backoff_max_s"])
-    on_error = settings["on_error"] if settings["on_error"] in ("skip", "fail") else float(settings["on_error"])
-    options = JudgeOptions(label=default_label(settings), score_types=score_types, cot_start=settings["cot_start"],
-                           cot_end=settings["cot_end"], judge_reasoning=True, params=sampling_params(settings),
-                           format_retries=0, on_error=on_error, max_failure_rate=settings["max_failure_rate"],
-                           format_score=float(args["format_score"]))
-    return GenericJudge(rubric, transport, options, None)
+    """The judge behind :func:`generic_llm_reward`: the shared builder with Augmentoolkit's fixed settings."""
+    return build_judge(judge_settings(args), GenericJudge, "generic_llm_reward",
+                       format_score=float(args["format_score"]))
 
 
 @register_reward_function("generic_llm_reward", validate=validate_generic_kwargs)

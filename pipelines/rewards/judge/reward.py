@@ -145,27 +145,29 @@ def sampling_params(settings: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def build_judge(settings: dict[str, Any]) -> Any:
-    """An :class:`~pipelines.rewards.judge.core.LLMJudge` from resolved settings; ValueError if invalid."""
+def build_judge(settings: dict[str, Any], judge_cls: Any = None, name: str = "llm_judge", **options: Any) -> Any:
+    """An :class:`~pipelines.rewards.judge.core.LLMJudge` (or ``judge_cls``) from resolved settings; ValueError if
+    invalid. ``options`` adds :class:`~pipelines.rewards.judge.core.JudgeOptions` fields a subclass needs."""
     from pipelines.rewards.judge.cache import JudgeCache
     from pipelines.rewards.judge.core import JudgeOptions, LLMJudge
     from pipelines.rewards.judge.transport import JudgeTransport
 
     rubric, score_types, problems = load_checked(settings)
     if problems or rubric is None:
-        raise ValueError("llm_judge: " + "; ".join(problems))
+        raise ValueError(f"{name}: " + "; ".join(problems))
     transport = JudgeTransport(settings["eval_llm_base_url"], settings["eval_llm_api_key"],
                                settings["eval_llm_name"], timeout_s=settings["timeout_s"],
                                max_retries=settings["max_retries"], max_concurrency=settings["max_concurrency"],
                                backoff_base_s=settings["backoff_base_s"], backoff_max_s=settings["backoff_max_s"])
     on_error = settings["on_error"] if settings["on_error"] in ("skip", "fail") else float(settings["on_error"])
-    options = JudgeOptions(label=default_label(settings), score_types=score_types, cot_start=settings["cot_start"],
-                           cot_end=settings["cot_end"], judge_reasoning=settings["judge_reasoning"],
-                           params=sampling_params(settings), format_retries=settings["format_retries"],
-                           on_error=on_error, max_failure_rate=settings["max_failure_rate"],
-                           normalize=settings["normalize"])
+    judge_options = JudgeOptions(label=default_label(settings), score_types=score_types,
+                                 cot_start=settings["cot_start"], cot_end=settings["cot_end"],
+                                 judge_reasoning=settings["judge_reasoning"], params=sampling_params(settings),
+                                 format_retries=settings["format_retries"], on_error=on_error,
+                                 max_failure_rate=settings["max_failure_rate"], normalize=settings["normalize"],
+                                 **options)
     cache = None if settings["cache"] in _OFF else JudgeCache(settings["cache"])
-    return LLMJudge(rubric, transport, options, cache)
+    return (judge_cls or LLMJudge)(rubric, transport, judge_options, cache)
 
 
 def reward_function_for(judge: Any) -> Callable[..., Any]:
