@@ -139,6 +139,20 @@ def _subset(kwargs: dict[str, Any], n: int, positions: list[int]) -> dict[str, A
             for k, v in kwargs.items()}
 
 
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """The stack's loop thread. A task whose reward code raises KeyboardInterrupt or SystemExit re-raises it out
+    of ``run_forever`` (asyncio's rule for those two) after storing it in the task, where the awaiting
+    component turns it into that reward's error; the loop must keep running for that to happen, so it restarts
+    instead of leaving every later batch waiting for ever. ``stop()`` (from :meth:`RewardStack.close`) ends it."""
+    while True:
+        try:
+            loop.run_forever()
+            return
+        except (KeyboardInterrupt, SystemExit) as exc:
+            log.error("a reward function raised %s inside the reward stack's event loop; it is reported as that "
+                      "reward's error", type(exc).__name__)
+
+
 class RewardStack:
     """Builds every dataset's reward functions once and scores completions with them.
 
@@ -263,7 +277,7 @@ class RewardStack:
         On the main thread, the wait runs the jobs of ``main_thread`` rewards, and Ctrl-C cancels the batch."""
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-            self._loop_thread = threading.Thread(target=self._loop.run_forever, name="RewardStack-loop",
+            self._loop_thread = threading.Thread(target=_serve, args=(self._loop,), name="RewardStack-loop",
                                                  daemon=True)
             self._loop_thread.start()
         loop = self._loop
@@ -344,7 +358,9 @@ class RewardStack:
             if raise_errors or isinstance(exc, CircuitBreakerOpen):
                 raise
             return [None] * n, [str(exc)] * n   # retrying one by one would wait out the timeout n times
-        except Exception as exc:
+        except (Exception, KeyboardInterrupt, SystemExit) as exc:
+            # KeyboardInterrupt/SystemExit here come from the reward's own code (a real Ctrl-C reaches the main
+            # thread, not this loop): an error of that reward, not the end of the process or a dead loop.
             message = str(exc) if isinstance(exc, RewardFunctionError) else \
                 f"{comp.label} raised {type(exc).__name__}: {exc}"
             if raise_errors:

@@ -178,3 +178,60 @@ def test_f19_the_high_score_file_stays_strict_json(tmp_path):
     lines = (tmp_path / "high_scoring_examples.jsonl").read_text().splitlines()
     assert len(lines) == 1   # the finite one
     assert all(math.isfinite(json.loads(line, parse_constant=refuse)["reward"]) for line in lines)
+
+
+# ------------------------------------------------------- a reward that raises KeyboardInterrupt or SystemExit
+def raises_keyboard_interrupt(prompts, completions, **kw):
+    raise KeyboardInterrupt
+
+
+async def exits_async(prompts, completions, **kw):
+    raise SystemExit(3)
+
+
+async def exits_per_sample(prompt, completion, **kw):
+    raise SystemExit(4)
+
+
+def _score_within(stack, seconds: float, **kwargs):
+    """score_batch in a thread; fails the test (instead of hanging it) if it does not return in time."""
+    out: list = []
+
+    def target():
+        try:
+            out.append(stack.score_batch(None, ["a", "b"], [row(0), row(0)], **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            out.append(exc)
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), "scoring hung: the reward's exception killed the stack's event loop"
+    return out[0]
+
+
+@pytest.mark.parametrize("name", [f"{HERE}:raises_keyboard_interrupt", f"{HERE}:exits_async"])
+def test_a_reward_raising_keyboard_interrupt_or_system_exit_is_its_error_not_a_hang(name):
+    stack = stack_for(make_cfg([{"name": name}]))
+    try:
+        outcome = _score_within(stack, 20)
+        assert isinstance(outcome, RewardFunctionError), outcome
+        assert name in str(outcome) and ("KeyboardInterrupt" in str(outcome) or "SystemExit" in str(outcome))
+        results = _score_within(stack, 20, raise_errors=False)    # the stack's loop survived: it scores again
+        assert all(r.errors and list(r.rewards.values()) == [None] for r in results), results
+    finally:
+        stack.close()
+
+
+def test_a_per_sample_async_reward_raising_system_exit_is_its_error_not_a_hang():
+    from pipelines.rewards.forms import per_sample
+
+    register = "test_threads_exits_per_sample"
+    if register not in REWARD_REGISTRY:
+        register_reward_function(register)(lambda: per_sample(exits_per_sample))
+    stack = stack_for(make_cfg([{"name": register}]))
+    try:
+        outcome = _score_within(stack, 20)
+        assert isinstance(outcome, RewardFunctionError) and "SystemExit" in str(outcome), outcome
+    finally:
+        stack.close()
