@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -52,18 +53,27 @@ def test_trl_think_format_reward_by_import_path_validates_and_trains(outputs, tm
     assert "'trl.rewards:think_format_reward' (import path): a plain reward function" in log
 
 
-def _start_hanging_run(outputs: Path, tmp_path: Path, name: str, **reward: object):
+@contextmanager
+def _hanging_run(outputs: Path, tmp_path: Path, name: str, **reward: object):
+    """A training subprocess whose reward hangs at step 3; yields (child, flag file, output file) and kills the
+    child on the way out if it is still running."""
     cfg = quickstart_config(max_steps=6, save_steps=10)
     cfg["run_name"] = name
     cfg["reward"].update(reward)
     cfg["datasets"][0]["reward_funcs"] = [{"name": "tests.grpo.test_training_rewards:hangs_at_step"}]
     cfg["logging"]["log_completions_every"] = 0
-    flag = tmp_path / f"{name}.hanging"
+    flag, out = tmp_path / f"{name}.hanging", tmp_path / f"{name}.out"
     env = {**os.environ, HANG_AT: "3", HANG_AT + "_FLAG": str(flag), "PYTHONPATH": str(REPO)}
-    sink = open(tmp_path / f"{name}.out", "wb")
-    child = subprocess.Popen([sys.executable, "run_pipeline.py", "--super-config", str(write_super(tmp_path, cfg,
-                              name)), "--outputs", str(outputs)], cwd=REPO, env=env, stdout=sink, stderr=sink)
-    return child, flag, sink
+    with open(out, "wb") as sink:
+        child = subprocess.Popen([sys.executable, "run_pipeline.py", "--super-config",
+                                  str(write_super(tmp_path, cfg, name)), "--outputs", str(outputs)],
+                                 cwd=REPO, env=env, stdout=sink, stderr=sink)
+        try:
+            yield child, flag, out
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
 
 def _wait_for(child: subprocess.Popen, flag: Path, out: Path, seconds: float = 180) -> None:
@@ -75,9 +85,7 @@ def _wait_for(child: subprocess.Popen, flag: Path, out: Path, seconds: float = 1
 
 
 def test_f6_ctrl_c_during_a_hung_sync_reward_saves_and_exits_130(outputs, tmp_path):  # noqa: F811
-    child, flag, sink = _start_hanging_run(outputs, tmp_path, "ctrl_c")
-    out = tmp_path / "ctrl_c.out"
-    try:
+    with _hanging_run(outputs, tmp_path, "ctrl_c") as (child, flag, out):
         _wait_for(child, flag, out)
         time.sleep(1.0)                        # the reward is now stuck in its thread
         child.send_signal(signal.SIGINT)
@@ -87,11 +95,6 @@ def test_f6_ctrl_c_during_a_hung_sync_reward_saves_and_exits_130(outputs, tmp_pa
         except subprocess.TimeoutExpired:
             pytest.fail("Ctrl-C did not end the run within 30 s:\n" + out.read_text()[-3000:])
         elapsed = time.time() - start
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        sink.close()
     text = out.read_text()
     assert code == 130, text[-3000:]
     assert elapsed < 15, elapsed
@@ -101,16 +104,9 @@ def test_f6_ctrl_c_during_a_hung_sync_reward_saves_and_exits_130(outputs, tmp_pa
 
 
 def test_f6_a_hung_sync_reward_times_out_naming_it(outputs, tmp_path):  # noqa: F811
-    child, flag, sink = _start_hanging_run(outputs, tmp_path, "timeout", sync_timeout_s=2)
-    out = tmp_path / "timeout.out"
-    try:
+    with _hanging_run(outputs, tmp_path, "timeout", sync_timeout_s=2) as (child, flag, out):
         _wait_for(child, flag, out)
         code = child.wait(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        sink.close()
     text = out.read_text()
     assert code == 1, text[-3000:]
     assert "reward 'tests.grpo.test_training_rewards:hangs_at_step' of datasets[0]" in text

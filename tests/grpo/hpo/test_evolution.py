@@ -1,6 +1,7 @@
 """Selection and mutation of the evolutionary search, as pure seeded functions (AgileRL's rules by default)."""
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections import Counter
@@ -11,16 +12,10 @@ from pipelines.common.schema import validate_model
 from pipelines.grpo.hpo.config import HPOSection, mutation_notes
 from pipelines.grpo.hpo.evolution import (generation_rng, initial_hparams, mutate, perturb, snap_group_size,
                                           tournament_select)
+from tests.grpo.hpo.hpo_cfg import hpo_section
 
 
-def hpo(**kw) -> HPOSection:
-    base = dict(population_size=4, generations=2, steps_per_generation=2, tournament_size=2,
-                no_mutation=0.0, hp_mutation=1.0,
-                search_space={"learning_rate": {"min": 1e-5, "max": 1e-1, "log": True},
-                              "beta": {"min": 0.001, "max": 0.1},
-                              "num_generations": {"min": 2, "max": 8, "type": "int"}})
-    base.update(kw)
-    return HPOSection.model_validate(base)
+hpo = functools.partial(hpo_section, generations=2, lr_min=1e-5)
 
 
 def test_elitism_keeps_the_best_first():

@@ -1,6 +1,7 @@
 """The search state: next generation from fitness, persistence, pruning, the elite table and the fitness plot."""
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -14,16 +15,10 @@ from pipelines.grpo.hpo.population import (SearchState, Slot, best_index, check_
 from pipelines.grpo.hpo.report import elite_table, lineage, plot_fitness, plot_x
 
 REPO = Path(__file__).resolve().parents[3]
+from tests.grpo.hpo.hpo_cfg import hpo_section
 
 
-def hpo(**kw) -> HPOSection:
-    base = dict(population_size=4, generations=3, steps_per_generation=2, tournament_size=2,
-                no_mutation=0.0, hp_mutation=1.0,
-                search_space={"learning_rate": {"min": 1e-4, "max": 1e-1, "log": True},
-                              "beta": {"min": 0.001, "max": 0.1},
-                              "num_generations": {"min": 2, "max": 8, "type": "int"}})
-    base.update(kw)
-    return HPOSection.model_validate(base)
+hpo = functools.partial(hpo_section, generations=3, lr_min=1e-4)
 
 
 DEFAULTS = {"learning_rate": 0.02, "beta": 0.001, "num_generations": 4}
