@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from pipelines.common.io import current_umask
+
 
 def shown(path: str | os.PathLike) -> str:
     """A path for messages and JSON: bytes that are not UTF-8 appear as U+FFFD instead of raising."""
@@ -57,7 +59,7 @@ class AtomicOutputFile:
 
     def commit(self) -> None:
         self.fh.close()
-        os.chmod(self.tmp, 0o644 & ~_umask())
+        os.chmod(self.tmp, 0o644 & ~current_umask())
         os.replace(self.tmp, self.target)
 
     def discard(self) -> None:
@@ -65,9 +67,3 @@ class AtomicOutputFile:
             self.fh.close()
         if os.path.exists(self.tmp):
             os.unlink(self.tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
