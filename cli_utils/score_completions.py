@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from pipelines.common.problems import ConfigError, Problem
+from pipelines.common.redaction import redact_text
 from pipelines.common.safe_paths import AtomicOutputFile, output_problem, shown
 
 from cli_utils.scoring_report import JudgeLog, Summary
@@ -156,12 +157,6 @@ def read_input(path: str) -> Iterator[tuple[int, Any]]:
                 yield number, ValueError(f"not a JSON object ({type(exc).__name__})")
 
 
-def _redact(text: str, secrets: set[str]) -> str:
-    from pipelines.common.redaction import redact_text
-
-    return redact_text(text, secrets)
-
-
 def _score(stack, rows: list[dict], completions: list[str]) -> list[Any]:
     """Scores of a batch; when a reward stops the whole batch (a circuit breaker of a custom reward), each
     line is scored alone and a line that still stops becomes that line's error."""
@@ -192,7 +187,7 @@ def score_lines(stack, items: list[Item], secrets: set[str], judges: JudgeLog) -
         out["rewards"] = res.rewards if res else {}
         out["reward"] = res.combined if res else None
         if errors:
-            out["errors"] = [_redact(e, secrets) for e in errors]
+            out["errors"] = [redact_text(e, secrets) for e in errors]
         yield out
 
 
@@ -288,7 +283,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.dataset is not None:
             resolve_dataset(args.dataset, cfg, "--dataset")
     except (ConfigError, ValueError) as exc:
-        print(_redact(str(exc), set()), file=sys.stderr)
+        print(redact_text(str(exc), set()), file=sys.stderr)
         return 2
     problems = path_problems(args, cfg)
     if problems:
@@ -299,7 +294,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         stack = RewardStack(cfg.reward, cfg.datasets, run_dir=None)
     except RewardFunctionError as exc:
-        print(_redact(str(exc), secrets), file=sys.stderr)
+        print(redact_text(str(exc), secrets), file=sys.stderr)
         return 2
     output = AtomicOutputFile(Path(args.output)) if args.output else None
     try:
@@ -307,7 +302,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if output is not None:
             output.commit()
     except ConfigError as exc:
-        print(_redact(str(exc), secrets), file=sys.stderr)
+        print(redact_text(str(exc), secrets), file=sys.stderr)
         return 2
     finally:
         stack.close()

@@ -1,4 +1,4 @@
-"""Loading node configs: YAML, dotted overrides, ``${ENV}`` interpolation, placeholders, redaction.
+"""Loading node configs: YAML, dotted overrides, ``${ENV}`` interpolation (secrets noted for redaction), placeholders.
 
 Nothing here imports torch, transformers or trl: a config mistake must be reported in well under
 three seconds.
@@ -13,7 +13,7 @@ from typing import Any, Iterator, Mapping
 import yaml
 
 from pipelines.common.problems import ConfigError, Problem, join_key
-from pipelines.common.redaction import is_secret_env_name, is_secret_name, redact_config
+from pipelines.common.redaction import is_secret_env_name, is_secret_name
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PLACEHOLDER_RE = re.compile(r"!!PLACEHOLDER!!|<YOUR_[A-Z0-9_]*>", re.IGNORECASE)
@@ -142,12 +142,6 @@ def find_placeholders(data: Any, file: str, key: str = "") -> list[Problem]:
         return [Problem(file, key, f"placeholder {_PLACEHOLDER_RE.search(data).group(0)!r} "
                                    "was left in the config: replace it with a real value")]
     return []
-
-
-def redact(data: Any, secret_values: set[str] | frozenset[str] = frozenset(),
-           secret_fields: Mapping[str, set[str]] | None = None) -> Any:
-    """A deep copy with secrets masked as ``***`` (see :mod:`pipelines.common.redaction`)."""
-    return redact_config(data, secret_values, secret_fields or {})
 
 
 def dump_yaml(data: Any) -> str:

@@ -14,10 +14,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipelines.common.config_history import keep_earlier_config
-from pipelines.common.config_io import dump_yaml, redact
+from pipelines.common.config_io import dump_yaml
 from pipelines.common.io import atomic_write_text
 from pipelines.common.problems import Problem
-from pipelines.common.redaction import RedactingFilter
+from pipelines.common.redaction import RedactingFilter, redact_config
 from pipelines.common.runlock import LOCK_FILE
 
 RESOLVED_CONFIG = "resolved_config.yaml"
@@ -121,7 +121,7 @@ def open_run_dir(run_dir: Path, resolved_config: dict[str, Any], secrets: set[st
     """Create the folder, write the redacted config and attach a ``run.log`` handler to the root logger. A
     resume whose config differs keeps the earlier one (``resolved_config.N.yaml``) and warns with the changes."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    shown = redact(resolved_config, secrets, secret_fields)
+    shown = redact_config(resolved_config, secrets, secret_fields)
     kept, changes = keep_earlier_config(run_dir / RESOLVED_CONFIG, shown)
     atomic_write_text(run_dir / RESOLVED_CONFIG, dump_yaml(shown))
     handler = logging.FileHandler(run_dir / RUN_LOG, encoding="utf-8")

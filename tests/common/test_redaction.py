@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.common.config_io import EnvResolver, redact
+from pipelines.common.config_io import EnvResolver
+from pipelines.common.redaction import redact_config as redact
 from pipelines.common.redaction import (RedactingFilter, is_secret_name, redact_text, register_secrets)
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from pipelines.common.node import run_rules
-from pipelines.common.config_io import EnvResolver, apply_overrides, find_placeholders, redact
+from pipelines.common.config_io import EnvResolver, apply_overrides, find_placeholders
+from pipelines.common.redaction import redact_config as redact
 from pipelines.common.schema import validate_model
 from pipelines.grpo import checks
 from pipelines.grpo.config import GRPOConfigFile
