@@ -73,7 +73,7 @@ def load_config(path: str, sets: Sequence[str]):
     """Load, override, interpolate and validate the config; check its rewards. ConfigError on problems."""
     from pipelines.common.config_io import EnvResolver, apply_overrides, load_yaml, parse_scalar
     from pipelines.common.schema import validate_model
-    from pipelines.common.compat import log_notices
+    from pipelines.common.notices import log_notices
     from pipelines.grpo.compat import normalise
     from pipelines.grpo.config import GRPOConfigFile
     from pipelines.rewards.checks import check_post_processors, check_reward_funcs

@@ -8,7 +8,7 @@ re-plans its single entry (configs are cheap to load), runs the node, and on fai
 
 ``launch.device: cpu`` runs the processes on the CPU even on a GPU machine: torchrun, with the GPUs hidden
 from the ranks (``CUDA_VISIBLE_DEVICES=""``). On CUDA one process per GPU is the rule, checked at --validate
-against :func:`visible_gpu_count` (two ranks on one GPU fail in NCCL with "Duplicate GPU detected").
+against :func:`pipelines.common.devices.visible_gpu_count` (two ranks on one GPU fail in NCCL with "Duplicate GPU detected").
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from pipelines.common.devices import current_rank, visible_gpu_count
 from pipelines.common.redaction import redact_text
 
 RANK_ERRORS = "rank_errors"
@@ -30,26 +31,6 @@ def requested_processes(raw_config: dict[str, Any], cli_value: Optional[int]) ->
         return cli_value
     launch = raw_config.get("launch") if isinstance(raw_config, dict) else None
     return int((launch or {}).get("num_processes") or 1)
-
-
-def visible_gpu_count() -> int:
-    """GPUs this process may use, without importing torch (validation stays torch-free): ``nvidia-smi -L``,
-    narrowed by ``CUDA_VISIBLE_DEVICES`` when it is set. 0 on a machine without an NVIDIA driver."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and visible.strip() in ("", "-1", "NoDevFiles"):
-        return 0
-    if shutil.which("nvidia-smi") is None:
-        return 0
-    try:
-        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return 0
-    if listed.returncode != 0:
-        return 0
-    found = sum(1 for line in listed.stdout.splitlines() if line.startswith("GPU "))
-    if visible is not None:
-        found = min(found, len([v for v in visible.split(",") if v.strip()]))
-    return found
 
 
 def uses_cpu(raw_config: dict[str, Any]) -> bool:
@@ -120,10 +101,6 @@ def first_rank_error(errors_dir: Path) -> str:
         return "no rank reported an error (see the output above)"
     text = files[0].read_text(encoding="utf-8").strip().splitlines()
     return f"{files[0].stem}: {text[-1] if text else '?'} (traceback in {files[0]})"
-
-
-def current_rank() -> int:
-    return int(os.environ.get("RANK", "0"))
 
 
 def write_rank_error(run_dir: Path, text: str) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from pipelines.common.compat import log_notices
+from pipelines.common.notices import log_notices
 from pipelines.common.config_io import (EnvResolver, apply_overrides, find_placeholders, load_yaml,
                                         parse_scalar)
 from pipelines.common.node import NodeContext, NodeSpec, validate_node_config

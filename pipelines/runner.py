@@ -21,7 +21,8 @@ from pipelines.common.redaction import RedactingFilter, redact_handlers, redact_
 from pipelines.common.refs import record_latest, substitute_refs
 from pipelines.common.rundir import MANIFEST, RESOLVED_CONFIG, RUN_LOG, open_run_dir, read_manifest, write_manifest
 from pipelines.common.runlock import LOCK_FILE, RunDirBusy, RunLock, check_launched_rank
-from pipelines.launch import current_rank, requested_processes, run_launched, write_rank_error
+from pipelines.common.devices import current_rank
+from pipelines.launch import requested_processes, run_launched, write_rank_error
 from pipelines.planning import PlannedNode, plan, secondary_machine
 from pipelines.validation import report_problems, validate_summary
 

@@ -35,7 +35,7 @@ def validate_summary(planned: Sequence[Any], args: argparse.Namespace, problems:
         for line in describe_refs(node.ctx.raw_config, earlier, node.ctx.outputs_root, node.ctx.ref_scope):
             print(f"    reference {line}")
         earlier.add(node.label)
-        for notice in node.ctx.notices:        # what a compatibility reading translated (common/compat.py)
+        for notice in node.ctx.notices:        # what a compatibility reading translated (common/notices.py)
             print(f"    {notice}")
         if node.spec.inspect is not None:
             try:

@@ -4,7 +4,11 @@
 - the shared layers (``common``, ``data``, ``rewards``) import no node package, except the one documented plugin
   seam: the reward catalog imports the user-editable files by name;
 - no module imports another module's private names, and nothing patches ``sys.path``;
-- the GRPO node package holds no data or judge modules.
+- the GRPO node package holds no data or judge modules;
+- the node packages are derived from the node table (``pipelines.registry.NODE_FACTORIES``), every package is
+  either a shared layer or a node's, and no node imports the runner layer (the modules directly in
+  ``pipelines/``: runner, planning, validation, registry, launch, worker, ...);
+- a node package imports no package of a node built on it (``grpo`` never imports ``grpo.hpo``).
 """
 from __future__ import annotations
 
@@ -15,8 +19,23 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = ("pipelines.common", "pipelines.data", "pipelines.rewards")
-NODE_PACKAGES = ("pipelines.grpo", "pipelines.rollout", "pipelines.registry", "pipelines.runner",
-                 "pipelines.planning", "pipelines.validation", "pipelines.launch", "pipelines.worker")
+
+
+def node_packages() -> tuple[str, ...]:
+    """Each registered node's package: the package of the module its ``run`` names (``pipelines.grpo.hpo.node:run``
+    -> ``pipelines.grpo.hpo``), read from the node table so a new node is covered without editing this test."""
+    from pipelines.registry import NODE_FACTORIES
+
+    return tuple(sorted({factory().run.split(":")[0].rsplit(".", 1)[0] for factory in NODE_FACTORIES.values()}))
+
+
+def runner_layer() -> tuple[str, ...]:
+    """The runner layer: the modules directly in ``pipelines/`` (runner, planning, registry, launch, ...)."""
+    return tuple(sorted(f"pipelines.{p.stem}" for p in (REPO / "pipelines").glob("*.py") if p.stem != "__init__"))
+
+
+def in_package(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
 
 
 def module_name(path: Path) -> str:
@@ -102,19 +121,65 @@ def test_shared_layers_import_no_node_package():
     bad = []
     for name, targets in graph().items():
         if name.startswith(SHARED):
-            bad += [f"{name} -> {t}" for t in targets if t.startswith(NODE_PACKAGES)]
+            bad += [f"{name} -> {t}" for t in targets if in_package(t, node_packages() + runner_layer())]
     assert bad == []
 
 
-def test_the_plugin_seam_is_the_documented_one():
-    """The catalog imports the user-editable files by name (not an import statement); they are the GRPO
-    node's reward_functions.py and post_processors.py, and they exist."""
-    from pipelines.rewards import catalog
+def test_data_and_rewards_import_each_other_one_way():
+    """The data layer reads the reward layer's config sections only (a dataset's ``reward_funcs`` entries); what
+    it needs of the reward catalog (the columns a reward needs) the node hands it in ``DataSpec``. The reward
+    layer may read the data layer's config sections (a ``DatasetEntry`` routes rewards)."""
+    bad = []
+    for name, targets in graph().items():
+        if in_package(name, ("pipelines.data",)):
+            bad += [f"{name} -> {t}" for t in targets if in_package(t, ("pipelines.rewards",))
+                    and t != "pipelines.rewards.config"]
+        if in_package(name, ("pipelines.rewards",)):
+            bad += [f"{name} -> {t}" for t in targets if in_package(t, ("pipelines.data",))
+                    and t != "pipelines.data.config"]
+    assert bad == []
 
-    assert catalog.PLUGIN_MODULES == ("pipelines.grpo.reward_functions", "pipelines.grpo.post_processors")
-    for name in catalog.PLUGIN_MODULES:
-        assert (REPO / (name.replace(".", "/") + ".py")).is_file()
-    assert "plugin seam" in (REPO / "docs" / "architecture.md").read_text()
+
+def test_node_packages_come_from_the_node_table():
+    nodes = node_packages()
+    assert {"pipelines.grpo", "pipelines.rollout", "pipelines.grpo.hpo"} <= set(nodes)
+    assert "pipelines.runner" in runner_layer() and "pipelines.launch" in runner_layer()
+    # every package under pipelines/ is a shared layer or (inside) a node's package: none is left unchecked
+    packages = {module_name(p.parent / "__init__.py") for p in (REPO / "pipelines").rglob("__init__.py")}
+    loose = [p for p in packages - {"pipelines"} if not in_package(p, SHARED + nodes)]
+    assert loose == []
+
+
+def runner_imports(edges: dict[str, set[str]], nodes: tuple[str, ...], runner: tuple[str, ...]) -> list[str]:
+    return [f"{name} -> {t}" for name, targets in edges.items() if in_package(name, nodes)
+            for t in sorted(targets) if in_package(t, runner)]
+
+
+def test_nodes_import_no_runner_module():
+    """A node gets what it needs from ``common`` (rank and device facts, the node contract), never from the
+    runner layer that launches it."""
+    assert runner_imports(graph(), node_packages(), runner_layer()) == []
+
+
+def test_the_checker_sees_a_node_importing_the_runner():
+    edges = {"pipelines.grpo.node": {"pipelines.launch", "pipelines.common.devices"},
+             "pipelines.grpox.node": {"pipelines.launch"}, "pipelines.runner": {"pipelines.launch"}}
+    assert runner_imports(edges, ("pipelines.grpo",), ("pipelines.launch", "pipelines.runner")) == [
+        "pipelines.grpo.node -> pipelines.launch"]
+
+
+def test_a_node_imports_no_node_built_on_it():
+    """``grpo_hpo`` builds on ``grpo`` (its package sits inside grpo's); grpo's own modules never import it: the
+    HPO node's hooks (its preflight included) live in its own package."""
+    nodes = node_packages()
+    bad = []
+    for name, targets in graph().items():
+        owner = max((p for p in nodes if in_package(name, (p,))), key=len, default=None)
+        if owner is None:
+            continue
+        bad += [f"{name} -> {t}" for t in targets
+                if any(in_package(t, (p,)) and p != owner and in_package(p, (owner,)) for p in nodes)]
+    assert bad == []
 
 
 @pytest.mark.parametrize("folder", ["pipelines", "cli_utils", "bench", "tests"])

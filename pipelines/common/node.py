@@ -39,7 +39,7 @@ class NodeContext:
     launched: bool = False          # this process is one rank of a multi-process run started by the runner
     secret_fields: dict[str, set[str]] = field(default_factory=dict)   # key path -> secrets interpolated there
     ref_scope: str = ""             # the super-config's scope for @label.output references (common.refs)
-    notices: list[Any] = field(default_factory=list)   # what the node's `normalize` translated (common/compat.py)
+    notices: list[Any] = field(default_factory=list)   # what the node's `normalize` translated (common/notices.py)
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class NodeSpec:
     resume_hint: Optional[str] = None   # how a user resumes this node, e.g. "--set resume=true"
     outputs: tuple[str, ...] = ()   # names in the run's outputs dict that later nodes may refer to (@label.name)
     # Reads another tool's config shape: fn(raw, file) -> (raw in this node's shape, notices, problems). The
-    # runner applies it before anything else looks at the config (see pipelines/common/compat.py).
+    # runner applies it before anything else looks at the config (see pipelines/common/notices.py).
     normalize: Optional[Callable[[dict[str, Any], str], tuple[dict[str, Any], list[Any], list[Problem]]]] = None
 
     def run_function(self) -> Callable[..., Any]:

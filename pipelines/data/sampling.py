@@ -16,7 +16,7 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -33,7 +33,9 @@ logger = logging.getLogger(__name__)
 class DataSpec:
     """What the data layer needs of a node's config: the ``datasets`` and ``dataset_settings`` sections, the
     seed, the prompt budget and the held-out row count. ``model_name``, ``chat_template`` and
-    ``chat_template_key`` (the config key, for messages) serve the ``--validate`` example only."""
+    ``chat_template_key`` (the config key, for messages) serve the ``--validate`` example only.
+    ``required_columns(name, kwargs)`` names the row columns a reward entry needs: the node passes the reward
+    catalog's lookup (the data layer imports no reward catalog); None checks no reward's columns."""
 
     datasets: Sequence[DatasetEntry]
     settings: DatasetSettings
@@ -43,6 +45,7 @@ class DataSpec:
     model_name: str = ""
     chat_template: Optional[str] = None
     chat_template_key: str = "chat_template"
+    required_columns: Optional[Callable[[str, dict[str, Any]], list[str]]] = None
 
 
 @dataclass

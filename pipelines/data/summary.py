@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from pipelines.common.problems import ConfigError, Problem
 from pipelines.data.config import DatasetEntry
@@ -87,12 +87,12 @@ def check_columns(ds: DatasetEntry, index: int, idx: DataIndex, file: str) -> li
             for key, name in wanted if name not in found]
 
 
-def check_required_columns(ds: DatasetEntry, index: int, rows: list[dict[str, Any]],
-                           file: str) -> tuple[list[Problem], list[str]]:
+def check_required_columns(ds: DatasetEntry, index: int, rows: list[dict[str, Any]], file: str,
+                           required_columns: Callable[[str, dict[str, Any]], list[str]]
+                           ) -> tuple[list[Problem], list[str]]:
     """(problems, warnings): a reward that declares it needs a column (e.g. ``answer``) on a dataset whose drawn
-    rows never have it is an error; rows that only sometimes have it are a warning."""
-    from pipelines.rewards.catalog import required_columns
-
+    rows never have it is an error; rows that only sometimes have it are a warning. ``required_columns`` is the
+    node's lookup (:attr:`DataSpec.required_columns`)."""
     problems, warnings = [], []
     for j, entry in enumerate(ds.reward_funcs):
         for column in required_columns(entry.name, entry.kwargs):
@@ -154,9 +154,11 @@ def _dataset_lines(spec: DataSpec, i: int, want: tuple[int, int], counter: Optio
         problems += [problem] if problem else []
         if problem is None:
             lines.append(f"  WARNING: only {len(rows)} usable rows; all of them will be used (shortfall: take_all)")
-    found, warnings = check_required_columns(ds, i, rows, config_file)
-    problems += found
-    lines += warnings + [f"  {note}"] + ["  " + ln for ln in _example_lines(rows[0], counter, counts)]
+    if spec.required_columns is not None:
+        found, warnings = check_required_columns(ds, i, rows, config_file, spec.required_columns)
+        problems += found
+        lines += warnings
+    lines += [f"  {note}"] + ["  " + ln for ln in _example_lines(rows[0], counter, counts)]
     if columns is not None:
         columns[i] = set(rows[0])
         lines.append("  columns: " + ", ".join(sorted(columns[i] - {"prompt", "dataset_index", "row_id"})))

@@ -11,7 +11,7 @@ import importlib.util
 import math
 from pathlib import Path
 
-from pipelines import launch as launcher
+from pipelines.common import devices
 from pipelines.common.node import Rule
 from pipelines.common.problems import Problem, did_you_mean
 from pipelines.data import checks as data_checks
@@ -189,7 +189,7 @@ def check_gpu_count(cfg: GRPOConfigFile, file: str) -> list[Problem]:
     launch = cfg.launch
     if launch.device == "cpu" or launch.num_processes <= 1:
         return []
-    gpus = launcher.visible_gpu_count()
+    gpus = devices.visible_gpu_count()
     if gpus == 0 or launch.num_processes <= gpus:
         return []
     return [Problem(file, "launch.num_processes", f"{launch.num_processes} processes asked for (launch.num_processes "
@@ -225,7 +225,7 @@ def check_4bit(cfg: GRPOConfigFile, file: str) -> list[Problem]:
     if cfg.launch.device == "cpu":
         return [Problem(file, "model.load_in_4bit", "4-bit loading needs a CUDA GPU, but launch.device is cpu; "
                                                     "set load_in_4bit: false")]
-    gpus = launcher.visible_gpu_count()
+    gpus = devices.visible_gpu_count()
     if gpus == 0:
         return [Problem(file, "model.load_in_4bit", "4-bit loading (bitsandbytes) needs a CUDA GPU and none is "
                                                     "visible here; set load_in_4bit: false on this machine")]

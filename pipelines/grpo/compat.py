@@ -1,14 +1,23 @@
 """Augmentoolkit's GRPO configs, read unchanged with Augmentoolkit's meaning (``compat: augmentoolkit``).
 
-A config is read this way when it says ``compat: augmentoolkit``, or when it carries Augmentoolkit's top-level
-``pipeline:`` key and says no ``compat``. :func:`normalise` then translates it into this node's own shape
-before the schema sees it, and reports each translation as a notice (logged once, printed by ``--validate``):
+Everything Augmentoolkit-specific lives in this one module; the shared layers know only the notice type it
+reports with (:mod:`pipelines.common.notices`). A config is read this way when it says ``compat: augmentoolkit``,
+or when it carries Augmentoolkit's top-level ``pipeline:`` key and says no ``compat``. :func:`normalise` then
+translates it into this node's own shape before the schema sees it, and reports each translation as a notice
+(logged once, printed by ``--validate``); it works on the raw dicts and never prints a key's value:
 
 - ``pipeline: grpo-rl`` and ``no_flatten`` are accepted and ignored (the super-config names the node; sections
   are never flattened here);
-- ``post_processors`` decides the combination and scaling functions (:mod:`pipelines.rewards.compat`);
-- ``datasets``: a single ``reward_funcs`` mapping, a missing ``percentage``, percentages that do not sum to 1,
-  judge settings on the dataset, shortfalls (:mod:`pipelines.data.compat`);
+- ``post_processors`` decides the combination and scaling functions: Augmentoolkit's pipeline function takes
+  ``reward_combination_function`` and ``reward_scaling_function`` from it, and the ``reward`` section's
+  ``combination_function`` / ``scaling_function`` reach it only as ignored keyword arguments, so a different
+  value under ``reward`` is reported as ignored;
+- ``datasets``: ``reward_funcs`` may be a single mapping (the one reward of that dataset); ``percentage`` may be
+  missing (1.0), and the percentages are divided by their sum, as Augmentoolkit's ``MultiDataset`` does,
+  whenever they do not sum to 1; ``eval_llm_name`` / ``eval_llm_base_url`` / ``eval_llm_api_key`` /
+  ``eval_llm_mode`` may sit on the dataset, and each reward of that dataset whose factory takes the key and does
+  not set it inherits it; a dataset with fewer rows than asked gives all of them
+  (``dataset_settings.shortfall: take_all``), as Augmentoolkit's sampler does, unless the config says otherwise;
 - a batch that ``num_generations`` does not divide is raised to ``num_generations``, as Unsloth does;
 - a prompt + completion budget over ``model.max_seq_length`` is kept, and each completion is cut where prompt +
   completion reach ``max_seq_length``, as vLLM's ``max_model_len`` does in Augmentoolkit's Unsloth stack;
@@ -19,16 +28,21 @@ before the schema sees it, and reports each translation as a notice (logged once
 """
 from __future__ import annotations
 
+import copy
+import inspect
+import math
 from pathlib import Path
 from typing import Any, Optional
 
-from pipelines.common.compat import Notice, compat_mode, info, warning
-from pipelines.common.problems import Problem
-from pipelines.data.compat import normalise_datasets
-from pipelines.rewards.compat import normalise_post_processors
+from pipelines.common.devices import visible_gpu_count
+from pipelines.common.notices import Notice, info, warning
+from pipelines.common.problems import Problem, did_you_mean
 
 AUGMENTOOLKIT_PIPELINE = "grpo-rl"
 AUGMENTOOLKIT_ONLY = ("pipeline", "no_flatten", "post_processors")    # top-level keys only its configs have
+JUDGE_KEYS = ("eval_llm_name", "eval_llm_base_url", "eval_llm_api_key", "eval_llm_mode")
+POST_PROCESSOR_KEYS = {"reward_combination_function": "combination_function",
+                       "reward_scaling_function": "scaling_function"}
 
 
 def _int(section: dict[str, Any], key: str, default: int) -> Optional[int]:
@@ -82,11 +96,10 @@ def _optimizer(tp: dict[str, Any], raw: dict[str, Any], notices: list[Notice]) -
     optim = tp.get("optim")
     if not isinstance(optim, str) or not ("8bit" in optim or optim.startswith("paged_")):
         return
-    from pipelines import launch as launcher
     from pipelines.grpo.checks import package_installed
 
     launch = raw.get("launch") if isinstance(raw.get("launch"), dict) else {}
-    on_cpu = launch.get("device") == "cpu" or launcher.visible_gpu_count() == 0
+    on_cpu = launch.get("device") == "cpu" or visible_gpu_count() == 0
     if on_cpu or not package_installed("bitsandbytes"):
         why = "no CUDA GPU is visible" if on_cpu else "bitsandbytes is not installed"
         tp["optim"] = "adamw_torch"
@@ -128,6 +141,129 @@ def _strict(raw: dict[str, Any], file: str) -> tuple[dict[str, Any], list[Notice
                                  "meaning") for k in found]
     return {k: v for k, v in raw.items() if k not in found}, [], problems
 
+MODES = ("strict", "augmentoolkit")
+
+
+def compat_mode(raw: dict[str, Any]) -> str:
+    """The mode a raw config asks for: its ``compat`` key, else ``augmentoolkit`` when it carries
+    Augmentoolkit's ``pipeline:`` key, else ``strict``. An unknown value is left to the schema to refuse."""
+    explicit = raw.get("compat")
+    if explicit is not None:
+        return str(explicit)
+    return "augmentoolkit" if "pipeline" in raw else "strict"
+
+
+# -- post_processors -------------------------------------------------------------------------------------------
+
+def _canonical(name: Any) -> Any:
+    return "identity" if name == "none" else name      # "none" is registered as identity's alias
+
+
+def normalise_post_processors(raw: dict[str, Any], file: str, notices: list[Notice]) -> list[Problem]:
+    """Move ``post_processors`` into the ``reward`` section (in place); problems for unknown keys."""
+    if "post_processors" not in raw:
+        return []
+    section = raw.pop("post_processors")
+    if section is None:
+        return []
+    if not isinstance(section, dict):
+        return [Problem(file, "post_processors", "expected a mapping with reward_combination_function and "
+                                                 "reward_scaling_function")]
+    problems = [Problem(file, f"post_processors.{k}", f"unknown key{did_you_mean(k, POST_PROCESSOR_KEYS)}")
+                for k in section if k not in POST_PROCESSOR_KEYS]
+    reward = raw.setdefault("reward", {})
+    if not isinstance(reward, dict):
+        return problems      # the schema reports the reward section
+    for key, ours in POST_PROCESSOR_KEYS.items():
+        if key not in section:
+            continue
+        value = section[key]
+        if ours in reward and _canonical(reward[ours]) != _canonical(value):
+            notices.append(warning(f"reward.{ours}", f"{reward[ours]!r} is ignored: post_processors.{key} "
+                                                     f"{value!r} applies, as in Augmentoolkit"))
+        reward[ours] = value
+        notices.append(info(f"post_processors.{key}", f"{value!r}, used as reward.{ours}"))
+    return problems
+
+
+# -- datasets --------------------------------------------------------------------------------------------------
+
+def _takes(name: Any, key: str) -> bool:
+    """Whether the reward factory registered as ``name`` accepts ``key``."""
+    from pipelines.rewards.catalog import get_reward_factory
+
+    try:
+        params = inspect.signature(get_reward_factory(str(name))).parameters
+    except (KeyError, TypeError, ValueError):
+        return False
+    return key in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _inherit_judge_settings(ds: dict[str, Any], where: str, notices: list[Notice]) -> None:
+    funcs = ds.get("reward_funcs")
+    entries = [e for e in funcs if isinstance(e, dict)] if isinstance(funcs, list) else []
+    for key in JUDGE_KEYS:
+        if key not in ds:
+            continue
+        value = ds.pop(key)
+        takers = [j for j, e in enumerate(entries) if _takes(e.get("name"), key)]
+        inherited = [j for j in takers if key not in entries[j]]
+        for j in inherited:
+            entries[j][key] = value
+        if inherited:
+            names = ", ".join(f"reward_funcs[{j}] ({entries[j].get('name')})" for j in inherited)
+            notices.append(info(f"{where}.{key}", f"inherited by {names}"))
+        elif not takers:
+            notices.append(info(f"{where}.{key}", "ignored: no reward of this dataset takes it"))
+
+
+def normalise_datasets(raw: dict[str, Any], notices: list[Notice]) -> None:
+    """Translate ``raw['datasets']`` and ``raw['dataset_settings']`` in place (see the module docstring)."""
+    datasets = raw.get("datasets")
+    if not isinstance(datasets, list):
+        return
+    for i, ds in enumerate(datasets):
+        if not isinstance(ds, dict):
+            continue
+        where = f"datasets[{i}]"
+        if isinstance(ds.get("reward_funcs"), dict):
+            ds["reward_funcs"] = [ds["reward_funcs"]]
+            notices.append(info(f"{where}.reward_funcs", "a single mapping: read as a list of one reward"))
+        if "percentage" not in ds:
+            ds["percentage"] = 1.0
+            notices.append(info(f"{where}.percentage", "missing: 1.0, as in Augmentoolkit"))
+        _inherit_judge_settings(ds, where, notices)
+    _normalise_percentages(raw, datasets, notices)
+    settings = raw.get("dataset_settings")
+    if isinstance(settings, dict) and "shortfall" not in settings:
+        settings["shortfall"] = "take_all"
+        notices.append(info("dataset_settings.shortfall", "take_all: a dataset with fewer rows than asked gives "
+                                                          "all of them, as in Augmentoolkit"))
+
+
+def _normalise_percentages(raw: dict[str, Any], datasets: list[Any], notices: list[Notice]) -> None:
+    entries = [ds for ds in datasets if isinstance(ds, dict)]
+    values = [ds.get("percentage") for ds in entries]
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values):
+        return   # the schema reports the bad values
+    total = float(sum(values))
+    if total <= 0 or math.isclose(total, 1.0, rel_tol=0, abs_tol=1e-9):
+        return
+    shares = [v / total for v in values]
+    for ds, share in zip(entries, shares):
+        ds["percentage"] = share
+    effective = ", ".join(f"{s:.4g}" for s in shares)
+    rows = ""
+    settings = raw.get("dataset_settings")
+    total_rows = settings.get("total_rows") if isinstance(settings, dict) else None
+    if isinstance(total_rows, int) and not isinstance(total_rows, bool):
+        rows = " (rows of total_rows " + str(total_rows) + ": " + ", ".join(
+            str(int(math.floor(s * total_rows + 0.5 + 1e-9))) for s in shares) + ")"
+    notices.append(warning("datasets", f"percentages {', '.join(f'{v:g}' for v in values)} sum to {total:g}; "
+                                       f"divided by their sum as Augmentoolkit does: {effective}{rows}"))
+
+
+# -- the whole config ------------------------------------------------------------------------------------------
 
 def normalise(raw: dict[str, Any], file: str) -> tuple[dict[str, Any], list[Notice], list[Problem]]:
     """The config in this node's shape, the notices, and the problems found translating it. A strict config
@@ -137,8 +273,6 @@ def normalise(raw: dict[str, Any], file: str) -> tuple[dict[str, Any], list[Noti
         return _strict(raw, file)
     if mode != "augmentoolkit":
         return raw, [], []      # the schema refuses the value of `compat`
-    import copy
-
     raw = copy.deepcopy(raw)
     raw["compat"] = "augmentoolkit"
     notices: list[Notice] = []

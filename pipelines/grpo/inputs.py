@@ -13,13 +13,16 @@ from pipelines.grpo.config import GRPOConfigFile
 
 
 def data_spec(cfg: GRPOConfigFile) -> DataSpec:
-    """The data sections of a GRPO config, with its prompt budget, seed and held-out row count."""
+    """The data sections of a GRPO config, with its prompt budget, seed and held-out row count, and the reward
+    catalog's column lookup (``--validate`` checks each reward's needed columns on the rows drawn)."""
+    from pipelines.rewards.catalog import required_columns
+
     ev, tp = cfg.evaluation, cfg.training_parameters
     eval_rows = held_out_rows(ev.rows, ev.fraction, cfg.dataset_settings.total_rows) if ev is not None else 0
     return DataSpec(datasets=cfg.datasets, settings=cfg.dataset_settings, seed=cfg.seed,
                     max_prompt_length=tp.max_prompt_length, eval_rows=eval_rows,
                     model_name=cfg.model.base_model_name, chat_template=tp.chat_template,
-                    chat_template_key="training_parameters.chat_template")
+                    chat_template_key="training_parameters.chat_template", required_columns=required_columns)
 
 
 @dataclass

@@ -50,7 +50,7 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
              backend, model_path)
 
     from pipelines.rewards.engine import RewardStack
-    from pipelines.launch import current_rank
+    from pipelines.common.devices import current_rank
 
     # Run-level files are the main process's: only it drops the records a resumed run redoes (another rank's
     # rewrite could discard what the main process already appended). No rank writes a record before the

@@ -252,14 +252,3 @@ def _call_judges(cfg: GRPOConfigFile, ctx: NodeContext) -> str:
     if problems:
         raise ConfigError(problems)
     return "each configured LLM judge was called once (lines above), and every reward scored the step"
-
-
-def run_member_preflight(cfg: Any, ctx: NodeContext) -> list[str]:
-    """The grpo_hpo node's preflight: one member's step, on the backend members train on."""
-    from pipelines.grpo.hpo.node import member_backend
-
-    hpo = cfg.hpo
-    total = hpo.population_size * hpo.generations * hpo.steps_per_generation
-    return [f"one population member; the projection covers all {total} member-steps ({hpo.population_size} "
-            f"members x {hpo.generations} generations x {hpo.steps_per_generation} steps, one after another):",
-            *run_preflight(member_backend(cfg), ctx, total_steps=total)]

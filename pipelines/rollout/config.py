@@ -102,10 +102,13 @@ class RolloutConfigFile(StrictModel):
     def data_spec(self) -> DataSpec:
         """The data layer's view of this config: the same sampling and prompt construction as training, with
         the generation section's prompt budget and chat template."""
+        from pipelines.rewards.catalog import required_columns
+
         g = self.generation
         return DataSpec(datasets=self.datasets, settings=self.dataset_settings, seed=self.seed,
                         max_prompt_length=g.max_prompt_length, model_name=self.model.base_model_name,
-                        chat_template=g.chat_template, chat_template_key="generation.chat_template")
+                        chat_template=g.chat_template, chat_template_key="generation.chat_template",
+                        required_columns=required_columns)
 
 
 RESUME_HINT = "--set resume=true"   # how a user resumes a rollout

@@ -7,6 +7,7 @@ from typing import Any, Optional, Iterable
 
 from pipelines.data.config import DatasetEntry, DatasetSettings
 from pipelines.data.sampling import DataSpec
+from pipelines.rewards.catalog import required_columns
 
 
 def sharegpt(*turns: tuple[str, Any], **extra: Any) -> dict:
@@ -74,4 +75,4 @@ def make_spec(datasets: list[dict], total_rows: int, seed: int = 42, *, eval_row
                for d in datasets]
     return DataSpec(datasets=entries, settings=DatasetSettings(total_rows=total_rows, shortfall=shortfall),
                     seed=seed, max_prompt_length=max_prompt_length, eval_rows=eval_rows, model_name=model_name,
-                    chat_template=chat_template)
+                    chat_template=chat_template, required_columns=required_columns)

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from pipelines.grpo import model as gm
-from pipelines.launch import build_command, visible_gpu_count
+from pipelines.common.devices import visible_gpu_count
+from pipelines.launch import build_command
 from pipelines.runner import main
 from tests.grpo.test_model_seams import FakeSamplingParams, config, load_fake
 

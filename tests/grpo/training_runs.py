@@ -64,7 +64,7 @@ def outputs(tmp_path, tiny_cache, monkeypatch, caplog) -> Path:
 def two_process_device() -> str:
     """``launch.device`` for the two-process tests: the GPUs where at least two are visible, else the CPU, asked for
     explicitly (a one-GPU box would otherwise be refused by the launch guard: one process per GPU)."""
-    from pipelines.launch import visible_gpu_count
+    from pipelines.common.devices import visible_gpu_count
 
     return "auto" if visible_gpu_count() >= 2 else "cpu"
 

@@ -230,3 +230,15 @@ def _fmt(hparams: dict[str, Any]) -> str:
 
 def _fmt_fitness(value: Optional[float]) -> str:
     return "n/a" if value is None else f"{value:.4f}"
+
+
+def run_member_preflight(cfg: GRPOHPOConfigFile, ctx: NodeContext) -> list[str]:
+    """The node's ``--preflight``: one member's step, on the backend members train on; the projection covers
+    every member-step of the search."""
+    from pipelines.grpo.preflight import run_preflight
+
+    hpo = cfg.hpo
+    total = hpo.population_size * hpo.generations * hpo.steps_per_generation
+    return [f"one population member; the projection covers all {total} member-steps ({hpo.population_size} "
+            f"members x {hpo.generations} generations x {hpo.steps_per_generation} steps, one after another):",
+            *run_preflight(member_backend(cfg), ctx, total_steps=total)]

@@ -50,5 +50,5 @@ NODE = NodeSpec(name="grpo_hpo", config_model=GRPOHPOConfigFile, run="pipelines.
                 rules=grpo_checks.RULES + RULES, check=grpo_spec.check_run_dir, normalize=grpo_spec.NODE.normalize,
                 check_needs=("training_parameters",), inspect=inspect,
                 check_judges=check_judges, resume_hint=RESUME_HINT,
-                preflight="pipelines.grpo.preflight:run_member_preflight",
+                preflight="pipelines.grpo.hpo.node:run_member_preflight",
                 outputs=("elite_adapter", "hpo_history", "hpo_fitness"))

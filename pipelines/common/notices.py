@@ -1,19 +1,19 @@
-"""Notices from reading a config in a compatibility mode: what was accepted, translated or ignored.
+"""Notices: what a node did to a config while reading it, reported instead of done silently.
 
-A node that accepts another tool's config shape (the GRPO nodes read Augmentoolkit's GRPO configs, see
-:mod:`pipelines.grpo.compat`) translates it into its own shape before the schema sees it, and says so: each
-translation is a :class:`Notice`. An ignored key is an INFO notice; a value that differs from what the file
-says (a raised batch, normalised percentages) is a WARNING that names the effective value. Notices are logged
-once per process and printed in the ``--validate`` summary.
+A node that accepts another tool's config shape (the GRPO nodes read Augmentoolkit's GRPO configs; everything
+Augmentoolkit-specific lives in :mod:`pipelines.grpo.compat`) translates it into its own shape before the schema
+sees it, and says so: each translation is a :class:`Notice`. An ignored key is an INFO notice; a value that
+differs from what the file says (a raised batch, normalised percentages) is a WARNING that names the effective
+value. Notices are logged once per process and printed in the ``--validate`` summary. This module is the only
+part of that feature the shared layers know.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
 log = logging.getLogger(__name__)
-MODES = ("strict", "augmentoolkit")
 _logged: set[tuple[str, str, str]] = set()
 
 
@@ -36,15 +36,6 @@ def info(key: str, message: str) -> Notice:
 
 def warning(key: str, message: str) -> Notice:
     return Notice(logging.WARNING, key, message)
-
-
-def compat_mode(raw: dict[str, Any]) -> str:
-    """The mode a raw config asks for: its ``compat`` key, else ``augmentoolkit`` when it carries
-    Augmentoolkit's ``pipeline:`` key, else ``strict``. An unknown value is left to the schema to refuse."""
-    explicit = raw.get("compat")
-    if explicit is not None:
-        return str(explicit)
-    return "augmentoolkit" if "pipeline" in raw else "strict"
 
 
 def log_notices(notices: Iterable[Notice], file: str) -> None:
