@@ -2,7 +2,7 @@
 (combination, scaling and the high-scoring export). Shared by every node that scores completions."""
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Optional, Protocol, Sequence, Union
 
 from pydantic import ConfigDict, Field
 
@@ -64,3 +64,17 @@ class RewardFuncEntry(StrictModel):
         """Factory keyword arguments: every key but name, label, weight, gate and text_completions
         (``catalog.entry_kwargs`` adds ``label`` for a factory that takes one)."""
         return dict(self.model_extra or {})
+
+
+class RewardedDataset(Protocol):
+    """What the reward layer reads of a dataset: its ``path``, its ``label`` and its ``reward_funcs`` entries.
+    The data layer's ``DatasetEntry`` is one; the reward layer imports nothing of the data layer."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def label(self) -> Optional[str]: ...
+
+    @property
+    def reward_funcs(self) -> Sequence[RewardFuncEntry]: ...

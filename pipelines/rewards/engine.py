@@ -21,19 +21,16 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, Sequence
+from typing import Any, Callable, Coroutine, Sequence
 
 from pipelines.rewards import catalog
 from pipelines.rewards.combine import PostProcessor, Score, combine, scale
-from pipelines.rewards.config import RewardSection
+from pipelines.rewards.config import RewardedDataset, RewardSection
 from pipelines.rewards.errors import CircuitBreakerOpen, RewardFunctionError, RewardTimeout
 from pipelines.rewards.export import HighScoreExport, high_score_record
 from pipelines.rewards.forms import call_reward, is_async_callable, text_completions
 from pipelines.rewards.metrics import RewardMetrics
 from pipelines.rewards.threads import MainThreadPump
-
-if TYPE_CHECKING:  # a dataset entry: its `path` and `reward_funcs` are all the stack reads
-    from pipelines.data.config import DatasetEntry
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +94,13 @@ def reward_label(entry: Any) -> str:
     return entry.label or _safe(entry.name.rsplit(":", 1)[-1], "reward")
 
 
-def component_names(datasets: Sequence[DatasetEntry]) -> list[list[str]]:
+def component_names(datasets: Sequence[RewardedDataset]) -> list[list[str]]:
     """Component names per dataset, in reward_funcs order (see the module docstring for the scheme)."""
     return [[f"{ds_label}/{name}" for name in _numbered([reward_label(e) for e in ds.reward_funcs])]
             for ds_label, ds in zip(dataset_labels(datasets), datasets)]
 
 
-def build_components(datasets: Sequence[DatasetEntry]) -> list[list[Component]]:
+def build_components(datasets: Sequence[RewardedDataset]) -> list[list[Component]]:
     """Call every factory once (a plain reward function is used as it is); RewardFunctionError names the entry
     whose factory failed. An entry's ``text_completions`` overrides the registered default."""
     names = component_names(datasets)
@@ -162,7 +159,7 @@ class RewardStack:
     high-scoring export (the trainer redoes them).
     """
 
-    def __init__(self, reward: RewardSection, datasets: Sequence[DatasetEntry], run_dir: Path | None = None, *,
+    def __init__(self, reward: RewardSection, datasets: Sequence[RewardedDataset], run_dir: Path | None = None, *,
                  resume_step: int | None = None):
         self.datasets = list(datasets)
         self.combination = PostProcessor.from_config(reward.combination_function, catalog.combinations())
