@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = ("pipelines.common", "pipelines.data", "pipelines.rewards")
 NODE_PACKAGES = ("pipelines.grpo", "pipelines.rollout", "pipelines.registry", "pipelines.runner",
-                 "pipelines.planning", "pipelines.validation", "pipelines.launch", "pipelines.worker")
+                 "pipelines.planning", "pipelines.validation", "pipelines.launch", "pipelines.worker", "pipelines.cli")
 
 
 def module_name(path: Path) -> str:
