@@ -80,8 +80,8 @@ def reference(nodes: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("--output", type=Path, help="write here instead of printing")
     p.add_argument("--node", action="append", help="node(s) to document (default: all registered)")
     args = p.parse_args(argv)

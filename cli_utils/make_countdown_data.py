@@ -87,9 +87,9 @@ def write_jsonl(rows: list[dict], output: Path) -> None:
     tmp.replace(output)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None, prog: str = ".venv/bin/python -m cli_utils.make_countdown_data") -> int:
     parser = argparse.ArgumentParser(
-        prog=".venv/bin/python -m cli_utils.make_countdown_data",
+        prog=prog,
         description="Write Countdown tasks (rows with nums, target and solution columns; every target reachable).")
     parser.add_argument("--output", default="inputs/countdown.jsonl", help="JSONL file to write "
                         "(default inputs/countdown.jsonl).")

@@ -10,8 +10,9 @@ from pathlib import Path
 
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build the tiny offline test model (what `builtin:tiny` uses).")
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog,
+                                     description="Build the tiny offline test model (what `builtin:tiny` uses).")
     parser.add_argument("--output", required=True, help="Folder to write the model and tokenizer into.")
     parser.add_argument("--seed", type=int, default=0, help="Weight-initialisation seed (default 0, as builtin:tiny).")
     args = parser.parse_args(argv)

@@ -308,9 +308,9 @@ def merge_lora(base_model: str, adapter: str | Path, output: str | Path, dtype: 
                        probe_tokens=int(inputs["input_ids"].shape[1]))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = ".venv/bin/python -m cli_utils.merge_lora") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=".venv/bin/python -m cli_utils.merge_lora",
+        prog=prog,
         description="Merge a LoRA adapter into its base model and save a standalone model + tokenizer. The merged "
                     "logits are checked against base + adapter on a probe prompt before anything is written.")
     parser.add_argument("--base-model", required=True, help="Base model: Hugging Face id, local folder or "
@@ -331,8 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Optional[list[str]] = None, prog: str = ".venv/bin/python -m cli_utils.merge_lora") -> int:
+    args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         report = merge_lora(args.base_model, args.adapter, args.output, dtype=args.dtype, overwrite=args.overwrite,

@@ -42,9 +42,9 @@ CLI_KEYS = ("completion", "dataset")
 Item = tuple[dict, Optional[dict], str, Optional[str]]   # (output base, trainer row or None, completion, error)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "score_completions") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="score_completions", description=__doc__.split("\n\n")[0],
+        prog=prog, description=__doc__.split("\n\n")[0],
         epilog="Example: .venv/bin/python -m cli_utils.score_completions --config "
                "pipelines/grpo/configs/quickstart.yaml --sample 20. Exit codes: 0 scored (line errors are in the "
                "output), 2 a bad config, input or output path.")
@@ -272,12 +272,13 @@ def _data_files(pattern: str) -> list[str]:
     return glob.glob(pattern) if glob.has_magic(pattern) else [pattern] if os.path.exists(pattern) else []
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Optional[Sequence[str]] = None, prog: str = "score_completions") -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
     if args.input is not None and not args.output:
-        build_parser().error("--output is required with --input")
+        parser.error("--output is required with --input")
     if args.sample is not None and args.sample < 1:
-        build_parser().error("--sample must be at least 1")
+        parser.error("--sample must be at least 1")
     try:
         cfg, secrets = load_config(args.config, args.set)
         if args.dataset is not None:

@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 EXIT_OK, EXIT_NODE_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "run_pipeline.py") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="run_pipeline.py",
+        prog=prog,
         description="Run the pipeline nodes listed in a super-config (default ./super_config.yaml), in order. "
                     "Every node config is validated before anything runs.",
         epilog="Exit codes: 0 success, 1 a node failed at run time, 2 invalid configuration or input.")
@@ -183,8 +183,9 @@ def _run_in_run_dir(node: PlannedNode, args: argparse.Namespace, lock: RunLock, 
         make_readable(ctx.run_dir)   # whatever a library wrote 0600 (safetensors, temp files) reads as 0644
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
+def main(argv: Optional[Sequence[str]] = None, prog: str = "run_pipeline.py") -> int:
+    """The runner's command line (``prog`` names it in usage and errors); returns the exit code."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.full_scan and not args.validate:
         parser.error("--full-scan only applies with --validate (training reads only the rows it draws)")
