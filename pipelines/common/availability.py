@@ -16,6 +16,7 @@ import functools
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Optional
 
@@ -50,7 +51,7 @@ def package(name: str) -> Package:
     return KNOWN.get(name) or _same(name)
 
 
-def _spec(module: str) -> Optional[importlib.machinery.ModuleSpec]:
+def _spec(module: str) -> Optional[ModuleSpec]:
     try:
         return importlib.util.find_spec(module)
     except (ImportError, ValueError):   # a broken parent package, or a module without a spec in sys.modules
