@@ -22,7 +22,6 @@ the plumbing, it measures nothing worth recording.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -234,19 +233,16 @@ def step_ratio(a: str, b: str, work: Path, model: Path, args: argparse.Namespace
 
 
 def versions() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from pipelines.common.availability import version_of
 
-    found = []
-    for name in ("torch", "transformers", "trl", "peft", "accelerate", "unsloth", "vllm"):
-        try:
-            found.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            pass
-    return ", ".join(found)
+    names = ("torch", "transformers", "trl", "peft", "accelerate", "unsloth", "vllm")
+    return ", ".join(f"{name} {version_of(name)}" for name in names if version_of(name))
 
 
 def controller(args: argparse.Namespace) -> int:
     import torch
+
+    from pipelines.common import availability
 
     if not torch.cuda.is_available() and not args.smoke:
         print("bench_gpu: no CUDA device is visible; these benchmarks need a GPU (see bench/README.md). "
@@ -260,13 +256,13 @@ def controller(args: argparse.Namespace) -> int:
     print(f"(a) node {node:.3f} s/step vs bare TRL {bare:.3f} s/step: {node / bare:.3f}x (goal <= 1.05)")
     if args.smoke:
         return 0
-    if importlib.util.find_spec("unsloth") is not None:
+    if availability.has_unsloth():
         uns, trf = step_ratio("unsloth", "transformers", work, model, args)
         print(f"(b) unsloth {uns:.3f} s/step vs transformers {trf:.3f} s/step: {uns / trf:.3f}x "
-              f"(fast_inference auto: vLLM {'on' if importlib.util.find_spec('vllm') else 'off'})")
+              f"(fast_inference auto: vLLM {'on' if availability.has_vllm() else 'off'})")
     else:
         print("(b) skipped: unsloth is not installed")
-    if importlib.util.find_spec("vllm") is not None:
+    if availability.has_vllm():
         fast, slow = (spawn(k, work, model, args, k)["tokens_per_s"] for k in ("gen-vllm", "gen-transformers"))
         print(f"(c) rollout generation, 128 prompts x {FULL['new_tokens']} new tokens: vLLM {fast:,.0f} tokens/s vs "
               f"HF generate {slow:,.0f} tokens/s: {fast / slow:.1f}x (goal >= 10)")

@@ -16,12 +16,14 @@ from typing import Any, Optional, Sequence
 from pipelines.common.http_logs import quiet_http_clients
 from pipelines.common.io import make_readable
 from pipelines.common.node import validate_node_config
+from pipelines.common.pins import version_warning
 from pipelines.common.problems import ConfigError, Problem
 from pipelines.common.redaction import RedactingFilter, redact_handlers, redact_text
 from pipelines.common.refs import record_latest, substitute_refs
 from pipelines.common.rundir import MANIFEST, RESOLVED_CONFIG, RUN_LOG, open_run_dir, read_manifest, write_manifest
 from pipelines.common.runlock import LOCK_FILE, RunDirBusy, RunLock, check_launched_rank
 from pipelines.common.devices import current_rank
+from pipelines.common.stack import log_stack
 from pipelines.launch import requested_processes, run_launched, write_rank_error
 from pipelines.planning import PlannedNode, plan, secondary_machine
 from pipelines.validation import report_problems, validate_summary
@@ -159,6 +161,10 @@ def _run_in_run_dir(node: PlannedNode, args: argparse.Namespace, lock: RunLock, 
     ctx = node.ctx
     handler = open_run_dir(ctx.run_dir, ctx.raw_config, ctx.secrets, ctx.secret_fields)
     try:
+        log_stack()   # what this run ran on, then any package that differs from its pin
+        warning = version_warning()
+        if warning:
+            log.warning(warning)
         log.info("node %s (%s): run dir %s", node.label, node.spec.name, ctx.run_dir)
         for ref in refs:
             log.info("reference %s", ref)

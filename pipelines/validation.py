@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any, Sequence
 
+from pipelines.common.pins import version_warning
 from pipelines.common.problems import ConfigError, Problem
 from pipelines.common.redaction import redact_text
 from pipelines.common.refs import describe_refs
@@ -49,6 +50,9 @@ def validate_summary(planned: Sequence[Any], args: argparse.Namespace, problems:
             problems += node.spec.check_judges(node.cfg, node.ctx)
         elif args.check_judges:
             print("    judges: not checked (this node declares no LLM judges)")
+    warning = version_warning()
+    if warning:
+        print(f"warning: {warning}")
     if problems:
         report_problems(problems)
         return EXIT_CONFIG

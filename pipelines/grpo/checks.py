@@ -7,11 +7,10 @@ a user sees every mistake at once. The data and reward sections are checked by t
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
-from pipelines.common import devices
+from pipelines.common import availability, devices
 from pipelines.common.node import Rule
 from pipelines.common.problems import Problem, did_you_mean
 from pipelines.data import checks as data_checks
@@ -200,7 +199,7 @@ def check_gpu_count(cfg: GRPOConfigFile, file: str) -> list[Problem]:
 
 def package_installed(name: str) -> bool:
     """Whether ``name`` can be imported here (found, not imported: validation imports no torch)."""
-    return importlib.util.find_spec(name) is not None
+    return availability.is_available(name)
 
 
 def check_fast_inference(cfg: GRPOConfigFile, file: str) -> list[Problem]:

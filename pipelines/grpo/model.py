@@ -11,12 +11,11 @@ Everything heavy is imported inside functions: validation never imports torch.
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from pipelines.common import hf
+from pipelines.common import availability, hf
 from pipelines.common.hf import cuda_available, torch_dtype
 from pipelines.grpo.config import GRPOConfigFile
 
@@ -43,7 +42,7 @@ def choose_backend(requested: str, has_cuda: Optional[bool] = None, has_unsloth:
     if requested != "auto":
         return requested
     has_cuda = cuda_available() if has_cuda is None else has_cuda
-    has_unsloth = (importlib.util.find_spec("unsloth") is not None) if has_unsloth is None else has_unsloth
+    has_unsloth = availability.has_unsloth() if has_unsloth is None else has_unsloth
     return "unsloth" if (has_cuda and has_unsloth) else "transformers"
 
 
@@ -57,7 +56,7 @@ def resolve_fast_inference(cfg: GRPOConfigFile, has_vllm: Optional[bool] = None)
     wanted = cfg.model.fast_inference
     if wanted != "auto":
         return bool(wanted)
-    return (importlib.util.find_spec("vllm") is not None) if has_vllm is None else has_vllm
+    return availability.has_vllm() if has_vllm is None else has_vllm
 
 
 def target_modules(cfg: GRPOConfigFile) -> list[str]:

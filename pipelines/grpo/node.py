@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 from pipelines.common.io import atomic_write_text, replace_dir
 from pipelines.common.node import NodeContext
+from pipelines.common.stack import collect_stack
 from pipelines.grpo.artifacts import FINAL_ADAPTER, METRICS_FILE, REWARD_CURVE, SUMMARY_FILE, TRL_REWARD_NAME
 from pipelines.grpo.config import RESUME_HINT, GRPOConfigFile
 
@@ -108,12 +109,11 @@ CHECKPOINT_ONLY = ("optimizer.*", "scheduler.*", "rng_state*", "trainer_state.js
 
 def require_unsloth(config_file: str) -> None:
     """backend: unsloth needs CUDA and the unsloth package; say how to get either instead of an ImportError."""
-    import importlib.util
-
+    from pipelines.common import availability
     from pipelines.common.hf import cuda_available
     from pipelines.common.problems import ConfigError, Problem
 
-    if importlib.util.find_spec("unsloth") is None:
+    if not availability.has_unsloth():
         raise ConfigError([Problem(config_file, "model.backend", "unsloth is not installed: run `bash linux.sh "
                                    "--gpu` on a GPU machine, or use backend: transformers (or auto)")])
     if not cuda_available():
@@ -262,7 +262,7 @@ def write_summary(run_dir: Path, trainer: Any, started: float, outputs: dict[str
     summary = {"steps": trainer.state.global_step, "max_steps": trainer.args.max_steps,
                "seconds": round(time.time() - started, 1), "resumed_from": str(resume) if resume else None,
                "reward": windows, "outputs": {k: str(v) for k, v in outputs.items()},
-               "checkpoints": sorted(p.name for p in run_dir.glob("checkpoint-*"))}
+               "checkpoints": sorted(p.name for p in run_dir.glob("checkpoint-*")), "stack": collect_stack()}
     atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     lines = [f"GRPO run finished: {summary['steps']} steps in {summary['seconds']:.0f}s"
              + (f" (resumed from {resume.name})" if resume else "")]

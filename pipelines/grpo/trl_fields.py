@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib.util
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
+
+from pipelines.common.availability import package_dir
 
 # A quoted value, but not one assigned to another parameter (``loss_type='grpo'`` in another field's help).
 _QUOTED_RE = re.compile(r"(?<![=\w])'([A-Za-z0-9_\-]+)'")
@@ -35,13 +36,6 @@ class TRLField:
     default: Any = None
     choices: tuple[str, ...] = ()       # accepted strings, when the source lists them
     accepts_bool: bool = False          # a str field whose help also accepts True/False (scale_rewards)
-
-
-def _package_dir(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
 
 
 def _literal(node: Optional[ast.AST]) -> Any:
@@ -122,7 +116,7 @@ def _class_fields(path: Path, class_names: set[str] | None, enums: dict[str, tup
 def grpo_config_specs() -> dict[str, TRLField] | None:
     """Every GRPOConfig field (TrainingArguments included), or None when TRL is not installed. Subclass
     declarations win over the base classes' (as in the dataclass)."""
-    trl_dir, tf_dir = _package_dir("trl"), _package_dir("transformers")
+    trl_dir, tf_dir = package_dir("trl"), package_dir("transformers")
     if trl_dir is None or tf_dir is None:
         return None
     enums = _enum_values([tf_dir / "training_args.py", tf_dir / "trainer_utils.py"])

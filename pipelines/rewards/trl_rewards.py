@@ -17,10 +17,9 @@ registered ``main_thread=True``, and so are TRL's own objects when named by impo
 from __future__ import annotations
 
 import importlib
-import importlib.util
-from pathlib import Path
 from typing import Any, Callable, Optional
 
+from pipelines.common import availability
 from pipelines.rewards.registry import OPTIONS_BY_QUALNAME, RewardOptions, register_reward_function
 
 REGISTERED: list[str] = []
@@ -79,7 +78,7 @@ SHIPPED: tuple[tuple[Callable[..., Any], str, tuple[str, ...], str, bool], ...] 
 
 
 def _needs_math_verify(kwargs: dict[str, Any]) -> list[str]:
-    if importlib.util.find_spec("math_verify") is None:
+    if not availability.has_math_verify():
         return ["this TRL reward needs the math-verify package, which is not installed: run "
                 "`.venv/bin/python -m pip install math-verify==0.9.0` (it is in requirements.txt)"]
     return []
@@ -87,10 +86,10 @@ def _needs_math_verify(kwargs: dict[str, Any]) -> list[str]:
 
 def _shipped_names() -> str:
     """The text of the installed ``trl/rewards/__init__.py`` (its export list), read without importing trl."""
-    spec = importlib.util.find_spec("trl")
-    if spec is None or not spec.submodule_search_locations:
+    trl_dir = availability.package_dir("trl")
+    if trl_dir is None:
         return ""
-    init = Path(list(spec.submodule_search_locations)[0]) / "rewards" / "__init__.py"
+    init = trl_dir / "rewards" / "__init__.py"
     return init.read_text(encoding="utf-8") if init.is_file() else ""
 
 

@@ -6,12 +6,12 @@ on every backend: the same text the GRPO node's rewards see in training (e.g. an
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence
 
+from pipelines.common import availability
 from pipelines.common.hf import cuda_available, torch_dtype
 from pipelines.common.stops import cut_text_at_stop
 from pipelines.rollout.config import RolloutConfigFile
@@ -38,7 +38,7 @@ def resolve_backend(name: str) -> str:
     """`auto` -> vllm when CUDA and vllm are both present, else transformers."""
     if name != "auto":
         return name
-    if cuda_available() and importlib.util.find_spec("vllm") is not None:
+    if cuda_available() and availability.has_vllm():
         return "vllm"
     return "transformers"
 
@@ -253,7 +253,7 @@ def make_generator(cfg: RolloutConfigFile, tokenizer: Any) -> Generator:
     """The configured backend (`auto` resolved), ready to generate."""
     backend = resolve_backend(cfg.generation.backend)
     if backend == "vllm":
-        if importlib.util.find_spec("vllm") is None:
+        if not availability.has_vllm():
             raise RuntimeError("generation.backend is vllm but vllm is not installed (GPU only: pip install "
                                "vllm==0.30.0); use backend: transformers or auto")
         return VLLMGenerator(cfg, tokenizer)

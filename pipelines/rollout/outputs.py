@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pipelines.common.io import atomic_write_text, file_mode
+from pipelines.common.stack import collect_stack
 from pipelines.rollout.config import RolloutConfigFile
 from pipelines.rollout.selection import group_by_prompt, select_preferences, select_sft
 
@@ -105,7 +106,7 @@ def write_outputs(cfg: RolloutConfigFile, run_dir: Path, records: Sequence[dict[
     write_parquet(records, paths["scored_parquet"])
     atomic_write_text(paths["sft"], _jsonl(sft))
     atomic_write_text(paths["preferences"], _jsonl(prefs))
-    summary = summarize(records, len(sft), len(prefs), seconds)
+    summary = summarize(records, len(sft), len(prefs), seconds) | {"stack": collect_stack()}
     atomic_write_text(paths["summary"], json.dumps(summary, indent=2) + "\n")
     mean = summary["reward_mean"]
     log.info("rollout done in %.0fs: %d prompts x %d completions, mean reward %s, best-of-K mean %s; "

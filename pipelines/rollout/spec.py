@@ -2,10 +2,10 @@
 probe and run function."""
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
+from pipelines.common import availability
 from pipelines.common.node import NodeContext, NodeSpec, Rule
 from pipelines.common.problems import Problem
 from pipelines.common.refs import is_reference
@@ -41,7 +41,7 @@ def check_lengths(cfg: RolloutConfigFile, file: str) -> list[Problem]:
 
 
 def check_backend(cfg: RolloutConfigFile, file: str) -> list[Problem]:
-    if cfg.generation.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+    if cfg.generation.backend == "vllm" and not availability.has_vllm():
         return [Problem(file, "generation.backend", "vllm is not installed here (it is GPU only: pip install "
                                                     "vllm==0.30.0); use backend: auto or transformers")]
     return []

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pipelines.common import availability
 from pipelines.common.config_io import load_yaml
 from pipelines.grpo import model as gm
 from pipelines.grpo.config import GRPOConfigFile
@@ -136,11 +137,9 @@ def test_choose_backend(requested, cuda, unsloth, expected):
 
 
 def test_choose_backend_detects_this_machine():
-    import importlib.util
-
     import torch
 
-    expected = "unsloth" if torch.cuda.is_available() and importlib.util.find_spec("unsloth") else "transformers"
+    expected = "unsloth" if torch.cuda.is_available() and availability.has_unsloth() else "transformers"
     assert gm.choose_backend("auto") == expected
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.common import availability
 from pipelines.common.node import NodeContext, validate_node_config
 from pipelines.registry import get_node
 from pipelines.rollout.config import RolloutConfigFile
@@ -91,8 +92,7 @@ def test_empty_stop_sequence_is_refused():
 
 
 def test_vllm_backend_needs_vllm():
-    import importlib.util
-    if importlib.util.find_spec("vllm") is not None:
+    if availability.has_vllm():
         pytest.skip("vllm is installed here")
     assert any("generation.backend" in p and "vllm" in p for p in problems_of(raw(generation={"backend": "vllm"})))
 

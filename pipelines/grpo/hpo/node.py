@@ -18,6 +18,7 @@ from typing import Any, Optional
 from pipelines.common.io import atomic_write_text, replace_dir
 from pipelines.common.problems import ConfigError, Problem
 from pipelines.common.node import NodeContext
+from pipelines.common.stack import collect_stack
 from pipelines.grpo.artifacts import EVAL_REWARD_KEY, METRICS_FILE, SUMMARY_FILE
 from pipelines.grpo.checks import generation_batch
 from pipelines.grpo.config import RESUME_HINT
@@ -188,7 +189,7 @@ def finish(cfg: GRPOHPOConfigFile, run_dir: Path, state: SearchState, tokenizer:
                "resumed": resumed, "elite": {k: elite[k] for k in ("id", "generation", "hparams", "fitness")},
                "best_fitness_per_generation": [max((f for f in v if f is not None), default=None)
                                                for _, v in sorted(by_gen.items())],
-               "outputs": {k: str(v) for k, v in outputs.items()}}
+               "outputs": {k: str(v) for k, v in outputs.items()}, "stack": collect_stack()}
     atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     log.info("hyperparameter search finished: %d generation(s) x %d member(s) in %.0fs\n%s\n  elite adapter: %s",
              state.generation, cfg.hpo.population_size, summary["seconds"],
