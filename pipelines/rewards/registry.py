@@ -115,9 +115,13 @@ KNOWN_REWARDS: dict[str, RegisteredReward] = {}
 
 
 def add_reward(record: RegisteredReward) -> RegisteredReward:
-    """Register ``record`` under each of its names; ValueError when a name is taken by another reward."""
+    """Register ``record`` under each of its names; ValueError when a name is taken by another object (the
+    same object registered again under a name gets the new record)."""
     for n in record.names:
-        REWARD_REGISTRY.register(n, record)
+        if n in REWARD_REGISTRY and REWARD_REGISTRY.get(n).obj is record.obj:
+            REWARD_REGISTRY.replace(n, record)
+        else:
+            REWARD_REGISTRY.register(n, record)
     return record
 
 
@@ -167,12 +171,17 @@ def needs_columns(columns: KwargsCheck):
     instead of the reward silently scoring None. Stack it under or over ``@register_reward_function``."""
 
     def wrap(factory: Callable[..., Any]) -> Callable[..., Any]:
-        setattr(factory, COLUMNS_ATTR, columns)          # picked up when it is registered after this
         record = registered_record(factory)              # already registered (this decorator sits above)
         if record is not None:
             updated = dataclasses.replace(record, columns=columns)
             for n in record.names:
                 REWARD_REGISTRY.replace(n, updated)
+        try:
+            setattr(factory, COLUMNS_ATTR, columns)      # picked up when it is registered after this
+        except (AttributeError, TypeError):
+            if record is None:
+                raise TypeError(f"@needs_columns cannot mark {factory!r} (it takes no attributes); put it above "
+                                f"@register_reward_function instead") from None
         return factory
 
     return wrap

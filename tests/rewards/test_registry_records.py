@@ -136,3 +136,12 @@ def test_a_name_is_refused_twice_and_a_record_is_frozen():
     record = catalog.rewards().get("keyword")
     with pytest.raises(AttributeError):
         record.main_thread = True   # type: ignore[misc]
+
+
+def test_registering_the_same_object_again_updates_its_record():
+    def again(completions, **kwargs):
+        return [0.0] * len(completions)
+
+    register_reward_function("test_records_again")(again)
+    register_reward_function("test_records_again", main_thread=True)(again)     # as before: no error
+    assert catalog.rewards().get("test_records_again").main_thread
