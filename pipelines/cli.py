@@ -43,6 +43,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("score", "cli_utils.score_completions:main", "score completions with a config's rewards and judges"),
     Command("merge-lora", "cli_utils.merge_lora:main", "merge a LoRA adapter into its base model (probe-checked)"),
     Command("config-reference", "cli_utils.config_reference:main", "print or write the config reference (Markdown)"),
+    Command("reward-table", "cli_utils.reward_table:main",
+            "print the built-in rewards table, or write it into README.md"),
     Command("make-tiny-model", "cli_utils.make_tiny_model:main", "build the tiny offline model (builtin:tiny)"),
     Command("make-countdown-data", "cli_utils.make_countdown_data:main",
             "write Countdown tasks with reachable targets"),

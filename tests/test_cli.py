@@ -18,7 +18,7 @@ from pipelines import cli
 REPO = Path(__file__).resolve().parents[1]
 # One option only that module's parser has: --help reached the right module.
 OWN_OPTION = {"run": "--super-config", "validate": "--full-scan", "preflight": "--num-processes",
-              "score": "--sample", "merge-lora": "--allow-base-mismatch", "config-reference": "--node",
+              "score": "--sample", "merge-lora": "--allow-base-mismatch", "config-reference": "--node", "reward-table": "--write",
               "make-tiny-model": "--output", "make-countdown-data": "--rows"}
 
 
@@ -134,6 +134,19 @@ def test_config_reference_writes_the_committed_reference(tmp_path):
     assert cli.main(["config-reference", "--output", str(tmp_path / "ref.md")]) == 0
     assert (tmp_path / "ref.md").read_text(encoding="utf-8") == \
         (REPO / "docs/config_reference.md").read_text(encoding="utf-8")
+
+
+def test_reward_table_writes_the_readme_table(tmp_path, capsys):
+    """The command prints the generated table, and --write puts it between the markers of a file."""
+    from pipelines.rewards.table import builtin_reward_table
+
+    assert cli.main(["reward-table"]) == 0
+    assert capsys.readouterr().out.strip() == builtin_reward_table().strip()
+    target = tmp_path / "doc.md"
+    target.write_text("intro\n<!-- builtin-rewards:start -->\nSTALE-ROW\n<!-- builtin-rewards:end -->\nend\n", encoding="utf-8")
+    assert cli.main(["reward-table", "--write", str(target)]) == 0
+    text = target.read_text(encoding="utf-8")
+    assert "STALE-ROW" not in text and builtin_reward_table().strip() in text and text.endswith("end\n")
 
 
 def test_make_countdown_data_writes_what_the_module_writes(tmp_path):

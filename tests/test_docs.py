@@ -60,3 +60,11 @@ def test_readme_judge_check_uses_the_rubric_judge_super_config():
     super_config = re.search(r"--super-config (\S+)", command).group(1)
     text = (REPO / super_config).read_text(encoding="utf-8")
     assert "rubric_judge.yaml" in text
+
+
+def test_readme_builtin_rewards_table_is_generated_from_the_records():
+    from pipelines.rewards.table import builtin_reward_table, table_in
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert table_in(readme) == builtin_reward_table(), \
+        "regenerate: .venv/bin/python -m cli_utils.reward_table --write README.md"

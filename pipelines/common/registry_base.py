@@ -22,6 +22,14 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    def replace(self, name: str, item: T) -> T:
+        """Put ``item`` in place of what ``name`` holds (an updated record of the same thing); KeyError if
+        ``name`` is not registered."""
+        if name not in self._items:
+            raise KeyError(f"{self.kind} {name!r} is not registered")
+        self._items[name] = item
+        return item
+
     def decorator(self, name: str) -> Callable[[T], T]:
         def wrap(item: T) -> T:
             return self.register(name, item)

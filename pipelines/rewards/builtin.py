@@ -53,11 +53,12 @@ def countdown_score(completion: str, target: Any, nums: Any, tolerance: float = 
 @register_reward_function("countdown_equation")
 @needs_columns(lambda kw: [kw.get("target_column", "target"), kw.get("nums_column", "nums")])
 def countdown_equation(target_column: str = "target", nums_column: str = "nums", tolerance: float = 1e-5):
-    """The Countdown task (AgileRL tutorial's equation_reward_func, without ``eval``).
-
-    1.0 when the completion holds exactly one ``<answer>…</answer>`` whose equation uses each number of the
+    """1.0 when the completion holds exactly one ``<answer>…</answer>`` whose equation uses each number of the
     row's ``nums_column`` exactly once, only ``+ - * /`` and parentheses, and equals ``target_column`` within
-    ``tolerance``; else 0.0. Unlike the tutorial, ``**`` and ``//`` are refused.
+    ``tolerance``; else 0.0.
+
+    The Countdown task (AgileRL tutorial's equation_reward_func), parsed with ``ast``, never ``eval``, with
+    bounded sizes. Unlike the tutorial, ``**`` and ``//`` are refused.
     """
     @per_sample
     def countdown_equation(prompt, completion, **row):
@@ -152,10 +153,11 @@ def _validate_length(kwargs: dict[str, Any]) -> list[str]:
 
 @register_reward_function("length_target", validate=_validate_length)
 def length_target(ideal_length: int, unit: Literal["chars", "words"] = "chars", normalize: bool = False):
-    """The HF course's ideal-length reward: ``-abs(ideal_length - length)``.
+    """``-abs(ideal_length - length)`` (the HF course's ideal-length reward), or in [0, 1] with
+    ``normalize: true``.
 
     ``unit``: count characters or whitespace-separated words. ``normalize: true`` scores
-    ``max(0, 1 - |ideal_length - length| / ideal_length)`` instead, in [0, 1].
+    ``max(0, 1 - |ideal_length - length| / ideal_length)`` instead.
     """
     def length_target(prompts, completions, **_):
         scores = []

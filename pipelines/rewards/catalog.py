@@ -8,6 +8,7 @@ built-ins do not depend on them: trimming a user file never removes a built-in.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -17,14 +18,15 @@ from typing import Any, Callable
 
 from pydantic import TypeAdapter, ValidationError
 
+from pipelines.common.imports import import_attribute, is_import_path
 from pipelines.common.problems import did_you_mean
 from pipelines.common.registry_base import Registry
 from pipelines.rewards import builtin, builtin_post_processors  # noqa: F401  (register the built-ins)
 from pipelines.rewards.judge import generic as generic_judge  # noqa: F401  (registers generic_llm_reward)
 from pipelines.rewards.judge import reward as judge_reward  # noqa: F401  (registers llm_judge)
 from pipelines.rewards import trl_rewards  # noqa: F401  (registers TRL's shipped rewards)
-from pipelines.rewards.registry import (COMBINATION_REGISTRY, KWARG_VALIDATORS, REWARD_REGISTRY,
-                                        SCALING_REGISTRY, RewardOptions, reward_options)
+from pipelines.rewards.registry import (COLUMNS_ATTR, COMBINATION_REGISTRY, KNOWN_REWARDS, REWARD_REGISTRY,
+                                        SCALING_REGISTRY, RegisteredReward, qualified_name, registered_record)
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,8 @@ def load_plugins() -> None:
         _loaded = True
 
 
-def rewards() -> Registry[Callable[..., Any]]:
+def rewards() -> Registry[RegisteredReward]:
+    """The reward records by registered name (plugins loaded)."""
     load_plugins()
     return REWARD_REGISTRY
 
@@ -57,10 +60,38 @@ def scalings() -> Registry[Callable[..., Any]]:
     return SCALING_REGISTRY
 
 
+# Records of unregistered objects named by import path, by path: each object's signature is read once.
+_imported: dict[str, RegisteredReward] = {}
+
+
+def lookup_reward(name: str) -> RegisteredReward:
+    """The record of the reward registered as ``name``, or of the object importable as ``module:function``: its
+    registered record when it is a registered object, else one carrying what is known of it by qualified name
+    (:data:`~pipelines.rewards.registry.KNOWN_REWARDS`), else a plain one. Raises KeyError: an unknown name
+    (listing the registered ones) or a bad import path (ImportPathError says what is wrong)."""
+    registry = rewards()
+    if name in registry or not is_import_path(name):
+        return registry.get(name)
+    obj = import_attribute(name)
+    record = registered_record(obj)
+    if record is not None:
+        return record
+    cached = _imported.get(name)
+    if cached is not None and cached.obj is obj:
+        return cached
+    known = KNOWN_REWARDS.get(qualified_name(obj))
+    if known is not None:
+        record = dataclasses.replace(known, obj=obj, names=(name,), origin="import path", target="")
+    else:
+        record = RegisteredReward(obj, (name,), columns=getattr(obj, COLUMNS_ATTR, None), origin="import path")
+    _imported[name] = record
+    return record
+
+
 def get_reward_factory(name: str) -> Callable[..., Any]:
     """The object registered as ``name`` or importable as ``module:function`` (a factory or a plain reward
     function: see :func:`resolve_reward`); KeyError otherwise."""
-    return rewards().get(name)
+    return lookup_reward(name).obj   # type: ignore[return-value]
 
 
 def entry_kwargs(entry: Any) -> dict[str, Any]:
@@ -70,10 +101,10 @@ def entry_kwargs(entry: Any) -> dict[str, Any]:
     if getattr(entry, "label", None) is None:
         return kwargs
     try:
-        params = inspect.signature(get_reward_factory(entry.name)).parameters
-    except (KeyError, TypeError, ValueError):
+        sig = lookup_reward(entry.name).signature
+    except KeyError:
         return kwargs
-    return {**kwargs, "label": entry.label} if "label" in params else kwargs
+    return {**kwargs, "label": entry.label} if sig is not None and "label" in sig.parameters else kwargs
 
 
 # Parameters through which TRL hands a reward function the batch (a plain function has at least one of the
@@ -88,13 +119,21 @@ TWO_FORMS = ("a reward entry names one of two forms: a factory, `f(**keys of the
 
 @dataclass(frozen=True)
 class ResolvedReward:
-    """What a reward entry's ``name`` refers to: the object, which form it is, and how it was found."""
+    """What a reward entry's ``name`` refers to: its record, which form it is, and how it was found."""
 
     name: str
-    obj: Callable[..., Any]
+    record: RegisteredReward
     kind: str          # "factory" | "function"
     source: str        # "registry" | "import path"
-    options: RewardOptions
+
+    @property
+    def obj(self) -> Callable[..., Any]:
+        return self.record.obj   # type: ignore[return-value]
+
+    @property
+    def options(self) -> RegisteredReward:
+        """The record, read for its call flags (``text_completions``, ``main_thread``)."""
+        return self.record
 
     def describe(self) -> str:
         if self.kind == "factory":
@@ -103,18 +142,19 @@ class ResolvedReward:
                 f"every batch")
 
 
-def reward_kind(obj: Any, options: RewardOptions = RewardOptions()) -> str:
-    """``factory`` or ``function``: registered explicitly, or read from the signature (a parameter named
+def reward_kind(record: RegisteredReward) -> str:
+    """``factory`` or ``function``: the record's declared form, or read from the signature (a parameter named
     ``completions``, ``prompts`` or ``completion_ids`` makes a reward function). TypeError when neither fits."""
+    obj = record.obj
     if not callable(obj):
         raise TypeError(f"it is a {type(obj).__name__}, not a function; {TWO_FORMS}")
-    if options.kind != "auto":
-        return options.kind
+    if record.form != "auto":
+        return record.form
     if getattr(obj, "per_sample", False):
         return "function"
     if isinstance(obj, type):
         return "factory"   # a class: its instances are the reward functions
-    sig = _signature(obj)
+    sig = record.signature
     if sig is None:
         raise TypeError(f"its signature cannot be read, so it is neither a factory nor a reward function that "
                         f"can be checked; {TWO_FORMS}")
@@ -124,23 +164,8 @@ def reward_kind(obj: Any, options: RewardOptions = RewardOptions()) -> str:
 def resolve_reward(name: str) -> ResolvedReward:
     """Look ``name`` up (registry, or import path) and tell its form. KeyError: unknown name or a bad import
     path; TypeError: it is neither a factory nor a reward function (the message explains both)."""
-    registry = rewards()
-    obj = registry.get(name)
-    options = reward_options(obj)
-    return ResolvedReward(name, obj, reward_kind(obj, options), "registry" if name in registry else "import path",
-                          options)
-
-
-def _signature(obj: Any) -> inspect.Signature | None:
-    try:
-        return inspect.signature(obj, eval_str=True)   # resolves `from __future__ import annotations` strings
-    except (TypeError, ValueError):
-        return None
-    except Exception:  # noqa: BLE001 - an annotation that does not evaluate: check names, not types
-        try:
-            return inspect.signature(obj)
-        except (TypeError, ValueError):
-            return None
+    record = lookup_reward(name)
+    return ResolvedReward(name, record, reward_kind(record), "registry" if name in rewards() else "import path")
 
 
 def _type_problems(sig: inspect.Signature, kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -170,7 +195,7 @@ def bind_reward_kwargs(resolved: ResolvedReward, kwargs: dict[str, Any]
                        ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """Bind an entry's keys to the factory's (or reward function's own) parameters and type-check them against
     the annotations. Returns (the kwargs to pass, problems as (key, message); key '' for the entry)."""
-    sig = _signature(resolved.obj)
+    sig = resolved.record.signature
     if sig is None:
         return dict(kwargs), []
     params = sig.parameters
@@ -212,8 +237,7 @@ def reward_entry_problems(name: str, kwargs: dict[str, Any]) -> list[tuple[str, 
     _, problems = bind_reward_kwargs(resolved, kwargs)
     if problems:
         return problems
-    validator = KWARG_VALIDATORS.get(id(resolved.obj))
-    return [("", msg) for msg in validator(kwargs)] if validator is not None else []
+    return [("", msg) for msg in resolved.record.kwarg_problems(kwargs)]
 
 
 def check_reward_kwargs(name: str, kwargs: dict[str, Any]) -> list[str]:
@@ -258,11 +282,8 @@ def check_function_kwargs(registry: Registry, name: str, kwargs: dict[str, Any])
 def required_columns(name: str, kwargs: dict[str, Any]) -> list[str]:
     """The row columns the reward ``name`` declared it needs (``@needs_columns``) for these kwargs; [] for an
     unknown name (reported elsewhere) or a reward that declared none."""
-    from pipelines.rewards.registry import REQUIRED_COLUMNS
-
     try:
-        factory = get_reward_factory(name)
+        record = lookup_reward(name)
     except Exception:  # noqa: BLE001 - a name that does not resolve is reported by check_reward_kwargs
         return []
-    columns = REQUIRED_COLUMNS.get(id(factory))
-    return list(columns(kwargs)) if columns is not None else []
+    return record.needed_columns(kwargs)

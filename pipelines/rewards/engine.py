@@ -114,10 +114,10 @@ def build_components(datasets: Sequence[RewardedDataset]) -> list[list[Component
             except Exception as exc:
                 raise RewardFunctionError(f"{where}: building the reward function failed: "
                                           f"{type(exc).__name__}: {exc}") from exc
-            as_text = resolved.options.text_completions if entry.text_completions is None else entry.text_completions
+            as_text = resolved.record.text_completions if entry.text_completions is None else entry.text_completions
             if as_text:
                 fn = text_completions(fn)
-            main_thread = resolved.options.main_thread and not is_async_callable(fn)
+            main_thread = resolved.record.main_thread and not is_async_callable(fn)
             comps.append(Component(names[i][j], entry.name, i, ds.path, fn, entry.weight, entry.gate, main_thread))
         out.append(comps)
     return out

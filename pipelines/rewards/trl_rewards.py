@@ -20,11 +20,10 @@ import importlib
 from typing import Any, Callable, Optional
 
 from pipelines.common import availability
-from pipelines.rewards.registry import OPTIONS_BY_QUALNAME, RewardOptions, register_reward_function
+from pipelines.rewards.registry import RegisteredReward, add_reward, know_reward
 
 REGISTERED: list[str] = []
 MISSING: list[str] = []
-MATH = RewardOptions(main_thread=True)
 
 
 def _trl(attr: str) -> Callable[..., Any]:
@@ -100,10 +99,12 @@ def register_shipped() -> None:
         if f'"{attr}"' not in exported:
             MISSING.append(wrapper.__name__)
             continue
-        register_reward_function(wrapper.__name__, aliases=aliases, validate=_needs_math_verify if math else None,
-                                 main_thread=math)(wrapper)
+        validate = _needs_math_verify if math else None
+        add_reward(RegisteredReward(wrapper, (wrapper.__name__, *aliases), validate=validate, main_thread=math,
+                                    origin="trl"))
         if math:   # TRL's own object, named by import path, runs on the main thread too
-            OPTIONS_BY_QUALNAME[(f"trl.rewards.{module}", attr)] = MATH
+            know_reward(RegisteredReward(None, (attr,), main_thread=True, origin="trl",
+                                         target=f"trl.rewards.{module}:{attr}"))
         REGISTERED.append(wrapper.__name__)
 
 

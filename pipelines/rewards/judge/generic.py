@@ -144,7 +144,8 @@ def generic_llm_reward(system_prompt_path: str, score_types: list[dict[str, Any]
                        on_error: Union[str, float] = "skip", max_failure_rate: float = 0.5,
                        label: Optional[str] = None, backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
                        extra_body: Optional[dict[str, Any]] = None) -> Callable[..., Any]:
-    """Build Augmentoolkit's judge reward once per run (its arguments and defaults, plus our transport's).
+    """Augmentoolkit's LLM judge: an OpenAI-compatible LLM grades the completion against a YAML rubric, with
+    Augmentoolkit's scoring, arguments and defaults (plus our transport's). Built once per run.
 
     system_prompt_path / score_types / eval_llm_*: as for llm_judge; ``eval_llm_mode`` is accepted and ignored
         (every judge speaks the chat-completions API). The eval_llm_* keys may sit on the dataset entry instead,

@@ -13,8 +13,8 @@ Config entry (a dataset's ``reward_funcs``)::
         - {name: on_topic, type: autofail}
 
 The returned function is ``async def (prompts, completions, **columns) -> list[float | None]`` with
-``.pop_metrics()`` (``judge/<label>/...``), ``.aclose()`` and ``.close()``. See judge_parse.py for how an
-answer is read, judge_transport.py for retries and timeouts, judge_metrics.py for the metrics.
+``.pop_metrics()`` (``judge/<label>/...``), ``.aclose()`` and ``.close()``. See judge/parse.py for how an
+answer is read, judge/transport.py for retries and timeouts, judge/metrics.py for the metrics.
 """
 from __future__ import annotations
 
@@ -195,13 +195,14 @@ def llm_judge(eval_llm_name: str, eval_llm_base_url: str, system_prompt_path: st
               judge_reasoning: bool = False, max_failure_rate: float = 0.5, normalize: bool = False,
               label: Optional[str] = None, backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
               extra_body: Optional[dict[str, Any]] = None) -> Callable[..., Any]:
-    """Build the judge reward once per run.
+    """An OpenAI-compatible LLM grades the completion against a YAML rubric, its reply read strictly
+    (judge/parse.py). Built once per run.
 
     eval_llm_name / eval_llm_base_url / eval_llm_api_key: the judge model, its OpenAI-compatible ``/v1`` URL
         and key (write ``${ENV_VAR}``; never logged). ``eval_llm_mode`` is accepted for Augmentoolkit configs
         and ignored: every judge speaks the chat-completions API.
     system_prompt_path: the rubric YAML (working directory first, then pipelines/grpo/).
-    score_types: ``[{name, type: score|autofail, min, max, weight}]``; see judge_parse.py for the rules.
+    score_types: ``[{name, type: score|autofail, min, max, weight}]``; see judge/parse.py for the rules.
     cot_start / cot_end / judge_reasoning: the policy's reasoning between the markers is removed before judging
         unless judge_reasoning is true.
     temperature / top_p / max_tokens / extra_body: sent with each request when set.
