@@ -114,7 +114,7 @@ def test_parquet_fast_path_agrees_with_python_classification(tmp_path):
 
 
 def test_parquet_fast_path_with_large_types_and_sliced_batches(tmp_path, monkeypatch):
-    import pipelines.data.parquet as data_parquet
+    import pipelines.data.formats.parquet as data_parquet
     monkeypatch.setattr(data_parquet, "BATCH_ROWS", 4)
     rows = _parquet_representable()
     large = pa.large_list(pa.struct([("from", pa.large_string()), ("value", pa.large_string())]))
