@@ -40,10 +40,11 @@ def register_format(fmt: DataFormat) -> DataFormat:
         raise ValueError(f"{type(fmt).__name__}: a data format needs a name")
     if fmt.name in _formats:
         raise ValueError(f"data format {fmt.name!r} is registered twice; rename one of them")
-    taken = {s: f.name for f in _formats.values() for s in f.suffixes}
+    taken = {s.lower(): f.name for f in _formats.values() for s in f.suffixes}
     clash = [s for s in fmt.suffixes if s.lower() in taken]
     if clash:
-        raise ValueError(f"data format {fmt.name!r}: suffix {clash[0]!r} is already read by {taken[clash[0]]!r}")
+        raise ValueError(f"data format {fmt.name!r}: suffix {clash[0]!r} is already read by "
+                         f"{taken[clash[0].lower()]!r}")
     _formats[fmt.name] = fmt
     return fmt
 

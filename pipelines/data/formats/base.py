@@ -86,9 +86,9 @@ class DataFormat(ABC):
     @abstractmethod
     def read_rows(self, file: DataFile, indices: Sequence[int],
                   max_bytes: Optional[int]) -> Iterable[tuple[int, ReadResult]]:
-        """``(index, (reason or None, raw row))`` for each of the sorted 0-based row ``indices``. A row that cannot
-        be parsed gets a reason (``invalid_json``...), one over ``max_bytes`` (when the format can tell before
-        parsing) ``too_large``; the raw row itself is classified by the caller."""
+        """``(index, (reason or None, raw row))`` for each of the sorted 0-based row ``indices`` of a file already
+        counted. A row that cannot be parsed gets a reason (``invalid_json``...), one over ``max_bytes`` (when the
+        format can tell before parsing) ``too_large``; the raw row itself is classified by the caller."""
 
     def record(self, file: DataFile, index: int) -> int:
         """The number row ids show for row ``index`` (and a full scan records): the index itself by default."""
