@@ -16,6 +16,7 @@ import numpy as np
 from pipelines.data.config import DEFAULT_MAX_ROW_BYTES
 from pipelines.data.prompts import DEFAULT_FORMAT, RowFormat, classify, conversation_key
 
+
 def resolve_input_paths(pattern: str) -> list[Path]:
     """Files matched by a dataset path (a file or a glob), relative to the working directory, sorted."""
     expanded = os.path.expanduser(pattern)
