@@ -1,19 +1,23 @@
-"""Vectorised row classification for Parquet conversation columns (``list<struct<role, content>>``).
+"""Vectorised row classification of Arrow columns, and reading single rows out of Arrow tables.
 
-Converting millions of nested rows to Python objects is what makes naive loading slow, so the Parquet scan
-classifies whole record batches with pyarrow compute and numpy instead. The rules and their order are those
-of :func:`pipelines.data.prompts.classify`; ``tests/data/test_readers.py`` checks both agree on
-every bad-row kind. Columns of any other shape take the Python path.
+Converting millions of nested rows to Python objects is what makes naive loading slow, so the Parquet, JSONL and
+Hugging Face dataset formats (:mod:`pipelines.data.formats`) classify whole record batches with pyarrow compute
+and numpy instead: any number of prompt-source columns, each a conversation (``list<struct<role, content>>``) or
+a prompt column of strings, a row using the first that is not null. The rules and their order are those of
+:func:`pipelines.data.prompts.classify`; ``tests/data/test_readers.py`` checks both agree on every bad-row kind.
+Columns of any other shape take the Python path.
 """
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any, Optional
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.data.prompts import ASSISTANT_ROLES, FORMATS, ROLES, SYSTEM_ROLES, USER_ROLES
+from pipelines.data.prompts import (ASSISTANT_ROLES, DEFAULT_FORMAT, FORMATS, ROLES, SYSTEM_ROLES, USER_ROLES,
+                                    RowFormat)
 
 # Checked in this order: the first that applies to a row is its reason (as in classify()).
 ORDER = ("missing_conversations", "empty_conversations", "conversations_wrong_type", "unknown_role",
@@ -24,15 +28,49 @@ def _is_string(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
-def arrow_shape_ok(t: pa.DataType, key: str) -> bool:
-    """Whether a column type is a list of structs whose role and content fields are strings."""
+TEXT = ("", "")   # the rule for a prompt column of plain strings (it has no message fields)
+
+
+def message_fields(t: pa.DataType, key: str) -> Optional[tuple[str, str]]:
+    """(role, content) field names of a list-of-structs column whose role and content fields are strings, else
+    None. ``conversations``/``messages`` have fixed names; any other column is ShareGPT's when its structs have
+    ``from`` or ``value``, else OpenAI's, as :func:`~pipelines.data.prompts.message_keys` decides per row."""
     if not (pa.types.is_list(t) or pa.types.is_large_list(t)) or not pa.types.is_struct(t.value_type):
-        return False
-    role_key, content_key = FORMATS[key]
+        return None
     st = t.value_type
     names = [st.field(i).name for i in range(st.num_fields)]
-    return (role_key in names and content_key in names and _is_string(st.field(role_key).type)
-            and _is_string(st.field(content_key).type))
+    if key in FORMATS:
+        role_key, content_key = FORMATS[key]
+    else:
+        role_key, content_key = FORMATS["conversations" if ("from" in names or "value" in names) else "messages"]
+    ok = (role_key in names and content_key in names and _is_string(st.field(role_key).type)
+          and _is_string(st.field(content_key).type))
+    return (role_key, content_key) if ok else None
+
+
+def arrow_shape_ok(t: pa.DataType, key: str) -> bool:
+    """Whether a column type is a list of structs whose role and content fields are strings."""
+    return message_fields(t, key) is not None
+
+
+def column_rule(t: pa.DataType, key: str, fmt: RowFormat = DEFAULT_FORMAT) -> Optional[tuple[str, str]]:
+    """How the vectorised rules read column ``key`` of type ``t``: its (role, content) message fields,
+    :data:`TEXT` for a prompt column of strings, or None when only the Python rules can classify it."""
+    if key == fmt.prompt_key and key not in fmt.conversation_keys and _is_string(t):
+        return TEXT
+    return message_fields(t, key)
+
+
+def vectorised_columns(schema: pa.Schema, fmt: RowFormat = DEFAULT_FORMAT) -> Optional[dict[str, tuple[str, str]]]:
+    """{column: rule} for the prompt-source columns of ``fmt`` that ``schema`` holds, in precedence order, when
+    every one of them can be classified vectorised; None when the Python rules must run (a template format, no
+    such column at all, or a column of another shape). Any number of columns: each row uses the first that is
+    not null (:func:`columns_reason_codes`)."""
+    if fmt.template:
+        return None
+    keys = [k for k in fmt.columns() if k in schema.names]
+    rules = {k: column_rule(schema.field(k).type, k, fmt) for k in keys}
+    return rules if keys and all(r is not None for r in rules.values()) else None
 
 
 def _bits(buffer: pa.Buffer, offset: int, length: int) -> np.ndarray:
@@ -71,11 +109,9 @@ def _per_row(parents: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(parents[mask], minlength=n)[:n] > 0
 
 
-def reason_codes(column: pa.Array, key: str) -> np.ndarray:
-    """Per row: 0 when valid, else 1 + the index of its reason in :data:`ORDER`."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    role_key, content_key = FORMATS[key]
+def reason_codes(column: pa.Array, role_key: str, content_key: str) -> np.ndarray:
+    """Per row of a conversation column: 0 when valid, else 1 + the index of its reason in :data:`ORDER`."""
+    column = _combined(column)
     n = len(column)
     flat = column.flatten()
     parents = _np(pc.list_parent_indices(column)).astype(np.int64)
@@ -116,19 +152,32 @@ def reason_codes(column: pa.Array, key: str) -> np.ndarray:
     return np.select(conditions, list(range(1, len(ORDER) + 1)), default=0).astype(np.uint8)
 
 
-def columns_reason_codes(columns: dict[str, pa.Array]) -> tuple[np.ndarray, np.ndarray]:
-    """(reason codes, whether the row uses the second column) for a batch holding ``conversations`` and/or
-    ``messages`` (each of a usable shape): a row uses the first of them that is not null, as
-    :func:`~pipelines.data.prompts.conversation_key` does."""
-    keys = [k for k in FORMATS if k in columns]
-    codes = reason_codes(columns[keys[0]], keys[0])
-    use_second = np.zeros(len(codes), dtype=bool)
-    if len(keys) == 2:
-        first, second = (_combined(columns[k]) for k in keys)
-        use_second = _np(first.is_null()) & _np(second.is_valid())
-        if use_second.any():
-            codes = np.where(use_second, reason_codes(second, keys[1]), codes)
-    return codes, use_second
+def text_codes(column: pa.Array) -> np.ndarray:
+    """Per row of a prompt column of strings: 0 when it has non-whitespace text, else ``empty_prompt``."""
+    column = _combined(column)
+    nonempty = (_np(pc.binary_length(column)) > 0) & ~_np(pc.utf8_is_space(column))
+    return np.where(nonempty, 0, ORDER.index("empty_prompt") + 1).astype(np.uint8)
+
+
+def columns_reason_codes(columns: dict[str, pa.Array], rules: Optional[dict[str, tuple[str, str]]] = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(reason codes, source) for a batch of prompt-source columns given in precedence order: a row uses the first
+    column that is not null, as :func:`~pipelines.data.prompts.source_key` does, and ``source`` holds that
+    column's position in ``columns`` (-1 where every one is null: ``missing_conversations``). ``rules`` come from
+    :func:`vectorised_columns`; without them each column is a :data:`FORMATS` conversation column."""
+    keys = list(columns)
+    cols = [_combined(columns[k]) for k in keys]
+    n = len(cols[0]) if cols else 0
+    source = np.full(n, -1, dtype=np.int64)
+    for i, col in enumerate(cols):
+        source[(source < 0) & _np(col.is_valid())] = i
+    codes = np.full(n, ORDER.index("missing_conversations") + 1, dtype=np.uint8)
+    for i, (key, col) in enumerate(zip(keys, cols)):
+        used = source == i
+        if used.any():
+            rule = rules[key] if rules is not None else FORMATS[key]
+            codes = np.where(used, text_codes(col) if rule == TEXT else reason_codes(col, *rule), codes)
+    return codes.astype(np.uint8), source
 
 
 def _combined(column):
@@ -139,3 +188,19 @@ def count_codes(codes: np.ndarray) -> Counter:
     """Skipped rows by reason."""
     counts = np.bincount(codes, minlength=len(ORDER) + 1)
     return Counter({reason: int(counts[i + 1]) for i, reason in enumerate(ORDER) if counts[i + 1]})
+
+
+def take_rows(table: Any, local: np.ndarray, max_bytes: Optional[int]) -> list[tuple[Optional[str], Any]]:
+    """(reason or None, row dict) for rows ``local`` of a pyarrow table or batch; a row whose data exceeds
+    ``max_bytes`` becomes ``too_large`` without being converted to Python objects."""
+    # indices built from a buffer: pa.array(numpy) would import pandas
+    indices = pa.Array.from_buffers(pa.int64(), len(local), [None, pa.py_buffer(local.astype(np.int64).tobytes())])
+    taken = table.take(indices)
+    out: list[tuple[Optional[str], Any]] = []
+    for i in range(taken.num_rows):
+        row = taken.slice(i, 1)
+        if max_bytes is not None and row.nbytes > max_bytes:  # nbytes counts only the bytes this row references
+            out.append(("too_large", None))
+        else:
+            out.append((None, row.to_pylist()[0]))
+    return out

@@ -9,8 +9,9 @@ from pipelines.common.node import Rule
 from pipelines.common.problems import Problem
 from pipelines.common.refs import is_reference
 from pipelines.data.config import DatasetEntry
+from pipelines.data.formats import supported_suffixes
 from pipelines.data.sampling import held_out_rows
-from pipelines.data.scan import SUPPORTED_SUFFIXES, resolve_input_paths
+from pipelines.data.scan import resolve_input_paths
 
 
 def check_percentages(datasets: Sequence[DatasetEntry], file: str) -> list[Problem]:
@@ -46,10 +47,11 @@ def check_input_paths(datasets: Sequence[Any], file: str) -> list[Problem]:
         if not files:
             problems.append(Problem(file, f"datasets[{i}].path", f"no file matches {path!r} (relative paths are "
                                                                   f"resolved from {os.getcwd()})"))
+        suffixes = sorted(supported_suffixes())
         for f in files:
-            if f.suffix.lower() not in SUPPORTED_SUFFIXES:
+            if f.suffix.lower() not in suffixes:
                 problems.append(Problem(file, f"datasets[{i}].path", f"{f}: unsupported file type {f.suffix!r}; "
-                                                                      f"use one of {', '.join(SUPPORTED_SUFFIXES)}"))
+                                                                      f"use one of {', '.join(suffixes)}"))
     return problems
 
 

@@ -1,24 +1,23 @@
 """Hugging Face datasets as dataset paths: ``hf:org/name`` (the Hub), ``hf:<folder>`` (a local folder in the Hub
 layout, or one written by ``Dataset.save_to_disk``).
 
-A split whose data files are local Parquet or JSON(L) files is read in place by the lazy readers
-(:mod:`pipelines.data.index`): nothing is converted or copied, and only the drawn rows are decoded. Anything
-else (a Hub dataset, CSV, a loading script) goes through ``datasets.load_dataset``, which downloads the files
-into the local cache once and memory-maps them as Arrow; rows are then read by index, so memory stays bounded.
+A split whose data files are local files of a registered format (Parquet, JSON(L): :mod:`pipelines.data.formats`)
+is read in place: nothing is converted or copied, and only the drawn rows are decoded. Anything else (a Hub
+dataset, CSV, a loading script) goes through ``datasets.load_dataset``, which downloads the files into the local
+cache once and memory-maps them as Arrow; its rows are then read by index through the ``hf`` format
+(:mod:`pipelines.data.formats.hf_dataset`), so memory stays bounded.
 """
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
-import numpy as np
-
+from pipelines.data.formats import supported_suffixes
 from pipelines.data.scan import DataFileError
 
 logger = logging.getLogger(__name__)
-LAZY_SUFFIXES = (".parquet", ".jsonl", ".json")
 OFFLINE_HINT = ("if this machine has no internet access, download the dataset where there is (it lands in the "
                 "Hugging Face cache, ~/.cache/huggingface or $HF_HOME), copy the cache here and set "
                 "HF_HUB_OFFLINE=1; or point path at a local folder (hf:/path/to/folder)")
@@ -60,7 +59,7 @@ def _pick_split(loaded: Any, name: str, split: str) -> Any:
 
 
 def _local_files(name: str, split: str, subset: Optional[str], revision: Optional[str]) -> Optional[list[Path]]:
-    """The split's data files when they are local Parquet/JSON(L) files (read in place), else None."""
+    """The split's data files when they are local files of registered formats (read in place), else None."""
     from datasets import load_dataset_builder
 
     builder = load_dataset_builder(name, subset, revision=revision)
@@ -70,7 +69,7 @@ def _local_files(name: str, split: str, subset: Optional[str], revision: Optiona
             raise DataFileError(f"hf:{name}: no split {split!r}; splits: {', '.join(data_files)}")
         return None
     files = [Path(str(f)) for f in data_files[split]]
-    if files and all(f.is_file() and f.suffix.lower() in LAZY_SUFFIXES for f in files):
+    if files and all(f.is_file() and f.suffix.lower() in supported_suffixes() for f in files):
         return files
     return None
 
@@ -96,13 +95,3 @@ def open_hf(path: str, split: str = "train", subset: Optional[str] = None,
         if "split" in str(exc).lower() and "unknown" in str(exc).lower():
             raise DataFileError(f"hf:{name}: {exc}") from None
         raise load_error(name, exc) from None
-
-
-def read_hf_rows(dataset: Any, locals_: list[int], max_bytes: Optional[int]) -> Iterable[tuple[int, Any]]:
-    """(row index, (reason or None, row dict)) for rows of a ``datasets.Dataset``, read by index."""
-    from pipelines.data.parquet import take_rows
-
-    if not locals_:
-        return []
-    table = dataset.with_format("arrow")[list(locals_)]
-    return list(zip(locals_, take_rows(table, np.arange(len(locals_)), max_bytes)))

@@ -124,12 +124,17 @@ def source_key(raw: dict, fmt: RowFormat = DEFAULT_FORMAT) -> Optional[str]:
     return next((key for key in present if raw[key] is not None), present[0] if present else None)
 
 
-def conversation_key(raw: dict, fmt: RowFormat = DEFAULT_FORMAT) -> Optional[str]:
-    """The format name of a valid row, for summaries: its conversation key, ``prompt`` or ``template``."""
+def source_label(key: Optional[str], fmt: RowFormat = DEFAULT_FORMAT) -> Optional[str]:
+    """The format name of rows whose prompt comes from column ``key``: the key of a conversation column,
+    ``prompt`` for the prompt column (whatever its name), ``template`` for a template format."""
     if fmt.template:
         return "template"
-    key = source_key(raw, fmt)
     return "prompt" if key == fmt.prompt_key and key not in fmt.conversation_keys else key
+
+
+def conversation_key(raw: dict, fmt: RowFormat = DEFAULT_FORMAT) -> Optional[str]:
+    """The format name of a valid row, for summaries: its conversation key, ``prompt`` or ``template``."""
+    return source_label(source_key(raw, fmt), fmt)
 
 
 def _classify_conversation(conv: Any, role_key: str, content_key: str) -> Optional[str]:

@@ -1,7 +1,6 @@
 """What a scan of a dataset finds: its files (:func:`resolve_input_paths`), and per valid row just enough to
-read it back (:class:`ScanResult`). The format readers (:mod:`pipelines.data.jsonl`,
-:mod:`pipelines.data.parquet`, :mod:`pipelines.data.readers`) fill one in, row by row through :func:`count_row`
-or a block at a time."""
+read it back (:class:`ScanResult`). Each data format (:mod:`pipelines.data.formats`) fills one in, row by row
+through :func:`count_row` or a block at a time through :meth:`ScanResult.add_classified`."""
 from __future__ import annotations
 
 import glob
@@ -16,8 +15,6 @@ import numpy as np
 
 from pipelines.data.config import DEFAULT_MAX_ROW_BYTES
 from pipelines.data.prompts import DEFAULT_FORMAT, RowFormat, classify, conversation_key
-
-SUPPORTED_SUFFIXES = (".json", ".jsonl", ".parquet")
 
 
 def resolve_input_paths(pattern: str) -> list[Path]:
@@ -38,12 +35,13 @@ class ScanResult:
     """What a scan of one dataset found. ``locate(i)`` finds valid row ``i`` again."""
 
     files: list[Path]
-    kinds: list[str] = field(default_factory=list)          # per file: jsonl, json or parquet
+    kinds: list[str] = field(default_factory=list)          # per file: its format's name (jsonl, parquet, ...)
+    sources: list[Any] = field(default_factory=list)        # per file: the opened file (formats.base.DataFile)
     rows_read: int = 0
     skipped: Counter = field(default_factory=Counter)       # reason -> rows
     formats: Counter = field(default_factory=Counter)       # conversation key -> valid rows
     file_ids: Any = field(default_factory=lambda: array("i"))
-    records: Any = field(default_factory=lambda: array("q"))  # JSONL: 1-based line; else 0-based row index
+    records: Any = field(default_factory=lambda: array("q"))  # the format's record: JSONL 1-based line, else index
     offsets: Any = field(default_factory=lambda: array("q"))  # JSONL: byte offset; else -1
     max_row_bytes: int = DEFAULT_MAX_ROW_BYTES                # longer JSONL lines are skipped unparsed
 
@@ -65,24 +63,27 @@ class ScanResult:
         else:
             self.offsets.extend(array("q", np.asarray(offsets, dtype=np.int64).tobytes()))
 
-    def add_classified(self, file_id: int, codes: np.ndarray, second: np.ndarray, keys: Sequence[str],
+    def add_classified(self, file_id: int, codes: np.ndarray, source: np.ndarray, labels: Sequence[str],
                        records: np.ndarray, offsets: Optional[np.ndarray] = None) -> None:
         """Record a batch classified by the vectorised rules (:mod:`pipelines.data.arrow`): ``codes`` per row
-        (0 valid, else the reason), ``second`` whether a row's conversation is in the second of ``keys``;
-        ``records`` (and ``offsets``) locate each row of the batch."""
+        (0 valid, else the reason), ``source`` the position in ``labels`` of the column each row's prompt comes
+        from (its format name); ``records`` (and ``offsets``) locate each row of the batch."""
         from pipelines.data.arrow import count_codes
 
         self.skipped.update(count_codes(codes))
         valid = codes == 0
         self.add_many(file_id, records[valid], None if offsets is None else offsets[valid])
-        for key, mask in zip(keys, (valid & ~second, valid & second)):
-            if mask.any():
-                self.formats[key] += int(mask.sum())
+        for i, label in enumerate(labels):
+            rows = int(np.count_nonzero(valid & (source == i)))
+            if rows:
+                self.formats[label] += rows
 
     def row_id(self, i: int) -> str:
-        """Stable id of valid row ``i``: ``file:line`` for JSONL, ``file[index]`` otherwise."""
+        """Stable id of valid row ``i``, as its format names rows: ``file:line`` for JSONL, ``file[index]``
+        otherwise."""
         fid, rec = self.file_ids[i], self.records[i]
-        return f"{self.files[fid]}:{rec}" if self.kinds[fid] == "jsonl" else f"{self.files[fid]}[{rec}]"
+        source = self.sources[fid]
+        return source.format.row_label(source.name, int(rec))
 
     def freeze(self) -> None:
         """Turn the growable arrays into numpy arrays (compact, fast fancy indexing)."""

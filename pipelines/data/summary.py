@@ -110,12 +110,9 @@ def check_required_columns(ds: DatasetEntry, index: int, rows: list[dict[str, An
 
 
 def _full_scan_lines(ds: DatasetEntry, spec: DataSpec, idx: DataIndex) -> list[str]:
-    from pipelines.data.readers import scan_arrow_dataset, scan_dataset
+    from pipelines.data.readers import scan_files
 
-    if idx.files and idx.files[0].kind == "hf":
-        scan = scan_arrow_dataset(idx.files[0].source, row_format(ds))
-    else:
-        scan = scan_dataset(ds.path, row_format(ds), spec.settings.max_row_bytes, [f.path for f in idx.files])
+    scan = scan_files(idx.files, row_format(ds), spec.settings.max_row_bytes)
     return [f"  full scan: rows read: {scan.rows_read}, valid: {scan.valid}, skipped: "
             f"{describe_skipped(scan.skipped)}"]
 

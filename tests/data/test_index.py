@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.data.index import build_index, index_jsonl
+from pipelines.data.formats.jsonl import index_jsonl
+from pipelines.data.index import build_index
 from pipelines.data.readers import scan_dataset
 from pipelines.data.sampling import draw_order, sample_datasets
 from pipelines.data.summary import inspect_datasets
@@ -32,8 +33,8 @@ def _naive_lines(data: bytes) -> list[tuple[int, int]]:
     b'  {"indented": 1}\n\t\n{"b": 2}\n \n', b"x" * 100 + b"\n" + b" " * 70000 + b"\n" + b"y\n",
 ])
 def test_line_index_matches_a_naive_split(tmp_path, data, monkeypatch):
-    import pipelines.data.index as index
-    monkeypatch.setattr(index, "BLOCK_BYTES", 7)          # lines and newlines straddle block edges
+    import pipelines.data.formats.jsonl as data_jsonl
+    monkeypatch.setattr(data_jsonl, "BLOCK_BYTES", 7)          # lines and newlines straddle block edges
     path = tmp_path / "d.jsonl"
     path.write_bytes(data)
     got = index_jsonl(path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import pipelines.data.jsonl as data_jsonl
+import pipelines.data.formats.jsonl as data_jsonl
 from pipelines.data.prompts import classify, conversation_key
 from pipelines.data.readers import read_rows, scan_dataset
 from tests.data.data_rows import BAD_LINES, good_rows, openai, sharegpt

@@ -114,7 +114,7 @@ def test_parquet_fast_path_agrees_with_python_classification(tmp_path):
 
 
 def test_parquet_fast_path_with_large_types_and_sliced_batches(tmp_path, monkeypatch):
-    import pipelines.data.parquet as data_parquet
+    import pipelines.data.formats.parquet as data_parquet
     monkeypatch.setattr(data_parquet, "BATCH_ROWS", 4)
     rows = _parquet_representable()
     large = pa.large_list(pa.struct([("from", pa.large_string()), ("value", pa.large_string())]))
@@ -170,3 +170,96 @@ def test_json_object_that_is_a_single_record(tmp_path):
     path.write_text(json.dumps(sharegpt(("human", "hi"), ("gpt", "yo"), tags=["a", "b"])))
     scan = scan_dataset(str(path))
     assert scan.valid == 1 and read_rows(scan, [0])[0]["tags"] == ["a", "b"]
+
+
+MSGS_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+SHAREGPT_Q = [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]
+
+
+def _msgs(*turns: tuple[str, str]) -> list[dict]:
+    return [{"role": r, "content": c} for r, c in turns]
+
+
+def _three_column_rows(i: int) -> list[dict]:
+    """Rows over conversations, messages and a messages-shaped prompt column: each row's prompt comes from the
+    first of them that is not null, valid or not."""
+    good = _msgs(("user", f"q{i}"), ("assistant", f"a{i}"))
+    return [
+        {"conversations": SHAREGPT_Q, "messages": None, "prompt": None},
+        {"conversations": None, "messages": good, "prompt": None},
+        {"conversations": None, "messages": None, "prompt": _msgs(("user", f"p{i}"))},
+        {"conversations": SHAREGPT_Q, "messages": _msgs(("robot", "x")), "prompt": good},
+        {"conversations": None, "messages": _msgs(("system", "s")), "prompt": good},
+        {"conversations": None, "messages": None, "prompt": None},
+        {"conversations": [], "messages": good, "prompt": good},
+        {"conversations": None, "messages": None, "prompt": _msgs(("user", "q"), ("tool", "x"))},
+        {"conversations": None, "messages": None, "prompt": good},
+    ]
+
+
+def test_parquet_with_three_conversation_columns_full_scan_and_lazy_draw(tmp_path):
+    from pipelines.data.arrow import vectorised_columns
+    from pipelines.data.prompts import conversation_key
+    from pipelines.data.sampling import sample_datasets
+    from tests.data.data_rows import make_spec
+
+    rows = [r for i in range(4) for r in _three_column_rows(i)]
+    schema = pa.schema([("conversations", CONV_TYPE), ("messages", MSGS_TYPE), ("prompt", MSGS_TYPE)])
+    assert list(vectorised_columns(schema)) == ["conversations", "messages", "prompt"]   # the fast path
+    path = tmp_path / "three.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, row_group_size=7)
+    valid = [i for i, r in enumerate(rows) if classify(r) is None]
+    expected_formats = Counter({"conversations": 8, "messages": 4, "prompt": 8})
+
+    scan = scan_dataset(str(path))
+    assert list(scan.records) == valid
+    assert scan.skipped == Counter(classify(r) for r in rows if classify(r) is not None) == Counter(
+        {"missing_conversations": 4, "no_assistant_turn": 4, "empty_conversations": 4, "unknown_role": 4})
+    assert scan.formats == Counter(conversation_key(rows[i]) for i in valid) == expected_formats
+
+    res = sample_datasets(make_spec([{"path": str(path)}], total_rows=len(valid)), None)
+    stats = res.stats[0]
+    assert stats.rows_read == len(rows) and stats.formats == expected_formats and stats.skipped == scan.skipped
+    by_id = {r["row_id"]: r for r in res.train}
+    assert set(by_id) == {f"{path}[{i}]" for i in valid}
+    assert by_id[f"{path}[2]"]["prompt"] == [{"role": "user", "content": "p0"}]
+    assert by_id[f"{path}[3]"]["prompt"] == [{"role": "user", "content": "q"}]     # conversations wins
+
+    from datasets import Dataset
+
+    from pipelines.data.index import build_index
+    from pipelines.data.readers import scan_files
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))      # the hf format: vectorised as well
+    saved = scan_files(build_index(f"hf:{tmp_path / 'saved'}").files)
+    assert saved.kinds == ["hf"] and list(saved.records) == valid
+    assert saved.skipped == scan.skipped and saved.formats == expected_formats
+
+
+def test_any_number_of_custom_conversation_columns_and_a_text_prompt_agree_with_python(tmp_path):
+    from pipelines.data.arrow import TEXT, vectorised_columns
+    from pipelines.data.prompts import RowFormat, conversation_key
+
+    fmt = RowFormat(conversation_keys=("a", "b", "c"), prompt_key="question")
+    schema = pa.schema([("a", MSGS_TYPE), ("b", CONV_TYPE), ("c", MSGS_TYPE), ("question", pa.string())])
+    assert vectorised_columns(schema, fmt) == {"a": ("role", "content"), "b": ("from", "value"),
+                                               "c": ("role", "content"), "question": TEXT}
+    good, share = _msgs(("user", "q"), ("assistant", "x")), SHAREGPT_Q
+    rows = [
+        {"a": good, "b": None, "c": None, "question": None},
+        {"a": None, "b": share, "c": good, "question": "why?"},
+        {"a": None, "b": None, "c": good, "question": None},
+        {"a": None, "b": None, "c": _msgs(("user", "")), "question": "why?"},
+        {"a": None, "b": None, "c": None, "question": "why?"},
+        {"a": None, "b": None, "c": None, "question": " \t\n"},
+        {"a": None, "b": None, "c": None, "question": None},
+        {"a": None, "b": [None], "c": good, "question": "x"},
+    ] * 3
+    path = tmp_path / "custom.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, row_group_size=5)
+    scan = scan_dataset(str(path), fmt)
+    reasons = [classify(r, fmt) for r in rows]
+    assert list(scan.records) == [i for i, r in enumerate(reasons) if r is None]
+    assert scan.skipped == Counter(r for r in reasons if r is not None)
+    assert scan.skipped == Counter({"empty_prompt": 6, "missing_conversations": 3, "conversations_wrong_type": 3})
+    assert scan.formats == Counter(conversation_key(r, fmt) for r, why in zip(rows, reasons) if why is None)
+    assert scan.formats == Counter({"a": 3, "b": 3, "c": 3, "prompt": 3})

@@ -1,4 +1,9 @@
-"""JSONL scanning: blocks of lines parsed by pyarrow's JSON reader, with a line-by-line Python fallback.
+"""JSONL: a line index for counting and reading back drawn rows, and a block scanner for full scans.
+
+Counting (the lazy draw) finds the byte offset and length of every non-blank line with numpy in large blocks,
+parsing nothing; a drawn row is then one seek and one ``json.loads``, its length checked against
+``max_row_bytes`` before it is read. A full scan parses blocks of lines with pyarrow's JSON reader, with a
+line-by-line Python fallback:
 
 Parsing every line with ``json.loads`` costs about 10 µs a row, most of a scan of a large dump, so each block of
 lines is first offered to pyarrow's (C++, multithreaded) JSON reader with an explicit schema holding only
@@ -12,14 +17,18 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Optional
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from pipelines.data.formats.base import DataFile, DataFormat, ReadResult, progress_bar
 from pipelines.data.prompts import DEFAULT_FORMAT, FORMATS, RowFormat
 from pipelines.data.scan import ScanResult, count_row
 
-BLOCK_BYTES = 8 << 20
+BLOCK_BYTES = 8 << 20         # bytes read at a time, by the line index and by the scanner
+WHITESPACE = np.array([9, 11, 12, 13, 32], dtype=np.uint8)   # a line starting with one of these may be blank
 ARROW_BLOCK_BYTES = 1 << 20   # pyarrow's parallel parse unit; a longer line makes it fail (-> Python fallback)
 # A line with this many opening brackets may nest deeper than json.loads can parse; pyarrow skips over such a
 # value in a column it ignores, so the block goes to the Python path, which reports it as `malformed`.
@@ -82,8 +91,8 @@ def _arrow_schema():
 
 
 def _arrow_codes(block: bytes, rows: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
-    """(reason codes, uses-second-column mask) for the block's rows via pyarrow, or None when pyarrow cannot
-    parse it into exactly ``rows`` rows."""
+    """(reason codes, source column) for the block's rows via pyarrow, or None when pyarrow cannot parse it into
+    exactly ``rows`` rows."""
     import pyarrow as pa
     import pyarrow.json as pj
 
@@ -113,12 +122,12 @@ def _scan_block(scan: ScanResult, block: bytes, file_id: int, first_line: int, o
     if parsed is None:
         _scan_lines_python(scan, block, file_id, first_line, offset, fmt)
         return
-    codes, second = parsed
+    codes, source = parsed
     scan.rows_read += len(starts)
-    scan.add_classified(file_id, codes, second, list(FORMATS), index + first_line, starts + offset)
+    scan.add_classified(file_id, codes, source, list(FORMATS), index + first_line, starts + offset)
 
 
-def scan_jsonl(scan: ScanResult, path, file_id: int, bar, fmt: RowFormat = DEFAULT_FORMAT) -> None:
+def scan_jsonl(scan: ScanResult, path: Path, file_id: int, bar: Any, fmt: RowFormat = DEFAULT_FORMAT) -> None:
     """Scan a JSONL file block by block (whole lines per block), updating ``bar`` by bytes."""
     with open(path, "rb") as fh:
         offset, first_line = 0, 1
@@ -136,3 +145,102 @@ def scan_jsonl(scan: ScanResult, path, file_id: int, bar, fmt: RowFormat = DEFAU
             offset += len(block)
             first_line += lines
             bar.update(len(block))
+
+
+@dataclass
+class LineIndex:
+    """Every row of a JSONL file: its line's byte offset and length, and its 1-based line number."""
+
+    offsets: np.ndarray
+    lengths: np.ndarray
+    lines: np.ndarray
+
+
+def _blank(fh, offset: int, length: int) -> bool:
+    fh.seek(offset)
+    while length > 0:
+        chunk = fh.read(min(length, 1 << 16))
+        if not chunk or chunk.strip():
+            return not chunk
+        length -= len(chunk)
+    return True
+
+
+def index_jsonl(path: Path) -> LineIndex:
+    """Byte offset, length and line number of every non-blank line; reads the file once, parses nothing."""
+    newlines, firsts, size, need_first = [], [], 0, True
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(BLOCK_BYTES)
+            if not block:
+                break
+            arr = np.frombuffer(block, dtype=np.uint8)
+            nl = np.flatnonzero(arr == 10)
+            if need_first:
+                firsts.append(arr[:1])
+            inner = nl + 1
+            firsts.append(arr[inner[inner < len(arr)]])
+            need_first = bool(len(nl)) and int(nl[-1]) == len(arr) - 1
+            newlines.append(nl + size)
+            size += len(block)
+        nl = np.concatenate(newlines) if newlines else np.zeros(0, np.int64)
+        starts = np.concatenate(([0], nl + 1)).astype(np.int64)
+        ends = np.concatenate((nl, [size])).astype(np.int64)
+        keep = starts < size                                   # no line after a final newline
+        starts, ends = starts[keep], ends[keep]
+        first = np.concatenate(firsts) if firsts else np.zeros(0, np.uint8)
+        filled = ends > starts
+        maybe_blank = np.flatnonzero(filled & np.isin(first[: len(starts)], WHITESPACE))
+        for i in maybe_blank:                                   # rare: indented or whitespace-only lines
+            filled[i] = not _blank(fh, int(starts[i]), int(ends[i] - starts[i]))
+    rows = np.flatnonzero(filled)
+    return LineIndex(offsets=starts[rows], lengths=(ends - starts)[rows], lines=rows + 1)
+
+
+class JsonlFormat(DataFormat):
+    """JSON lines: one row per non-blank line; row ids name the line (``file:line``)."""
+
+    name = "jsonl"
+    suffixes = (".jsonl",)
+
+    def count_rows(self, file: DataFile) -> int:
+        file.source = index_jsonl(file.path)
+        return len(file.source.lines)
+
+    def line_index(self, file: DataFile) -> LineIndex:
+        """The file's line index, built on first use (a full scan never builds one)."""
+        if file.source is None:
+            file.rows = self.count_rows(file)
+        return file.source
+
+    def read_rows(self, file: DataFile, indices: Sequence[int],
+                  max_bytes: Optional[int]) -> Iterable[tuple[int, ReadResult]]:
+        index = self.line_index(file)
+        with open(file.path, "rb") as fh:
+            for i in indices:
+                length = int(index.lengths[i])
+                if max_bytes is not None and length > max_bytes:          # never read, let alone parsed
+                    yield i, ("too_large", None)
+                    continue
+                fh.seek(int(index.offsets[i]))
+                yield i, parse_line(fh.read(length), max_bytes)
+
+    def record(self, file: DataFile, index: int) -> int:
+        return int(self.line_index(file).lines[index])
+
+    def row_label(self, name: str, record: int) -> str:
+        return f"{name}:{record}"
+
+    def scan(self, scan: ScanResult, file: DataFile, file_id: int, fmt: RowFormat = DEFAULT_FORMAT) -> None:
+        with progress_bar(file.path.stat().st_size, f"scan {file.path.name}", "B") as bar:
+            scan_jsonl(scan, file.path, file_id, bar, fmt)
+
+    def read_scanned(self, file: DataFile, records: Sequence[int],
+                     offsets: Sequence[int]) -> Iterator[tuple[int, Any]]:
+        with open(file.path, "rb") as fh:
+            for off, record in sorted(zip(offsets, records)):
+                fh.seek(off)
+                try:
+                    yield record, json.loads(fh.readline())
+                except ValueError:  # the file changed since the scan: the row is then skipped as a bad row
+                    yield record, None
