@@ -220,3 +220,14 @@ def test_no_virtualenv_is_tracked():
     if listed.returncode != 0:
         pytest.skip("not a git checkout")
     assert listed.stdout.split() == [], "run `git rm --cached .venv` and commit before landing"
+
+
+def test_one_compatibility_module():
+    """Everything Augmentoolkit-specific is one module of the GRPO node; the shared layers keep only the notice
+    type (``common/notices.py``) and never translate Augmentoolkit's config shape themselves."""
+    assert sorted(str(p.relative_to(REPO)) for p in (REPO / "pipelines").rglob("*compat*.py")) == [
+        "pipelines/grpo/compat.py"]
+    keys = ("no_flatten", "reward_combination_function", "reward_scaling_function", "compat_mode", "grpo-rl")
+    shared = [p for layer in ("common", "data", "rewards") for p in (REPO / "pipelines" / layer).rglob("*.py")]
+    assert [f"{p.relative_to(REPO)}: {k}" for p in shared for k in keys
+            if k in p.read_text(encoding="utf-8")] == []
