@@ -182,6 +182,17 @@ def test_a_node_imports_no_node_built_on_it():
     assert bad == []
 
 
+def test_the_plugin_seam_is_the_documented_one():
+    """The catalog imports the user-editable files by name (not an import statement); they are the GRPO
+    node's reward_functions.py and post_processors.py, and they exist."""
+    from pipelines.rewards import catalog
+
+    assert catalog.PLUGIN_MODULES == ("pipelines.grpo.reward_functions", "pipelines.grpo.post_processors")
+    for name in catalog.PLUGIN_MODULES:
+        assert (REPO / (name.replace(".", "/") + ".py")).is_file()
+    assert "plugin seam" in (REPO / "docs" / "architecture.md").read_text()
+
+
 @pytest.mark.parametrize("folder", ["pipelines", "cli_utils", "bench", "tests"])
 def test_no_private_names_imported_across_modules(folder):
     bad = []
