@@ -217,3 +217,12 @@ def test_a_killed_search_resumes_at_its_last_completed_generation(setup, full_ru
     assert all(r["parent"] in last_ids for r in extended[len(resumed):])
     elite = json.loads((run_dir / "elite_adapter" / "hpo_elite.json").read_text())
     assert elite["generation"] == GENERATIONS + 1 and elite["steps"] == (GENERATIONS + 1) * STEPS
+
+
+def test_summary_records_the_stack(full_run):
+    """The grpo_hpo summary carries the same ``stack`` block as grpo's (issue 21): versions and the commit."""
+    stack = json.loads((full_run / "summary.json").read_text())["stack"]
+    import trl
+
+    assert stack["packages"]["trl"] == trl.__version__ and stack["packages"]["torch"] == torch.__version__
+    assert stack["python"].count(".") == 2 and "git_commit" in stack and stack["cuda"]["available"] in (True, False)
