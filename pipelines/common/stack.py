@@ -7,7 +7,7 @@ a fact that cannot be read is left out (None).
 Collecting imports nothing heavy. Versions come from :mod:`pipelines.common.availability` (metadata). Where
 torch is already imported its own answers are used; elsewhere (the runner, which imports no torch) its CUDA
 build is read from the installed ``torch/version.py`` and the GPU names from ``nvidia-smi``, narrowed by
-``CUDA_VISIBLE_DEVICES`` as in ``pipelines.launch.visible_gpu_count``. CUDA is never initialised here: a vLLM
+``CUDA_VISIBLE_DEVICES`` (:func:`pipelines.common.devices.visible_gpu_names`). CUDA is never initialised here: a vLLM
 engine or a launcher started after it would inherit that.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pipelines.common.availability import package_dir, version_of
+from pipelines.common.devices import visible_gpu_names
 
 log = logging.getLogger(__name__)
 
@@ -94,31 +95,6 @@ def torch_cuda_build(folder: Optional[Path] = None) -> Optional[str]:
         if getattr(target, "id", None) == "cuda" and isinstance(node.value, ast.Constant):
             return node.value.value if isinstance(node.value.value, str) else None
     return None
-
-
-def visible_gpu_names() -> list[str]:
-    """GPU names from ``nvidia-smi``, only those ``CUDA_VISIBLE_DEVICES`` (indices or UUIDs) lets this process
-    use; [] without an NVIDIA driver."""
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=index,uuid,name", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    if out.returncode != 0:
-        return []
-    gpus = [[part.strip() for part in line.split(",", 2)] for line in out.stdout.splitlines() if line.count(",") >= 2]
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is None:
-        return [name for _, _, name in gpus]
-    names = []
-    for wanted in (v.strip() for v in visible.split(",") if v.strip()):
-        found = [name for index, uuid, name in gpus if wanted == index or (len(wanted) > 4 and uuid.startswith(wanted))]
-        if not found:    # CUDA stops at the first entry it cannot use
-            break
-        names.append(found[0])
-    return names
 
 
 def git_commit(root: Path = PROJECT_ROOT) -> Optional[str]:

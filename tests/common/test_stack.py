@@ -57,12 +57,13 @@ def test_torch_cuda_build_is_read_from_version_py_without_importing_torch(tmp_pa
 
 @pytest.fixture
 def fake_smi(tmp_path, monkeypatch):
-    """An ``nvidia-smi`` on PATH that answers the query with three GPUs."""
+    """An ``nvidia-smi`` on PATH whose ``-L`` listing shows three GPUs."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "nvidia-smi"
-    script.write_text("#!/bin/sh\ncat <<'EOF'\n0, GPU-aaaa-0000, NVIDIA H100 80GB HBM3\n"
-                      "1, GPU-bbbb-1111, NVIDIA A100-SXM4-40GB\n2, GPU-cccc-2222, NVIDIA L4\nEOF\n")
+    script.write_text("#!/bin/sh\ncat <<'EOF'\nGPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-aaaa-0000)\n"
+                      "GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-bbbb-1111)\nGPU 2: NVIDIA L4 (UUID: GPU-cccc-2222)\n"
+                      "EOF\n")
     script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
@@ -139,3 +140,14 @@ def test_run_log_starts_with_the_stack(tmp_path):
     assert log[2].strip().startswith(f"torch {version_of('torch')} (")
     assert f"trl {version_of('trl')}" in log[3]
     assert log[4].strip() == f"git commit: {stack.git_commit()}"
+
+
+def test_one_listing_serves_the_count_and_the_names(fake_smi):
+    """``nvidia-smi -L`` is read once by common/devices: the launcher's count and the stack's names agree."""
+    from pipelines.common import devices
+
+    assert [(g.index, g.uuid) for g in devices.listed_gpus()] == [("0", "GPU-aaaa-0000"), ("1", "GPU-bbbb-1111"),
+                                                                  ("2", "GPU-cccc-2222")]
+    assert devices.visible_gpu_count() == len(devices.visible_gpu_names()) == 3
+    fake_smi.setenv("CUDA_VISIBLE_DEVICES", "2,0")
+    assert devices.visible_gpu_count() == 2 and devices.visible_gpu_names() == ["NVIDIA L4", "NVIDIA H100 80GB HBM3"]
