@@ -256,13 +256,13 @@ def controller(args: argparse.Namespace) -> int:
     print(f"(a) node {node:.3f} s/step vs bare TRL {bare:.3f} s/step: {node / bare:.3f}x (goal <= 1.05)")
     if args.smoke:
         return 0
-    if availability.has_unsloth():
+    if availability.is_available("unsloth"):
         uns, trf = step_ratio("unsloth", "transformers", work, model, args)
         print(f"(b) unsloth {uns:.3f} s/step vs transformers {trf:.3f} s/step: {uns / trf:.3f}x "
-              f"(fast_inference auto: vLLM {'on' if availability.has_vllm() else 'off'})")
+              f"(fast_inference auto: vLLM {'on' if availability.is_available('vllm') else 'off'})")
     else:
         print("(b) skipped: unsloth is not installed")
-    if availability.has_vllm():
+    if availability.is_available("vllm"):
         fast, slow = (spawn(k, work, model, args, k)["tokens_per_s"] for k in ("gen-vllm", "gen-transformers"))
         print(f"(c) rollout generation, 128 prompts x {FULL['new_tokens']} new tokens: vLLM {fast:,.0f} tokens/s vs "
               f"HF generate {slow:,.0f} tokens/s: {fast / slow:.1f}x (goal >= 10)")

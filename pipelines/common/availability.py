@@ -90,35 +90,3 @@ def clear_cache() -> None:
     """Forget every answer (after a package was installed or removed in this process)."""
     for cached in (is_available, version_of, package_dir):
         cached.cache_clear()
-
-
-def has_vllm() -> bool:
-    return is_available("vllm")
-
-
-def has_unsloth() -> bool:
-    return is_available("unsloth")
-
-
-def has_bitsandbytes() -> bool:
-    return is_available("bitsandbytes")
-
-
-def has_deepspeed() -> bool:
-    return is_available("deepspeed")
-
-
-def has_math_verify() -> bool:
-    return is_available("math_verify")
-
-
-def has_wandb() -> bool:
-    return is_available("wandb")
-
-
-def has_flash_attn() -> bool:
-    return is_available("flash_attn")
-
-
-def has_liger_kernel() -> bool:
-    return is_available("liger_kernel")

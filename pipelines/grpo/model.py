@@ -42,7 +42,7 @@ def choose_backend(requested: str, has_cuda: Optional[bool] = None, has_unsloth:
     if requested != "auto":
         return requested
     has_cuda = cuda_available() if has_cuda is None else has_cuda
-    has_unsloth = availability.has_unsloth() if has_unsloth is None else has_unsloth
+    has_unsloth = availability.is_available("unsloth") if has_unsloth is None else has_unsloth
     return "unsloth" if (has_cuda and has_unsloth) else "transformers"
 
 
@@ -56,7 +56,7 @@ def resolve_fast_inference(cfg: GRPOConfigFile, has_vllm: Optional[bool] = None)
     wanted = cfg.model.fast_inference
     if wanted != "auto":
         return bool(wanted)
-    return availability.has_vllm() if has_vllm is None else has_vllm
+    return availability.is_available("vllm") if has_vllm is None else has_vllm
 
 
 def target_modules(cfg: GRPOConfigFile) -> list[str]:

@@ -113,7 +113,7 @@ def require_unsloth(config_file: str) -> None:
     from pipelines.common.hf import cuda_available
     from pipelines.common.problems import ConfigError, Problem
 
-    if not availability.has_unsloth():
+    if not availability.is_available("unsloth"):
         raise ConfigError([Problem(config_file, "model.backend", "unsloth is not installed: run `bash linux.sh "
                                    "--gpu` on a GPU machine, or use backend: transformers (or auto)")])
     if not cuda_available():

@@ -77,7 +77,7 @@ SHIPPED: tuple[tuple[Callable[..., Any], str, tuple[str, ...], str, bool], ...] 
 
 
 def _needs_math_verify(kwargs: dict[str, Any]) -> list[str]:
-    if not availability.has_math_verify():
+    if not availability.is_available("math_verify"):
         return ["this TRL reward needs the math-verify package, which is not installed: run "
                 "`.venv/bin/python -m pip install math-verify==0.9.0` (it is in requirements.txt)"]
     return []

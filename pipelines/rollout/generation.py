@@ -38,7 +38,7 @@ def resolve_backend(name: str) -> str:
     """`auto` -> vllm when CUDA and vllm are both present, else transformers."""
     if name != "auto":
         return name
-    if cuda_available() and availability.has_vllm():
+    if cuda_available() and availability.is_available("vllm"):
         return "vllm"
     return "transformers"
 
@@ -253,7 +253,7 @@ def make_generator(cfg: RolloutConfigFile, tokenizer: Any) -> Generator:
     """The configured backend (`auto` resolved), ready to generate."""
     backend = resolve_backend(cfg.generation.backend)
     if backend == "vllm":
-        if not availability.has_vllm():
+        if not availability.is_available("vllm"):
             raise RuntimeError("generation.backend is vllm but vllm is not installed (GPU only: pip install "
                                "vllm==0.30.0); use backend: transformers or auto")
         return VLLMGenerator(cfg, tokenizer)

@@ -41,7 +41,7 @@ def check_lengths(cfg: RolloutConfigFile, file: str) -> list[Problem]:
 
 
 def check_backend(cfg: RolloutConfigFile, file: str) -> list[Problem]:
-    if cfg.generation.backend == "vllm" and not availability.has_vllm():
+    if cfg.generation.backend == "vllm" and not availability.is_available("vllm"):
         return [Problem(file, "generation.backend", "vllm is not installed here (it is GPU only: pip install "
                                                     "vllm==0.30.0); use backend: auto or transformers")]
     return []

@@ -76,14 +76,6 @@ def test_a_dotted_name_under_a_missing_package_is_not_available():
     assert availability.is_available("no_such_package_xyz.sub") is False
 
 
-def test_the_helpers_agree_with_is_available():
-    for helper, name in ((availability.has_vllm, "vllm"), (availability.has_unsloth, "unsloth"),
-                         (availability.has_bitsandbytes, "bitsandbytes"), (availability.has_deepspeed, "deepspeed"),
-                         (availability.has_math_verify, "math_verify"), (availability.has_wandb, "wandb"),
-                         (availability.has_flash_attn, "flash_attn"), (availability.has_liger_kernel, "liger_kernel")):
-        assert helper() is availability.is_available(name), name
-
-
 def test_probing_imports_nothing():
     code = ("import sys\nfrom pipelines.common import availability as a\n"
             "names = ['torch', 'transformers', 'trl', 'math_verify', 'wandb']\n"

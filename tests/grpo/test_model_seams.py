@@ -139,7 +139,7 @@ def test_choose_backend(requested, cuda, unsloth, expected):
 def test_choose_backend_detects_this_machine():
     import torch
 
-    expected = "unsloth" if torch.cuda.is_available() and availability.has_unsloth() else "transformers"
+    expected = "unsloth" if torch.cuda.is_available() and availability.is_available("unsloth") else "transformers"
     assert gm.choose_backend("auto") == expected
 
 

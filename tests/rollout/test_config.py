@@ -92,7 +92,7 @@ def test_empty_stop_sequence_is_refused():
 
 
 def test_vllm_backend_needs_vllm():
-    if availability.has_vllm():
+    if availability.is_available("vllm"):
         pytest.skip("vllm is installed here")
     assert any("generation.backend" in p and "vllm" in p for p in problems_of(raw(generation={"backend": "vllm"})))
 
