@@ -34,6 +34,7 @@ def check_input_paths(datasets: Sequence[Any], file: str) -> list[Problem]:
     """Every dataset path matches a supported file (an ``@node.output`` reference is checked by the runner; an
     ``hf:`` dataset when the data summary loads it)."""
     problems = []
+    suffixes = sorted(supported_suffixes())
     for i, entry in enumerate(datasets):
         path = _path_of(entry)
         if path is None or is_reference(path):
@@ -47,7 +48,6 @@ def check_input_paths(datasets: Sequence[Any], file: str) -> list[Problem]:
         if not files:
             problems.append(Problem(file, f"datasets[{i}].path", f"no file matches {path!r} (relative paths are "
                                                                   f"resolved from {os.getcwd()})"))
-        suffixes = sorted(supported_suffixes())
         for f in files:
             if f.suffix.lower() not in suffixes:
                 problems.append(Problem(file, f"datasets[{i}].path", f"{f}: unsupported file type {f.suffix!r}; "

@@ -69,7 +69,8 @@ def _local_files(name: str, split: str, subset: Optional[str], revision: Optiona
             raise DataFileError(f"hf:{name}: no split {split!r}; splits: {', '.join(data_files)}")
         return None
     files = [Path(str(f)) for f in data_files[split]]
-    if files and all(f.is_file() and f.suffix.lower() in supported_suffixes() for f in files):
+    readable = supported_suffixes()
+    if files and all(f.is_file() and f.suffix.lower() in readable for f in files):
         return files
     return None
 

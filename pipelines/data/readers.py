@@ -21,10 +21,8 @@ __all__ = ["DataFileError", "read_rows", "scan_dataset", "scan_files"]
 def scan_files(files: Sequence[DataFile], fmt: RowFormat = DEFAULT_FORMAT,
                max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> ScanResult:
     """Scan every row of already opened files (a :class:`~pipelines.data.index.DataIndex`'s, for instance)."""
-    scan = ScanResult(files=[f.path for f in files], max_row_bytes=max_row_bytes)
-    for file_id, file in enumerate(files):
-        scan.kinds.append(file.kind)
-        scan.sources.append(file)
+    scan = ScanResult(sources=list(files), max_row_bytes=max_row_bytes)
+    for file_id, file in enumerate(scan.sources):
         file.format.scan(scan, file, file_id, fmt)
     scan.freeze()
     return scan

@@ -34,9 +34,7 @@ class DataFileError(ValueError):
 class ScanResult:
     """What a scan of one dataset found. ``locate(i)`` finds valid row ``i`` again."""
 
-    files: list[Path]
-    kinds: list[str] = field(default_factory=list)          # per file: its format's name (jsonl, parquet, ...)
-    sources: list[Any] = field(default_factory=list)        # per file: the opened file (formats.base.DataFile)
+    sources: list[Any]                                      # per file: the opened file (formats.base.DataFile)
     rows_read: int = 0
     skipped: Counter = field(default_factory=Counter)       # reason -> rows
     formats: Counter = field(default_factory=Counter)       # conversation key -> valid rows
@@ -44,6 +42,16 @@ class ScanResult:
     records: Any = field(default_factory=lambda: array("q"))  # the format's record: JSONL 1-based line, else index
     offsets: Any = field(default_factory=lambda: array("q"))  # JSONL: byte offset; else -1
     max_row_bytes: int = DEFAULT_MAX_ROW_BYTES                # longer JSONL lines are skipped unparsed
+
+    @property
+    def files(self) -> list[Path]:
+        """Each scanned file's path."""
+        return [source.path for source in self.sources]
+
+    @property
+    def kinds(self) -> list[str]:
+        """Each scanned file's format name (``jsonl``, ``parquet``, ...)."""
+        return [source.kind for source in self.sources]
 
     @property
     def valid(self) -> int:

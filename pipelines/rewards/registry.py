@@ -173,9 +173,7 @@ def needs_columns(columns: KwargsCheck):
     def wrap(factory: Callable[..., Any]) -> Callable[..., Any]:
         record = registered_record(factory)              # already registered (this decorator sits above)
         if record is not None:
-            updated = dataclasses.replace(record, columns=columns)
-            for n in record.names:
-                REWARD_REGISTRY.replace(n, updated)
+            add_reward(dataclasses.replace(record, columns=columns))   # same object: its names get the new record
         try:
             setattr(factory, COLUMNS_ATTR, columns)      # picked up when it is registered after this
         except (AttributeError, TypeError):
