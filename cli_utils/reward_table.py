@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"{args.write}: {exc}", file=sys.stderr)
         return 2
     if updated != text:
-        args.write.write_text(updated, encoding="utf-8")
+        from pipelines.common.io import atomic_write_text
+
+        atomic_write_text(args.write, updated)    # a crash mid-write never leaves a half README
     print(f"{args.write}: built-in rewards table {'updated' if updated != text else 'already up to date'}")
     return 0
 

@@ -94,3 +94,8 @@ def test_a_run_logs_the_warning_in_run_log(tmp_path, monkeypatch, caplog):
     assert "WARNING pipelines.runner: installed versions differ from the pinned ones" in log
     assert "trl: pinned 1.14.2 in requirements.txt, installed 1.0.0" in log
     assert log.index("stack:") < log.index("installed versions differ") < log.index("): run dir")
+
+
+def test_an_unreadable_requirements_file_gives_no_warning_and_no_failure(tmp_path):
+    (tmp_path / "requirements.txt").write_bytes(b"trl==0.0.1\n\xff\xfe not utf-8\n")
+    assert pins.version_warning(tmp_path) is None

@@ -107,3 +107,17 @@ def test_a_name_or_suffix_taken_twice_is_refused(csv_format):
     with pytest.raises(ValueError, match=r"suffix '.JSONL' is already read by 'jsonl'"):
         register_format(OtherJsonl())
     assert [f.name for f in registered_formats()] == ["jsonl", "json", "parquet", "hf", "csv"]
+
+
+def test_bad_registrations_and_lookups_say_what_is_wrong(tmp_path):
+    class Nameless(CsvFormat):
+        name = ""
+
+    with pytest.raises(ValueError, match="Nameless: a data format needs a name"):
+        register_format(Nameless())
+    with pytest.raises(KeyError, match="nope"):
+        unregister_format("nope")
+    from pipelines.data.formats import HF_DATASET
+
+    with pytest.raises(DataFileError, match="is opened from an hf: path, not a file"):
+        HF_DATASET.open(tmp_path / "d.arrow")

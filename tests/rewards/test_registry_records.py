@@ -145,3 +145,13 @@ def test_registering_the_same_object_again_updates_its_record():
     register_reward_function("test_records_again")(again)
     register_reward_function("test_records_again", main_thread=True)(again)     # as before: no error
     assert catalog.rewards().get("test_records_again").main_thread
+
+
+def test_needs_columns_on_an_unmarkable_unregistered_object_says_where_to_put_it():
+    with pytest.raises(TypeError, match="cannot mark .* put it above @register_reward_function instead"):
+        needs_columns(lambda kw: ["answer"])(len)      # a builtin takes no attributes and is not registered
+
+
+def test_replacing_an_unregistered_name_is_refused():
+    with pytest.raises(KeyError, match="reward function 'no_such_reward_xyz' is not registered"):
+        REWARD_REGISTRY.replace("no_such_reward_xyz", REWARD_REGISTRY.get("keyword"))

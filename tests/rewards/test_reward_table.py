@@ -63,3 +63,11 @@ def test_the_command_writes_the_table_into_a_file(tmp_path, capsys):
     assert reward_table.main(["--write", str(readme)]) == 2
     assert readme.read_text(encoding="utf-8") == "no markers\n"
     assert reward_table.main([]) == 0 and capsys.readouterr().out == builtin_reward_table() + "\n"
+
+
+def test_a_file_without_markers_is_named_and_left_alone(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers\n", encoding="utf-8")
+    assert reward_table.main(["--write", str(readme)]) == 2
+    assert f"{readme}: expected one {START} ... {END} block" in capsys.readouterr().err
+    assert readme.read_text(encoding="utf-8") == "no markers\n" and list(tmp_path.iterdir()) == [readme]
