@@ -13,6 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from pipelines.common.guards import EXIT_GUARD, GuardStop
 from pipelines.common.http_logs import quiet_http_clients
 from pipelines.common.io import make_readable
 from pipelines.common.node import validate_node_config
@@ -180,6 +181,10 @@ def _run_in_run_dir(node: PlannedNode, args: argparse.Namespace, lock: RunLock, 
         handler.close()
         _remove_if_only_bookkeeping(ctx.run_dir)
         raise
+    except GuardStop as exc:   # stopped on purpose (monitor alert, spending cap): resumable, not failed
+        log.warning("%s", exc)
+        write_manifest(ctx.run_dir, node.spec.name, "stopped", {"guard": exc.kind})
+        raise
     except BaseException:
         write_manifest(ctx.run_dir, node.spec.name, "failed", {})
         raise
@@ -219,6 +224,11 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "run_pipeline.py") ->
         except ConfigError as exc:
             report_problems(exc.problems)
             return EXIT_CONFIG
+        except GuardStop as exc:
+            print(redact_text(f"\nnode {node.label!r}: {exc}\nits run dir {node.ctx.run_dir} keeps a checkpoint; "
+                              "raise or remove the limit, then resume"
+                              + (f" with {node.spec.resume_hint}" if node.spec.resume_hint else "")), file=sys.stderr)
+            return EXIT_GUARD
         except KeyboardInterrupt:
             print(f"\nnode {node.label!r} interrupted; its run dir {node.ctx.run_dir} keeps what was written"
                   + (f" (resume with {node.spec.resume_hint})" if node.spec.resume_hint else ""), file=sys.stderr)

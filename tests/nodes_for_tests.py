@@ -49,3 +49,11 @@ def leak(config: dict, ctx) -> dict:
     except ValueError:
         log.exception("request failed")
     raise RuntimeError(f"giving up on {config['url']} (key {config['key']}, {config['literal_url']})")
+
+
+def guard(config: dict, ctx) -> dict:
+    """Stops as a guard does (a monitor alert, a spending cap)."""
+    from pipelines.common.guards import GuardStop
+
+    (Path(ctx.run_dir) / "partial.txt").write_text("kept", encoding="utf-8")
+    raise GuardStop("max_usd", "spent 1.20 USD of a 1.00 USD cap", step=4)

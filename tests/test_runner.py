@@ -266,3 +266,19 @@ def test_validate_of_every_shipped_pipeline_imports_no_torch_and_is_fast(super_c
     elapsed = time.monotonic() - started
     assert out.returncode == 0, out.stdout + out.stderr
     assert "HEAVY []" in out.stderr and elapsed < 3.0
+
+
+def test_a_guard_stop_exits_3_keeps_the_run_dir_and_stops_later_nodes(tmp_path, capsys):
+    for name in ("ok.yaml", "g.yaml"):
+        write(tmp_path / name, {"log": str(tmp_path / "log.jsonl"), "run_name": name[0]})
+    sc = write(tmp_path / "sc.yaml", {"pipeline_order": [
+        {"node": "tests.nodes_for_tests:guard", "name": "guarded", "config": "g.yaml"},
+        {"node": "tests.nodes_for_tests:record", "name": "after", "config": "ok.yaml"}]})
+    assert run(sc, tmp_path) == 3
+    err = capsys.readouterr().err
+    assert "stopped by a guard (max_usd) at step 4: spent 1.20 USD of a 1.00 USD cap" in err
+    assert "resume" in err and "Traceback" not in err
+    run_dir = tmp_path / "out" / "g"
+    assert (run_dir / "partial.txt").read_text() == "kept"
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "stopped"
+    assert not (tmp_path / "log.jsonl").exists()   # the later node did not run

@@ -182,6 +182,7 @@ def _total_token_cap(cfg: GRPOConfigFile) -> Optional[int]:
 
 
 def _train(trainer: Any, run_dir: Path, resume: Optional[Path]) -> None:
+    from pipelines.common.guards import GuardStop
     from pipelines.grpo.interrupt import checkpoint_on_interrupt
     from pipelines.rewards.errors import CircuitBreakerOpen, RewardTimeout
 
@@ -193,6 +194,12 @@ def _train(trainer: Any, run_dir: Path, resume: Optional[Path]) -> None:
         log.error("%s at step %d: %s. %s Fix the cause (e.g. the judge endpoint or the slow reward), then resume "
                   "with %s", what, trainer.state.global_step, exc,
                   f"Checkpoint saved: {saved}." if saved else "No new checkpoint was needed.", RESUME_HINT)
+        raise
+    except GuardStop as exc:
+        # Guards raise after a completed optimizer step (on_step_end), so the checkpoint is a clean resume point.
+        exc.step = trainer.state.global_step
+        saved = save_emergency_checkpoint(trainer, run_dir)
+        log.warning("%s. %s", exc, f"Checkpoint saved: {saved}." if saved else "The latest checkpoint is current.")
         raise
     except KeyboardInterrupt:
         checkpoint_on_interrupt(trainer, run_dir, getattr(trainer, "update_guard", None), save_emergency_checkpoint)
