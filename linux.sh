@@ -19,6 +19,19 @@ WANT_GPU=0
 [ "${1:-}" = "--gpu" ] && WANT_GPU=1
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then WANT_GPU=1; fi
 
+# bubblewrap: the sandbox that runs model-written code (tool python_exec, reward code_tests). A system package,
+# installed when missing and this script may (root, or passwordless sudo); otherwise it says how.
+if ! command -v bwrap >/dev/null 2>&1; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || { sudo -n true 2>/dev/null && SUDO="sudo -n"; } || SUDO="none"
+  if [ "$SUDO" != none ] && command -v apt-get >/dev/null 2>&1; then
+    echo "linux.sh: installing bubblewrap (the code sandbox)"
+    $SUDO apt-get install -y -q bubblewrap >/dev/null 2>&1 || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO apt-get install -y -q bubblewrap >/dev/null; } || echo "linux.sh: could not install bubblewrap; code rewards and tools will refuse to run (see README: sandbox)" >&2
+  else
+    echo "linux.sh: bubblewrap (bwrap) is missing and cannot be installed here; install it (apt-get install bubblewrap) to run code rewards and tools" >&2
+  fi
+fi
+
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 VPY=.venv/bin/python
 STAMP=.venv/.installed-$(cat requirements.txt requirements-gpu.txt pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)-gpu$WANT_GPU
