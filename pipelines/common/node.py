@@ -36,6 +36,7 @@ class NodeContext:
     num_processes: Optional[int] = None   # --num-processes from the command line
     validate_only: bool = False
     full_scan: bool = False         # --validate --full-scan: classify every row of every data file
+    check_judges: bool = False      # --validate --check-judges: requests to the judges are allowed
     launched: bool = False          # this process is one rank of a multi-process run started by the runner
     secret_fields: dict[str, set[str]] = field(default_factory=dict)   # key path -> secrets interpolated there
     ref_scope: str = ""             # the super-config's scope for @label.output references (common.refs)

@@ -120,7 +120,8 @@ def _full_scan_lines(ds: DatasetEntry, spec: DataSpec, idx: DataIndex) -> list[s
 def _dataset_lines(spec: DataSpec, i: int, want: tuple[int, int], counter: Optional[ChatTokenCounter],
                    counts: bool, note: str, config_file: str, full_scan: bool,
                    columns: Optional[dict[int, set[str]]],
-                   totals: Optional[dict[str, int]]) -> tuple[list[str], list[Problem]]:
+                   totals: Optional[dict[str, int]],
+                   examples: Optional[dict[int, dict[str, Any]]] = None) -> tuple[list[str], list[Problem]]:
     """Summary lines and problems of one dataset: count, check columns, draw the sample, check rewards."""
     ds = spec.datasets[i]
     idx, problems = index_or_problem(ds, i, config_file, spec.settings.max_row_bytes)
@@ -156,6 +157,8 @@ def _dataset_lines(spec: DataSpec, i: int, want: tuple[int, int], counter: Optio
         problems += found
         lines += warnings
     lines += [f"  {note}"] + ["  " + ln for ln in _example_lines(rows[0], counter, counts)]
+    if examples is not None:
+        examples[i] = rows[0]
     if columns is not None:
         columns[i] = set(rows[0])
         lines.append("  columns: " + ", ".join(sorted(columns[i] - {"prompt", "dataset_index", "row_id"})))
@@ -163,11 +166,12 @@ def _dataset_lines(spec: DataSpec, i: int, want: tuple[int, int], counter: Optio
 
 
 def inspect_datasets(spec: DataSpec, config_file: str, columns: Optional[dict[int, set[str]]] = None,
-                     totals: Optional[dict[str, int]] = None, full_scan: bool = False) -> list[str]:
+                     totals: Optional[dict[str, int]] = None, full_scan: bool = False,
+                     examples: Optional[dict[int, dict[str, Any]]] = None) -> list[str]:
     """Summary lines for every dataset; raises ConfigError for unusable datasets, missing columns and
     shortfalls in error mode. ``columns`` receives, per dataset, the column names of a prepared example row
     (what rewards will see); ``totals["train_rows"]`` the training rows the sampler will draw; ``full_scan``
-    also classifies every row of every local file."""
+    also classifies every row of every local file; ``examples`` receives a drawn row per dataset."""
     train_counts = rows_per_dataset(spec.datasets, spec.settings.total_rows)
     eval_counts = split_eval(spec.eval_rows, train_counts)
     counter, counts, note = example_counter(spec)
@@ -178,7 +182,7 @@ def inspect_datasets(spec: DataSpec, config_file: str, columns: Optional[dict[in
             lines.append(f"dataset[{i}] {ds.path}: not read (percentage {ds.percentage:g} gives 0 rows)")
             continue
         found_lines, found = _dataset_lines(spec, i, (train_counts[i], eval_counts[i]), counter, counts, note,
-                                            config_file, full_scan, columns, totals)
+                                            config_file, full_scan, columns, totals, examples)
         lines += found_lines
         problems += found
     if problems:

@@ -13,6 +13,7 @@ from typing import Literal, Optional, Union
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from pipelines.common.budget import BudgetSection
 from pipelines.common.chat_templates import resolve_chat_template
 from pipelines.common.schema import Seed, StrictModel
 from pipelines.data.config import DatasetEntry, DatasetSettings
@@ -195,6 +196,8 @@ class GRPOConfigFile(StrictModel):
     logging: LoggingSection = Field(default_factory=LoggingSection, description="Tracking and logs.")
     push_to_hub: Optional[PushToHub] = Field(None, description="Upload the final adapter.")
     launch: LaunchSection = Field(default_factory=LaunchSection, description="Multi-process launch.")
+    budget: Optional[BudgetSection] = Field(None, description="Prices (judge tokens, machine hours), the spend "
+                                            "logged as cost/* per step, and caps that stop the run (exit 3).")
 
 
 RESUME_HINT = "--set training_parameters.resume_from_checkpoint=auto"   # how a user resumes a GRPO run

@@ -67,6 +67,9 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
         with tracker_env(cfg, run_dir):
             trainer, metrics_cb = build_trainer(cfg, ctx, model_path, tokenizer, sample, stack,
                                                  resume_step if main_process else None)
+            from pipelines.grpo.budget import cost_meter
+
+            trainer.cost_meter = cost_meter(cfg, stack, run_dir / METRICS_FILE, resume_step, started)
             _train(trainer, run_dir, resume)
     finally:
         stack.close()
@@ -270,6 +273,9 @@ def write_summary(run_dir: Path, trainer: Any, started: float, outputs: dict[str
                "seconds": round(time.time() - started, 1), "resumed_from": str(resume) if resume else None,
                "reward": windows, "outputs": {k: str(v) for k, v in outputs.items()},
                "checkpoints": sorted(p.name for p in run_dir.glob("checkpoint-*")), "stack": collect_stack()}
+    meter = getattr(trainer, "cost_meter", None)
+    if meter is not None:
+        summary["cost"] = meter.totals()
     atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     lines = [f"GRPO run finished: {summary['steps']} steps in {summary['seconds']:.0f}s"
              + (f" (resumed from {resume.name})" if resume else "")]

@@ -30,13 +30,33 @@ def inspect(cfg: GRPOConfigFile, ctx: NodeContext, with_steps: bool = True) -> l
 
     columns: dict[int, set[str]] = {}
     totals: dict[str, int] = {}
-    lines = inspect_datasets(data_spec(cfg), ctx.config_file, columns, totals, full_scan=ctx.full_scan)
+    examples: dict[int, dict[str, Any]] = {}
+    lines = inspect_datasets(data_spec(cfg), ctx.config_file, columns, totals, full_scan=ctx.full_scan,
+                             examples=examples)
     problems = check_rubric_columns(cfg.datasets, columns, ctx.config_file)
     if problems:
         raise ConfigError(problems, lines)
     if with_steps:
         lines.append(steps_line(cfg, totals.get("train_rows", 0)))
+        lines += budget_lines(cfg, totals.get("train_rows", 0), examples, measure=ctx.check_judges)
     return lines + effective_lines(cfg)
+
+
+def budget_lines(cfg: GRPOConfigFile, rows: int, examples: dict[int, dict[str, Any]], measure: bool) -> list[str]:
+    """The projected judge spend over the planned steps (``measure``: one sized request per judge), and the
+    caps in force."""
+    from pipelines.grpo.budget import spend_lines
+    from pipelines.grpo.checks import planned_steps
+
+    lines = spend_lines(cfg, planned_steps(cfg, rows), examples, measure)
+    b = cfg.budget
+    if b is not None:
+        caps = [f"{k} {getattr(b, k):g}" for k in ("max_usd", "max_judge_usd", "max_gpu_hours")
+                if getattr(b, k) is not None]
+        rate = f"machine {b.gpu_usd_per_hour:g} USD/hour" if b.gpu_usd_per_hour is not None else "machine unpriced"
+        lines.append(f"budget: {rate}; caps: {', '.join(caps) or 'none'} (a crossed cap stops the run, exit 3); "
+                     "--preflight adds the machine time")
+    return lines
 
 
 def steps_line(cfg: GRPOConfigFile, rows: int) -> str:

@@ -169,6 +169,7 @@ def trainer_class() -> type:
             self.max_total_tokens = max_total_tokens     # cap prompt + completion per row (compat length budget)
             self.log_completions_every = log_completions_every
             self.stopped_completions = 0
+            self.cost_meter = None      # pipelines.grpo.budget: set by the node when the config has a budget
             super().__init__(*args, **kwargs)
 
         def _get_train_sampler(self, dataset=None):
@@ -208,6 +209,8 @@ def trainer_class() -> type:
                 # TRL's own copies of the (scaled) combined reward: one key, rewards/combined/mean, is enough.
                 for key in TRL_DUPLICATE_KEYS:
                     self._metrics["train"].pop(key, None)
+            if is_step_log and self.cost_meter is not None:
+                logs.update(self.cost_meter.observe(logs))
             step = self.state.global_step
             every = self.log_completions_every
             if is_step_log and every and step % every == 0 and self.accelerator.is_main_process:
@@ -215,6 +218,8 @@ def trainer_class() -> type:
                 if text:
                     log.info(text)
             super().log(logs, start_time)
+            if is_step_log and self.cost_meter is not None:
+                self.cost_meter.enforce(self.state.global_step)   # after the step is logged: GuardStop, exit 3
 
         def engine_generate(self, prompt_ids: list[list[int]], num_generations: int) -> list[list[int]]:
             """Completion token ids from TRL's vLLM engine (the one training samples with), its weights synced to

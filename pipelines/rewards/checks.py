@@ -116,6 +116,13 @@ def _post_processors_rule(cfg: Any, file: str) -> list[Problem]:
     return check_post_processors(cfg.reward, file)
 
 
+def _budget_rule(cfg: Any, file: str) -> list[Problem]:
+    from pipelines.common.budget import check_budget
+    from pipelines.rewards.judge.spend import judge_models
+
+    return check_budget(getattr(cfg, "budget", None), judge_models(cfg.datasets), file)
+
+
 def check_judges(cfg: Any, ctx: Any) -> list[Problem]:
     """The --check-judges hook of a node with `datasets`: one request to each LLM judge they use."""
     from pipelines.rewards.judge.check import check_judges as probe
@@ -129,4 +136,5 @@ RULES: tuple[Rule, ...] = (
     Rule(_labels_rule, ("datasets",), partial_lists=True),
     Rule(_post_processors_rule, ("reward",)),
     Rule(_export_path_rule, ("reward",)),
+    Rule(_budget_rule, ("budget", "datasets")),
 )

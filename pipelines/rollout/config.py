@@ -11,6 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from pipelines.common.budget import BudgetSection
 from pipelines.common.chat_templates import resolve_chat_template
 from pipelines.common.schema import Seed, StrictModel
 from pipelines.data.config import DatasetEntry, DatasetSettings
@@ -96,6 +97,9 @@ class RolloutConfigFile(StrictModel):
     datasets: list[DatasetEntry] = Field(min_length=1, description="Input datasets with their rewards, as in the "
                                                                    "GRPO node.")
     dataset_settings: DatasetSettings = Field(description="Sampling budget, as in the GRPO node.")
+    budget: Optional[BudgetSection] = Field(None, description="Prices and caps, as in the GRPO node: spend is "
+                                            "checked after each batch of prompts; a cap stops the rollout (exit 3, "
+                                            "resumable with resume: true).")
     selection: SelectionSection = Field(default_factory=SelectionSection, description="Rules for sft.jsonl and "
                                                                                       "preferences.jsonl.")
 

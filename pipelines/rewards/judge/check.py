@@ -111,3 +111,9 @@ def check_judges(datasets: Sequence[Any], config_file: str) -> list[Problem]:
         else:
             print(f"    {where}: reachable, answer parsed (reward {reward:g}) in {seconds:.1f}s")
     return problems
+
+
+def judge_entries(datasets: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(key path, llm_judge kwargs) of every distinct judge of ``datasets`` (the probe's list; the spend
+    projection prices the same judges)."""
+    return _judge_entries(datasets)
