@@ -10,19 +10,23 @@ totals are kept in ``metrics.jsonl`` as ``cost/*`` and read back on resume).
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from pydantic import Field
 
 from pipelines.common.guards import GuardStop
+from pipelines.common.io import atomic_write_text
 from pipelines.common.problems import Problem
 from pipelines.common.schema import StrictModel
 
 log = logging.getLogger(__name__)
 
+COST_FILE = "cost.json"      # the totals of a node that has no per-step metrics.jsonl (rollout, grpo_hpo)
 COST_KEYS = ("cost/judge_usd", "cost/gpu_usd", "cost/total_usd", "cost/gpu_hours", "cost/judge_prompt_tokens",
              "cost/judge_completion_tokens")
 
@@ -85,13 +89,16 @@ def check_budget(budget: Optional[BudgetSection], judge_models: Iterable[str], f
 class CostMeter:
     """Running totals of one node's spend, fed once per logged step; :meth:`enforce` trips the caps.
 
-    ``judge_models`` maps a reward component name (``<dataset>/<label>``) to its judge's model name; the judge
+    ``started``: when the node started, in ``clock``'s units (``time.time()``: the machine bills from the
+    node's start, model loading included). ``judge_models`` maps a reward component name (``<dataset>/<label>``) to its judge's model name; the judge
     metrics of that component (``rewards/<component>/judge/<label>/prompt_tokens``...) are priced with it.
     """
 
     def __init__(self, budget: BudgetSection, judge_models: Mapping[str, str],
-                 clock: Callable[[], float] = time.monotonic, started: Optional[float] = None):
+                 clock: Callable[[], float] = time.time, started: Optional[float] = None,
+                 state_file: Optional[Path] = None):
         self.budget = budget
+        self.state_file = state_file   # where each observe() saves the totals (nodes without metrics.jsonl steps)
         self.judge_models = dict(judge_models)
         self.clock = clock
         self.started = clock() if started is None else started
@@ -122,7 +129,10 @@ class CostMeter:
             prompt = _summed(logs, prefix, "/prompt_tokens")
             completion = _summed(logs, prefix, "/completion_tokens")
             self.add_judge_tokens(model, prompt, completion)
-        return self.totals()
+        totals = self.totals()
+        if self.state_file is not None:
+            atomic_write_text(self.state_file, json.dumps(totals, indent=2) + "\n")
+        return totals
 
     def add_judge_tokens(self, model: str, prompt_tokens: float, completion_tokens: float) -> None:
         self.prompt_tokens += prompt_tokens
@@ -187,3 +197,12 @@ def last_cost_record(records: Iterable[Mapping[str, Any]], step: Optional[int]) 
         if "cost/total_usd" in rec and isinstance(s, int) and (step is None or s <= step):
             found = dict(rec)
     return found
+
+
+
+def load_totals(state_file: Path) -> Optional[dict[str, Any]]:
+    """The totals an earlier (stopped or killed) run saved in ``state_file``, or None."""
+    try:
+        return json.loads(Path(state_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

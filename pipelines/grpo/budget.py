@@ -15,23 +15,12 @@ from pipelines.common.budget import CostMeter, last_cost_record
 from pipelines.grpo.config import GRPOConfigFile
 
 
-def judge_components(stack: Any) -> dict[str, str]:
-    """Reward component name -> judge model, for every LLM-judge component of the reward stack."""
-    out = {}
-    for comps in stack.components:
-        for comp in comps:
-            judge = getattr(comp.fn, "judge", None)
-            if judge is not None:
-                out[comp.name] = str(judge.transport.model)
-    return out
-
-
 def cost_meter(cfg: GRPOConfigFile, stack: Any, metrics_path: Path, resume_step: Optional[int],
                started: float) -> Optional[CostMeter]:
     """The run's meter (None without a ``budget`` section), continuing a resumed run's totals."""
     if cfg.budget is None:
         return None
-    meter = CostMeter(cfg.budget, judge_components(stack), started=started)
+    meter = CostMeter(cfg.budget, stack.judge_models(), started=started)
     if resume_step and metrics_path.exists():
         from pipelines.common.io import read_jsonl
 

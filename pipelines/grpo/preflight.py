@@ -186,7 +186,24 @@ def run_preflight(cfg: GRPOConfigFile, ctx: NodeContext, total_steps: Optional[i
         f"checkpoint: saved and reloaded in {report['save_s']:.2f}s ({report['save_mib']:.1f} MiB)",
         f"projected wall time for {steps} steps: {hours}h{rest // 60:02d}m{rest % 60:02d}s (load + first step "
         f"+ {steps - 1} x step + {saves} checkpoint save(s); held-out evaluation not included)",
-    ]
+    ] + machine_cost_lines(cfg, projected)
+
+
+def machine_cost_lines(cfg: GRPOConfigFile, projected_s: float) -> list[str]:
+    """What the projected wall time costs at ``budget.gpu_usd_per_hour``, and whether it passes a cap."""
+    b = cfg.budget
+    if b is None or (b.gpu_usd_per_hour is None and b.max_gpu_hours is None):
+        return []
+    hours = projected_s / 3600
+    line = f"budget: {hours:.3f} machine hours projected"
+    if b.gpu_usd_per_hour is not None:
+        line += f" x {b.gpu_usd_per_hour:g} USD/hour = {hours * b.gpu_usd_per_hour:.2f} USD (judges not included: "
+        line += "--validate projects their spend)"
+    over = [f"{cap} {getattr(b, cap):g}" for cap, value in (("max_gpu_hours", hours),
+            ("max_usd", hours * (b.gpu_usd_per_hour or 0.0))) if getattr(b, cap) is not None and value > getattr(b, cap)]
+    if over:
+        line += f"; WARNING: this passes budget {', '.join(over)}, so the run will stop early (exit 3)"
+    return [line]
 
 
 def _measure(cfg: GRPOConfigFile, ctx: NodeContext, inputs: Any, rows: list[dict[str, Any]],

@@ -225,6 +225,15 @@ class RewardStack:
                     out[f"rewards/{comp.name}/{key}"] = value
         return out
 
+    def judge_models(self) -> dict[str, str]:
+        """Component name -> judge model name, for every LLM-judge component (what a budget prices)."""
+        out = {}
+        for comp in (c for comps in self.components for c in comps):
+            judge = getattr(comp.fn, "judge", None)
+            if judge is not None:
+                out[comp.name] = str(judge.transport.model)
+        return out
+
     def close(self) -> None:
         """Close the export and any reward function with a ``close()``; stop the private event loop."""
         if self.export is not None:

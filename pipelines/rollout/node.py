@@ -74,6 +74,7 @@ def generate_and_score(cfg: RolloutConfigFile, ctx: NodeContext, tokenizer: Any,
     # No run dir: the high-scoring export is a training feature; here scored.jsonl and sft.jsonl hold them all.
     stack = RewardStack(cfg.reward, cfg.datasets, run_dir=None)
     record_state(cfg, Path(ctx.run_dir))   # only now: a config error above leaves no half-run behind
+    meter = rollout_meter(cfg, stack, Path(ctx.run_dir))
     pending = sum(1 for r in rows if str(r["row_id"]) not in done)
     log.info("rollout: %d prompt(s) to generate (%d already done), K=%d, backend %s, batch %d", pending,
              len(rows) - pending, cfg.generation.num_completions, generator.backend, batch_size)
@@ -91,9 +92,24 @@ def generate_and_score(cfg: RolloutConfigFile, ctx: NodeContext, tokenizer: Any,
                     for rec in recs:
                         appender.write(rec)
                 bar.update(len(batch))
+                if meter is not None:      # after the batch is written: a stop loses nothing, resume skips it
+                    meter.observe(stack.pop_metrics())   # saves the totals to cost.json
+                    meter.enforce(index)                 # past a cap: GuardStop (exit 3), resume: true continues
     finally:
         bar.close()
         stack.close()
+
+
+def rollout_meter(cfg: RolloutConfigFile, stack: Any, run_dir: Path) -> Any:
+    """The budget meter (None without ``budget``), continuing the totals a stopped or killed run saved."""
+    if cfg.budget is None:
+        return None
+    from pipelines.common.budget import COST_FILE, CostMeter, load_totals
+
+    meter = CostMeter(cfg.budget, stack.judge_models(), state_file=run_dir / COST_FILE)
+    if cfg.resume:
+        meter.restore(load_totals(run_dir / COST_FILE))
+    return meter
 
 
 def run(cfg: RolloutConfigFile, ctx: NodeContext) -> dict[str, str]:

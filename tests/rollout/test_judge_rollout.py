@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
 from pipelines.common.io import read_jsonl
 from tests.rewards.judge.judge_helpers import FAST, SCORE, answer_of, write_rubric
 from tests.judge_server import JudgeServer, Reply, Request
@@ -64,3 +66,27 @@ def test_judge_scored_rollout_and_resume_after_the_judge_went_down(tiny_model_di
     assert "sk-test-secret-123" not in "".join(p.read_text() for p in run_dir.iterdir() if p.suffix != ".parquet")
     sft = list(read_jsonl(run_dir / "sft.jsonl"))
     assert all(s["score"] == 0.9 for s in sft)
+
+
+def test_a_judge_budget_cap_stops_the_rollout_with_exit_3_and_resume_continues_the_spend(tiny_model_dir, tmp_path,
+                                                                                         capsys):
+    judge = Judge()
+    with JudgeServer(judge) as server:
+        cfg = judge_config(tmp_path, tiny_model_dir, server.base_url)
+        cfg["datasets"][0]["reward_funcs"][0]["eval_llm_name"] = "judge-model"
+        # 4 judge calls per batch; the test server counts words as tokens (a few dozen per call)
+        cfg["budget"] = {"judge_prices": {"judge-model": {"input_usd_per_mtok": 1000.0, "output_usd_per_mtok": 0}},
+                         "max_judge_usd": 0.0001}
+        assert run_rollout(tmp_path, cfg) == 3                      # stopped after the first batch
+        err = capsys.readouterr().err
+        assert "stopped by a guard (budget.max_judge_usd) at step 0" in err and "--set resume=true" in err
+        run_dir = tmp_path / "out" / "roll"
+        assert json.loads((run_dir / "manifest.json").read_text())["status"] == "stopped"
+        assert len(list(read_jsonl(run_dir / "scored.jsonl"))) == 4     # the batch that crossed it is kept
+        first = json.loads((run_dir / "cost.json").read_text())
+        assert first["cost/judge_usd"] > 0.0001 and first["cost/judge_prompt_tokens"] > 0
+        sent = judge.count
+        assert run_rollout(tmp_path, cfg, "--set", "resume=true", "--set", "budget.max_judge_usd=100") == 0
+    assert len(list(read_jsonl(run_dir / "scored.jsonl"))) == 16 and judge.count - sent == 12
+    final = json.loads((run_dir / "cost.json").read_text())
+    assert final["cost/judge_usd"] == pytest.approx(first["cost/judge_usd"] * 4, rel=0.35)   # 4 batches in all

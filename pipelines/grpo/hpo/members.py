@@ -124,6 +124,7 @@ class PopulationTrainer:
         from pipelines.grpo.model import load_model
 
         self.cfg, self.run_dir, self.stack, self.metrics = cfg, Path(run_dir), stack, metrics
+        self.cost_meter: Any = None     # set by the node when the config has a budget
         self.loaded = load_model(cfg, model_path, tokenizer)
         self.model = self._wrap_once(self.loaded)
         self.init_state = self._adapter_state()
@@ -188,6 +189,7 @@ class PopulationTrainer:
                 reward_stack=self.stack,
                 stop_sequences=stops, log_completions_every=cfg.logging.log_completions_every)
             trainer.reset_optimizer = reset_optimizer and start is not None
+            trainer.cost_meter = self.cost_meter     # the search's budget spans every member
             _drop_reference_copy(trainer.model)
             use_compact_progress(trainer)
             trainer.train(resume_from_checkpoint=str(start) if start is not None else None)

@@ -68,6 +68,7 @@ def run(cfg: GRPOHPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     try:
         if state.generation < hpo.generations:
             population = PopulationTrainer(cfg, run_dir, model_path, tokenizer, sample, stack, metrics)
+            population.cost_meter = search_meter(cfg, stack, run_dir, resumed, started)
             while state.generation < hpo.generations:
                 run_generation(population, state, cfg, run_dir)
     except BaseException:
@@ -81,6 +82,19 @@ def run(cfg: GRPOHPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     if stack.export is not None:
         outputs["high_scores"] = stack.export.path
     return outputs
+
+
+def search_meter(cfg: GRPOHPOConfigFile, stack: Any, run_dir: Path, resumed: bool, started: float) -> Any:
+    """The search's budget meter over every member (None without ``budget``); a resumed search continues the
+    totals saved in cost.json (the redone generation's spend is spent again, and counted)."""
+    if cfg.budget is None:
+        return None
+    from pipelines.common.budget import COST_FILE, CostMeter, load_totals
+
+    meter = CostMeter(cfg.budget, stack.judge_models(), started=started, state_file=run_dir / COST_FILE)
+    if resumed:
+        meter.restore(load_totals(run_dir / COST_FILE))
+    return meter
 
 
 def member_backend(cfg: GRPOHPOConfigFile) -> GRPOHPOConfigFile:
