@@ -145,3 +145,29 @@ def test_projection_cap_stop_and_resume_to_the_uncapped_state(outputs, tmp_path,
     assert spent(capped) == pytest.approx(actual, rel=1e-6)
     cost = json.loads((capped / "summary.json").read_text())["cost"]
     assert cost["cost/gpu_hours"] > 0 and cost["cost/gpu_usd"] == pytest.approx(cost["cost/gpu_hours"] * 1.0, rel=1e-3)
+
+
+def test_validate_reports_an_unpriced_judge_under_a_cap_and_projects_the_spend(outputs, tmp_path, capsys):  # noqa: F811
+    cfg = judged_config("http://127.0.0.1:9/v1", "v")
+    cfg["budget"] = {"max_judge_usd": 5.0}
+    assert run_node(outputs, write_super(tmp_path / "a", cfg), extra=["--validate"]) == 2
+    err = capsys.readouterr().err
+    assert "node.yaml: budget.max_judge_usd: judge model(s) 'judge-model' have no price" in err
+    cfg["budget"] = {"judge_prices": PRICES, "max_judge_usd": 5.0}
+    assert run_node(outputs, write_super(tmp_path / "b", cfg), extra=["--validate"]) == 0   # no request sent
+    out = capsys.readouterr().out
+    assert "spend: judge 'helpfulness' (judge-model): 16 calls x ~" in out and "(estimated; --check-judges" in out
+    assert "caps: max_judge_usd 5" in out
+
+
+def test_preflight_prices_the_projected_machine_time():
+    from pipelines.grpo.config import GRPOConfigFile
+    from pipelines.grpo.preflight import machine_cost_lines
+
+    cfg = judged_config("http://127.0.0.1:9/v1", "p")
+    cfg["budget"] = {"judge_prices": PRICES, "gpu_usd_per_hour": 4.0, "max_gpu_hours": 1.0}
+    line, = machine_cost_lines(GRPOConfigFile.model_validate(cfg), 7200.0)
+    assert "2.000 machine hours projected x 4 USD/hour = 8.00 USD" in line
+    assert "WARNING: this passes budget max_gpu_hours 1, so the run will stop early (exit 3)" in line
+    cfg["budget"] = None
+    assert machine_cost_lines(GRPOConfigFile.model_validate(cfg), 7200.0) == []

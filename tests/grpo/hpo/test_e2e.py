@@ -226,3 +226,17 @@ def test_summary_records_the_stack(full_run):
 
     assert stack["packages"]["trl"] == trl.__version__ and stack["packages"]["torch"] == torch.__version__
     assert stack["python"].count(".") == 2 and "git_commit" in stack and stack["cuda"]["available"] in (True, False)
+
+
+def test_a_machine_hours_cap_stops_the_search_with_exit_3_and_keeps_its_spend(setup, capsys):
+    tmp, sc = setup
+    out = tmp / "out"
+    args = ["--super-config", str(sc), "--outputs", str(out), "--set", "run_name=capped",
+            "--set", "budget={gpu_usd_per_hour: 2.0, max_gpu_hours: 0.000001}"]
+    assert main(args) == 3                      # the first member's first logged step is past the cap
+    err = capsys.readouterr().err
+    assert "stopped by a guard (budget.max_gpu_hours)" in err and "Traceback" not in err
+    run = out / "capped"
+    assert json.loads((run / "manifest.json").read_text())["status"] == "stopped"
+    cost = json.loads((run / "cost.json").read_text())
+    assert cost["cost/gpu_hours"] > 0.000001 and cost["cost/gpu_usd"] == pytest.approx(2 * cost["cost/gpu_hours"])
