@@ -38,7 +38,9 @@ def inspect(cfg: GRPOConfigFile, ctx: NodeContext, with_steps: bool = True) -> l
         raise ConfigError(problems, lines)
     if with_steps:
         lines.append(steps_line(cfg, totals.get("train_rows", 0)))
-        lines += budget_lines(cfg, totals.get("train_rows", 0), examples, measure=ctx.check_judges)
+        # with a budget, --check-judges also sends each judge one request sized like a training call, to measure
+        lines += budget_lines(cfg, totals.get("train_rows", 0), examples,
+                              measure=ctx.check_judges and cfg.budget is not None)
     return lines + effective_lines(cfg)
 
 

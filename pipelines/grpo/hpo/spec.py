@@ -27,6 +27,9 @@ def inspect(cfg: GRPOHPOConfigFile, ctx: NodeContext) -> list[str]:
               f"is replaced by generations x steps_per_generation ({hpo.generations * hpo.steps_per_generation})"]
     if cfg.model.backend == "auto":
         lines.append("hpo: backend auto -> members train on the transformers backend")
+    from pipelines.grpo.budget import spend_lines
+
+    lines += spend_lines(cfg, hpo.population_size * hpo.generations * hpo.steps_per_generation)
     lines += [f"hpo: warning: {note}" for note in mutation_notes(hpo)]
     return lines
 
