@@ -78,12 +78,25 @@ def inspect(cfg: RolloutConfigFile, ctx: NodeContext) -> list[str]:
     from pipelines.rewards.checks import check_rubric_columns
 
     columns: dict[int, set[str]] = {}
+    examples: dict[int, dict] = {}
     lines += inspect_datasets(cfg.data_spec(), ctx.config_file, columns,
-                              full_scan=ctx.full_scan)
+                              full_scan=ctx.full_scan, examples=examples)
     problems = check_rubric_columns(cfg.datasets, columns, ctx.config_file)
     if problems:
         raise ConfigError(problems, lines)
-    return lines
+    return lines + spend_lines(cfg, examples, measure=ctx.check_judges and cfg.budget is not None)
+
+
+def spend_lines(cfg: RolloutConfigFile, examples: dict[int, dict], measure: bool) -> list[str]:
+    """The projected judge spend: every sampled prompt's K completions, each judged once."""
+    from pipelines.data.sampling import rows_per_dataset
+    from pipelines.rewards.judge import spend
+
+    k = cfg.generation.num_completions
+    completions = [n * k for n in rows_per_dataset(cfg.datasets, cfg.dataset_settings.total_rows)]
+    prices = cfg.budget.judge_prices if cfg.budget is not None else None
+    return spend.spend_lines(spend.project_spend(cfg.datasets, completions, cfg.generation.max_new_tokens, prices,
+                                                 examples, measure, group_size=k))
 
 
 NODE = NodeSpec(name="rollout", config_model=RolloutConfigFile, run="pipelines.rollout.node:run", rules=RULES,

@@ -3,6 +3,7 @@ scored.jsonl; a judge that goes down stops the rollout (circuit breaker), and re
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import pytest
@@ -77,6 +78,9 @@ def test_a_judge_budget_cap_stops_the_rollout_with_exit_3_and_resume_continues_t
         # 4 judge calls per batch; the test server counts words as tokens (a few dozen per call)
         cfg["budget"] = {"judge_prices": {"judge-model": {"input_usd_per_mtok": 1000.0, "output_usd_per_mtok": 0}},
                          "max_judge_usd": 0.0001}
+        assert run_rollout(tmp_path, cfg, "--validate") == 0
+        out = capsys.readouterr().out                                # 8 prompts x 2 completions, judged once each
+        assert re.search(r"spend: judge '\w+' \(judge-model\): 16 calls x ~\d+ in", out) and "(estimated;" in out
         assert run_rollout(tmp_path, cfg) == 3                      # stopped after the first batch
         err = capsys.readouterr().err
         assert "stopped by a guard (budget.max_judge_usd) at step 0" in err and "--set resume=true" in err
