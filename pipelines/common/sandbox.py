@@ -1,0 +1,318 @@
+"""Run untrusted Python (a model's code) in a sandbox built on bubblewrap (``bwrap``), never a hand-written jail.
+
+Shared by every node that runs model code (the ``code_tests`` reward, the ``python_exec`` tool). In the default
+``bwrap`` mode one call is one ``bwrap`` process that:
+
+- shares nothing with the host (``--unshare-all``): no network (only a loopback of its own), its own pid
+  namespace and ``/proc`` (the parent's ``/proc/<pid>/environ`` does not exist there), its own IPC and hostname;
+- sees the system read-only (``/usr`` and its ``/bin``, ``/lib*`` links) and a private, size-capped tmpfs as
+  ``/tmp``, its working folder; nothing else of the host (no ``/home``, ``/root``, ``/work``, ``/etc``);
+- starts with an empty environment (``--clearenv``: no API keys), in a new session, and dies with its parent;
+- runs as an unprivileged user id of its own (a fresh one per call when the caller is root), with rlimits on CPU
+  time, address space, processes, file size and open files; the processes limit counts per user id, which is
+  why the call drops to its own id (as root the kernel does not apply it at all);
+- is killed whole (its pid namespace goes with it) at the wall-time limit or when stdout or stderr passes the
+  output limit; only that many bytes are ever read.
+
+The interpreter is the system's ``/usr/bin/python3`` run with ``-I -S`` (isolated, no site-packages): the
+snippets need the standard library only, and the project's venv stays out of reach.
+
+Where ``bwrap`` is missing or cannot start (containers that forbid namespaces), :func:`probe` says why (one tiny
+run, cached per process) and :func:`run_python` raises :class:`SandboxUnavailable`, unless the settings name the
+weaker ``unsafe_subprocess`` mode: a plain subprocess with the same empty environment, rlimits, output cap and
+timeout, run as an unprivileged user when the caller is root, but sharing the host's network, file system and
+process table. It logs a warning on every start.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import random
+import resource
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from pipelines.common.schema import StrictModel
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["bwrap", "unsafe_subprocess"]
+SYSTEM_PYTHON = "/usr/bin/python3"
+INSTALL_HINT = ("install bubblewrap (`apt-get install bubblewrap`; linux.sh does it), or in a container that "
+                "forbids namespaces run it with --privileged (or a seccomp profile that allows unshare/clone "
+                "with new namespaces), or set `sandbox: {mode: unsafe_subprocess}` to run model code without "
+                "isolation (see README: Sandbox)")
+_UID_BASE = 200_000   # per-call user ids (root callers): far above the ids of real accounts
+_MB = 1024 * 1024
+
+
+class SandboxSettings(StrictModel):
+    """How model code runs: the isolation mode and its limits (one shape wherever code runs)."""
+
+    mode: Mode = Field("bwrap", description="bwrap: isolated with bubblewrap (no network, read-only system, "
+                       "private /tmp, empty environment). unsafe_subprocess: a plain subprocess with the same "
+                       "limits and empty environment but the host's network and files; only where bwrap cannot "
+                       "start and the code is trusted.")
+    wall_s: float = Field(10.0, gt=0, le=3600, description="Wall-clock seconds before the whole sandbox is killed.")
+    cpu_s: int = Field(5, ge=1, le=3600, description="CPU seconds (RLIMIT_CPU) of each process in the sandbox.")
+    memory_mb: int = Field(1024, ge=64, description="Address space per process in MiB (RLIMIT_AS).")
+    processes: int = Field(32, ge=1, le=4096, description="Processes and threads the sandbox may run at once "
+                           "(RLIMIT_NPROC, per sandbox user id).")
+    file_size_mb: int = Field(16, ge=0, description="Largest file the code may write, MiB (RLIMIT_FSIZE).")
+    tmp_mb: int = Field(64, ge=1, description="Size of the private /tmp (tmpfs), MiB (bwrap mode).")
+    output_bytes: int = Field(1_000_000, ge=1024, description="Bytes read from each of stdout and stderr; past "
+                              "that the sandbox is killed and the output marked truncated.")
+    python: Optional[str] = Field(None, description="Interpreter inside the sandbox; default /usr/bin/python3 "
+                                  "(or the running interpreter's base when there is none). Must be readable by "
+                                  "an unprivileged user.")
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """The outcome of one run. ``exit_code``: the process's status (128+N when bwrap reports signal N, -N in
+    the unsafe mode); None when the sandbox was killed. ``killed``: why it was killed (``wall_time``,
+    ``output_limit``) or ended by a limit (``cpu_time``, ``signal:NAME``); None for a normal exit."""
+
+    stdout: str
+    stderr: str
+    exit_code: Optional[int]
+    timed_out: bool
+    killed: Optional[str]
+    truncated: bool
+    wall_s: float
+    mode: Mode
+
+    @property
+    def ok(self) -> bool:
+        """Exited with status 0, nothing killed or cut."""
+        return self.exit_code == 0 and self.killed is None and not self.truncated
+
+
+class SandboxUnavailable(RuntimeError):
+    """The bwrap sandbox cannot start here and the settings do not allow the unsafe mode."""
+
+
+def default_python() -> str:
+    """The interpreter used inside the sandbox: the system's python3, else the running interpreter's base."""
+    if os.path.exists(SYSTEM_PYTHON):
+        return SYSTEM_PYTHON
+    import sys
+    return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+
+
+@functools.lru_cache(maxsize=None)
+def probe(python: Optional[str] = None) -> Optional[str]:
+    """Why the bwrap sandbox cannot run ``python`` here, or None when it can (one tiny run, cached)."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (`bwrap`) is not installed"
+    try:
+        result = _run(SandboxSettings(mode="bwrap", wall_s=20, python=python), "print(6 * 7)")
+    except OSError as exc:
+        return f"bwrap could not start: {exc}"
+    if result.stdout.strip() != "42":
+        detail = (result.stderr.strip() or result.killed or f"exit status {result.exit_code}")[-300:]
+        return f"bwrap could not start a sandbox: {detail}"
+    return None
+
+
+def sandbox_problems(settings: SandboxSettings) -> list[str]:
+    """What ``--validate`` reports for these settings: the bwrap mode cannot start here, or an interpreter that
+    does not exist. The unsafe mode is allowed (it warns when it runs)."""
+    python = settings.python or default_python()
+    if not os.path.isfile(python):
+        return [f"sandbox.python {python!r} does not exist"]
+    if settings.mode == "unsafe_subprocess":
+        return []
+    reason = probe(settings.python)
+    return [f"the code sandbox cannot run here: {reason}; {INSTALL_HINT}"] if reason else []
+
+
+def run_python(code: str, settings: Optional[SandboxSettings] = None) -> SandboxResult:
+    """Run ``code`` (a Python program, standard library only) in the sandbox and return what it did.
+
+    The program is read from stdin by ``python -I -S -``, so it has no stdin of its own.
+
+    Raises:
+        SandboxUnavailable: bwrap mode, and :func:`probe` says bwrap cannot start here.
+    """
+    settings = settings or SandboxSettings()
+    if settings.mode == "bwrap":
+        reason = probe(settings.python)
+        if reason:
+            raise SandboxUnavailable(f"the code sandbox cannot run here: {reason}; {INSTALL_HINT}")
+    else:
+        log.warning("running model code WITHOUT isolation (sandbox mode unsafe_subprocess): it shares this "
+                    "machine's network and files; only rlimits, a timeout and an empty environment apply")
+    return _run(settings, code)
+
+
+# ------------------------------------------------------------------------------------------------ internals
+def _call_uid() -> Optional[int]:
+    """A fresh unprivileged user id for this call when running as root (None otherwise): RLIMIT_NPROC counts
+    the processes of a user id, and the kernel never applies it to root."""
+    return _UID_BASE + random.randrange(1_000_000) if os.geteuid() == 0 else None
+
+
+def _limits(settings: SandboxSettings, uid: Optional[int]) -> list[tuple[int, tuple[int, int]]]:
+    processes = settings.processes
+    if uid is None:   # our own user id: its other processes count too
+        processes += _processes_of(os.getuid())
+    return [(resource.RLIMIT_CPU, (settings.cpu_s, settings.cpu_s + 1)),
+            (resource.RLIMIT_AS, (settings.memory_mb * _MB,) * 2),
+            (resource.RLIMIT_NPROC, (processes,) * 2),
+            (resource.RLIMIT_FSIZE, (settings.file_size_mb * _MB,) * 2),
+            (resource.RLIMIT_NOFILE, (256, 256)),
+            (resource.RLIMIT_CORE, (0, 0))]
+
+
+def _processes_of(uid: int) -> int:
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                count += os.stat(entry.path).st_uid == uid
+            except OSError:
+                continue
+    return count
+
+
+def _bwrap_command(settings: SandboxSettings, python: str) -> list[str]:
+    cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL",
+           "--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            cmd += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            cmd += ["--ro-bind", top, top]
+    cmd += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    if not python.startswith("/usr/"):   # an interpreter elsewhere: its installation, read-only
+        prefix = os.path.dirname(os.path.dirname(os.path.realpath(python)))
+        cmd += ["--ro-bind", prefix, prefix]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(settings.tmp_mb * _MB), "--tmpfs", "/tmp",
+            "--chdir", "/tmp", "--hostname", "sandbox"]
+    for key, value in _child_env().items():
+        cmd += ["--setenv", key, value]
+    return cmd + ["--", python, "-I", "-S", "-X", "utf8", "-"]
+
+
+def _child_env() -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+
+
+def _run(settings: SandboxSettings, code: str) -> SandboxResult:
+    python = settings.python or default_python()
+    uid = _call_uid()
+    limits = _limits(settings, uid)
+
+    def preexec() -> None:   # in the child after fork, as the sandbox user: only async-safe setrlimit calls
+        for which, values in limits:
+            resource.setrlimit(which, values)
+
+    workdir = None
+    if settings.mode == "bwrap":
+        cmd, cwd = _bwrap_command(settings, python), "/"
+    else:
+        workdir = tempfile.mkdtemp(prefix="sandbox-")
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+        cmd, cwd = [python, "-I", "-S", "-X", "utf8", "-"], workdir
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                cwd=cwd, env=_child_env(), start_new_session=True, preexec_fn=preexec,
+                                user=uid, group=uid, extra_groups=[] if uid is not None else None)
+        try:
+            out, err, killed = _communicate(proc, code.encode("utf-8", "surrogatepass"), settings.output_bytes,
+                                            start + settings.wall_s)
+        finally:
+            _kill_group(proc)
+            proc.wait()
+    finally:
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    status = None if killed else proc.returncode
+    killed = killed or _ended_by(status)
+    return SandboxResult(out[:settings.output_bytes].decode("utf-8", "replace"),
+                         err[:settings.output_bytes].decode("utf-8", "replace"), status,
+                         timed_out=killed == "wall_time", killed=killed, truncated=killed == "output_limit",
+                         wall_s=time.monotonic() - start, mode=settings.mode)
+
+
+def _ended_by(status: Optional[int]) -> Optional[str]:
+    """The limit a status reports: a signal (-N from Popen, 128+N from bwrap); SIGXCPU is the CPU limit."""
+    if status is None or not (status < 0 or 128 < status < 128 + 65):
+        return None
+    number = -status if status < 0 else status - 128
+    if number == signal.SIGXCPU:
+        return "cpu_time"
+    try:
+        return f"signal:{signal.Signals(number).name}"
+    except ValueError:
+        return f"signal:{number}"
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the sandbox's process group (bwrap's pid-namespace init dies with it, and every process of the
+    namespace with that); the unsafe mode's leftovers in the group too."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _communicate(proc: subprocess.Popen, data: bytes, limit: int, deadline: float
+                 ) -> tuple[bytes, bytes, Optional[str]]:
+    """Feed ``data`` to stdin and read stdout/stderr until both close, the deadline passes (``wall_time``) or
+    one stream passes ``limit`` bytes (``output_limit``); never reads more than ``limit + 64 KiB`` per stream."""
+    bufs = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    pending = memoryview(data)
+    with selectors.DefaultSelector() as sel:
+        for stream in bufs:
+            sel.register(stream, selectors.EVENT_READ)
+        os.set_blocking(proc.stdin.fileno(), False)
+        sel.register(proc.stdin, selectors.EVENT_WRITE)
+        while sel.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), "wall_time"
+            for key, _ in sel.select(remaining):
+                stream = key.fileobj
+                if stream is proc.stdin:
+                    pending = _feed(proc, sel, pending)
+                    continue
+                chunk = os.read(stream.fileno(), 65536)
+                if not chunk:
+                    sel.unregister(stream)
+                    continue
+                bufs[stream] += chunk
+                if len(bufs[stream]) > limit:
+                    return bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), "output_limit"
+    remaining = deadline - time.monotonic()
+    try:
+        proc.wait(timeout=max(remaining, 0.001))
+    except subprocess.TimeoutExpired:   # closed its output but kept running
+        return bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), "wall_time"
+    return bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), None
+
+
+def _feed(proc: subprocess.Popen, sel: selectors.BaseSelector, pending: memoryview) -> memoryview:
+    try:
+        written = os.write(proc.stdin.fileno(), pending[:65536])
+        pending = pending[written:]
+    except BlockingIOError:
+        return pending
+    except (BrokenPipeError, OSError):   # the program stopped reading: nothing more to send
+        pending = pending[:0]
+    if not pending:
+        sel.unregister(proc.stdin)
+        proc.stdin.close()
+    return pending
