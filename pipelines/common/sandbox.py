@@ -51,7 +51,8 @@ INSTALL_HINT = ("install bubblewrap (`apt-get install bubblewrap`; linux.sh does
                 "forbids namespaces run it with --privileged (or a seccomp profile that allows unshare/clone "
                 "with new namespaces), or set `sandbox: {mode: unsafe_subprocess}` to run model code without "
                 "isolation (see README: Sandbox)")
-_UID_BASE = 200_000   # per-call user ids (root callers): far above the ids of real accounts
+UID_BASE = 200_000   # per-call user ids (root callers) start here: far above the ids of real accounts
+UID_SPAN = 1_000_000
 _MB = 1024 * 1024
 
 
@@ -159,7 +160,7 @@ def run_python(code: str, settings: Optional[SandboxSettings] = None) -> Sandbox
 def _call_uid() -> Optional[int]:
     """A fresh unprivileged user id for this call when running as root (None otherwise): RLIMIT_NPROC counts
     the processes of a user id, and the kernel never applies it to root."""
-    return _UID_BASE + random.randrange(1_000_000) if os.geteuid() == 0 else None
+    return UID_BASE + random.randrange(UID_SPAN) if os.geteuid() == 0 else None
 
 
 def _limits(settings: SandboxSettings, uid: Optional[int]) -> list[tuple[int, tuple[int, int]]]:
@@ -186,7 +187,7 @@ def _processes_of(uid: int) -> int:
 
 
 def _bwrap_command(settings: SandboxSettings, python: str) -> list[str]:
-    cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL",
+    cmd = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL",
            "--ro-bind", "/usr", "/usr"]
     for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
         if os.path.islink(top):
