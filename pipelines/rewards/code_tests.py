@@ -160,13 +160,13 @@ class CodeTestsMetrics:
 
 
 def _validate_code_tests(kwargs: dict[str, Any]) -> list[str]:
+    workers = kwargs.get("workers", 4)
+    problems = [] if isinstance(workers, int) and not isinstance(workers, bool) and 1 <= workers <= 64 else [
+        f"workers must be an integer from 1 to 64, not {workers!r}"]
     try:
         settings = SandboxSettings.model_validate(kwargs.get("sandbox") or {})
     except ValidationError as exc:
-        return [f"sandbox.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-    workers = kwargs.get("workers", 4)
-    problems = [] if isinstance(workers, int) and 1 <= workers <= 64 else [
-        f"workers must be an integer from 1 to 64, not {workers!r}"]
+        return problems + [f"sandbox.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
     return problems + sandbox_problems(settings)
 
 
