@@ -46,8 +46,9 @@ def hostile_completions(tmp_path: Path, port: int) -> dict[str, str]:
         "print_100_mb": fenced("import sys\nsys.stdout.write('x' * (100 * 1024 ** 2))\n"
                                "def add(a, b):\n    return a + b"),
         "env_key": attack("import os\nok = bool(os.environ.get('OPENAI_API_KEY'))"),
-        "proc_environ": attack(f"import glob\nfor path in glob.glob('/proc/*/environ') + ['/proc/{os.getpid()}/environ']:"
-                               f"\n    try:\n        ok = ok or b'OPENAI_API_KEY' in open(path, 'rb').read()\n"
+        "proc_environ": attack("import glob\nfor path in glob.glob('/proc/*/environ') + "
+                               f"['/proc/{os.getpid()}/environ']:\n    try:\n"
+                               "        ok = ok or b'OPENAI_API_KEY' in open(path, 'rb').read()\n"
                                "    except OSError:\n        pass"),
     }
 
@@ -72,8 +73,8 @@ def test_correct_wrong_and_hostile_completions(tmp_path, monkeypatch, capsys):
         listener.listen(1)
         listener.settimeout(0.5)
         hostile = hostile_completions(tmp_path, listener.getsockname()[1])
-        lines = {"correct": fenced("def add(a, b):\n    return a + b"), "wrong": fenced("def add(a, b):\n    return a - b"),
-                 **hostile}
+        lines = {"correct": fenced("def add(a, b):\n    return a + b"),
+                 "wrong": fenced("def add(a, b):\n    return a - b"), **hostile}
         src = tmp_path / "in.jsonl"
         src.write_text("".join(json.dumps({**row, "completion": c, "case": name}) + "\n" for name, c in lines.items()))
         start = time.monotonic()
