@@ -20,8 +20,8 @@ snippets need the standard library only, and the project's venv stays out of rea
 Where ``bwrap`` is missing or cannot start (containers that forbid namespaces), :func:`probe` says why (one tiny
 run, cached per process) and :func:`run_python` raises :class:`SandboxUnavailable`, unless the settings name the
 weaker ``unsafe_subprocess`` mode: a plain subprocess with the same empty environment, rlimits, output cap and
-timeout, run as an unprivileged user when the caller is root, but sharing the host's network, file system and
-process table. It logs a warning on every start.
+timeout, run as an unprivileged user of its own when the caller is root (every process of that user is killed
+after the run), but sharing the host's network, file system and process table. It logs a warning on every run.
 """
 from __future__ import annotations
 
@@ -176,14 +176,7 @@ def _limits(settings: SandboxSettings, uid: Optional[int]) -> list[tuple[int, tu
 
 
 def _processes_of(uid: int) -> int:
-    count = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                count += os.stat(entry.path).st_uid == uid
-            except OSError:
-                continue
-    return count
+    return sum(1 for e in os.scandir("/proc") if e.name.isdigit() and _owner(e.path) == uid)
 
 
 def _bwrap_command(settings: SandboxSettings, python: str) -> list[str]:
@@ -237,6 +230,8 @@ def _run(settings: SandboxSettings, code: str) -> SandboxResult:
         finally:
             _kill_group(proc)
             proc.wait()
+            if settings.mode != "bwrap" and uid is not None:
+                _kill_user(uid)
     finally:
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -270,12 +265,36 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
+def _kill_user(uid: int) -> None:
+    """SIGKILL every process of a per-call user id (the unsafe mode has no pid namespace to end: this catches
+    what left the process group); repeated until none is left, as a fork may race the first pass."""
+    for _ in range(50):
+        pids = [int(e.name) for e in os.scandir("/proc") if e.name.isdigit() and _owner(e.path) == uid]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+
+
+def _owner(path: str) -> Optional[int]:
+    try:
+        return os.stat(path).st_uid
+    except OSError:
+        return None
+
+
 def _communicate(proc: subprocess.Popen, data: bytes, limit: int, deadline: float
                  ) -> tuple[bytes, bytes, Optional[str]]:
-    """Feed ``data`` to stdin and read stdout/stderr until both close, the deadline passes (``wall_time``) or
-    one stream passes ``limit`` bytes (``output_limit``); never reads more than ``limit + 64 KiB`` per stream."""
+    """Feed ``data`` to stdin and read stdout/stderr until both close or the process has exited with nothing
+    left to read, the deadline passes (``wall_time``) or one stream passes ``limit`` bytes (``output_limit``);
+    never reads more than ``limit + 64 KiB`` per stream."""
     bufs = {proc.stdout: bytearray(), proc.stderr: bytearray()}
     pending = memoryview(data)
+    exited = False
     with selectors.DefaultSelector() as sel:
         for stream in bufs:
             sel.register(stream, selectors.EVENT_READ)
@@ -285,7 +304,13 @@ def _communicate(proc: subprocess.Popen, data: bytes, limit: int, deadline: floa
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), "wall_time"
-            for key, _ in sel.select(remaining):
+            events = sel.select(0 if exited else min(remaining, 0.1))
+            if not events:
+                if exited:   # nothing left to read after the exit; a leftover child may hold the pipes open
+                    break
+                exited = proc.poll() is not None
+                continue
+            for key, _ in events:
                 stream = key.fileobj
                 if stream is proc.stdin:
                     pending = _feed(proc, sel, pending)

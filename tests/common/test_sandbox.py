@@ -198,3 +198,16 @@ def test_python_exec_tool():
 def test_format_result_names_the_kill():
     killed = SandboxResult("", "", None, True, "wall_time", False, 3.0, "bwrap")
     assert format_result(killed).startswith("killed: wall-time limit reached")
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0, reason="per-call user ids need root")
+def test_unsafe_mode_kills_what_left_the_session():
+    result = run_python("import os, sys, time\npid = os.fork()\nif pid == 0:\n    os.setsid()\n    time.sleep(60)\n"
+                        "    os._exit(0)\nprint(pid)", UNSAFE)
+    pid = int(result.stdout)
+    assert result.exit_code == 0
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}").stat().st_uid != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}").stat().st_uid == 0   # gone (or pid reused)
