@@ -104,3 +104,25 @@ def test_a_sandbox_that_cannot_start_is_a_config_error(tmp_path, monkeypatch, ca
     assert code == 2
     assert "reward_funcs" in err and "bubblewrap" in err and "apt-get install bubblewrap" in err
     assert "unsafe_subprocess" in err
+
+
+@pytest.mark.parametrize("mode, expected", [("bwrap", 2), ("unsafe_subprocess", 0)])
+def test_validate_refuses_model_code_without_bwrap_unless_the_weaker_mode_is_set(tmp_path, monkeypatch, capsys,
+                                                                                mode, expected):
+    from pipelines.runner import main as runner_main
+
+    cfg = yaml.safe_load(write_config(tmp_path).read_text())
+    cfg["datasets"][0]["reward_funcs"][0]["sandbox"]["mode"] = mode
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    super_config = tmp_path / "super.yaml"
+    super_config.write_text(yaml.safe_dump({"pipeline_order": [{"node": "grpo", "config": "cfg.yaml"}]}))
+    sandbox.probe.cache_clear()
+    monkeypatch.setenv("PATH", str(tmp_path))                  # no bwrap on PATH
+    try:
+        code = runner_main(["--super-config", str(super_config), "--outputs", str(tmp_path / "out"), "--validate"])
+    finally:
+        sandbox.probe.cache_clear()
+    out = capsys.readouterr()
+    assert code == expected
+    if expected:
+        assert "datasets[0].reward_funcs[0]" in out.err + out.out and "apt-get install bubblewrap" in out.err + out.out
