@@ -211,3 +211,21 @@ def test_unsafe_mode_kills_what_left_the_session():
     while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}").stat().st_uid != 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}").stat().st_uid == 0   # gone (or pid reused)
+
+
+@needs_bwrap
+def test_limits_apply_without_prlimit_too(monkeypatch):
+    folder = Path(tempfile.mkdtemp())   # bwrap alone on PATH: the limits are set by a preexec_fn instead
+    folder.chmod(0o755)
+    (folder / "bwrap").symlink_to(shutil.which("bwrap"))
+    monkeypatch.setenv("PATH", str(folder))
+    try:
+        assert shutil.which("prlimit") is None
+        memory = run_python("x = bytearray(10 * 1024 ** 3)", FAST)
+        forks = run_python("import os, time\nn = 0\nfor _ in range(200):\n    try:\n        pid = os.fork()\n"
+                           "    except OSError:\n        break\n    if pid == 0:\n        time.sleep(30)\n"
+                           "        os._exit(0)\n    n += 1\nprint(n)", FAST)
+    finally:
+        shutil.rmtree(folder)
+    assert "MemoryError" in memory.stderr
+    assert forks.exit_code == 0 and 0 < int(forks.stdout) < FAST.processes
