@@ -126,3 +126,12 @@ def test_validate_refuses_model_code_without_bwrap_unless_the_weaker_mode_is_set
     assert code == expected
     if expected:
         assert "datasets[0].reward_funcs[0]" in out.err + out.out and "apt-get install bubblewrap" in out.err + out.out
+
+
+@needs_bwrap
+def test_every_reference_solution_of_the_shipped_dataset_passes(tmp_path):
+    rows = DATA.read_text().splitlines()
+    assert main(["--config", str(write_config(tmp_path)), "--sample", str(len(rows)),
+                 "--output", str(tmp_path / "out.jsonl")]) == 0
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(out) == len(rows) and all(r["reward"] == 1.0 for r in out), [r.get("errors") for r in out]
