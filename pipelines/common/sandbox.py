@@ -34,6 +34,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -108,7 +109,6 @@ def default_python() -> str:
     """The interpreter used inside the sandbox: the system's python3, else the running interpreter's base."""
     if os.path.exists(SYSTEM_PYTHON):
         return SYSTEM_PYTHON
-    import sys
     return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
 
 
@@ -200,8 +200,9 @@ def _bwrap_command(settings: SandboxSettings, python: str) -> list[str]:
     return cmd + ["--", python, "-I", "-S", "-X", "utf8", "-"]
 
 
-def _child_env() -> dict[str, str]:
-    return {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+def _child_env(home: str = "/tmp") -> dict[str, str]:
+    """The whole environment of the sandboxed program: nothing of the parent's."""
+    return {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8", "TMPDIR": home}
 
 
 def _run(settings: SandboxSettings, code: str) -> SandboxResult:
@@ -217,7 +218,7 @@ def _run(settings: SandboxSettings, code: str) -> SandboxResult:
         cmd, cwd = [python, "-I", "-S", "-X", "utf8", "-"], workdir
     start = time.monotonic()
     try:
-        proc = _spawn(cmd, cwd, uid, _limits(settings, uid))
+        proc = _spawn(cmd, cwd, uid, _limits(settings, uid), _child_env(workdir or "/tmp"))
         try:
             out, err, killed = _communicate(proc, code.encode("utf-8", "surrogatepass"), settings.output_bytes,
                                             start + settings.wall_s)
@@ -237,8 +238,8 @@ def _run(settings: SandboxSettings, code: str) -> SandboxResult:
                          wall_s=time.monotonic() - start, mode=settings.mode)
 
 
-def _spawn(cmd: list[str], cwd: str, uid: Optional[int], limits: list[tuple[int, tuple[int, int]]]
-           ) -> subprocess.Popen:
+def _spawn(cmd: list[str], cwd: str, uid: Optional[int], limits: list[tuple[int, tuple[int, int]]],
+           env: dict[str, str]) -> subprocess.Popen:
     """Start ``cmd`` in a new session as ``uid`` with ``limits``: set by util-linux ``prlimit`` where it is
     installed (exec'd in the same process; the child needs no Python ``preexec_fn``, which is unsafe beside
     threads and slower: fork instead of vfork), else by a ``preexec_fn`` that only calls setrlimit."""
@@ -251,7 +252,7 @@ def _spawn(cmd: list[str], cwd: str, uid: Optional[int], limits: list[tuple[int,
             for which, values in limits:
                 resource.setrlimit(which, values)
     return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
-                            env=_child_env(), start_new_session=True, preexec_fn=preexec, user=uid, group=uid,
+                            env=env, start_new_session=True, preexec_fn=preexec, user=uid, group=uid,
                             extra_groups=[] if uid is not None else None)
 
 
