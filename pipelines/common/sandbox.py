@@ -69,7 +69,7 @@ class SandboxSettings(StrictModel):
     wall_s: float = Field(10.0, gt=0, le=3600, description="Wall-clock seconds before the whole sandbox is killed.")
     cpu_s: int = Field(5, ge=1, le=3600, description="CPU seconds (RLIMIT_CPU) of each process in the sandbox.")
     memory_mb: int = Field(1024, ge=64, description="Address space per process in MiB (RLIMIT_AS).")
-    processes: int = Field(32, ge=1, le=4096, description="Processes and threads the sandbox may run at once "
+    processes: int = Field(16, ge=1, le=4096, description="Processes and threads the sandbox may run at once "
                            "(RLIMIT_NPROC, per sandbox user id).")
     file_size_mb: int = Field(16, ge=0, description="Largest file the code may write, MiB (RLIMIT_FSIZE).")
     tmp_mb: int = Field(64, ge=1, description="Size of the private /tmp (tmpfs), MiB (bwrap mode).")
