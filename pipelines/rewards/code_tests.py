@@ -21,7 +21,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
-import numpy as np
 from pydantic import ValidationError
 
 from pipelines.common.sandbox import SandboxResult, SandboxSettings, run_python, sandbox_problems
@@ -153,6 +152,7 @@ class CodeTestsMetrics:
                    "tests_passed": float(round(self.tests_passed))}
             out.update({f"zero/{r}": float(self.reasons[r]) for r in REASONS})
             if self.latencies:
+                import numpy as np   # only once something ran: --validate does not need numpy
                 p50, p95 = np.percentile(self.latencies, [50, 95])
                 out["sandbox_latency_p50_s"], out["sandbox_latency_p95_s"] = float(p50), float(p95)
             self._reset()
