@@ -5,13 +5,15 @@
 :mod:`pipelines.common.sandbox` with the default settings (``mode: bwrap``); :func:`make_python_exec` builds one
 with other settings (larger limits, or the documented ``unsafe_subprocess`` mode where bubblewrap cannot start),
 for a user's ``tools.py``. Every sandboxed tool carries its settings as ``sandbox_settings``, so ``--validate``
-can check that the sandbox starts here (:func:`pipelines.common.sandbox.sandbox_problems`).
+can check that the sandbox starts here (:func:`pipelines.common.sandbox.sandbox_problems`), and a
+:class:`~pipelines.common.sandbox.SandboxStats` as ``sandbox_stats`` (runs, latency p50/p95, runs stopped by a
+limit; ``.pop()`` per logging step).
 """
 from __future__ import annotations
 
 from typing import Callable, Optional
 
-from pipelines.common.sandbox import SandboxResult, SandboxSettings, run_python
+from pipelines.common.sandbox import SandboxResult, SandboxSettings, SandboxStats, run_python
 
 TOOL_OUTPUT_CHARS = 4000   # per stream: what a model reads back stays a few thousand characters
 
@@ -40,6 +42,7 @@ def format_result(result: SandboxResult, limit: int = TOOL_OUTPUT_CHARS) -> str:
 def make_python_exec(settings: Optional[SandboxSettings] = None) -> Callable[[str], str]:
     """A ``python_exec`` tool that runs with ``settings`` (default: :class:`SandboxSettings` defaults)."""
     settings = settings or SandboxSettings()
+    stats = SandboxStats()
 
     def python_exec(code: str) -> str:
         """Run a Python program in an isolated sandbox and return what it printed.
@@ -53,9 +56,12 @@ def make_python_exec(settings: Optional[SandboxSettings] = None) -> Callable[[st
         Returns:
             The exit status, then the program's stdout and stderr (cut to a few thousand characters each).
         """
-        return format_result(run_python(code, settings))
+        result = run_python(code, settings)
+        stats.add(result)
+        return format_result(result)
 
     python_exec.sandbox_settings = settings   # type: ignore[attr-defined]
+    python_exec.sandbox_stats = stats         # type: ignore[attr-defined]
     return python_exec
 
 

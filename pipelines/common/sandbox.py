@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import Literal, Optional
@@ -99,6 +100,43 @@ class SandboxResult:
     def ok(self) -> bool:
         """Exited with status 0, nothing killed or cut."""
         return self.exit_code == 0 and self.killed is None and not self.truncated
+
+
+class SandboxStats:
+    """Thread-safe record of sandbox runs between two pops (for metrics): how many, their latency, and how many
+    each limit stopped. :meth:`pop` is a collective in a multi-process run (every rank pops at the same step)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latencies: list[float] = []
+        self._killed: dict[str, int] = {}
+
+    def add(self, result: SandboxResult) -> None:
+        with self._lock:
+            self._latencies.append(result.wall_s)
+            if result.killed:
+                self._killed[result.killed] = self._killed.get(result.killed, 0) + 1
+
+    def pop(self) -> dict[str, float]:
+        """``runs``, ``latency_p50_s``, ``latency_p95_s`` and ``killed/<reason>`` since the last pop, over every
+        rank; {} when nothing ran."""
+        from pipelines.common.dist import all_gather_objects
+
+        with self._lock:
+            mine = (self._latencies, self._killed)
+            self._latencies, self._killed = [], {}
+        gathered = all_gather_objects(mine)
+        latencies = [x for rank_latencies, _ in gathered for x in rank_latencies]
+        if not latencies:
+            return {}
+        import numpy as np   # only once something ran
+
+        p50, p95 = np.percentile(latencies, [50, 95])
+        out = {"runs": float(len(latencies)), "latency_p50_s": float(p50), "latency_p95_s": float(p95)}
+        for _, killed in gathered:
+            for reason, count in killed.items():
+                out[f"killed/{reason}"] = out.get(f"killed/{reason}", 0.0) + count
+        return out
 
 
 class SandboxUnavailable(RuntimeError):

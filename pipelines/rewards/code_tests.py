@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 from pydantic import ValidationError
 
-from pipelines.common.sandbox import SandboxResult, SandboxSettings, run_python, sandbox_problems
+from pipelines.common.sandbox import SandboxResult, SandboxSettings, SandboxStats, run_python, sandbox_problems
 from pipelines.rewards.forms import completion_text
 from pipelines.rewards.registry import needs_columns, register_reward_function
 
@@ -122,40 +122,37 @@ def read_outcome(result: SandboxResult, marker: str, n_tests: int) -> tuple[floa
 
 
 class CodeTestsMetrics:
-    """Counters since the last pop: runs, zero scores by reason, tests run and passed, sandbox latency."""
+    """Counters since the last pop: completions scored (``runs``), zero scores by reason, tests run and passed,
+    and the sandbox's latency (``sandbox_latency_p50_s`` / ``_p95_s``). Summed over every rank: :meth:`pop` is
+    a collective there, as the reward stack's ``pop_metrics`` is."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._reset()
+        self.sandbox = SandboxStats()
+        self._counts: Counter[str] = Counter()
 
-    def _reset(self) -> None:
-        self.reasons: Counter[str] = Counter()
-        self.runs = self.tests_run = 0
-        self.tests_passed = 0.0
-        self.latencies: list[float] = []
-
-    def add(self, n_tests: int, score: float, reason: Optional[str], latency: Optional[float]) -> None:
+    def add(self, n_tests: int, score: float, reason: Optional[str], result: Optional[SandboxResult]) -> None:
         with self._lock:
-            self.runs += 1
-            self.tests_run += n_tests
-            self.tests_passed += score * n_tests
+            self._counts.update({"runs": 1, "tests_run": n_tests, "tests_passed": round(score * n_tests)})
             if reason:
-                self.reasons[reason] += 1
-            if latency is not None:
-                self.latencies.append(latency)
+                self._counts[f"zero/{reason}"] += 1
+        if result is not None:
+            self.sandbox.add(result)
 
     def pop(self) -> dict[str, float]:
+        from pipelines.common.dist import all_gather_objects
+
         with self._lock:
-            if not self.runs:
-                return {}
-            out = {"runs": float(self.runs), "tests_run": float(self.tests_run),
-                   "tests_passed": float(round(self.tests_passed))}
-            out.update({f"zero/{r}": float(self.reasons[r]) for r in REASONS})
-            if self.latencies:
-                import numpy as np   # only once something ran: --validate does not need numpy
-                p50, p95 = np.percentile(self.latencies, [50, 95])
-                out["sandbox_latency_p50_s"], out["sandbox_latency_p95_s"] = float(p50), float(p95)
-            self._reset()
+            mine, self._counts = self._counts, Counter()
+        counts: Counter[str] = sum(all_gather_objects(mine), Counter())
+        sandbox = self.sandbox.pop()
+        if not counts["runs"]:
+            return {}
+        out = {key: float(counts[key]) for key in ("runs", "tests_run", "tests_passed")}
+        out.update({f"zero/{r}": float(counts[f"zero/{r}"]) for r in REASONS})
+        for key in ("latency_p50_s", "latency_p95_s"):
+            if key in sandbox:
+                out[f"sandbox_{key}"] = sandbox[key]
         return out
 
 
@@ -194,7 +191,7 @@ def code_tests(tests_column: str = "tests", sandbox: Optional[dict[str, Any]] = 
         marker = f"@@code_tests:{secrets.token_hex(16)}@@"
         result = run_python(harness_program(solution, statements, marker), settings)
         score, reason = read_outcome(result, marker, len(statements))
-        metrics.add(len(statements), score, reason, result.wall_s)
+        metrics.add(len(statements), score, reason, result)
         return score
 
     def code_tests(prompts, completions, **row):

@@ -229,3 +229,14 @@ def test_limits_apply_without_prlimit_too(monkeypatch):
         shutil.rmtree(folder)
     assert "MemoryError" in memory.stderr
     assert forks.exit_code == 0 and 0 < int(forks.stdout) < FAST.processes
+
+
+@needs_bwrap
+def test_sandbox_stats_of_a_tool():
+    tool = make_python_exec(FAST.model_copy(update={"wall_s": 1.0}))
+    tool("print(1)")
+    tool("import time\ntime.sleep(5)")
+    stats = tool.sandbox_stats.pop()
+    assert stats["runs"] == 2 and stats["killed/wall_time"] == 1
+    assert 0 < stats["latency_p50_s"] <= stats["latency_p95_s"] < 3
+    assert tool.sandbox_stats.pop() == {}
