@@ -95,3 +95,23 @@ def test_validate_reports_bad_sandbox_settings():
     assert any(p.startswith("sandbox.mode") for p in problems) and any(p.startswith("sandbox.wall_s") for p in problems)
     assert any("workers" in p for p in problems)
     assert record.needed_columns({"tests_column": "checks"}) == ["checks"]
+
+
+@needs_bwrap
+def test_metrics_reach_the_reward_stack():
+    from pipelines.data.config import DatasetEntry
+    from pipelines.rewards.config import RewardSection
+    from pipelines.rewards.engine import RewardStack
+
+    dataset = DatasetEntry.model_validate({"path": "code.jsonl", "percentage": 1.0,
+                                           "reward_funcs": [{"name": "code_tests", "sandbox": FAST}]})
+    stack = RewardStack(RewardSection(), [dataset])
+    try:
+        rows = [{"prompt": [{"role": "user", "content": "add"}], "tests": TESTS, "dataset_index": 0}] * 2
+        results = stack.score_batch(None, [fenced("def add(a, b):\n    return a + b"), "no code"], rows)
+        metrics = stack.pop_metrics()
+    finally:
+        stack.close()
+    assert [r.combined for r in results] == [1.0, 0.0]
+    assert metrics["rewards/code/code_tests/runs"] == 2 and metrics["rewards/code/code_tests/zero/no_code"] == 1
+    assert metrics["rewards/code/code_tests/sandbox_latency_p50_s"] > 0
