@@ -14,11 +14,13 @@ import yaml
 
 from cli_utils.score_completions import main
 from pipelines.common import sandbox
+from tests.common.test_sandbox import sandbox_processes
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "inputs" / "code_tests.jsonl"
 KEY = "sk-test-fake-openai-key-7f3e"
 WALL_S = 3
+HOST_TMP = Path("/tmp") / f"code-tests-escape-{os.getpid()}"
 needs_bwrap = pytest.mark.skipif(sandbox.probe() is not None, reason=f"bwrap cannot start here: {sandbox.probe()}")
 
 
@@ -34,7 +36,8 @@ def attack(setup: str) -> str:
 def hostile_completions(tmp_path: Path, port: int) -> dict[str, str]:
     outside = tmp_path / "escaped.txt"
     return {
-        "write_outside": attack(f"try:\n    open({str(outside)!r}, 'w').write('escaped')\n    ok = True\n"
+        "write_outside": attack(f"open({str(HOST_TMP)!r}, 'w').write('only in the private /tmp')\n"
+                                f"try:\n    open({str(outside)!r}, 'w').write('escaped')\n    ok = True\n"
                                 "except OSError:\n    pass"),
         "socket": attack(f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=1)"
                          ".sendall(b'escaped')\n    ok = True\nexcept OSError:\n    pass"),
@@ -87,7 +90,11 @@ def test_correct_wrong_and_hostile_completions(tmp_path, monkeypatch, capsys):
     scores = {case: r["rewards"]["code_tests/code_tests"] for case, r in out.items()}
     assert scores == {"correct": 1.0, **{case: 0.0 for case in lines if case != "correct"}}
     assert not any("errors" in r for r in out.values())
-    assert not (tmp_path / "escaped.txt").exists()
+    assert not (tmp_path / "escaped.txt").exists() and not HOST_TMP.exists()
+    deadline = time.monotonic() + 10                            # the fork bomb's processes die with its sandbox
+    while sandbox_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sandbox_processes() == []
     # each sandbox is stopped by its limits: the whole file takes well under one wall limit per line
     assert elapsed < len(lines) * WALL_S
     assert KEY not in (tmp_path / "out.jsonl").read_text() and KEY not in capsys.readouterr().out
