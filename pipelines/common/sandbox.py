@@ -43,6 +43,7 @@ from typing import Literal, Optional
 
 from pydantic import Field
 
+from pipelines.common.bwrap import bwrap_command, bwrap_path
 from pipelines.common.schema import StrictModel
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ def default_python() -> str:
 @functools.lru_cache(maxsize=None)
 def probe(python: Optional[str] = None) -> Optional[str]:
     """Why the bwrap sandbox cannot run ``python`` here, or None when it can (one tiny run, cached)."""
-    if shutil.which("bwrap") is None:
+    if bwrap_path() is None:
         return "bubblewrap (`bwrap`) is not installed"
     try:
         result = _run(SandboxSettings(mode="bwrap", wall_s=20, python=python), "print(6 * 7)")
@@ -219,25 +220,6 @@ def _processes_of(uid: int) -> int:
     return sum(1 for e in os.scandir("/proc") if e.name.isdigit() and _owner(e.path) == uid)
 
 
-def _bwrap_command(settings: SandboxSettings, python: str) -> list[str]:
-    cmd = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-           "--cap-drop", "ALL", "--ro-bind", "/usr", "/usr"]
-    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
-        if os.path.islink(top):
-            cmd += ["--symlink", os.readlink(top), top]
-        elif os.path.isdir(top):
-            cmd += ["--ro-bind", top, top]
-    cmd += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    if not python.startswith("/usr/"):   # an interpreter elsewhere: its installation, read-only
-        prefix = os.path.dirname(os.path.dirname(os.path.realpath(python)))
-        cmd += ["--ro-bind", prefix, prefix]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(settings.tmp_mb * _MB), "--tmpfs", "/tmp",
-            "--chdir", "/tmp", "--hostname", "sandbox"]
-    for key, value in _child_env().items():
-        cmd += ["--setenv", key, value]
-    return cmd + ["--", python, "-I", "-S", "-X", "utf8", "-"]
-
-
 def _child_env(home: str = "/tmp") -> dict[str, str]:
     """The whole environment of the sandboxed program: nothing of the parent's."""
     return {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8", "TMPDIR": home}
@@ -248,7 +230,7 @@ def _run(settings: SandboxSettings, code: str) -> SandboxResult:
     uid = _call_uid()
     workdir = None
     if settings.mode == "bwrap":
-        cmd, cwd = _bwrap_command(settings, python), "/"
+        cmd, cwd = bwrap_command(python, settings.tmp_mb * _MB, _child_env()), "/"
     else:
         workdir = tempfile.mkdtemp(prefix="sandbox-")
         if uid is not None:

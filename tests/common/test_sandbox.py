@@ -240,3 +240,29 @@ def test_sandbox_stats_of_a_tool():
     assert stats["runs"] == 2 and stats["killed/wall_time"] == 1
     assert 0 < stats["latency_p50_s"] <= stats["latency_p95_s"] < 3
     assert tool.sandbox_stats.pop() == {}
+
+
+@needs_bwrap
+def test_the_private_tmp_is_capped():
+    result = run_python("for i in range(8):\n    open(f'/tmp/f{i}', 'wb').write(b'x' * 1024 * 1024)",
+                        FAST.model_copy(update={"tmp_mb": 4}))
+    assert result.exit_code == 1 and "No space left on device" in result.stderr
+
+
+def test_an_old_bwrap_without_size_or_clearenv_still_gets_a_command(monkeypatch, caplog):
+    from pipelines.common import bwrap
+
+    folder = Path(tempfile.mkdtemp())
+    old = folder / "bwrap"   # bubblewrap 0.4.0's help has neither --size nor --clearenv
+    old.write_text("#!/bin/sh\necho 'usage: bwrap [OPTIONS...] [--] COMMAND [ARGS...]'\n"
+                   "echo '    --unshare-all                Unshare every namespace'\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", str(folder))
+    try:
+        with caplog.at_level(logging.WARNING, logger="pipelines.common.bwrap"):
+            cmd = bwrap.bwrap_command("/usr/bin/python3", 1024, {"PATH": "/usr/bin"})
+    finally:
+        shutil.rmtree(folder)
+    assert cmd[0] == str(old) and "--size" not in cmd and "--clearenv" not in cmd and "--unshare-all" in cmd
+    assert "not capped" in caplog.text
+    assert cmd[cmd.index("--tmpfs") - 1] != "--size"
