@@ -56,7 +56,7 @@ def make_python_exec(settings: Optional[SandboxSettings] = None) -> Callable[[st
         Returns:
             The exit status, then the program's stdout and stderr (cut to a few thousand characters each).
         """
-        result = run_python(code, settings)
+        result = run_python(str(code), settings)   # a model may pass a number or a list
         stats.add(result)
         return format_result(result)
 

@@ -14,6 +14,9 @@ Shared by every node that runs model code (the ``code_tests`` reward, the ``pyth
 - is killed whole (its pid namespace goes with it) at the wall-time limit or when stdout or stderr passes the
   output limit; only that many bytes are ever read.
 
+The bwrap command line itself is :mod:`pipelines.common.bwrap`; the rlimits are set by util-linux ``prlimit``
+(or a ``preexec_fn`` where it is missing) after the switch to the sandbox's user id.
+
 The interpreter is the system's ``/usr/bin/python3`` run with ``-I -S`` (isolated, no site-packages): the
 snippets need the standard library only, and the project's venv stays out of reach.
 
