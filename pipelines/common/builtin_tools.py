@@ -11,9 +11,9 @@ limit; ``.pop()`` per logging step).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
-from pipelines.common.sandbox import SandboxResult, SandboxSettings, SandboxStats, run_python
+from pipelines.common.sandbox import SandboxResult, SandboxSettings, SandboxStats, run_python, sandbox_problems
 
 TOOL_OUTPUT_CHARS = 4000   # per stream: what a model reads back stays a few thousand characters
 
@@ -70,3 +70,10 @@ python_exec = make_python_exec()
 # Registry name -> tool function: the names a config's `tools:` may use for the built-ins.
 BUILTIN_TOOLS: dict[str, Callable[..., str]] = {"python_exec": python_exec}
 
+
+
+def tool_sandbox_problems(tool: Callable[..., Any]) -> list[str]:
+    """What ``--validate`` reports for a tool that runs in the sandbox (it carries ``sandbox_settings``): the
+    sandbox cannot start here and the tool's settings do not allow the weaker mode. [] for any other tool."""
+    settings = getattr(tool, "sandbox_settings", None)
+    return sandbox_problems(settings) if isinstance(settings, SandboxSettings) else []

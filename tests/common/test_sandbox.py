@@ -266,3 +266,12 @@ def test_an_old_bwrap_without_size_or_clearenv_still_gets_a_command(monkeypatch,
     assert cmd[0] == str(old) and "--size" not in cmd and "--clearenv" not in cmd and "--unshare-all" in cmd
     assert "not capped" in caplog.text
     assert cmd[cmd.index("--tmpfs") - 1] != "--size"
+
+
+def test_tool_sandbox_problems(fresh_probe, monkeypatch, tmp_path):
+    from pipelines.common.builtin_tools import tool_sandbox_problems
+
+    monkeypatch.setenv("PATH", str(tmp_path))                 # no bwrap
+    assert "apt-get install bubblewrap" in tool_sandbox_problems(BUILTIN_TOOLS["python_exec"])[0]
+    assert tool_sandbox_problems(make_python_exec(SandboxSettings(mode="unsafe_subprocess"))) == []
+    assert tool_sandbox_problems(len) == []
