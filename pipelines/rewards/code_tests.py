@@ -80,8 +80,9 @@ def last_python_block(text: str) -> Optional[str]:
 
 
 def split_tests(tests: Any) -> list[str]:
-    """The row's tests as statements: a list of strings (one test each) or one string of statements (each
-    top-level statement is a test). ValueError for anything else or a string that does not parse."""
+    """The row's tests as statements: a list of strings (one test each), one string of statements (each
+    top-level statement is a test), or a list of strings stored as text (``'["assert f(1) == 1"]'``, as JSON
+    columns often are). ValueError for anything else or a string that does not parse."""
     if hasattr(tests, "tolist"):
         tests = tests.tolist()
     if isinstance(tests, str):
@@ -89,6 +90,10 @@ def split_tests(tests: Any) -> list[str]:
             tree = ast.parse(tests)
         except SyntaxError as exc:
             raise ValueError(f"the row's tests do not parse as Python: {exc}") from None
+        only = tree.body[0].value if len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr) else None
+        if isinstance(only, (ast.List, ast.Tuple)) and all(
+                isinstance(e, ast.Constant) and isinstance(e.value, str) for e in only.elts):
+            return [e.value for e in only.elts]   # a list stored as text (JSON or repr): its items are the tests
         return [ast.get_source_segment(tests, node) or "" for node in tree.body]
     if isinstance(tests, (list, tuple)) and all(isinstance(t, str) for t in tests):
         return list(tests)

@@ -31,6 +31,8 @@ def test_split_tests():
     assert split_tests(TESTS) == TESTS
     assert split_tests("assert f(1) == 1\nfor i in range(3):\n    assert f(i) >= 0\n") == [
         "assert f(1) == 1", "for i in range(3):\n    assert f(i) >= 0"]
+    assert split_tests('["assert f(1) == 1", "assert f(2) == 2"]') == ["assert f(1) == 1", "assert f(2) == 2"]
+    assert split_tests("[1, 2]") == ["[1, 2]"]                  # not a list of test strings: one (odd) statement
     with pytest.raises(ValueError, match="do not parse"):
         split_tests("assert (")
     with pytest.raises(ValueError, match="list of Python statements"):
