@@ -97,7 +97,9 @@ def test_correct_wrong_and_hostile_completions(tmp_path, monkeypatch, capsys):
     assert sandbox_processes() == []
     # each sandbox is stopped by its limits: the whole file takes well under one wall limit per line
     assert elapsed < len(lines) * WALL_S
-    assert KEY not in (tmp_path / "out.jsonl").read_text() and KEY not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert KEY not in (tmp_path / "out.jsonl").read_text() and KEY not in printed
+    assert "reward counters:" in printed and "code_tests/code_tests/zero/output_limit: 1" in printed
 
 
 def test_a_sandbox_that_cannot_start_is_a_config_error(tmp_path, monkeypatch, capsys):
