@@ -55,8 +55,9 @@ Mode = Literal["bwrap", "unsafe_subprocess"]
 SYSTEM_PYTHON = "/usr/bin/python3"
 INSTALL_HINT = ("install bubblewrap (`apt-get install bubblewrap`; linux.sh does it), or in a container that "
                 "forbids namespaces run it with --privileged (or a seccomp profile that allows unshare/clone "
-                "with new namespaces), or set `sandbox: {mode: unsafe_subprocess}` to run model code without "
-                "isolation (README: Code rewards and the sandbox)")
+                "with new namespaces), or run model code without isolation: `sandbox: {mode: unsafe_subprocess}` "
+                "on a code_tests entry, make_python_exec(SandboxSettings(mode='unsafe_subprocess')) for a tool "
+                "(README: Code rewards and the sandbox)")
 UID_BASE = 200_000   # per-call user ids (root callers) start here: far above the ids of real accounts
 UID_SPAN = 1_000_000
 _MB = 1024 * 1024
