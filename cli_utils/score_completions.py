@@ -300,6 +300,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "score_completions") 
     output = AtomicOutputFile(Path(args.output)) if args.output else None
     try:
         summary = _score_all(args, cfg, stack, secrets, output)
+        counters = _reward_counters(stack)
         if output is not None:
             output.commit()
     except ConfigError as exc:
@@ -310,9 +311,19 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "score_completions") 
         if output is not None:
             output.discard()
     print(summary.table())
+    if counters:
+        print(counters)
     if args.output:
         print(f"wrote {shown(args.output)}")
     return 0
+
+
+def _reward_counters(stack) -> str:
+    """What the reward functions counted while scoring (e.g. code_tests' zero scores by reason), the non-zero
+    ones, one per line; '' when there are none."""
+    lines = [f"  {key.removeprefix('rewards/')}: {value:g}" for key, value in sorted(stack.pop_metrics().items())
+             if value and not key.endswith(("/mean", "/std", "/none_ratio", "/count"))]
+    return "reward counters:\n" + "\n".join(lines) if lines else ""
 
 
 def _score_all(args, cfg, stack, secrets: set[str], output: Optional[AtomicOutputFile]) -> Summary:

@@ -22,6 +22,7 @@ from pipelines.common.imports import import_attribute, is_import_path
 from pipelines.common.problems import did_you_mean
 from pipelines.common.registry_base import Registry
 from pipelines.rewards import builtin, builtin_post_processors  # noqa: F401  (register the built-ins)
+from pipelines.rewards import code_tests as code_tests_reward  # noqa: F401  (registers code_tests)
 from pipelines.rewards.judge import generic as generic_judge  # noqa: F401  (registers generic_llm_reward)
 from pipelines.rewards.judge import reward as judge_reward  # noqa: F401  (registers llm_judge)
 from pipelines.rewards import trl_rewards  # noqa: F401  (registers TRL's shipped rewards)

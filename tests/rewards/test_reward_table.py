@@ -11,8 +11,8 @@ from pipelines.rewards import catalog
 from pipelines.rewards.registry import RegisteredReward
 from pipelines.rewards.table import END, START, arguments, builtin_reward_table, splice, summary, table_in
 
-BUILTINS = ("answer_match", "cot_format", "countdown_equation", "generic_llm_reward", "keyword", "length_target",
-            "llm_judge", "regex_match", "repetition_penalty", "think_answer_format")
+BUILTINS = ("answer_match", "code_tests", "cot_format", "countdown_equation", "generic_llm_reward", "keyword",
+            "length_target", "llm_judge", "regex_match", "repetition_penalty", "think_answer_format")
 
 
 def piped(choice: Literal["a", "b"], size: int, flag: bool = False, **kwargs):
