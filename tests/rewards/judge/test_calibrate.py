@@ -1,0 +1,131 @@
+"""``--validate --calibrate-judges`` against a real HTTP judge that scores by containment of the reference."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from pipelines.rewards.judge import degrade
+from pipelines.rewards.judge.calibration import CalibrationSettings, Sample, failures, measure, settings_problems
+from pipelines.runner import main as runner_main
+from tests.containment_judge import BROKEN_RUBRIC, SCORE_1_10, SOUND_RUBRIC, script
+from tests.judge_server import JudgeServer, Reply
+
+TOPICS = ["rivers", "volcanoes", "bees", "glaciers", "comets", "forests", "deserts", "coral reefs", "storms",
+          "tides", "caves", "wetlands"]
+
+
+def write_data(folder, n=12):
+    """Rows whose reference answers have three sentences of different lengths."""
+    lines = []
+    for i, topic in enumerate(TOPICS[:n]):
+        answer = (f"{topic.capitalize()} shape the land around them in slow ways. " + "Scientists study "
+                  + " and ".join(f"factor {k} of {topic}" for k in range(1 + i % 4)) + " every year. "
+                  f"Most people first see {topic} on a trip with family number {i}.")
+        lines.append(json.dumps({"conversations": [{"from": "human", "value": f"Tell me about {topic}."},
+                                                   {"from": "gpt", "value": answer}]}))
+    path = folder / "facts.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_config(repo_root, folder, base_url, rubric_text, calibration=None, second=None):
+    rubric = folder / "rubric.yaml"
+    rubric.write_text(rubric_text)
+    cfg = yaml.safe_load((repo_root / "pipelines/grpo/configs/quickstart.yaml").read_text())
+    cfg["dataset_settings"]["total_rows"] = 12
+    judge = dict(name="llm_judge", label="containment", eval_llm_name="j", eval_llm_base_url=base_url,
+                 eval_llm_api_key="sk-calibrate-secret", system_prompt_path=str(rubric), score_types=SCORE_1_10,
+                 temperature=0.0, max_tokens=64, calibration=calibration or {"rows": 8, "retest_rows": 3})
+    funcs = [judge] + ([second] if second else [])
+    cfg["datasets"] = [{"path": str(write_data(folder)), "percentage": 1.0, "reward_funcs": funcs}]
+    (folder / "node.yaml").write_text(yaml.safe_dump(cfg))
+    (folder / "super.yaml").write_text("pipeline_order:\n  - node: grpo\n    config: node.yaml\n")
+    return folder / "super.yaml"
+
+
+def calibrate(super_config, folder):
+    return runner_main(["--super-config", str(super_config), "--validate", "--calibrate-judges",
+                        "--outputs", str(folder / "out")])
+
+
+def test_sound_rubric_passes_with_auc_at_least_0_9(repo_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(repo_root)
+    with JudgeServer(script) as srv:
+        code = calibrate(write_config(repo_root, tmp_path, srv.base_url, SOUND_RUBRIC), tmp_path)
+        calls = len(srv.requests)
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    auc = float(out.out.split("separation (ROC-AUC)")[1].split()[0])
+    assert auc >= 0.9
+    planned = int(out.out.split("calibration sends ")[1].split()[0])
+    assert planned == calls > 8           # printed before sending, and what was sent
+    assert out.out.index("calibration sends") < out.out.index("separation (ROC-AUC)")
+    assert "test-retest (Spearman)       1.00" in out.out
+    assert "sk-calibrate-secret" not in out.out + out.err
+
+
+def test_broken_rubric_exits_2_naming_the_rubric_and_the_measure(repo_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(repo_root)
+    with JudgeServer(script) as srv:
+        code = calibrate(write_config(repo_root, tmp_path, srv.base_url, BROKEN_RUBRIC), tmp_path)
+        assert len(srv.requests) > 0      # it was measured, not only refused statically
+    err = capsys.readouterr().err
+    assert code == 2
+    line = next(ln for ln in err.splitlines() if "separation (ROC-AUC good vs degraded)" in ln)
+    assert "rubric.yaml" in line and "below min_auc 0.8" in line and "reward_funcs[0].calibration" in line
+    assert "saturation" in err and "above max_saturation" in err
+
+
+def test_golden_examples_and_a_second_judge(repo_root, tmp_path, monkeypatch, capsys):
+    """Golden examples join the separation; compare_with measures the agreement of two judges; an always-8
+    judge agrees with nothing and fails min_agreement."""
+    monkeypatch.chdir(repo_root)
+    examples = tmp_path / "golden.jsonl"
+    examples.write_text(json.dumps({"output": "Nothing useful here.", "expect": "low"}) + "\n")
+    with JudgeServer(lambda req: Reply("<score>8</score>") if "FLAT" in req.text else script(req)) as srv:
+        flat = dict(name="llm_judge", label="flat", eval_llm_name="j", eval_llm_base_url=srv.base_url,
+                    system_prompt_path=str(tmp_path / "flat.yaml"), score_types=SCORE_1_10)
+        (tmp_path / "flat.yaml").write_text(SOUND_RUBRIC.replace("Score how", "FLAT. Score how"))
+        cal = {"rows": 6, "retest_rows": 0, "compare_with": "flat", "examples_file": str(examples),
+               "examples": [{"output": "Rivers shape the land around them in slow ways.", "expect": "high",
+                             "prompt": "Tell me about rivers.", "answer": "Rivers shape the land around them."}]}
+        code = calibrate(write_config(repo_root, tmp_path, srv.base_url, SOUND_RUBRIC, cal, flat), tmp_path)
+    out = capsys.readouterr()
+    assert code == 2
+    assert "golden_high 10" in out.out and "golden_low 1" in out.out
+    assert "agreement with compare_with (Spearman) not measured below min_agreement 0.5" in out.err
+    assert "judge 'flat'" in out.err and "separation" in out.err    # the flat judge fails on its own too
+
+
+def test_calibration_settings_are_validated():
+    assert settings_problems({"rows": 1}) == ["calibration.rows: Input should be greater than or equal to 2"]
+    assert settings_problems({"min_auk": 0.9})[0].startswith("calibration.min_auk: Extra inputs")
+    assert "more than rows" in settings_problems({"rows": 3, "retest_rows": 4})[0]
+    assert "file not found" in settings_problems({"examples_file": "/nope.jsonl"})[0]
+
+
+def test_measures_on_known_scores():
+    good = [Sample("reference", k, "a" * (10 + k), score=9.0, retest=9.0) for k in range(4)]
+    bad = [Sample("truncated", k, "a", score=3.0 + k * 0.1, retest=3.0 + k * 0.1) for k in range(4)]
+    longer = [Sample("padded", k, "a" * 100, score=10.0, retest=10.0) for k in range(4)]
+    report = measure(good + bad + longer, (1.0, 10.0))
+    assert report.auc == 1.0 and report.retest == 1.0
+    assert report.length_bias == pytest.approx(1.0)          # padding always scores higher: length bias
+    assert report.at_max == pytest.approx(4 / 12)
+    found = failures(report, CalibrationSettings(), compared=False)
+    assert len(found) == 1 and found[0].startswith("length bias")
+
+
+def test_degradations_change_the_answer():
+    text = "One two three. Four five six! Seven eight nine?"
+    made = degrade.variants(text, ["Other answer entirely."], "Q?", seed=1, cot_start="<think>", cot_end="</think>")
+    assert set(made) == set(degrade.ALL)
+    assert made["truncated"] == "One two three. Four"
+    assert sorted(degrade.sentences(made["shuffled"])) == sorted(degrade.sentences(text)) != \
+        degrade.sentences(made["shuffled"])
+    assert made["swapped"] == "Other answer entirely." and made["empty"] == ""
+    assert made["padded"].startswith(text) and len(made["padded"]) >= 2 * len(text)
+    assert made["reasoning_only"].startswith("<think>") and made["reasoning_only"].endswith("</think>")
+    assert "shuffled" not in degrade.variants("Only one sentence here.", [], "Q", seed=0)
