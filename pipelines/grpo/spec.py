@@ -10,7 +10,7 @@ from pipelines.common.rundir import check_run_dir_free
 from pipelines.grpo.checks import RULES
 from pipelines.grpo.compat import normalise
 from pipelines.grpo.config import RESUME_HINT, GRPOConfigFile
-from pipelines.grpo.judge_calibration import calibrate_judges
+from pipelines.grpo.calibration import calibrate_judges
 from pipelines.rewards.checks import check_judges
 
 

@@ -8,7 +8,7 @@ from pipelines.grpo.checks import generation_batch
 from pipelines.grpo.config import RESUME_HINT
 from pipelines.grpo.hpo.checks import RULES, search_seed
 from pipelines.grpo.hpo.config import GRPOHPOConfigFile, HPOSection, mutation_notes
-from pipelines.grpo.judge_calibration import calibrate_judges
+from pipelines.grpo.calibration import calibrate_judges
 from pipelines.rewards.checks import check_judges
 
 

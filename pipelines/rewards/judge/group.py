@@ -299,15 +299,3 @@ class GroupJudge(LLMJudge):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-
-
-def build_group_judge(settings: dict[str, Any]) -> GroupJudge:
-    """A :class:`GroupJudge` from resolved ``llm_judge`` settings; ValueError if invalid."""
-    from pipelines.rewards.judge.reward import build_judge
-
-    problems = group_settings_problems(settings)
-    if problems:
-        raise ValueError("llm_judge: " + "; ".join(problems))
-    judge = build_judge(settings, GroupJudge)
-    judge.group_rubric = load_rubric(settings["group_prompt_path"])
-    return judge

@@ -178,6 +178,19 @@ def build_judge(settings: dict[str, Any], judge_cls: Any = None, name: str = "ll
     return (judge_cls or LLMJudge)(rubric, transport, judge_options, cache)
 
 
+def build_group_judge(settings: dict[str, Any]) -> Any:
+    """A :class:`~pipelines.rewards.judge.group.GroupJudge` (``mode: group``) from resolved settings; ValueError
+    if invalid."""
+    from pipelines.rewards.judge.group import GroupJudge, group_settings_problems
+
+    problems = group_settings_problems(settings)
+    if problems:
+        raise ValueError("llm_judge: " + "; ".join(problems))
+    judge = build_judge(settings, GroupJudge)
+    judge.group_rubric = load_rubric(settings["group_prompt_path"])
+    return judge
+
+
 def reward_function_for(judge: Any) -> Callable[..., Any]:
     """Wrap a judge as a plain ``async def`` (what TRL and the reward stack detect as async)."""
 
@@ -227,8 +240,6 @@ def llm_judge(eval_llm_name: str, eval_llm_base_url: str, system_prompt_path: st
     """
     settings = {k: v for k, v in locals().items()}
     if mode == "group":
-        from pipelines.rewards.judge.group import build_group_judge
-
         judge = build_group_judge(settings)
     else:
         judge = build_judge(settings)
