@@ -15,10 +15,10 @@ from difflib import SequenceMatcher
 
 from tests.judge_server import Reply, Request
 
-_REF = re.compile(r"<reference>(.*?)</reference>", re.S)
-_ONE = re.compile(r"<candidate>(.*?)</candidate>", re.S)
-_MANY = re.compile(r'<candidate id="(\d+)">(.*?)</candidate>', re.S)
-_PREFIX = re.compile(r"<shared_prefix>(.*?)</shared_prefix>", re.S)
+REFERENCE_RE = re.compile(r"<reference>(.*?)</reference>", re.S)
+CANDIDATE_RE = re.compile(r"<candidate>(.*?)</candidate>", re.S)
+CANDIDATES_RE = re.compile(r'<candidate id="(\d+)">(.*?)</candidate>', re.S)
+PREFIX_RE = re.compile(r"<shared_prefix>(.*?)</shared_prefix>", re.S)
 
 SOUND_RUBRIC = """- role: system
   content: "Score how much of the reference answer the candidate states, in order. End with <score>N</score>, N from 1 to 10."
@@ -58,13 +58,13 @@ def score_of(reference: str, candidate: str) -> int:
 def script(req: Request) -> Reply:
     """Answer a pointwise or a group request."""
     text = req.text
-    ref = _REF.search(text)
+    ref = REFERENCE_RE.search(text)
     reference = ref.group(1) if ref else ""
-    many = _MANY.findall(text)
+    many = CANDIDATES_RE.findall(text)
     if many:
-        prefix = _PREFIX.search(text)
+        prefix = PREFIX_RE.search(text)
         head = prefix.group(1) if prefix else ""
         scores = {i: score_of(reference, head + body) for i, body in many}
         return Reply(content="<think>comparing</think>" + json.dumps({"scores": scores}))
-    one = _ONE.search(text)
+    one = CANDIDATE_RE.search(text)
     return Reply(content=f"<score>{score_of(reference, one.group(1) if one else '')}</score>")
