@@ -16,13 +16,20 @@ TOPICS = ["rivers", "volcanoes", "bees", "glaciers", "comets", "forests", "deser
           "tides", "caves", "wetlands"]
 
 
+WORDS = ("amber basin cedar delta ember fjord granite harbor island jungle kelp lagoon meadow nectar orchard "
+         "pebble quartz ridge savanna thicket upland valley willow yarrow zephyr breeze canyon dune estuary frost "
+         "grove hollow inlet marsh oasis plateau reef shoal tundra vale").split()
+
+
 def write_data(folder, n=12):
-    """Rows whose reference answers have three sentences of different lengths."""
+    """Rows whose reference answers are three sentences of seeded random words (different lengths)."""
+    import random
+
     lines = []
     for i, topic in enumerate(TOPICS[:n]):
-        answer = (f"{topic.capitalize()} shape the land around them in slow ways. " + "Scientists study "
-                  + " and ".join(f"factor {k} of {topic}" for k in range(1 + i % 4)) + " every year. "
-                  f"Most people first see {topic} on a trip with family number {i}.")
+        rng = random.Random(i)
+        answer = " ".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 14))).capitalize() + "."
+                          for _ in range(3))
         lines.append(json.dumps({"conversations": [{"from": "human", "value": f"Tell me about {topic}."},
                                                    {"from": "gpt", "value": answer}]}))
     path = folder / "facts.jsonl"
@@ -89,8 +96,8 @@ def test_golden_examples_and_a_second_judge(repo_root, tmp_path, monkeypatch, ca
                     system_prompt_path=str(tmp_path / "flat.yaml"), score_types=SCORE_1_10)
         (tmp_path / "flat.yaml").write_text(SOUND_RUBRIC.replace("Score how", "FLAT. Score how"))
         cal = {"rows": 6, "retest_rows": 0, "compare_with": "flat", "examples_file": str(examples),
-               "examples": [{"output": "Rivers shape the land around them in slow ways.", "expect": "high",
-                             "prompt": "Tell me about rivers.", "answer": "Rivers shape the land around them."}]}
+               "examples": [{"output": "Amber basin cedar delta.", "expect": "high",
+                             "prompt": "Tell me about rivers.", "answer": "Amber basin cedar delta."}]}
         code = calibrate(write_config(repo_root, tmp_path, srv.base_url, SOUND_RUBRIC, cal, flat), tmp_path)
     out = capsys.readouterr()
     assert code == 2
