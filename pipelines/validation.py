@@ -24,7 +24,7 @@ def report_problems(problems: Sequence[Problem]) -> None:
 def calibrate(node: Any) -> list[Problem]:
     """--calibrate-judges for one node (the node's hook draws its rows and calls the reward layer's gate)."""
     if node.spec.calibrate_judges is None:
-        print("    calibration: not run (this node declares no LLM judges)")
+        print("    calibration: not run (this node scores no completions with LLM judges)")
         return []
     try:
         return node.spec.calibrate_judges(node.cfg, node.ctx)

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from pipelines.common.problems import Problem
 from pipelines.rewards.judge.calibration import CalibrationSettings, Sample, failures, load_examples, measure, \
@@ -264,6 +264,21 @@ def _plans(entries: Sequence[JudgeEntry], rows_by_dataset: dict[int, list[dict[s
             problems.append(Problem(config_file, f"{entry.key}.calibration", f"judge {entry.label!r}: cannot be "
                                     f"calibrated: {exc}"))
     return plans, problems
+
+
+def calibrate_with_rows(datasets: Sequence[Any], draw: Callable[[dict[int, int]], dict[int, list[dict[str, Any]]]],
+                        config_file: str, seed: int = 0) -> list[Problem]:
+    """A node's ``--calibrate-judges`` hook: ``draw(rows needed per dataset index)`` gives the rows (the node
+    reads its data), then :func:`calibrate_judges`.
+
+    Raises:
+        ConfigError: from ``draw``, when the rows cannot be drawn.
+    """
+    need = rows_needed(datasets)
+    if not need:
+        print("    calibration: no judges configured")
+        return []
+    return calibrate_judges(datasets, draw(need), config_file, seed)
 
 
 def calibrate_judges(datasets: Sequence[Any], rows_by_dataset: dict[int, list[dict[str, Any]]], config_file: str,
