@@ -19,12 +19,11 @@ from pipelines.common.problems import Problem
 from pipelines.rewards.judge.calibration import CalibrationSettings, Sample, failures, load_examples, measure, \
     report_lines
 from pipelines.rewards.judge.degrade import variants
+from pipelines.rewards.judge.projection import Projection, projected_calls
 
 log = logging.getLogger(__name__)
 JUDGE_FACTORIES = ("llm_judge", "generic_llm_reward")
 NON_COLUMNS = ("prompt", "completion", "completion_ids")
-CHARS_PER_TOKEN = 4            # the usual estimate for English text with a BPE tokenizer
-REPLY_TOKENS = 256             # estimated judge reply when max_tokens does not bound it lower
 
 
 @dataclass
@@ -40,20 +39,6 @@ class JudgeEntry:
 
 
 @dataclass
-class Projection:
-    """Judge calls and estimated tokens of some planned work (``--calibrate-judges`` prints it; a budget
-    multiplies by prices)."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    def __add__(self, other: "Projection") -> "Projection":
-        return Projection(self.calls + other.calls, self.prompt_tokens + other.prompt_tokens,
-                          self.completion_tokens + other.completion_tokens)
-
-
-@dataclass
 class Plan:
     """What one judge's calibration sends."""
 
@@ -65,25 +50,6 @@ class Plan:
     retest: list[int]
     other: Optional[Any] = None            # the compare_with judge
     requests: list[list[dict[str, str]]] = field(default_factory=list)   # rendered, for the projection
-
-
-def estimate_tokens(messages: Sequence[dict[str, Any]]) -> int:
-    """Estimated prompt tokens of one chat request (characters / 4)."""
-    return sum(len(str(m.get("content") or "")) for m in messages) // CHARS_PER_TOKEN + 4 * len(messages)
-
-
-def reply_tokens(judge: Any) -> int:
-    """Estimated completion tokens of one judge reply: ``max_tokens`` when lower than REPLY_TOKENS."""
-    max_tokens = (judge.options.params or {}).get("max_tokens")
-    return min(int(max_tokens), REPLY_TOKENS) if max_tokens else REPLY_TOKENS
-
-
-def projected_calls(requests: Sequence[Sequence[dict[str, Any]]], judge: Any, repeats: int = 1) -> Projection:
-    """The calls and estimated tokens of sending each rendered request once (``repeats`` times); the hook a
-    budget uses to price judge work (calls x tokens x its prices)."""
-    prompt = sum(estimate_tokens(r) for r in requests)
-    return Projection(calls=len(requests) * repeats, prompt_tokens=prompt * repeats,
-                      completion_tokens=len(requests) * repeats * reply_tokens(judge))
 
 
 def judge_entries(datasets: Sequence[Any]) -> list[JudgeEntry]:

@@ -136,3 +136,45 @@ def test_degradations_change_the_answer():
     assert made["padded"].startswith(text) and len(made["padded"]) >= 2 * len(text)
     assert made["reasoning_only"].startswith("<think>") and made["reasoning_only"].endswith("</think>")
     assert "shuffled" not in degrade.variants("Only one sentence here.", [], "Q", seed=0)
+
+
+def test_projection_hooks(tmp_path):
+    """What a budget calls: calls per training batch by mode, and a priced projection."""
+    from pipelines.rewards.judge.projection import Projection, training_calls, training_projection
+    from tests.containment_judge import GROUP_RUBRIC
+    from tests.rewards.judge.judge_helpers import make_judge, write_rubric
+
+    assert training_calls(64, 8) == 64 and training_calls(64, 8, "group") == 8
+    assert training_calls(64, 8, "group", cache_hit_rate=0.5) == 4
+    assert Projection(2, 1_000_000, 500_000).cost_usd(0.5, 2.0) == pytest.approx(1.5)
+    group = make_judge("http://127.0.0.1:9/v1", write_rubric(tmp_path, SOUND_RUBRIC), score_types=SCORE_1_10,
+                       mode="group", group_prompt_path=write_rubric(tmp_path, GROUP_RUBRIC, "g.yaml"), max_tokens=4096)
+    projection = training_projection(group.judge, completions=64, num_generations=8)
+    assert projection.calls == 8 and projection.completion_tokens == 8 * 384 and projection.prompt_tokens > 8 * 20
+    measured = training_projection(group.judge, 64, 8, prompt_tokens_per_call=900, completion_tokens_per_call=100)
+    assert (measured.prompt_tokens, measured.completion_tokens) == (7200, 800)
+
+
+def test_calibrate_needs_validate(capsys):
+    with pytest.raises(SystemExit):
+        runner_main(["--calibrate-judges"])
+    assert "--calibrate-judges only applies with --validate" in capsys.readouterr().err
+
+
+def test_an_augmentoolkit_judge_calibrates(repo_root, tmp_path, monkeypatch, capsys):
+    """generic_llm_reward (Augmentoolkit's scoring) is calibrated with its own reading of replies."""
+    monkeypatch.chdir(repo_root)
+    with JudgeServer(script) as srv:
+        sup = write_config(repo_root, tmp_path, srv.base_url, SOUND_RUBRIC)
+        node = yaml.safe_load((tmp_path / "node.yaml").read_text())
+        entry = node["datasets"][0]["reward_funcs"][0]
+        entry["name"] = "generic_llm_reward"
+        del entry["temperature"]                                         # Augmentoolkit's defaults
+        (tmp_path / "node.yaml").write_text(yaml.safe_dump(node))
+        code = calibrate(sup, tmp_path)
+        calls = len(srv.requests)
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "empty 0," in out.out.split("mean score:")[1].split("\n")[0]     # scored 0.0 without a call
+    assert calls == int(out.out.split("calibration sends ")[1].split()[0]) == (8 + 3) * 6   # 6 of 7 asked
+    assert float(out.out.split("separation (ROC-AUC)")[1].split()[0]) >= 0.9
