@@ -134,3 +134,23 @@ def test_mode_and_group_rubric_are_validated(tmp_path):
     assert "only used with mode: group" in check_reward_kwargs("llm_judge", {**base,
                                                                              "group_prompt_path": no_candidates})[0]
     assert group_settings_problems({"mode": "group", "group_prompt_path": "prompts/helpfulness_group.yaml"}) == []
+
+
+def test_check_judges_probes_the_group_rubric_too(tmp_path):
+    from pipelines.data.config import DatasetEntry
+    from pipelines.rewards.judge.check import check_judges
+
+    def entry(url):
+        return {"name": "llm_judge", "label": "g", "eval_llm_name": "j", "eval_llm_base_url": url,
+                "system_prompt_path": write_rubric(tmp_path, SOUND_RUBRIC, "p.yaml"), "score_types": SCORE_1_10,
+                "mode": "group", "group_prompt_path": write_rubric(tmp_path, GROUP_RUBRIC, "g.yaml")}
+
+    with JudgeServer(script) as srv:
+        ok = [DatasetEntry.model_validate({"path": "d.jsonl", "percentage": 1.0, "reward_funcs": [entry(srv.base_url)]})]
+        assert check_judges(ok, "cfg.yaml") == []
+        assert [bool(re.search(r'<candidate id="2">', r.text)) for r in srv.requests] == [False, True]
+    with JudgeServer(lambda req: Reply("I like both.") if "candidate id" in req.text else script(req)) as srv:
+        bad = [DatasetEntry.model_validate({"path": "d.jsonl", "percentage": 1.0,
+                                            "reward_funcs": [entry(srv.base_url)]})]
+        problems = check_judges(bad, "cfg.yaml")
+    assert len(problems) == 1 and 'group reply could not be parsed: no JSON object with "scores"' in problems[0].message
