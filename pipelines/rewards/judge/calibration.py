@@ -29,6 +29,8 @@ DEFAULT_MIN_AUC = 0.8
 
 
 class GoldenExample(StrictModel):
+    """One golden example: an answer and whether a sound judge scores it high or low."""
+
     output: str = Field(description="The answer to score, as a policy would write it.")
     expect: Literal["high", "low"] = Field(description="`high`: a good answer; `low`: a bad one.")
     prompt: Optional[str] = Field(None, description="The user message it answers; default: the prompt of the "
@@ -46,7 +48,7 @@ class CalibrationSettings(StrictModel):
     retest_rows: int = Field(4, ge=0, le=1000, description="Of those rows, how many are scored a second time for "
                              "the test-retest measure (0: not measured).")
     examples: list[GoldenExample] = Field(default_factory=list, description="Golden examples: "
-                                          "[{output, expect: high|low, prompt, answer}].")
+                                          "[{output, expect: high or low, prompt, answer}].")
     examples_file: Optional[str] = Field(None, description="A JSONL or YAML list file of more golden examples "
                                          "(same keys as `examples`).")
     compare_with: Optional[str] = Field(None, description="The label of another judge reward of this config: it "
@@ -77,7 +79,7 @@ def load_examples(path: str) -> list[GoldenExample]:
     except (ValueError, yaml.YAMLError) as exc:
         raise ValueError(f"examples_file {path!r}: cannot be read: {exc}") from None
     if not isinstance(raw, list):
-        raise ValueError(f"examples_file {path!r}: expected a list of {{output, expect: high|low}}")
+        raise ValueError(f"examples_file {path!r}: expected a list of {{output, expect: high or low}}")
     try:
         return [GoldenExample.model_validate(item) for item in raw]
     except ValidationError as exc:
