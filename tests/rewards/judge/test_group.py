@@ -146,7 +146,8 @@ def test_check_judges_probes_the_group_rubric_too(tmp_path):
                 "mode": "group", "group_prompt_path": write_rubric(tmp_path, GROUP_RUBRIC, "g.yaml")}
 
     with JudgeServer(script) as srv:
-        ok = [DatasetEntry.model_validate({"path": "d.jsonl", "percentage": 1.0, "reward_funcs": [entry(srv.base_url)]})]
+        ok = [DatasetEntry.model_validate({"path": "d.jsonl", "percentage": 1.0,
+                                           "reward_funcs": [entry(srv.base_url)]})]
         assert check_judges(ok, "cfg.yaml") == []
         assert [bool(re.search(r'<candidate id="2">', r.text)) for r in srv.requests] == [False, True]
     with JudgeServer(lambda req: Reply("I like both.") if "candidate id" in req.text else script(req)) as srv:
