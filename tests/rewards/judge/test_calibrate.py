@@ -178,3 +178,24 @@ def test_an_augmentoolkit_judge_calibrates(repo_root, tmp_path, monkeypatch, cap
     assert "empty 0," in out.out.split("mean score:")[1].split("\n")[0]     # scored 0.0 without a call
     assert calls == int(out.out.split("calibration sends ")[1].split()[0]) == (8 + 3) * 6   # 6 of 7 asked
     assert float(out.out.split("separation (ROC-AUC)")[1].split()[0]) >= 0.9
+
+
+def test_the_rollout_node_calibrates_its_judges(tiny_model_dir, tmp_path, capsys):
+    """The rollout node has the same hook: its judges are calibrated on rows of their own dataset."""
+    from tests.rollout.test_node import rollout_config, run_rollout
+
+    data = write_data(tmp_path)
+    (tmp_path / "rubric.yaml").write_text(SOUND_RUBRIC)
+    with JudgeServer(script) as srv:
+        cfg = rollout_config(tmp_path, tiny_model_dir)
+        cfg["datasets"].append({"path": str(data), "percentage": 0.5, "reward_funcs": [
+            dict(name="llm_judge", label="containment", eval_llm_name="j", eval_llm_base_url=srv.base_url,
+                 system_prompt_path=str(tmp_path / "rubric.yaml"), score_types=SCORE_1_10,
+                 calibration={"rows": 6, "retest_rows": 0})]})
+        cfg["datasets"][0]["percentage"] = cfg["datasets"][1]["percentage"] = 0.25
+        code = run_rollout(tmp_path, cfg, "--validate", "--calibrate-judges")
+        calls = len(srv.requests)
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert calls == 6 * 7 and "calibration of judge 'containment'" in out.out
+    assert float(out.out.split("separation (ROC-AUC)")[1].split()[0]) >= 0.9
