@@ -84,22 +84,45 @@ def rows_needed(datasets: Sequence[Any]) -> dict[int, int]:
 
 
 def build_calibration_judge(entry: JudgeEntry) -> Any:
-    """The entry's judge as training builds it (pointwise), failures scored None; the rubric's content is not
-    checked (a rubric that hides the answer is what calibration measures). ValueError if unusable."""
+    """The entry's judge as training builds it (a group judge for ``mode: group``), failures scored None; the
+    rubric's content is not checked (a rubric that hides the answer is what calibration measures). ValueError
+    if unusable."""
     import inspect
 
     from pipelines.rewards.judge.generic import build_generic_judge, generic_llm_reward
-    from pipelines.rewards.judge.reward import build_judge, resolve_settings
+    from pipelines.rewards.judge.reward import build_group_judge, build_judge, resolve_settings
 
-    if entry.name == "generic_llm_reward":
-        bound = inspect.signature(generic_llm_reward).bind(**entry.kwargs)
-        bound.apply_defaults()
-        return build_generic_judge(dict(bound.arguments, on_error="skip"), lenient=True)
     try:
-        settings = resolve_settings(entry.kwargs)
+        if entry.name == "generic_llm_reward":
+            bound = inspect.signature(generic_llm_reward).bind(**entry.kwargs)
+            bound.apply_defaults()
+            return build_generic_judge(dict(bound.arguments, on_error="skip"), lenient=True)
+        settings = dict(resolve_settings(entry.kwargs), on_error="skip")
     except TypeError as exc:
         raise ValueError(str(exc)) from None
-    return build_judge(dict(settings, on_error="skip"), lenient=True)
+    if settings["mode"] == "group":
+        return build_group_judge(settings, lenient=True)
+    return build_judge(settings, lenient=True)
+
+
+def rendered_requests(judge: Any, samples: Sequence[Sample], prompts: Sequence[Any], columns: dict[str, list[Any]]
+                      ) -> list[list[dict[str, str]]]:
+    """The requests scoring ``samples`` sends once (for the projection): one per sample the judge asks about,
+    or, for a group judge, one per run of samples of one prompt (a lone sample is asked pointwise)."""
+    from pipelines.rewards.judge.group import prompt_groups
+
+    if getattr(judge, "group_rubric", None) is None:
+        return [judge.messages_for(judge.sample_values(prompts[n], s.text, columns, n))
+                for n, s in enumerate(samples) if judge.precheck(s.text) is None]
+    out = []
+    for group in prompt_groups(prompts):
+        if len(group) == 1:
+            n = group[0]
+            out.append(judge.messages_for(judge.sample_values(prompts[n], samples[n].text, columns, n)))
+        else:
+            texts = [judge.judged_text(samples[n].text) for n in group]
+            out.append(judge.group_request(prompts[group[0]], texts, columns, group[0], 0)[0])
+    return out
 
 
 def _prompt_text(prompt: Any) -> str:
@@ -155,8 +178,7 @@ def make_plan(entry: JudgeEntry, entries: Sequence[JudgeEntry], rows: Sequence[d
     columns = _as_columns(per_sample)
     retest = [n for n, s in enumerate(samples) if 0 <= s.row < entry.settings.retest_rows]
     plan = Plan(entry, judge, samples, prompts, columns, retest)
-    plan.requests = [judge.messages_for(judge.sample_values(prompts[n], s.text, columns, n))
-                     for n, s in enumerate(samples) if judge.precheck(s.text) is None]
+    plan.requests = rendered_requests(judge, samples, prompts, columns)
     if entry.settings.compare_with:
         match = [e for e in entries if e.label == entry.settings.compare_with and e.key != entry.key]
         if not match:
@@ -170,10 +192,15 @@ def make_plan(entry: JudgeEntry, entries: Sequence[JudgeEntry], rows: Sequence[d
 def plan_projection(plan: Plan) -> Projection:
     """Calls and tokens of a plan: every sample once, the re-test subset again, all again for compare_with."""
     total = projected_calls(plan.requests, plan.judge)
-    share = len(plan.retest) / max(1, len(plan.samples))
-    retest = projected_calls(plan.requests[:round(len(plan.requests) * share)], plan.judge)
-    other = projected_calls(plan.requests, plan.other) if plan.other is not None else Projection()
-    return total + retest + other
+    if plan.retest:
+        sub = plan.retest
+        columns = {k: [v[n] for n in sub] for k, v in plan.columns.items()}
+        total = total + projected_calls(rendered_requests(plan.judge, [plan.samples[n] for n in sub],
+                                                          [plan.prompts[n] for n in sub], columns), plan.judge)
+    if plan.other is not None:
+        total = total + projected_calls(rendered_requests(plan.other, plan.samples, plan.prompts, plan.columns),
+                                        plan.other)
+    return total
 
 
 async def _score(judge: Any, plan: Plan, indices: Sequence[int]) -> list[Optional[float]]:

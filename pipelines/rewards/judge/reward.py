@@ -178,15 +178,15 @@ def build_judge(settings: dict[str, Any], judge_cls: Any = None, name: str = "ll
     return (judge_cls or LLMJudge)(rubric, transport, judge_options, cache)
 
 
-def build_group_judge(settings: dict[str, Any]) -> Any:
+def build_group_judge(settings: dict[str, Any], lenient: bool = False) -> Any:
     """A :class:`~pipelines.rewards.judge.group.GroupJudge` (``mode: group``) from resolved settings; ValueError
-    if invalid."""
+    if invalid (``lenient``: see :func:`load_checked`)."""
     from pipelines.rewards.judge.group import GroupJudge, group_settings_problems
 
     problems = group_settings_problems(settings)
     if problems:
         raise ValueError("llm_judge: " + "; ".join(problems))
-    judge = build_judge(settings, GroupJudge)
+    judge = build_judge(settings, GroupJudge, lenient=lenient)
     judge.group_rubric = load_rubric(settings["group_prompt_path"])
     return judge
 

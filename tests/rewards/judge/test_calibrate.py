@@ -199,3 +199,23 @@ def test_the_rollout_node_calibrates_its_judges(tiny_model_dir, tmp_path, capsys
     assert code == 0, out.err
     assert calls == 6 * 7 and "calibration of judge 'containment'" in out.out
     assert float(out.out.split("separation (ROC-AUC)")[1].split()[0]) >= 0.9
+
+
+def test_a_group_judge_is_calibrated_in_group_mode(repo_root, tmp_path, monkeypatch, capsys):
+    """Each row's reference and degradations are one group: one call per row (twice for the re-test rows)."""
+    from tests.containment_judge import GROUP_RUBRIC
+
+    monkeypatch.chdir(repo_root)
+    (tmp_path / "group.yaml").write_text(GROUP_RUBRIC)
+    with JudgeServer(script) as srv:
+        sup = write_config(repo_root, tmp_path, srv.base_url, SOUND_RUBRIC)
+        node = yaml.safe_load((tmp_path / "node.yaml").read_text())
+        node["datasets"][0]["reward_funcs"][0].update(mode="group", group_prompt_path=str(tmp_path / "group.yaml"))
+        (tmp_path / "node.yaml").write_text(yaml.safe_dump(node))
+        code = calibrate(sup, tmp_path)
+        requests = list(srv.requests)
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert len(requests) == 8 + 3 == int(out.out.split("calibration sends ")[1].split()[0])
+    assert all('<candidate id="7">' in r.text for r in requests)
+    assert float(out.out.split("separation (ROC-AUC)")[1].split()[0]) >= 0.9
