@@ -219,3 +219,34 @@ def test_a_group_judge_is_calibrated_in_group_mode(repo_root, tmp_path, monkeypa
     assert len(requests) == 8 + 3 == int(out.out.split("calibration sends ")[1].split()[0])
     assert all('<candidate id="7">' in r.text for r in requests)
     assert float(out.out.split("separation (ROC-AUC)")[1].split()[0]) >= 0.9
+
+
+def test_a_length_loving_and_a_random_judge_fail_their_measures(repo_root, tmp_path, monkeypatch, capsys):
+    """A judge that scores length fails length bias; a judge that answers at random fails test-retest."""
+    import random
+    import re
+
+    rng = random.Random(0)
+
+    def judges(req):
+        shown = re.search(r"<candidate>(.*?)</candidate>", req.text, re.S)
+        words = len(shown.group(1).split()) if shown else 0
+        if "LONG" in req.text:
+            return Reply(f"<score>{min(10, 1 + words // 4)}</score>")
+        return Reply(f"<score>{rng.randint(1, 10)}</score>")
+
+    monkeypatch.chdir(repo_root)
+    (tmp_path / "random.yaml").write_text(SOUND_RUBRIC.replace("Score how", "RANDOM. Score how"))
+    with JudgeServer(judges) as srv:
+        second = dict(name="llm_judge", label="random", eval_llm_name="j", eval_llm_base_url=srv.base_url,
+                      system_prompt_path=str(tmp_path / "random.yaml"), score_types=SCORE_1_10,
+                      calibration={"rows": 8, "retest_rows": 8})
+        code = calibrate(write_config(repo_root, tmp_path, srv.base_url, SOUND_RUBRIC.replace("Score how",
+                                                                                                "LONG. Score how"),
+                                      None, second), tmp_path)
+    err = capsys.readouterr().err
+    assert code == 2
+    long_lines = [ln for ln in err.splitlines() if "judge 'containment'" in ln]
+    random_lines = [ln for ln in err.splitlines() if "judge 'random'" in ln]
+    assert any("length bias" in ln and "above max_length_bias 0.3" in ln for ln in long_lines)
+    assert any("test-retest (Spearman)" in ln and "below min_retest 0.7" in ln for ln in random_lines)
