@@ -68,15 +68,18 @@ def training_calls(completions: int, num_generations: int, mode: str = "pointwis
 
 def training_projection(judge: Any, completions: int, num_generations: int,
                         prompt_tokens_per_call: Optional[int] = None,
-                        completion_tokens_per_call: Optional[int] = None) -> Projection:
+                        completion_tokens_per_call: Optional[int] = None, policy_tokens: int = 0) -> Projection:
     """Calls and tokens of judging ``completions`` training completions with ``judge`` (built by the llm_judge
-    factory; ``judge.group_rubric`` set means group mode). Measured tokens per call win over the estimate (the
-    rubric's own text plus ``REPLY_TOKENS``; the completions' text is not known before training, so add it)."""
+    factory; ``judge.group_rubric`` set means group mode). Measured tokens per call (``--check-judges``, the
+    ``judge/<label>/prompt_tokens`` metric / calls) win over the estimate, which is the rubric's own text plus
+    ``policy_tokens`` (one policy completion and its question as the judge sees them, e.g. a mean measured in a
+    rollout, or max_completion_length as a ceiling) per candidate the request shows."""
     group = getattr(judge, "group_rubric", None) is not None
     calls = training_calls(completions, num_generations, "group" if group else "pointwise")
     if prompt_tokens_per_call is None:
         rubric = judge.group_rubric if group else judge.rubric
-        prompt_tokens_per_call = estimate_tokens([{"content": c} for _, c in rubric.messages])
+        shown = num_generations if group else 1
+        prompt_tokens_per_call = estimate_tokens([{"content": c} for _, c in rubric.messages]) + policy_tokens * shown
     if completion_tokens_per_call is None:
         completion_tokens_per_call = reply_tokens(judge, num_generations if group else 1)
     return Projection(calls, calls * prompt_tokens_per_call, calls * completion_tokens_per_call)

@@ -151,6 +151,8 @@ def test_projection_hooks(tmp_path):
                        mode="group", group_prompt_path=write_rubric(tmp_path, GROUP_RUBRIC, "g.yaml"), max_tokens=4096)
     projection = training_projection(group.judge, completions=64, num_generations=8)
     assert projection.calls == 8 and projection.completion_tokens == 8 * 384 and projection.prompt_tokens > 8 * 20
+    with_text = training_projection(group.judge, completions=64, num_generations=8, policy_tokens=100)
+    assert with_text.prompt_tokens == projection.prompt_tokens + 8 * 8 * 100     # 8 candidates shown per call
     measured = training_projection(group.judge, 64, 8, prompt_tokens_per_call=900, completion_tokens_per_call=100)
     assert (measured.prompt_tokens, measured.completion_tokens) == (7200, 800)
 
