@@ -77,6 +77,10 @@ def reference(nodes: list[str]) -> str:
         spec = get_node(node)
         out.append(f"\n## Node `{node}`")
         render_model(spec.config_model, "", out, set())
+    from pipelines.rewards.judge.calibration import CalibrationSettings
+    out.append("\n## LLM judge `calibration` (a key of an `llm_judge` or `generic_llm_reward` entry of "
+               "`reward_funcs`; read by `run_pipeline.py --validate --calibrate-judges`)")
+    render_model(CalibrationSettings, "calibration.", out, set())
     return "\n".join(out) + "\n"
 
 

@@ -19,6 +19,9 @@ The output is written to a temporary file beside it and renamed at the end, so i
 may not be, contain or lie inside an input (``--input``, ``--config``, the config's data files); an existing
 output is replaced only with ``--overwrite``, and only when it is an earlier output of this tool.
 
+With a group judge (``mode: group``), consecutive lines with the same prompt are one group, judged in one
+call: write each prompt's completions next to each other.
+
 ``--sample N`` (instead of ``--input``) samples N rows from the config's datasets and scores their reference
 ``answer`` s: the quickest way to try a new reward or rubric.
 """
@@ -191,8 +194,7 @@ def score_lines(stack, items: list[Item], secrets: set[str], judges: JudgeLog) -
         yield out
 
 
-def _batches(args, cfg) -> Iterator[list[Item]]:
-    batch: list = []
+def _items(args, cfg) -> Iterator[Item]:
     if args.sample is not None:
         import dataclasses
 
@@ -203,27 +205,47 @@ def _batches(args, cfg) -> Iterator[list[Item]]:
         sized = dataclasses.replace(spec, settings=settings, eval_rows=0)
         for row in sample_datasets(sized, token_counter=None, config_file=args.config).train:
             if row["answer"] is None:  # a prompt-only row has no reference answer to score
-                batch.append(({"row_id": row["row_id"]}, None, "", f"{row['row_id']}: no reference answer to score"))
+                yield {"row_id": row["row_id"]}, None, "", f"{row['row_id']}: no reference answer to score"
             else:
-                batch.append(({**row, "completion": row["answer"]}, row, row["answer"], None))
-            if len(batch) >= args.batch_size:
-                yield batch
-                batch = []
-    else:
-        for number, line in read_input(args.input):
-            where = f"{shown(args.input)}:{number}"
-            if isinstance(line, Exception) or not isinstance(line, dict):
-                reason = str(line) if isinstance(line, Exception) else "not a JSON object"
-                batch.append(({"line": number}, None, "", f"{where}: {reason}"))
-            else:
-                try:
-                    row, completion = prepare_line(line, cfg, args.dataset, where)
-                    batch.append((line, row, completion, None))
-                except ValueError as exc:
-                    batch.append((line, None, "", f"{where}: {exc}"))
-            if len(batch) >= args.batch_size:
-                yield batch
-                batch = []
+                yield {**row, "completion": row["answer"]}, row, row["answer"], None
+        return
+    for number, line in read_input(args.input):
+        where = f"{shown(args.input)}:{number}"
+        if isinstance(line, Exception) or not isinstance(line, dict):
+            reason = str(line) if isinstance(line, Exception) else "not a JSON object"
+            yield {"line": number}, None, "", f"{where}: {reason}"
+            continue
+        try:
+            row, completion = prepare_line(line, cfg, args.dataset, where)
+            yield line, row, completion, None
+        except ValueError as exc:
+            yield line, None, "", f"{where}: {exc}"
+
+
+def _group_key(item: Item) -> Optional[str]:
+    """The prompt (and dataset) of an item: consecutive lines sharing it are one prompt group."""
+    row = item[1]
+    if row is None:
+        return None
+    return json.dumps([row.get("dataset_index"), row.get("prompt")], sort_keys=True, default=str)
+
+
+def has_group_judge(cfg) -> bool:
+    """Whether a reward of the config is a group judge (``mode: group``)."""
+    return any(e.name == "llm_judge" and e.kwargs.get("mode") == "group" for ds in cfg.datasets
+               for e in ds.reward_funcs)
+
+
+def _batches(args, cfg) -> Iterator[list[Item]]:
+    """Items in batches of --batch-size; with a group judge (``mode: group``) a batch never ends between
+    consecutive lines of one prompt, so the judge sees each prompt's completions together."""
+    batch: list[Item] = []
+    grouped = has_group_judge(cfg)
+    for item in _items(args, cfg):
+        if len(batch) >= args.batch_size and not (grouped and _group_key(item) == _group_key(batch[-1])):
+            yield batch
+            batch = []
+        batch.append(item)
     if batch:
         yield batch
 

@@ -52,6 +52,10 @@ def build_parser(prog: str = "run_pipeline.py") -> argparse.ArgumentParser:
                         "and check only the rows that would be drawn)")
     p.add_argument("--check-judges", action="store_true",
                    help="with --validate: send one tiny request to each LLM-judge endpoint")
+    p.add_argument("--calibrate-judges", action="store_true",
+                   help="with --validate: score reference answers, degraded copies and golden examples with each "
+                        "LLM judge; exit 2 when a rubric fails its calibration floors (separation, length bias, "
+                        "saturation, test-retest, agreement). Prints the calls it sends first")
     p.add_argument("--preflight", action="store_true",
                    help="for each training node: load the model, run one optimizer step on the longest prompts "
                         "with full-length completions, call each judge, save and reload a checkpoint; print peak "
@@ -200,6 +204,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "run_pipeline.py") ->
     args = parser.parse_args(argv)
     if args.full_scan and not args.validate:
         parser.error("--full-scan only applies with --validate (training reads only the rows it draws)")
+    if args.calibrate_judges and not args.validate:
+        parser.error("--calibrate-judges only applies with --validate (it loads no model)")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     redact_handlers(logging.getLogger().handlers)   # the console too: secrets are registered while planning

@@ -21,6 +21,17 @@ def report_problems(problems: Sequence[Problem]) -> None:
     print("\nFix them and run again (.venv/bin/python run_pipeline.py --validate checks without training).", file=sys.stderr)
 
 
+def calibrate(node: Any) -> list[Problem]:
+    """--calibrate-judges for one node (the node's hook draws its rows and calls the reward layer's gate)."""
+    if node.spec.calibrate_judges is None:
+        print("    calibration: not run (this node scores no completions with LLM judges)")
+        return []
+    try:
+        return node.spec.calibrate_judges(node.cfg, node.ctx)
+    except ConfigError as exc:      # the rows could not be drawn
+        return list(exc.problems)
+
+
 def validate_summary(planned: Sequence[Any], args: argparse.Namespace, problems: Sequence[Problem] = ()) -> int:
     """Print what would run, and inspect the data (and probe the judges) of every node whose config validated,
     also when other problems were found; every problem is reported at the end (exit 2)."""
@@ -50,6 +61,8 @@ def validate_summary(planned: Sequence[Any], args: argparse.Namespace, problems:
             problems += node.spec.check_judges(node.cfg, node.ctx)
         elif args.check_judges:
             print("    judges: not checked (this node declares no LLM judges)")
+        if getattr(args, "calibrate_judges", False):
+            problems += calibrate(node)
     warning = version_warning()
     if warning:
         print(f"warning: {warning}")

@@ -75,6 +75,7 @@ class NodeSpec:
     check_needs: Optional[tuple[str, ...]] = None  # sections `check` reads: it then also runs on a partial config
     inspect: Optional[Callable[[Any, NodeContext], list[str]]] = None       # --validate summary (may read data)
     check_judges: Optional[Callable[[Any, NodeContext], list[Problem]]] = None  # --check-judges hook
+    calibrate_judges: Optional[Callable[[Any, NodeContext], list[Problem]]] = None  # --calibrate-judges hook
     preflight: Optional[str] = None   # "module:function", fn(cfg, ctx) -> report lines (--preflight; heavy imports)
     resume_hint: Optional[str] = None   # how a user resumes this node, e.g. "--set resume=true"
     outputs: tuple[str, ...] = ()   # names in the run's outputs dict that later nodes may refer to (@label.name)

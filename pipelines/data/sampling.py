@@ -261,3 +261,21 @@ def sample_with_tokenizer(spec: DataSpec, tokenizer: Any, config_file: str) -> S
     from pipelines.data.tokenization import make_token_counter
 
     return sample_datasets(spec, make_token_counter(tokenizer, spec.chat_template), config_file=config_file)
+
+
+def rows_for(spec: DataSpec, need: dict[int, int], config_file: str) -> dict[int, list[dict[str, Any]]]:
+    """At least ``need[i]`` rows (when the files have them) of each dataset ``i``, drawn as training draws them
+    but without a tokenizer (no prompt-length check): what a node's ``--calibrate-judges`` hook hands the judge
+    calibration. Raises ConfigError for an unusable dataset."""
+    import dataclasses
+
+    if not need:
+        return {}
+    # Enough total rows that each dataset's share (percentage x total) covers what it needs.
+    total = max(math.ceil(n / spec.datasets[i].percentage) for i, n in need.items() if spec.datasets[i].percentage > 0)
+    settings = spec.settings.model_copy(update={"total_rows": total, "shortfall": "take_all"})
+    sample = sample_datasets(dataclasses.replace(spec, settings=settings, eval_rows=0), None, config_file)
+    rows: dict[int, list[dict[str, Any]]] = {}
+    for row in sample.train:
+        rows.setdefault(int(row["dataset_index"]), []).append(row)
+    return rows

@@ -10,6 +10,7 @@ from pipelines.common.rundir import check_run_dir_free
 from pipelines.grpo.checks import RULES
 from pipelines.grpo.compat import normalise
 from pipelines.grpo.config import RESUME_HINT, GRPOConfigFile
+from pipelines.grpo.calibration import calibrate_judges
 from pipelines.rewards.checks import check_judges
 
 
@@ -92,6 +93,6 @@ def _name(function: Any) -> str:
 NODE = NodeSpec(name="grpo", config_model=GRPOConfigFile, run="pipelines.grpo.node:run", rules=RULES,
                 normalize=normalise,
                 check=check_run_dir, check_needs=("training_parameters",), inspect=inspect,
-                check_judges=check_judges, resume_hint=RESUME_HINT,
+                check_judges=check_judges, calibrate_judges=calibrate_judges, resume_hint=RESUME_HINT,
                 preflight="pipelines.grpo.preflight:run_preflight",
                 outputs=("final_adapter", "metrics", "reward_curve", "high_scores"))

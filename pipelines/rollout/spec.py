@@ -99,6 +99,19 @@ def spend_lines(cfg: RolloutConfigFile, examples: dict[int, dict], measure: bool
                                                  examples, measure, group_size=k))
 
 
+def calibrate_judges(cfg: RolloutConfigFile, ctx: NodeContext) -> list[Problem]:
+    """The ``--calibrate-judges`` hook: the judge calibration gate on rows drawn from the datasets.
+
+    Raises:
+        ConfigError: the rows cannot be drawn (an unusable dataset).
+    """
+    from pipelines.data.sampling import rows_for
+    from pipelines.rewards.judge.calibrate import calibrate_with_rows
+
+    return calibrate_with_rows(cfg.datasets, lambda need: rows_for(cfg.data_spec(), need, ctx.config_file),
+                               ctx.config_file, cfg.seed)
+
+
 NODE = NodeSpec(name="rollout", config_model=RolloutConfigFile, run="pipelines.rollout.node:run", rules=RULES,
                 check=check_run_dir, inspect=inspect, check_judges=reward_checks.check_judges,
-                resume_hint=RESUME_HINT, outputs=OUTPUTS)
+                calibrate_judges=calibrate_judges, resume_hint=RESUME_HINT, outputs=OUTPUTS)

@@ -8,6 +8,7 @@ from pipelines.grpo.checks import generation_batch
 from pipelines.grpo.config import RESUME_HINT
 from pipelines.grpo.hpo.checks import RULES, search_seed
 from pipelines.grpo.hpo.config import GRPOHPOConfigFile, HPOSection, mutation_notes
+from pipelines.grpo.calibration import calibrate_judges
 from pipelines.rewards.checks import check_judges
 
 
@@ -52,6 +53,6 @@ def describe_mutation(hpo: HPOSection) -> str:
 NODE = NodeSpec(name="grpo_hpo", config_model=GRPOHPOConfigFile, run="pipelines.grpo.hpo.node:run",
                 rules=grpo_checks.RULES + RULES, check=grpo_spec.check_run_dir, normalize=grpo_spec.NODE.normalize,
                 check_needs=("training_parameters",), inspect=inspect,
-                check_judges=check_judges, resume_hint=RESUME_HINT,
+                check_judges=check_judges, calibrate_judges=calibrate_judges, resume_hint=RESUME_HINT,
                 preflight="pipelines.grpo.hpo.node:run_member_preflight",
                 outputs=("elite_adapter", "hpo_history", "hpo_fitness"))

@@ -41,7 +41,8 @@ def _judge_entries(datasets: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
             else:
                 continue
             ident = json.dumps([kwargs.get(k) for k in ("eval_llm_base_url", "eval_llm_name", "system_prompt_path",
-                                                        "score_types")], sort_keys=True, default=str)
+                                                        "score_types", "mode", "group_prompt_path")],
+                               sort_keys=True, default=str)
             if ident not in seen:
                 seen.add(ident)
                 out.append((f"datasets[{i}].reward_funcs[{j}]", kwargs))
@@ -76,7 +77,32 @@ async def probe(settings: dict[str, Any]) -> tuple[Optional[float], Optional[str
     finally:
         await judge.aclose()
         judge.close()
-    return outcome.reward, outcome.error, time.monotonic() - started
+    error = outcome.error
+    if error is None and settings.get("mode") == "group":
+        error = await probe_group(settings)
+    return outcome.reward, error, time.monotonic() - started
+
+
+async def probe_group(settings: dict[str, Any]) -> Optional[str]:
+    """A group judge's group rubric (``mode: group``): two probe candidates in one request; the error, or None
+    when the reply parsed."""
+    from pipelines.rewards.judge.reward import build_group_judge
+
+    judge = build_group_judge(settings)
+    columns = {name: [f"(example {name})"] * 2 for name in judge.group_rubric.placeholders}
+    columns["answer"] = [PROBE_VALUES["answer"]] * 2
+    prompt = [{"role": "user", "content": PROBE_VALUES["input_text"]}]
+    try:
+        outcome = await judge.judge_group(prompt, [PROBE_VALUES["output_text"], "5"], columns, 0)
+    finally:
+        await judge.aclose()
+        judge.close()
+    if outcome.error is not None:
+        return f"group request: {outcome.error}"
+    if outcome.scores is None:
+        last = (outcome.exchanges or [{}])[-1].get("parse_error") or "unparseable"
+        return f"group reply could not be parsed: {last}"
+    return None
 
 
 async def _probe_all(entries: list[tuple[str, dict[str, Any]]]) -> list[Any]:
@@ -104,7 +130,9 @@ def check_judges(datasets: Sequence[Any], config_file: str) -> list[Problem]:
             continue
         reward, error, seconds = result
         if error is not None:
-            hint = ("the rubric must make the judge end with the score tags; -v logs its answer"
+            hint = ('the group rubric must make the judge end with {"scores": {"1": N, ...}}'
+                    if "group reply could not be parsed" in error else
+                    "the rubric must make the judge end with the score tags; -v logs its answer"
                     if "could not be parsed" in error else "check the URL, that the server is up, the model name "
                                                            "and the API key")
             problems.append(Problem(config_file, key, f"{where}: {error}; {hint}"))

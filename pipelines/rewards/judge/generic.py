@@ -114,7 +114,9 @@ def validate_generic_kwargs(kwargs: dict[str, Any]) -> list[str]:
         return [str(exc)]
     bound.apply_defaults()
     settings = judge_settings(dict(bound.arguments))
-    problems = load_checked(settings)[2]
+    from pipelines.rewards.judge.calibration import settings_problems
+
+    problems = load_checked(settings)[2] + settings_problems(bound.arguments["calibration"])
     fs = bound.arguments["format_score"]
     if isinstance(fs, bool) or not isinstance(fs, (int, float)) or not math.isfinite(fs):
         problems.append(f"format_score: expected a number (Augmentoolkit's default 0.1), got {fs!r}")
@@ -123,14 +125,15 @@ def validate_generic_kwargs(kwargs: dict[str, Any]) -> list[str]:
 
 def judge_settings(args: dict[str, Any]) -> dict[str, Any]:
     """The shared judge settings for these arguments (no re-ask, no cache, reasoning shown to the judge)."""
-    settings = {k: v for k, v in args.items() if k != "format_score"}
+    settings = {k: v for k, v in args.items() if k not in ("format_score", "calibration")}
     settings.update(format_retries=0, cache=None, judge_reasoning=True, normalize=False)
     return settings
 
 
-def build_generic_judge(args: dict[str, Any]) -> GenericJudge:
-    """The judge behind :func:`generic_llm_reward`: the shared builder with Augmentoolkit's fixed settings."""
-    return build_judge(judge_settings(args), GenericJudge, "generic_llm_reward",
+def build_generic_judge(args: dict[str, Any], lenient: bool = False) -> GenericJudge:
+    """The judge behind :func:`generic_llm_reward`: the shared builder with Augmentoolkit's fixed settings
+    (``lenient``: see :func:`~pipelines.rewards.judge.reward.load_checked`)."""
+    return build_judge(judge_settings(args), GenericJudge, "generic_llm_reward", lenient=lenient,
                        format_score=float(args["format_score"]))
 
 
@@ -143,7 +146,8 @@ def generic_llm_reward(system_prompt_path: str, score_types: list[dict[str, Any]
                        max_concurrency: int = 16, timeout_s: float = 120.0, max_retries: int = 4,
                        on_error: Union[str, float] = "skip", max_failure_rate: float = 0.5,
                        label: Optional[str] = None, backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
-                       extra_body: Optional[dict[str, Any]] = None) -> Callable[..., Any]:
+                       extra_body: Optional[dict[str, Any]] = None,
+                       calibration: Optional[dict[str, Any]] = None) -> Callable[..., Any]:
     """Augmentoolkit's LLM judge: an OpenAI-compatible LLM grades the completion against a YAML rubric, with
     Augmentoolkit's scoring, arguments and defaults (plus our transport's). Built once per run.
 
@@ -155,6 +159,7 @@ def generic_llm_reward(system_prompt_path: str, score_types: list[dict[str, Any]
         (default none: no format check); the judge sees the reasoning either way.
     max_concurrency / timeout_s / max_retries / backoff_base_s / backoff_max_s / on_error / max_failure_rate /
         label / extra_body: as for llm_judge; they apply to transport failures only.
+    calibration: settings of ``--calibrate-judges`` (judge/calibration.py); training does not read them.
     """
     judge = build_generic_judge({k: v for k, v in locals().items()})
     log.info("generic_llm_reward %s: %s at %s, rubric %s (Augmentoolkit scoring, format_score %g)",

@@ -11,6 +11,8 @@ Metrics (all since the last pop):
 - ``fallbacks``: completions scored with ``on_error`` (failures + unparsed);
 - ``format_scored`` (generic_llm_reward): answers that could not be read, scored ``format_score``;
 - ``prechecked`` (generic_llm_reward): completions scored without a judge call (reasoning format, similarity);
+- ``groups`` (``mode: group``): prompt groups sent as one call each; ``group_fallbacks``: groups whose reply
+  never parsed, scored pointwise instead (their completions are then counted again in ``samples``);
 - ``failure_rate``: (failures + unparsed) / completions sent to the judge;
 - ``latency_p50_s``, ``latency_p95_s``: latency of successful requests;
 - ``prompt_tokens``, ``completion_tokens``: summed from the responses' ``usage``.
@@ -21,9 +23,10 @@ import threading
 from typing import Sequence
 
 COUNTERS = ("samples", "cache_hits", "calls", "retries", "failures", "parse_failures", "unparsed", "fallbacks",
-            "format_scored", "prechecked", "prompt_tokens", "completion_tokens")
+            "format_scored", "prechecked", "prompt_tokens", "completion_tokens", "groups", "group_fallbacks")
 
 GENERIC_ONLY = ("format_scored", "prechecked")
+GROUP_ONLY = ("groups", "group_fallbacks")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -40,10 +43,12 @@ def percentile(values: Sequence[float], q: float) -> float:
 class JudgeMetrics:
     """Thread-safe counters: the judge's loop adds, the trainer's thread pops."""
 
-    def __init__(self, label: str, generic: bool = False):
+    def __init__(self, label: str, generic: bool = False, group: bool = False):
         self.prefix = f"judge/{label}/"
-        # format_scored and prechecked are counted for every judge but reported for generic_llm_reward only
-        self.reported = COUNTERS if generic else tuple(k for k in COUNTERS if k not in GENERIC_ONLY)
+        # format_scored and prechecked are counted for every judge but reported for generic_llm_reward only;
+        # groups and group_fallbacks for group judges only
+        hidden = (() if generic else GENERIC_ONLY) + (() if group else GROUP_ONLY)
+        self.reported = tuple(k for k in COUNTERS if k not in hidden)
         self._lock = threading.RLock()
         self._reset()
 

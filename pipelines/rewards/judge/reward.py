@@ -102,8 +102,10 @@ def resolve_settings(kwargs: dict[str, Any]) -> dict[str, Any]:
     return dict(bound.arguments)
 
 
-def load_checked(settings: dict[str, Any]) -> tuple[Optional[Rubric], list[ScoreType], list[str]]:
-    """Rubric and score types, with every problem of the settings, rubric and score types."""
+def load_checked(settings: dict[str, Any], lenient: bool = False
+                 ) -> tuple[Optional[Rubric], list[ScoreType], list[str]]:
+    """Rubric and score types, with every problem of the settings, rubric and score types (``lenient``: not
+    the rubric's content, which the calibration gate measures instead)."""
     problems = _check_transport(settings) + _check_behaviour(settings)
     score_types, st_problems = parse_score_types(settings["score_types"])
     problems += st_problems
@@ -116,7 +118,7 @@ def load_checked(settings: dict[str, Any]) -> tuple[Optional[Rubric], list[Score
             rubric = load_rubric(path)
         except RubricError as exc:
             problems += exc.problems
-    if rubric is not None and not st_problems:
+    if rubric is not None and not st_problems and not lenient:
         problems += check_rubric(rubric, score_types)
     return rubric, score_types, problems
 
@@ -127,7 +129,11 @@ def validate_judge_kwargs(kwargs: dict[str, Any]) -> list[str]:
         settings = resolve_settings(kwargs)
     except TypeError as exc:
         return [str(exc)]
-    return load_checked(settings)[2]
+    from pipelines.rewards.judge.calibration import settings_problems
+    from pipelines.rewards.judge.group import group_settings_problems
+
+    return (load_checked(settings)[2] + settings_problems(settings["calibration"])
+            + group_settings_problems(settings))
 
 
 def default_label(settings: dict[str, Any]) -> str:
@@ -145,14 +151,16 @@ def sampling_params(settings: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def build_judge(settings: dict[str, Any], judge_cls: Any = None, name: str = "llm_judge", **options: Any) -> Any:
+def build_judge(settings: dict[str, Any], judge_cls: Any = None, name: str = "llm_judge", lenient: bool = False,
+                **options: Any) -> Any:
     """An :class:`~pipelines.rewards.judge.core.LLMJudge` (or ``judge_cls``) from resolved settings; ValueError if
-    invalid. ``options`` adds :class:`~pipelines.rewards.judge.core.JudgeOptions` fields a subclass needs."""
+    invalid. ``options`` adds :class:`~pipelines.rewards.judge.core.JudgeOptions` fields a subclass needs;
+    ``lenient`` skips the rubric content checks (see :func:`load_checked`)."""
     from pipelines.rewards.judge.cache import JudgeCache
     from pipelines.rewards.judge.core import JudgeOptions, LLMJudge
     from pipelines.rewards.judge.transport import JudgeTransport
 
-    rubric, score_types, problems = load_checked(settings)
+    rubric, score_types, problems = load_checked(settings, lenient)
     if problems or rubric is None:
         raise ValueError(f"{name}: " + "; ".join(problems))
     transport = JudgeTransport(settings["eval_llm_base_url"], settings["eval_llm_api_key"],
@@ -168,6 +176,19 @@ def build_judge(settings: dict[str, Any], judge_cls: Any = None, name: str = "ll
                                  **options)
     cache = None if settings["cache"] in _OFF else JudgeCache(settings["cache"])
     return (judge_cls or LLMJudge)(rubric, transport, judge_options, cache)
+
+
+def build_group_judge(settings: dict[str, Any], lenient: bool = False) -> Any:
+    """A :class:`~pipelines.rewards.judge.group.GroupJudge` (``mode: group``) from resolved settings; ValueError
+    if invalid (``lenient``: see :func:`load_checked`)."""
+    from pipelines.rewards.judge.group import GroupJudge, group_settings_problems
+
+    problems = group_settings_problems(settings)
+    if problems:
+        raise ValueError("llm_judge: " + "; ".join(problems))
+    judge = build_judge(settings, GroupJudge, lenient=lenient)
+    judge.group_rubric = load_rubric(settings["group_prompt_path"])
+    return judge
 
 
 def reward_function_for(judge: Any) -> Callable[..., Any]:
@@ -194,7 +215,9 @@ def llm_judge(eval_llm_name: str, eval_llm_base_url: str, system_prompt_path: st
               on_error: Union[str, float] = "skip", cache: Union[str, bool, None] = None,
               judge_reasoning: bool = False, max_failure_rate: float = 0.5, normalize: bool = False,
               label: Optional[str] = None, backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
-              extra_body: Optional[dict[str, Any]] = None) -> Callable[..., Any]:
+              extra_body: Optional[dict[str, Any]] = None, mode: str = "pointwise",
+              group_prompt_path: Optional[str] = None, calibration: Optional[dict[str, Any]] = None
+              ) -> Callable[..., Any]:
     """An OpenAI-compatible LLM grades the completion against a YAML rubric, its reply read strictly
     (judge/parse.py). Built once per run.
 
@@ -211,9 +234,15 @@ def llm_judge(eval_llm_name: str, eval_llm_base_url: str, system_prompt_path: st
     format_retries: re-asks when an answer does not parse. on_error: ``skip`` (None), a number, or ``fail``.
     cache: a SQLite file of parsed answers, or off. max_failure_rate: the circuit breaker per batch.
     normalize: map the weighted sum onto [0, 1]. label: names the metrics ``judge/<label>/...``.
+    mode / group_prompt_path: ``pointwise`` (one call per completion) or ``group`` (one call per prompt group
+        with the group rubric; judge/group.py). calibration: settings of ``--calibrate-judges``
+        (judge/calibration.py); training does not read them.
     """
     settings = {k: v for k, v in locals().items()}
-    judge = build_judge(settings)
+    if mode == "group":
+        judge = build_group_judge(settings)
+    else:
+        judge = build_judge(settings)
     log.info("llm_judge %s: %s at %s, rubric %s, max_concurrency %d", judge.options.label, eval_llm_name,
              eval_llm_base_url, judge.rubric.path, max_concurrency)
     return reward_function_for(judge)

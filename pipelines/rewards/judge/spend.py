@@ -4,8 +4,8 @@ Calls: every completion a judge sees is one call (``mode: group`` judges one pro
 gives the number of completions it will generate per dataset. Tokens per call are *measured* when
 ``--check-judges`` runs (one request per judge, sized like a real one: a drawn row's prompt and answer with a
 completion as long as ``max_completion_length``; the provider's ``usage`` gives its prompt and completion
-tokens), else *estimated* (4 characters per token, and a reply as long as the judge's ``max_tokens`` allows,
-capped at 512). Both assume every completion uses its full length budget and nothing comes from the judge cache,
+tokens), else *estimated* by :mod:`pipelines.rewards.judge.projection` (the one home of judge call and token
+estimates, shared with the calibration gate). Both assume every completion uses its full length budget and nothing comes from the judge cache,
 so a model that stops early or a warm cache costs less.
 """
 from __future__ import annotations
@@ -14,8 +14,6 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
-CHARS_PER_TOKEN = 4.0
-ESTIMATED_REPLY_TOKENS = 512
 FILLER = "The answer follows from the steps above, checked once more against the question. "
 
 
@@ -55,6 +53,7 @@ def sized_values(judge: Any, row: Optional[Mapping[str, Any]], completion_tokens
     """Placeholder values shaped like a real call: the row's prompt and columns, a completion of the budget."""
     from pipelines.rewards.judge.check import PROBE_VALUES
     from pipelines.rewards.judge.core import prompt_texts
+    from pipelines.rewards.judge.projection import CHARS_PER_TOKEN
     from pipelines.rewards.judge.rubric import column_text
 
     values = dict(PROBE_VALUES)
@@ -70,31 +69,40 @@ def sized_values(judge: Any, row: Optional[Mapping[str, Any]], completion_tokens
     return values
 
 
-def estimate_tokens(settings: dict[str, Any], row: Optional[Mapping[str, Any]],
-                    completion_tokens: int) -> tuple[float, float]:
-    """(prompt, reply) tokens of one call, estimated from characters."""
-    from pipelines.rewards.judge.reward import build_judge
+def _judge(settings: dict[str, Any], **overrides: Any) -> Any:
+    from pipelines.rewards.judge.reward import build_group_judge, build_judge
 
-    judge = build_judge(dict(settings, cache=None))
+    settings = dict(settings, cache=None, **overrides)
+    return build_group_judge(settings) if settings.get("mode") == "group" else build_judge(settings)
+
+
+def estimated_call(settings: dict[str, Any], row: Optional[Mapping[str, Any]], completion_tokens: int,
+                   group_size: int) -> tuple[float, float]:
+    """(prompt, reply) tokens of one call, estimated from characters (:mod:`.projection`): a pointwise request
+    is rendered from ``row`` with a full-length completion; a group request is the group rubric plus
+    ``group_size`` full-length candidates."""
+    from pipelines.rewards.judge import projection
+
+    judge = _judge(settings)
     try:
+        if getattr(judge, "group_rubric", None) is not None:
+            one = projection.training_projection(judge, group_size, group_size, policy_tokens=completion_tokens)
+            return float(one.prompt_tokens), float(one.completion_tokens)
         messages = judge.messages_for(sized_values(judge, row, completion_tokens))
+        return float(projection.estimate_tokens(messages)), float(projection.reply_tokens(judge))
     finally:
         judge.close()
-    chars = sum(len(m["content"]) for m in messages)
-    reply = min(ESTIMATED_REPLY_TOKENS, settings.get("max_tokens") or ESTIMATED_REPLY_TOKENS)
-    return chars / CHARS_PER_TOKEN, float(reply)
 
 
-async def measure_tokens(settings: dict[str, Any], row: Optional[Mapping[str, Any]],
-                         completion_tokens: int) -> tuple[float, float]:
-    """(prompt, reply) tokens of one real call sized like a training call, from the response's ``usage``.
+async def measure_call(settings: dict[str, Any], row: Optional[Mapping[str, Any]],
+                       completion_tokens: int) -> tuple[float, float]:
+    """(prompt, reply) tokens of one real pointwise call sized like a training call, from the response's
+    ``usage``.
 
     Raises:
         JudgeCallFailed: the request failed after the judge's retries.
     """
-    from pipelines.rewards.judge.reward import build_judge
-
-    judge = build_judge(dict(settings, cache=None, max_retries=min(1, settings["max_retries"])))
+    judge = _judge(dict(settings, mode="pointwise"), max_retries=min(1, settings["max_retries"]))
     try:
         answer = await judge.transport.complete(judge.messages_for(sized_values(judge, row, completion_tokens)),
                                                 judge.options.params or {})
@@ -114,6 +122,7 @@ def project_spend(datasets: Sequence[Any], completions: Sequence[int], completio
     judge; ``group_size``: completions per prompt (a ``mode: group`` judge makes one call per group). A measurement that fails falls back to the estimate.
     """
     from pipelines.rewards.judge.check import judge_entries
+    from pipelines.rewards.judge.projection import training_calls
     from pipelines.rewards.judge.reward import default_label, resolve_settings
 
     out = []
@@ -121,17 +130,17 @@ def project_spend(datasets: Sequence[Any], completions: Sequence[int], completio
         settings = resolve_settings(kwargs)
         index = _dataset_of(key)
         row = (rows or {}).get(index)
+        group = settings.get("mode") == "group"
         tokens, measured = None, False
-        if measure:
+        if measure and not group:      # a group request is estimated: its size is the group rubric's
             try:
-                tokens, measured = asyncio.run(measure_tokens(settings, row, completion_tokens)), True
+                tokens, measured = asyncio.run(measure_call(settings, row, completion_tokens)), True
             except Exception:  # noqa: BLE001 - the probe reports an unreachable judge; here fall back to the estimate
                 tokens = None
         if tokens is None:
-            tokens = estimate_tokens(settings, row, completion_tokens)
-        calls = completions[index] if index < len(completions) else 0
-        if kwargs.get("mode") == "group" and group_size > 1:
-            calls = -(-calls // group_size)
+            tokens = estimated_call(settings, row, completion_tokens, group_size)
+        calls = training_calls(completions[index] if index < len(completions) else 0, group_size,
+                               "group" if group else "pointwise")
         model = str(settings["eval_llm_name"])
         price = (prices or {}).get(model)
         usd = price.usd(calls * tokens[0], calls * tokens[1]) if price is not None else None
