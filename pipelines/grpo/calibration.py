@@ -19,4 +19,5 @@ def calibrate_judges(cfg: Any, ctx: NodeContext) -> list[Problem]:
     from pipelines.rewards.judge.calibrate import calibrate_with_rows
 
     return calibrate_with_rows(cfg.datasets, lambda need: rows_for(data_spec(cfg), need, ctx.config_file),
-                               ctx.config_file, cfg.seed)
+                               ctx.config_file, cfg.seed,
+                               cfg.budget.judge_prices if cfg.budget is not None else None)

@@ -109,7 +109,8 @@ def calibrate_judges(cfg: RolloutConfigFile, ctx: NodeContext) -> list[Problem]:
     from pipelines.rewards.judge.calibrate import calibrate_with_rows
 
     return calibrate_with_rows(cfg.datasets, lambda need: rows_for(cfg.data_spec(), need, ctx.config_file),
-                               ctx.config_file, cfg.seed)
+                               ctx.config_file, cfg.seed,
+                               cfg.budget.judge_prices if cfg.budget is not None else None)
 
 
 NODE = NodeSpec(name="rollout", config_model=RolloutConfigFile, run="pipelines.rollout.node:run", rules=RULES,

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from pipelines.common.problems import Problem
 from pipelines.rewards.judge.calibration import CalibrationSettings, Sample, failures, load_examples, measure, \
@@ -260,7 +260,7 @@ def _plans(entries: Sequence[JudgeEntry], rows_by_dataset: dict[int, list[dict[s
 
 
 def calibrate_with_rows(datasets: Sequence[Any], draw: Callable[[dict[int, int]], dict[int, list[dict[str, Any]]]],
-                        config_file: str, seed: int = 0) -> list[Problem]:
+                        config_file: str, seed: int = 0, prices: Optional[Mapping[str, Any]] = None) -> list[Problem]:
     """A node's ``--calibrate-judges`` hook: ``draw(rows needed per dataset index)`` gives the rows (the node
     reads its data), then :func:`calibrate_judges`.
 
@@ -271,28 +271,35 @@ def calibrate_with_rows(datasets: Sequence[Any], draw: Callable[[dict[int, int]]
     if not need:
         print("    calibration: no judges configured")
         return []
-    return calibrate_judges(datasets, draw(need), config_file, seed)
+    return calibrate_judges(datasets, draw(need), config_file, seed, prices)
 
 
 def calibrate_judges(datasets: Sequence[Any], rows_by_dataset: dict[int, list[dict[str, Any]]], config_file: str,
-                     seed: int = 0) -> list[Problem]:
+                     seed: int = 0, prices: Optional[Mapping[str, Any]] = None) -> list[Problem]:
     """Calibrate every judge of the validated ``datasets`` on the node's drawn rows; print the plan and each
-    report, return the problems (a measure past its threshold, a judge that cannot be calibrated)."""
+    report, return the problems (a measure past its threshold, a judge that cannot be calibrated). ``prices``:
+    ``budget.judge_prices`` (eval_llm_name -> JudgePrice), to print what the calls cost before sending them."""
     entries = judge_entries(datasets)
     if not entries:
         print("    calibration: no judges configured")
         return []
     plans, problems = _plans(entries, rows_by_dataset, seed, config_file)
-    total = Projection()
+    total, usd, priced = Projection(), 0.0, True
     for plan in plans:
         projection = plan_projection(plan)
         total = total + projection
+        price = (prices or {}).get(str(plan.judge.transport.model))
+        if price is None:
+            priced = False
+        else:
+            usd += projection.cost_usd(price.input_usd_per_mtok, price.output_usd_per_mtok)
         print(f"    calibration of judge {plan.entry.label!r} (rubric {plan.judge.rubric.path}): "
               f"{len(plan.samples)} samples from {plan.entry.settings.rows} rows; {projection.calls} calls, "
               f"~{projection.prompt_tokens} prompt + ~{projection.completion_tokens} completion tokens (estimated)")
     if plans:
         print(f"    calibration sends {total.calls} judge calls, ~{total.prompt_tokens + total.completion_tokens} "
-              "tokens in all (estimated; cost: tokens x your judge's prices)")
+              + (f"tokens in all (estimated), ~{usd:.4f} USD at budget.judge_prices" if priced and prices else
+                 "tokens in all (estimated; cost: tokens x your judge's prices, set budget.judge_prices to see it)"))
     results = asyncio.run(_run_all(plans))
     for plan, result in zip(plans, results):
         where = f"judge {plan.entry.label!r}, rubric {plan.judge.rubric.path}"

@@ -73,7 +73,10 @@ def _judge(settings: dict[str, Any], **overrides: Any) -> Any:
     from pipelines.rewards.judge.reward import build_group_judge, build_judge
 
     settings = dict(settings, cache=None, **overrides)
-    return build_group_judge(settings) if settings.get("mode") == "group" else build_judge(settings)
+    # lenient: a rubric the checks refuse (reported by them) is still priced
+    if settings.get("mode") == "group":
+        return build_group_judge(settings, lenient=True)
+    return build_judge(settings, lenient=True)
 
 
 def estimated_call(settings: dict[str, Any], row: Optional[Mapping[str, Any]], completion_tokens: int,
@@ -138,7 +141,10 @@ def project_spend(datasets: Sequence[Any], completions: Sequence[int], completio
             except Exception:  # noqa: BLE001 - the probe reports an unreachable judge; here fall back to the estimate
                 tokens = None
         if tokens is None:
-            tokens = estimated_call(settings, row, completion_tokens, group_size)
+            try:
+                tokens = estimated_call(settings, row, completion_tokens, group_size)
+            except (ValueError, KeyError, OSError):  # a judge config --validate reports as a problem: not priced
+                continue
         calls = training_calls(completions[index] if index < len(completions) else 0, group_size,
                                "group" if group else "pointwise")
         model = str(settings["eval_llm_name"])

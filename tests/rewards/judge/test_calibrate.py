@@ -252,3 +252,21 @@ def test_a_length_loving_and_a_random_judge_fail_their_measures(repo_root, tmp_p
     random_lines = [ln for ln in err.splitlines() if "judge 'random'" in ln]
     assert any("length bias" in ln and "above max_length_bias 0.3" in ln for ln in long_lines)
     assert any("test-retest (Spearman)" in ln and "below min_retest 0.7" in ln for ln in random_lines)
+
+
+def test_calibration_prints_its_cost_at_the_budget_prices(repo_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(repo_root)
+    super_config = write_config(repo_root, tmp_path, "http://127.0.0.1:9/v1", SOUND_RUBRIC)
+    node = tmp_path / "node.yaml"
+    cfg = yaml.safe_load(node.read_text())
+    cfg["budget"] = {"judge_prices": {"j": {"input_usd_per_mtok": 1000.0, "output_usd_per_mtok": 1000.0}}}
+    node.write_text(yaml.safe_dump(cfg))
+    with JudgeServer(script) as srv:
+        cfg["datasets"][0]["reward_funcs"][0]["eval_llm_base_url"] = srv.base_url
+        node.write_text(yaml.safe_dump(cfg))
+        assert calibrate(super_config, tmp_path) == 0
+    out = capsys.readouterr().out
+    line = out.split("calibration sends ")[1].splitlines()[0]
+    tokens = int(line.split("~")[1].split()[0])
+    usd = float(line.split("~")[2].split()[0])
+    assert usd == pytest.approx(tokens * 1000.0 / 1e6, rel=1e-3) and "USD at budget.judge_prices" in line
