@@ -78,7 +78,7 @@ def check_run_location(raw: dict[str, Any], node: str, outputs_root: Path, file:
     :data:`MAX_NAME_BYTES` bytes) inside ``outputs_root``; an explicit ``training_parameters.output_dir`` is not
     the working folder (or above it) nor someone else's non-empty folder; its ``run.lock``, if any, is a regular
     file."""
-    problems = []
+    problems = outputs_root_problems(outputs_root)
     if raw.get("run_name") is not None:
         problem = name_problem(raw["run_name"])
         if problem:
@@ -103,6 +103,18 @@ def check_run_location(raw: dict[str, Any], node: str, outputs_root: Path, file:
         if lock:
             problems.append(Problem(file, "training_parameters.output_dir" if explicit else "run_name", lock))
     return problems
+
+
+def outputs_root_problems(outputs_root: Path) -> list[Problem]:
+    """The outputs folder (``--outputs``) must be a folder or creatable as one: not a file, nor below one."""
+    for path in (outputs_root, *outputs_root.parents):
+        if path.is_dir():
+            return []
+        if os.path.lexists(path):
+            what = "is" if path == outputs_root else f"lies inside {path}, which is"
+            return [Problem("command line", "--outputs", f"{outputs_root} {what} a file, not a folder; name a folder for the "
+                                             "run dirs (default: outputs)")]
+    return []
 
 
 def run_dir_for(config: dict[str, Any], node: str, outputs_root: Path) -> Path:
