@@ -165,6 +165,9 @@ class Rubric:
 def load_rubric(path: str | Path) -> Rubric:
     """Read and structurally check a rubric file; RubricError lists what is wrong."""
     resolved = resolve_rubric_path(path)
+    if resolved is None and Path(path).expanduser().exists():   # a folder, FIFO or device: never opened
+        raise RubricError([f"system_prompt_path: {path}: the rubric file is not a regular file (a folder, FIFO or "
+                           "device)"])
     if resolved is None:
         raise RubricError([f"system_prompt_path: rubric file {str(path)!r} not found (tried {Path.cwd()} and "
                            f"{PACKAGE_DIR}); give a path like prompts/helpfulness.yaml"])
