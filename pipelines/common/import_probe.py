@@ -111,12 +111,22 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.communicate()
 
 
+def _search_roots() -> list[str]:
+    """Where this process finds modules beyond the installed ones: PYTHONPATH, the folder of the script it runs
+    (``run_pipeline.py``'s) and the working folder; the child searches the same places."""
+    roots = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    script = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c", "-m") else ""
+    if script and os.path.isfile(script):
+        roots.append(os.path.dirname(os.path.abspath(script)))
+    return roots + [os.getcwd()]
+
+
 @lru_cache(maxsize=256)
 def probe_import(module_name: str) -> Optional[str]:
     """Why importing ``module_name`` must not happen in this process (None when it may: it imported in the
     child, or failed there with an ordinary exception that the in-process import reports)."""
     token = uuid.uuid4().hex
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(_search_roots()))
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, module_name, token], stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:

@@ -25,6 +25,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Optional
 
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAX_RENDER_CHARS = 1_000_000          # a rendered prompt longer than this is refused (no real prompt comes close)
 PROBE_CPU_S = 1                       # CPU seconds the probe may use (load on the machine does not count)
 PROBE_WALL_S = 20                     # wall-clock backstop for the probe
@@ -181,7 +182,7 @@ def probe_template(template: str) -> Optional[str]:
     try:
         proc = subprocess.run([sys.executable, "-m", __name__], input=template.encode("utf-8", "surrogatepass"),
                               capture_output=True, timeout=PROBE_WALL_S, preexec_fn=_limit_resources,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+                              cwd=_PACKAGE_ROOT)   # `-m` finds this module (the project) from its own root
     except subprocess.TimeoutExpired:
         return f"rendering did not finish within {PROBE_WALL_S} s"
     if proc.returncode != 0:
