@@ -14,7 +14,6 @@ Modules of this project (``pipelines``) and of installed packages and the standa
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -24,6 +23,8 @@ import time
 import uuid
 from functools import lru_cache
 from typing import Optional
+
+from pipelines.common.availability import locate_module
 
 IDLE_LIMIT_S = 2.0       # seconds without CPU use that end the probe (a sleep or a wait at import)
 TOTAL_LIMIT_S = 60.0     # a busy import (a large package) gets this long
@@ -57,10 +58,7 @@ def is_probed(module_name: str) -> bool:
     top = module_name.split(".")[0]
     if module_name in sys.modules or top in ("pipelines", "cli_utils"):
         return False
-    try:
-        spec = importlib.util.find_spec(top)     # a top-level lookup runs no module code
-    except (ImportError, ValueError):
-        return True
+    spec = locate_module(top)     # a top-level lookup runs no module code
     if spec is None or spec.origin in ("built-in", "frozen"):
         return False        # missing: the in-process import says so; built in: not user code
     if spec.origin is None:
