@@ -14,6 +14,7 @@ Modules of this project (``pipelines``) and of installed packages and the standa
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from typing import Optional
 
 from pipelines.common.availability import locate_module
 
+log = logging.getLogger(__name__)
 IDLE_LIMIT_S = 2.0       # seconds without CPU use that end the probe (a sleep or a wait at import)
 TOTAL_LIMIT_S = 60.0     # a busy import (a large package) gets this long
 _CHILD = """
@@ -125,8 +127,12 @@ def probe_import(module_name: str) -> Optional[str]:
     child, or failed there with an ordinary exception that the in-process import reports)."""
     token = uuid.uuid4().hex
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(_search_roots()))
-    proc = subprocess.Popen([sys.executable, "-c", _CHILD, module_name, token], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, module_name, token], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    except OSError as exc:   # no child process here: import in process, as before
+        log.warning("module %s not probed before import (%s)", module_name, exc)
+        return None
     try:
         why, out = _watch(proc)
     finally:

@@ -18,6 +18,7 @@ Both are written here: transformers has no torch-free, bounded entry point for r
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Optional
 
+log = logging.getLogger(__name__)
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAX_RENDER_CHARS = 1_000_000          # a rendered prompt longer than this is refused (no real prompt comes close)
 PROBE_CPU_S = 1                       # CPU seconds the probe may use (load on the machine does not count)
@@ -185,6 +187,9 @@ def probe_template(template: str) -> Optional[str]:
                               cwd=_PACKAGE_ROOT)   # `-m` finds this module (the project) from its own root
     except subprocess.TimeoutExpired:
         return f"rendering did not finish within {PROBE_WALL_S} s"
+    except OSError as exc:   # no child process here: the in-process bounds (errors, size) still apply
+        log.warning("chat template not probed (%s); rendering errors are still reported", exc)
+        return None
     if proc.returncode != 0:
         tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
         if "MemoryError" in tail[0] or proc.returncode in (-9, -24):
