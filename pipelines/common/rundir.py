@@ -98,10 +98,23 @@ def check_run_location(raw: dict[str, Any], node: str, outputs_root: Path, file:
         elif target.is_file() or (target.is_dir() and any(target.iterdir()) and not holds_a_run(target)):
             problems.append(Problem(file, key, f"{explicit!r} already exists and holds no run of this tool; a run "
                                                f"dir is created by the run (choose a new or empty folder)"))
-    if not problems:   # a run.lock that is a symlink or folder would make the run write elsewhere or crash
-        lock = lock_file_problem(run_dir_for(raw, node, outputs_root))
-        if lock:
-            problems.append(Problem(file, "training_parameters.output_dir" if explicit else "run_name", lock))
+    if not problems:   # a run.lock or run.log that is a symlink would make the run write elsewhere
+        run_dir = run_dir_for(raw, node, outputs_root)
+        key = "training_parameters.output_dir" if explicit else "run_name"
+        problems += [Problem(file, key, p) for p in [lock_file_problem(run_dir), *_appended_file_problems(run_dir)]
+                     if p]
+    return problems
+
+
+def _appended_file_problems(run_dir: Path) -> list[str]:
+    """Files a run opens and appends to in place (not replaced by a rename) must be regular files if present:
+    a symlink there would make the run write through it, outside the run dir."""
+    problems = []
+    for name in (RUN_LOG, "metrics.jsonl"):
+        path = run_dir / name
+        if os.path.islink(path) or (os.path.lexists(path) and not path.is_file()):
+            problems.append(f"{path} is a symbolic link or not a regular file; a run appends to it in place, so "
+                            "it is refused (nothing was written). Remove it")
     return problems
 
 

@@ -82,3 +82,16 @@ def test_the_quickstart_with_a_300_character_run_name_exits_2(tmp_path, capsys, 
     monkeypatch.chdir(REPO)
     rc = main(["--validate", "--outputs", str(tmp_path / "out"), "--set", "run_name=" + "b" * 300])
     assert rc == 2 and "run_name: is 300 bytes long" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["run.log", "metrics.jsonl"])
+def test_a_symlinked_file_the_run_appends_to_is_refused(tmp_path, capsys, name):
+    """The same hole as a symlinked run.lock: run.log and metrics.jsonl are appended in place."""
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me\n")
+    run_dir = tmp_path / "out" / "victim"
+    run_dir.mkdir(parents=True)
+    (run_dir / name).symlink_to(target)
+    assert main(["--super-config", str(_record_pipeline(tmp_path)), "--outputs", str(tmp_path / "out")]) == 2
+    assert f"{name} is a symbolic link" in capsys.readouterr().err
+    assert target.read_text() == "keep me\n" and not (tmp_path / "log.jsonl").exists()
