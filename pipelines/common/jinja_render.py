@@ -42,11 +42,12 @@ SAMPLE_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", 
 
 class ChatTemplateError(ValueError):
     """A chat template failed while rendering (its own ``raise_exception`` included) or produced too much;
-    ``own`` tells the template's own ``raise_exception`` (it refuses a conversation) from any other failure."""
+    ``kind`` is "own" (its ``raise_exception``: it refuses a conversation), "bound" (a size or memory bound was
+    hit: never acceptable) or "error" (any other failure)."""
 
-    def __init__(self, message: str, own: bool = False):
+    def __init__(self, message: str, kind: str = "bound"):
         super().__init__(message)
-        self.own = own
+        self.kind = kind
 
 
 def _generation_extension() -> Any:
@@ -123,7 +124,7 @@ class BoundedTemplate:
         except MemoryError:
             raise ChatTemplateError("rendering ran out of memory") from None
         except Exception as exc:  # noqa: BLE001 - every failure of user template code is the template's problem
-            raise ChatTemplateError(describe_error(exc), own=_is_own(exc)) from None
+            raise ChatTemplateError(describe_error(exc), "own" if _is_own(exc) else "error") from None
         return "".join(parts)
 
 
@@ -149,8 +150,10 @@ def compile_template(template: str) -> BoundedTemplate:
         return BoundedTemplate(_bounded_environment().from_string(template))
     except ChatTemplateError:
         raise
+    except MemoryError:   # a constant the compiler folded (``'x'|center(10**9)``)
+        raise ChatTemplateError("compiling ran out of memory") from None
     except Exception as exc:  # noqa: BLE001 - a syntax error, or a constant the compiler folded that failed
-        raise ChatTemplateError(describe_error(exc)) from None
+        raise ChatTemplateError(describe_error(exc), "error") from None
 
 
 def _probe_outcomes(template: str) -> list[str]:
@@ -158,14 +161,14 @@ def _probe_outcomes(template: str) -> list[str]:
     try:
         compiled = compile_template(template)
     except ChatTemplateError as exc:
-        return [f"error: {exc}"]
+        return [f"{exc.kind}: {exc}"]
     outcomes = []
     for messages in SAMPLE_CONVERSATIONS:
         try:
             compiled.render(messages=messages, add_generation_prompt=True, **SAMPLE_TOKENS)
             outcomes.append("ok")
         except ChatTemplateError as exc:
-            outcomes.append(("raised: " if exc.own else "error: ") + str(exc))
+            outcomes.append(f"{exc.kind}: {exc}")
     return outcomes
 
 
@@ -178,9 +181,10 @@ def _limit_resources() -> None:
 
 @lru_cache(maxsize=64)
 def probe_template(template: str) -> Optional[str]:
-    """Why ``template`` cannot be used (None when it renders the sample conversations within the bounds): an
-    error other than its own ``raise_exception``, a ``raise_exception`` on every sample, or running out of the
-    probe's CPU time or memory. Runs in a child process; the result is cached per template text."""
+    """Why ``template`` cannot be used (None when it renders some sample conversation within the bounds): a
+    size bound passed on any sample, an error (its own ``raise_exception`` or any other) on every sample, or
+    running out of the probe's CPU time or memory (a template may refuse some conversation shapes: a system
+    turn, say). Runs in a child process; the result is cached per template text."""
     try:
         proc = subprocess.run([sys.executable, "-m", __name__], input=template.encode("utf-8", "surrogatepass"),
                               capture_output=True, timeout=PROBE_WALL_S, preexec_fn=_limit_resources,
@@ -196,12 +200,12 @@ def probe_template(template: str) -> Optional[str]:
             return (f"rendering a short conversation used more than {PROBE_CPU_S} s of CPU or "
                     f"{PROBE_MEMORY_BYTES >> 20} MiB of memory; a chat template must render quickly")
         return f"rendering failed ({tail[0][:200] or f'exit {proc.returncode}'})"
-    outcomes = json.loads(proc.stdout.decode("utf-8"))
-    errors = [o[len("error: "):] for o in outcomes if o.startswith("error: ")]
-    if errors:
-        return errors[0]
-    if outcomes and all(o.startswith("raised: ") for o in outcomes):
-        return outcomes[0][len("raised: "):] + " (on every sample conversation)"
+    outcomes = [o.partition(": ") for o in json.loads(proc.stdout.decode("utf-8"))]
+    bounds = [text for kind, _, text in outcomes if kind == "bound"]
+    if bounds:
+        return bounds[0]
+    if outcomes and all(kind != "ok" for kind, _, _ in outcomes):   # it renders no conversation at all
+        return outcomes[0][2] + " (on every sample conversation)"
     return None
 
 

@@ -54,6 +54,8 @@ def test_the_probe_accepts_real_templates_that_refuse_some_conversations():
     picky = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
              "{% for m in messages %}{{ m['content'] }}{% endfor %}")
     assert probe_template(picky) is None
+    indexes = "{{ messages[2]['content'] | upper }}{{ messages[0].content.strip() }}"   # fails on 1-2 turn chats
+    assert probe_template(indexes) is None
     assert all(probe_template(t) is None for t in TEMPLATE_NAMES.values())
 
 
