@@ -17,7 +17,8 @@ retries becomes an ``errors`` entry of that line, never the end of the run (the 
 
 The output is written to a temporary file beside it and renamed at the end, so it is complete or absent. It
 may not be, contain or lie inside an input (``--input``, ``--config``, the config's data files); an existing
-output is replaced only with ``--overwrite``, and only when it is an earlier output of this tool.
+output is replaced only with ``--overwrite``, and only when it is a regular file (not a symlink, device or FIFO)
+whose first line is a record this tool wrote; ``--show-judge`` prints every judge reply with secrets masked.
 
 With a group judge (``mode: group``), consecutive lines with the same prompt are one group, judged in one
 call: write each prompt's completions next to each other.
@@ -31,6 +32,7 @@ import argparse
 import glob
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -250,17 +252,37 @@ def _batches(args, cfg) -> Iterator[list[Item]]:
         yield batch
 
 
-def _is_earlier_output(path: Path) -> bool:
-    """An empty file, or one whose first line is a record this tool wrote (it has `rewards`)."""
-    with open(path, "rb") as fh:
+def overwrite_problem(path: Path) -> Optional[str]:
+    """Why ``--overwrite`` may not replace ``path`` (None when it may): only a regular file, not a symlink,
+    whose first line is a record this tool wrote (a JSON object with ``rewards`` and ``reward``). A device
+    (``/dev/null``), a FIFO, a symlink, an empty file or any other file is never replaced."""
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        return f"cannot be inspected ({exc.strerror})"
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link; --overwrite replaces only a regular file this tool wrote (give the real path)"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file (a device, FIFO or socket); --overwrite replaces only a file this tool wrote"
+    try:   # O_NOFOLLOW | O_NONBLOCK: a path swapped for a symlink or FIFO since lstat neither follows nor blocks
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror}); --overwrite replaces only a file this tool wrote"
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "is not a regular file; --overwrite replaces only a file this tool wrote"
         first = next((line for line in fh if line.strip()), None)
     if first is None:
-        return True
+        return ("is empty, so nothing shows that score_completions wrote it; --overwrite replaces only an earlier "
+                "output (remove the file yourself to reuse the name)")
     try:
         record = json.loads(first.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
-        return False
-    return isinstance(record, dict) and "rewards" in record
+        record = None
+    if isinstance(record, dict) and isinstance(record.get("rewards"), dict) and "reward" in record:
+        return None
+    return ("exists and is not an output of score_completions (no `rewards` in its first line); --overwrite "
+            "replaces only an earlier output")
 
 
 def path_problems(args, cfg) -> list[str]:
@@ -282,11 +304,12 @@ def path_problems(args, cfg) -> list[str]:
         problems.append(f"--output: {clash}")
     elif out.is_dir():
         problems.append(f"--output {shown(out)}: is a folder; give a file path")
-    elif out.exists() and not args.overwrite:
+    elif os.path.lexists(out) and not args.overwrite:   # lexists: a dangling symlink exists too
         problems.append(f"--output {shown(out)}: exists; add --overwrite to replace an earlier output")
-    elif out.exists() and not _is_earlier_output(out):
-        problems.append(f"--output {shown(out)}: exists and is not an output of score_completions (no `rewards` "
-                        "in its first line); --overwrite replaces only an earlier output")
+    elif os.path.lexists(out):
+        refused = overwrite_problem(out)
+        if refused:
+            problems.append(f"--output {shown(out)}: {refused}")
     return problems
 
 
@@ -351,7 +374,7 @@ def _reward_counters(stack) -> str:
 def _score_all(args, cfg, stack, secrets: set[str], output: Optional[AtomicOutputFile]) -> Summary:
     from tqdm import tqdm
 
-    judges = JudgeLog(stack, args.show_judge)
+    judges = JudgeLog(stack, args.show_judge, secrets)
     if judges.judges:
         print(f"LLM judges ({', '.join(j.options.label for j in judges.judges)}): every line is scored; a failed "
               "call is that line's error (the training circuit breaker and on_error: fail do not apply here)",

@@ -2,7 +2,9 @@
 of each line (its errors, and with --show-judge every reply and how it was read)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
+
+from pipelines.common.redaction import redact_text
 
 
 class Summary:
@@ -39,8 +41,9 @@ class JudgeLog:
     judge failures into its ``errors`` entries. Also switches the judges to "score every line": no circuit
     breaker and no ``on_error: fail`` (a failed call is that line's error)."""
 
-    def __init__(self, stack: Any, show: bool):
+    def __init__(self, stack: Any, show: bool, secrets: Iterable[str] = ()):
         self.show = show
+        self.secrets = set(secrets)   # besides the registered ones: a judge may echo its key in a reply
         self.records: dict[Any, list[dict[str, Any]]] = {}
         self.judges = [comp.fn.judge for comps in stack.components for comp in comps
                        if getattr(comp.fn, "judge", None) is not None]
@@ -60,7 +63,7 @@ class JudgeLog:
             if rec["error"]:
                 errors.append(f"LLM judge {rec['judge']!r}: {rec['error']}")
             if self.show:
-                print(_judge_lines(rec, where))
+                print(redact_text(_judge_lines(rec, where), self.secrets))
         return errors
 
 

@@ -6,7 +6,9 @@ never loads torch.
 """
 from __future__ import annotations
 
-from typing import Callable
+import inspect
+import sys
+from typing import Callable, Optional
 
 from pipelines.common.imports import ImportPathError, import_attribute, is_import_path
 from pipelines.common.node import NodeSpec
@@ -33,6 +35,21 @@ NODE_FACTORIES: dict[str, Callable[[], NodeSpec]] = {"grpo": _grpo_spec, "rollou
 NODE_ALIASES = {"grpo-rl-pipeline": "grpo"}     # Augmentoolkit's super-config name for its GRPO node
 
 
+def node_contract_problem(fn: Callable[..., object]) -> Optional[str]:
+    """Why ``fn`` cannot be an import-path node (None when it can): it must be a Python function (or method)
+    that takes the node's config and context as its two positional arguments."""
+    if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
+        kind = "a built-in function" if inspect.isbuiltin(fn) else f"a {type(fn).__name__}"
+        return f"is {kind}, not a Python function"
+    if str(getattr(fn, "__module__", "")).split(".")[0] in sys.stdlib_module_names:
+        return f"is {fn.__module__}.{fn.__qualname__} of the Python standard library, not a node"
+    try:
+        inspect.signature(fn).bind(object(), object())
+    except TypeError:
+        return f"takes {inspect.signature(fn)}, not (config, ctx)"
+    return None
+
+
 def get_node(name: str) -> NodeSpec:
     """A registered node, or an import-path node ``package.module:function`` (config passed as a dict)."""
     name = NODE_ALIASES.get(name, name)
@@ -43,6 +60,10 @@ def get_node(name: str) -> NodeSpec:
         if not callable(fn):
             raise ImportPathError(f"node {name!r} is a {type(fn).__name__}, not a function taking the node's "
                                   f"config")
+        problem = node_contract_problem(fn)
+        if problem:
+            raise ImportPathError(f"node {name!r} {problem}; an import-path node is a Python function "
+                                  "`def run(config: dict, ctx) -> dict` (its outputs)")
         # An import-path node may declare `fn.outputs = ("name", ...)` so references to it are checked.
         return NodeSpec(name=name, config_model=None, run=name, outputs=tuple(getattr(fn, "outputs", ())))
     raise KeyError(f"unknown node {name!r}{did_you_mean(name, [*NODE_FACTORIES, *NODE_ALIASES])}; registered nodes: "

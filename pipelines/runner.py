@@ -22,7 +22,7 @@ from pipelines.common.problems import ConfigError, Problem
 from pipelines.common.redaction import RedactingFilter, redact_handlers, redact_text
 from pipelines.common.refs import record_latest, substitute_refs
 from pipelines.common.rundir import MANIFEST, RESOLVED_CONFIG, RUN_LOG, open_run_dir, read_manifest, write_manifest
-from pipelines.common.runlock import LOCK_FILE, RunDirBusy, RunLock, check_launched_rank
+from pipelines.common.runlock import LOCK_FILE, RunLock, RunLockRefused, check_launched_rank
 from pipelines.common.devices import current_rank
 from pipelines.common.stack import log_stack
 from pipelines.launch import requested_processes, run_launched, write_rank_error
@@ -154,7 +154,7 @@ def run_planned(node: PlannedNode, args: argparse.Namespace) -> dict[str, Any]:
         return _run_in_run_dir(node, args, lock, refs)
     try:
         lock.acquire()
-    except RunDirBusy as exc:   # another run started on this folder since validation: refuse, touch nothing
+    except RunLockRefused as exc:   # another run started there since validation, or a bad run.lock: touch nothing
         raise ConfigError([Problem(ctx.config_file, "run_name", str(exc))]) from None
     try:
         return _run_in_run_dir(node, args, lock, refs)

@@ -58,6 +58,12 @@ def _spec(module: str) -> Optional[ModuleSpec]:
         return None
 
 
+def locate_module(module: str) -> Optional[ModuleSpec]:
+    """Where ``module`` would be imported from, or None when it cannot be found. For a top-level name nothing is
+    imported (a dotted name imports its parents)."""
+    return _spec(module)
+
+
 @functools.lru_cache(maxsize=None)
 def is_available(name: str) -> bool:
     """Whether ``name`` can be imported here (found, not imported)."""

@@ -6,7 +6,9 @@ that takes a ``chat_template`` uses :func:`resolve_chat_template` as its field v
 and the ``--validate`` example all see the same real template:
 
 - text containing ``{{`` or ``{%`` is a Jinja template; its syntax is checked (a syntax error is a config
-  error with the line, not a traceback later);
+  error with the line, not a traceback later), and it is rendered once on sample conversations in a bounded
+  child process (:func:`pipelines.common.jinja_render.probe_template`): an error while rendering, or a render
+  that runs out of time or memory, is a config error too;
 - otherwise it must be one of :data:`TEMPLATE_NAMES` (case-insensitive; aliases in :data:`ALIASES`), which map to
   the templates below; any other text is a config error.
 
@@ -95,6 +97,10 @@ def resolve_chat_template(value: Optional[str]) -> Optional[str]:
         error = jinja_syntax_error(value)
         if error:
             raise ValueError(f"the Jinja template does not parse ({error})")
+        from pipelines.common.jinja_render import probe_template
+        problem = probe_template(value)
+        if problem:
+            raise ValueError(f"the Jinja template cannot be used: {problem}")
         return value
     template = template_for_name(value)
     if template is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -19,33 +20,111 @@ _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PLACEHOLDER_RE = re.compile(r"!!PLACEHOLDER!!|<YOUR_[A-Z0-9_]*>", re.IGNORECASE)
 
 
+MAX_YAML_VALUES = 100_000     # values of a YAML document once its aliases are expanded ("billion laughs" bound)
+MAX_CONFIG_BYTES = 1 << 20    # a node config or super-config (real ones are a few KiB; YAML parses ~1 MB/s)
+
+
+def read_text_capped(path: str | Path, limit: int) -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes, read without blocking on a FIFO or device.
+    Raises: ValueError saying what is wrong (not a regular file, too large, not UTF-8); OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("is not a regular file (a folder, FIFO or device)")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"is {max(info.st_size, len(data)) / 1024:,.0f} KiB; at most {limit // 1024:,} KiB is read "
+                         "(is it the right file?)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+
+
 def load_yaml(path: str | Path) -> Any:
     """Parse a YAML file; a missing file, a syntax error or a duplicate key is a :class:`ConfigError` naming
-    the file (a duplicate with both line numbers: YAML would silently keep the last value)."""
+    the file (a duplicate with both line numbers: YAML would silently keep the last value), and so are anchors
+    and aliases that expand past :data:`MAX_YAML_VALUES` values or refer to themselves."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError([Problem(str(path), "", "file not found")])
     try:
-        with open(path, encoding="utf-8") as fh:
-            loader = yaml.SafeLoader(fh)
-            try:
-                node = loader.get_single_node()
-                duplicates = list(_duplicate_keys(node)) if node is not None else []
-                if duplicates:
-                    raise ConfigError([Problem(str(path), key, f"duplicate key: first at line {first}, again at "
-                                                               f"line {again}; YAML would silently keep the last "
-                                                               f"value. Keep one") for key, first, again in duplicates])
-                data = loader.construct_document(node) if node is not None else None
-            finally:
-                loader.dispose()
+        text = read_text_capped(path, MAX_CONFIG_BYTES)
+    except ValueError as exc:
+        message = str(exc) if str(exc).startswith("is not UTF") else f"the file {exc}"
+        raise ConfigError([Problem(str(path), "", message.replace("is not UTF-8 text", "not UTF-8 text"))]) from None
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), "", f"cannot be read: {exc.strerror}")]) from None
+    return load_yaml_text(text, str(path))
+
+
+def load_yaml_text(stream: Any, file: str) -> Any:
+    """Parse YAML text (a string or an open file) safely and within bounds; ConfigError naming ``file``.
+    Raises: ConfigError."""
+    try:
+        loader = yaml.SafeLoader(stream)
+        try:
+            node = loader.get_single_node()
+            if node is not None:
+                _check_expansion(node, file)
+            duplicates = list(_duplicate_keys(node)) if node is not None else []
+            if duplicates:
+                raise ConfigError([Problem(file, key, f"duplicate key: first at line {first}, again at "
+                                                      f"line {again}; YAML would silently keep the last "
+                                                      f"value. Keep one") for key, first, again in duplicates])
+            return loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([Problem(str(path), "", f"invalid YAML{where}: {problem}")]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(str(path), "", f"not UTF-8 text: {exc.reason} at byte {exc.start}")]) from None
-    return data
+        raise ConfigError([Problem(file, "", f"invalid YAML{where}: {problem}")]) from None
+    except RecursionError:
+        raise ConfigError([Problem(file, "", "invalid YAML: it nests too deeply")]) from None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _check_expansion(root: yaml.Node, file: str) -> None:
+    """Refuse a document whose aliases expand past MAX_YAML_VALUES values or contain themselves. Sizes are
+    memoized per node, so the check is linear in the text however far the aliases would expand."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            mark = node.start_mark
+            raise ConfigError([Problem(file, "", f"an alias at line {mark.line + 1} refers to a value that "
+                                                 "contains it (a recursive YAML structure)")])
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > MAX_YAML_VALUES:
+                raise _TooLarge
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    try:
+        size(root)
+    except _TooLarge:
+        raise ConfigError([Problem(file, "", f"anchors and aliases (&name / *name) expand to more than "
+                                             f"{MAX_YAML_VALUES} values; a config this large is refused (is it "
+                                             "a \"billion laughs\" document?)")]) from None
 
 
 def _duplicate_keys(node: yaml.Node, key: str = "") -> Iterator[tuple[str, int, int]]:
@@ -68,8 +147,8 @@ def _duplicate_keys(node: yaml.Node, key: str = "") -> Iterator[tuple[str, int, 
 def parse_scalar(text: str) -> Any:
     """Parse a ``--set`` value as a YAML scalar (``5`` -> int, ``true`` -> bool, ``a`` -> str)."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return load_yaml_text(text, "--set")
+    except ConfigError:
         return text
 
 

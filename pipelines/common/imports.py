@@ -3,7 +3,9 @@
 Importing user code runs it, so anything may happen: the module may be missing, raise, or call ``sys.exit``.
 :func:`import_attribute` turns each of those into one :class:`ImportPathError` whose message says what went
 wrong and what an import path looks like, so the config check can report it with the key path (exit 2)
-instead of a traceback or a silent exit.
+instead of a traceback or a silent exit. A module that is not this project's nor an installed package's is
+first imported in a child process (:mod:`pipelines.common.import_probe`): one that calls ``os._exit``, raises
+``KeyboardInterrupt`` or waits at import is refused there and never imported here.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import importlib
 import traceback
 from typing import Any
 
+from pipelines.common.import_probe import is_probed, probe_import
 from pipelines.common.problems import did_you_mean
 
 FORM = "an import path is `package.module:attribute` (absolute, e.g. `my_rewards.math:exact_answer`)"
@@ -56,6 +59,10 @@ def _where(exc: BaseException) -> str:
 
 def import_module(module_name: str, path: str) -> Any:
     """Import ``module_name`` (of ``path``), with every failure as an ImportPathError."""
+    if is_probed(module_name):
+        refused = probe_import(module_name)
+        if refused:
+            raise ImportPathError(f"import path {path!r}: module {module_name!r}: {refused}")
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

@@ -48,8 +48,8 @@ class Rule:
     """A config check ``fn(cfg, file) -> problems`` reading only the top-level sections in ``needs``.
 
     ``partial_lists``: in a partial check the rule also runs when a list section it needs has entries that did
-    not validate; those entries then reach it as their raw values (e.g. a dataset path is still checked when
-    another key of its entry is wrong). In a partial check a mapping section with invalid keys reaches the rule
+    not validate; those entries then reach it as their raw mappings, ``{}`` for an entry that is not a mapping
+    (e.g. a dataset path is still checked when another key of its entry is wrong). In a partial check a mapping section with invalid keys reaches the rule
     with those keys at their defaults; a rule whose verdict depends on particular keys names them in ``reads``
     and is skipped when one of them was invalid (it would judge a default the user did not write).
     """
@@ -123,7 +123,7 @@ def validate_sections(model: type[BaseModel], raw: dict[str, Any]) -> tuple[Simp
                                                                               set[str]]:
     """Each top-level field of ``model`` validated on its own: (namespace, invalid sections, sections with
     some invalid list entries). An absent optional section takes its default; an invalid list entry is kept as
-    its raw value; a mapping section's invalid keys take their defaults and are listed in the namespace's
+    its raw mapping (``{}`` when it is not one); a mapping section's invalid keys take their defaults and are listed in the namespace's
     ``_invalid_keys`` (as ``section.key``)."""
     values: dict[str, Any] = {}
     invalid: set[str] = set()
@@ -145,7 +145,10 @@ def validate_sections(model: type[BaseModel], raw: dict[str, Any]) -> tuple[Simp
         item = _list_item_annotation(info.annotation)
         if item is not None and isinstance(raw[name], list):
             entries = [_section(item, v)[:2] for v in raw[name]]
-            values[name] = [v if ok_ else raw_v for (v, ok_), raw_v in zip(entries, raw[name])]
+            # An invalid entry reaches the rules as its raw mapping, so they read what is there; one that is not
+            # a mapping at all (null, a string) as an empty one: a rule never meets a type it cannot read.
+            values[name] = [v if ok_ else (raw_v if isinstance(raw_v, dict) else {})
+                            for (v, ok_), raw_v in zip(entries, raw[name])]
             holes.add(name)
     ns = SimpleNamespace(**values)
     ns._invalid_keys = invalid_keys

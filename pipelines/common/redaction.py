@@ -9,7 +9,9 @@ What is masked as ``***``:
   was written into, whatever its length; anywhere else only where it stands as a whole token and is at least
   :data:`MIN_SECRET_LENGTH` characters long;
 * the ``user:password@`` part of a URL, and URL query parameters named like a secret (``key``, ``api_key``,
-  ``token``, ``sig``, ...).
+  ``token``, ``sig``, ...); a URL's password and the ``Basic base64(user:password)`` header an HTTP client
+  builds from it are registered by :func:`register_url_credentials`;
+* the value of an ``Authorization: Basic|Bearer ...`` header written out in text.
 
 A short value (``x``, ``local``) is never replaced inside other text: that garbles every log
 (``ma***_failure_rate``, ``http://***host``) and hides nothing worth hiding.
@@ -19,11 +21,13 @@ Secrets found anywhere in the process (config interpolation, a judge's API key) 
 """
 from __future__ import annotations
 
+import base64
 import functools
 import logging
 import re
 import threading
 from typing import Any, Iterable, Mapping
+from urllib.parse import unquote, urlsplit
 
 REDACTED = "***"
 MIN_SECRET_LENGTH = 8
@@ -37,6 +41,7 @@ _NOT_SECRET_BEFORE_TOKEN = {"eos", "bos", "pad", "unk", "sep", "cls", "mask", "s
 _QUERY_SECRET_WORDS = _SECRET_LAST_WORDS | {"key", "sig", "signature", "code"}
 
 _URL_USERINFO_RE = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s/@?#]+)@")
+_AUTH_HEADER_RE = re.compile(r"(?i)(?P<pre>authorization['\"]?\s*[:=]\s*['\"]?(?:basic|bearer)\s+)(?P<value>[^\s'\";,]+)")
 _QUERY_RE = re.compile(r"(?P<pre>[?&;](?P<name>[A-Za-z0-9_.\-]+)=)(?P<value>[^&#\s'\"<>]+)")
 
 _registry: set[str] = set()
@@ -71,6 +76,28 @@ def register_secrets(values: Iterable[str | None]) -> None:
         _registry.update(v for v in values if isinstance(v, str) and v)
 
 
+def url_credential_forms(url: str) -> list[str]:
+    """The secret forms of a URL's ``user:password@`` part: the password as written and percent-decoded, and
+    ``base64(user:password)`` as HTTP clients send it (``Authorization: Basic ...``); [] without credentials."""
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        return []
+    if "@" not in parts.netloc:
+        return []
+    userinfo = parts.netloc.rpartition("@")[0]
+    user, _, password = userinfo.partition(":")
+    forms = {password, unquote(password), userinfo, unquote(user) + ":" + unquote(password)} - {""}
+    for pair in {f"{user}:{password}", f"{unquote(user)}:{unquote(password)}"}:
+        forms.add(base64.b64encode(pair.encode("utf-8")).decode("ascii"))
+    return sorted(forms)
+
+
+def register_url_credentials(url: str) -> None:
+    """Register the password of ``url`` and its encoded header forms (see :func:`url_credential_forms`)."""
+    register_secrets(url_credential_forms(url))
+
+
 def registered_secrets() -> frozenset[str]:
     with _registry_lock:
         return frozenset(_registry)
@@ -99,6 +126,8 @@ def redact_urls(text: str) -> str:
         text = _URL_USERINFO_RE.sub(lambda m: m.group("scheme") + REDACTED + "@", text)
     if "=" in text:
         text = _QUERY_RE.sub(_query_sub, text)
+    if "uthorization" in text or "UTHORIZATION" in text:
+        text = _AUTH_HEADER_RE.sub(lambda m: m.group("pre") + REDACTED, text)
     return text
 
 

@@ -18,7 +18,7 @@ from pipelines.common.config_io import dump_yaml
 from pipelines.common.io import atomic_write_text
 from pipelines.common.problems import Problem
 from pipelines.common.redaction import RedactingFilter, redact_config
-from pipelines.common.runlock import LOCK_FILE
+from pipelines.common.runlock import LOCK_FILE, lock_file_problem
 
 RESOLVED_CONFIG = "resolved_config.yaml"
 MANIFEST = "manifest.json"
@@ -32,6 +32,9 @@ RESERVED_NAMES = frozenset({
     "hpo", "hpo_history.jsonl", "hpo_fitness.png", "elite_adapter",                             # grpo_hpo
     "scored.jsonl", "scored.parquet", "sft.jsonl", "preferences.jsonl", "rollout_state.json",   # rollout
 })
+# File systems allow 255 bytes per name; a run name also appears inside longer names (temp files, checkpoints of
+# the hub repo, ``.latest`` records), so it keeps a margin.
+MAX_NAME_BYTES = 200
 _RESERVED_RE = re.compile(r"^(checkpoint-\d+|run\.rank\d+\.log|resolved_config\.\d+\.yaml)$")
 
 
@@ -51,6 +54,9 @@ def name_problem(value: object, inside: str = "the outputs folder") -> str | Non
         return f"{text!r} must be one name, without / or \\ (a path may not leave or nest inside {inside})"
     if text.startswith("."):
         return f"{text!r} must not start with '.' ('.', '..' and dot-names are kept for the tool's own files)"
+    size = len(text.encode("utf-8", "surrogateescape"))
+    if size > MAX_NAME_BYTES:
+        return f"is {size} bytes long ({text[:40]!r}...); a name may be at most {MAX_NAME_BYTES} bytes"
     return None
 
 
@@ -68,10 +74,11 @@ def run_file_problem(value: str) -> str | None:
 
 
 def check_run_location(raw: dict[str, Any], node: str, outputs_root: Path, file: str) -> list[Problem]:
-    """The run dir a config asks for stays where it belongs: ``run_name`` is one name inside ``outputs_root``;
-    an explicit ``training_parameters.output_dir`` is not the working folder (or above it) nor someone else's
-    non-empty folder."""
-    problems = []
+    """The run dir a config asks for stays where it belongs: ``run_name`` is one name (at most
+    :data:`MAX_NAME_BYTES` bytes) inside ``outputs_root``; an explicit ``training_parameters.output_dir`` is not
+    the working folder (or above it) nor someone else's non-empty folder; its ``run.lock``, if any, is a regular
+    file."""
+    problems = outputs_root_problems(outputs_root)
     if raw.get("run_name") is not None:
         problem = name_problem(raw["run_name"])
         if problem:
@@ -85,10 +92,42 @@ def check_run_location(raw: dict[str, Any], node: str, outputs_root: Path, file:
         if target == cwd or target in cwd.parents or target == outputs_root.resolve():
             problems.append(Problem(file, key, f"{explicit!r} is the working folder, one above it, or the outputs "
                                                f"folder itself; give the run a folder of its own"))
+        elif any(len(os.fsencode(part)) > 255 for part in target.parts):
+            problems.append(Problem(file, key, f"{str(explicit)[:60]!r}...: a folder name in it is longer than the "
+                                               f"255 bytes a file system allows"))
         elif target.is_file() or (target.is_dir() and any(target.iterdir()) and not holds_a_run(target)):
             problems.append(Problem(file, key, f"{explicit!r} already exists and holds no run of this tool; a run "
                                                f"dir is created by the run (choose a new or empty folder)"))
+    if not problems:   # a run.lock or run.log that is a symlink would make the run write elsewhere
+        run_dir = run_dir_for(raw, node, outputs_root)
+        key = "training_parameters.output_dir" if explicit else "run_name"
+        problems += [Problem(file, key, p) for p in [lock_file_problem(run_dir), *_appended_file_problems(run_dir)]
+                     if p]
     return problems
+
+
+def _appended_file_problems(run_dir: Path) -> list[str]:
+    """Files a run opens and appends to in place (not replaced by a rename) must be regular files if present:
+    a symlink there would make the run write through it, outside the run dir."""
+    problems = []
+    for name in (RUN_LOG, "metrics.jsonl"):
+        path = run_dir / name
+        if os.path.islink(path) or (os.path.lexists(path) and not path.is_file()):
+            problems.append(f"{path} is a symbolic link or not a regular file; a run appends to it in place, so "
+                            "it is refused (nothing was written). Remove it")
+    return problems
+
+
+def outputs_root_problems(outputs_root: Path) -> list[Problem]:
+    """The outputs folder (``--outputs``) must be a folder or creatable as one: not a file, nor below one."""
+    for path in (outputs_root, *outputs_root.parents):
+        if path.is_dir():
+            return []
+        if os.path.lexists(path):
+            what = "is" if path == outputs_root else f"lies inside {path}, which is"
+            return [Problem("command line", "--outputs", f"{outputs_root} {what} a file, not a folder; name a folder for the "
+                                             "run dirs (default: outputs)")]
+    return []
 
 
 def run_dir_for(config: dict[str, Any], node: str, outputs_root: Path) -> Path:

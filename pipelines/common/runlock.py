@@ -8,6 +8,10 @@ rank checks it belongs to the launch holding it. A second run on the same folder
 The lock is an ``fcntl.flock`` on an open file, so the kernel releases it when the holder exits, however it
 exits (a crash or ``kill -9`` included): a lock file left behind never blocks a resume. The file keeps the last
 holder's PID only for messages.
+
+The lock file is opened with ``O_NOFOLLOW`` and must be a regular file: a ``run.lock`` that is a symlink (which
+would make the run truncate and write its target, outside the run dir), a folder, a FIFO or a device is refused
+(:class:`BadRunLock`, exit 2) and left as it is.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -25,7 +30,20 @@ LOCK_FILE = "run.lock"
 LAUNCH_TOKEN_ENV = "GRPO_PIPELINES_RUN_LOCK"   # set for the ranks of a launch: the token of the lock they run under
 
 
-class RunDirBusy(Exception):
+class RunLockRefused(Exception):
+    """The run dir's lock cannot be taken: another run holds it, or the lock file is not a plain file."""
+
+
+class BadRunLock(RunLockRefused):
+    """``run.lock`` exists but is not a regular file (a symlink, a folder, a FIFO, a device)."""
+
+    def __init__(self, run_dir: Path, what: str):
+        self.run_dir = run_dir
+        super().__init__(f"{Path(run_dir) / LOCK_FILE} {what}, not the regular file a run locks; nothing was "
+                         f"written. Remove it (or choose another run_name, e.g. --set run_name=NEW)")
+
+
+class RunDirBusy(RunLockRefused):
     """The run dir is locked by another live run."""
 
     def __init__(self, run_dir: Path, holder: dict[str, Any]):
@@ -39,10 +57,53 @@ class RunDirBusy(Exception):
                          "choose another run_name (e.g. --set run_name=NEW)")
 
 
-def read_holder(run_dir: Path) -> dict[str, Any]:
-    """What the lock file says about its last holder ({} when unreadable)."""
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)   # never follow, never block on a FIFO
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "is a symbolic link"
+    if stat.S_ISDIR(mode):
+        return "is a folder"
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO"
+    return "is a device or socket"
+
+
+def lock_file_problem(run_dir: Path) -> Optional[str]:
+    """Why ``<run_dir>/run.lock`` cannot be the run's lock (None when it is absent or a regular file)."""
     try:
-        data = json.loads((Path(run_dir) / LOCK_FILE).read_text(encoding="utf-8"))
+        mode = os.lstat(Path(run_dir) / LOCK_FILE).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else str(BadRunLock(Path(run_dir), _kind(mode)))
+
+
+def _open_lock(run_dir: Path, flags: int) -> int:
+    """The lock file's descriptor, opened without following a symlink; BadRunLock when it is not regular."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, flags | _OPEN_FLAGS, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            mode = os.lstat(Path(run_dir) / LOCK_FILE).st_mode
+            raise BadRunLock(Path(run_dir), _kind(mode)) from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise BadRunLock(Path(run_dir), _kind(mode))
+    return fd
+
+
+def read_holder(run_dir: Path) -> dict[str, Any]:
+    """What the lock file says about its last holder ({} when unreadable or not a regular file)."""
+    try:
+        fd = _open_lock(run_dir, os.O_RDONLY)
+    except (OSError, BadRunLock):
+        return {}
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            data = json.loads(fh.read(65536).decode("utf-8"))
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
@@ -67,8 +128,9 @@ class RunLock:
         self.fd: Optional[int] = None
 
     def acquire(self) -> "RunLock":
+        """Take the lock. Raises: RunDirBusy (held by a live run), BadRunLock (run.lock is not a regular file)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(self.run_dir, os.O_RDWR | os.O_CREAT)
         if not _try_flock(fd):
             os.close(fd)
             raise RunDirBusy(self.run_dir, read_holder(self.run_dir))
@@ -96,10 +158,11 @@ class RunLock:
 
 
 def busy_holder(run_dir: Path) -> Optional[dict[str, Any]]:
-    """The holder of a live lock on ``run_dir`` (None when it is free or has no lock file). Creates nothing."""
+    """The holder of a live lock on ``run_dir`` (None when it is free, has no lock file or a lock file that is
+    not a regular file: :func:`lock_file_problem` reports that). Creates nothing."""
     try:
-        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
-    except OSError:
+        fd = _open_lock(run_dir, os.O_RDONLY)
+    except (OSError, BadRunLock):
         return None
     try:
         if _try_flock(fd):

@@ -9,6 +9,7 @@ cache once and memory-maps them as Arrow; its rows are then read by index throug
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -49,6 +50,92 @@ def load_error(name: str, exc: BaseException) -> DataFileError:
     return DataFileError(f"hf:{name}: cannot load the dataset ({type(exc).__name__}: {str(exc)[:500]})")
 
 
+LOCAL_SCAN_LIMIT = 10_000      # entries of a local hf: folder looked at before handing it to `datasets`
+_HF_DATA_SUFFIXES = {".csv", ".tsv", ".txt", ".arrow", ".parquet", ".json", ".jsonl", ".zip", ".gz"}
+
+
+def is_local_name(name: str) -> bool:
+    """Whether an ``hf:`` name means a folder on this machine: an absolute, home or ``./`` path, or an existing
+    path (``org/name`` that is no folder here is a Hub id)."""
+    return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
+
+
+def local_folder_problem(folder: Path) -> Optional[str]:
+    """What is wrong with a local ``hf:`` folder before ``datasets`` is asked to load it (None when nothing is
+    seen): missing, not a folder, holding no data files, or too large to be one dataset's folder."""
+    if not folder.exists():
+        return f"no such folder {str(folder)!r} (relative paths are resolved from {os.getcwd()})"
+    if not folder.is_dir():
+        return (f"{str(folder)!r} is a file, not a folder; hf: reads a folder (a save_to_disk dataset or files in "
+                "the Hub layout); a single data file is read with path: <file>")
+    if is_saved_dataset(folder):
+        return None
+    seen = 0
+    for root, dirs, files in os.walk(folder):
+        seen += len(dirs) + len(files)
+        if seen > LOCAL_SCAN_LIMIT:
+            return (f"{str(folder)!r} holds more than {LOCAL_SCAN_LIMIT} files and folders; point hf: at the "
+                    "dataset's own folder")
+        if any(Path(f).suffix.lower() in _HF_DATA_SUFFIXES and os.path.isfile(os.path.join(root, f))
+               for f in files):
+            return None
+    return (f"{str(folder)!r} holds no dataset: no state.json or dataset_dict.json (Dataset.save_to_disk) and no "
+            f"data files ({', '.join(sorted(_HF_DATA_SUFFIXES))})")
+
+
+def _json_file(path: Path) -> tuple[Any, Optional[str]]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return None, f"{path.name} of the saved dataset is corrupt or unreadable ({type(exc).__name__}: {exc})"
+
+
+def saved_dataset_problem(folder: Path, split: str) -> Optional[str]:
+    """What is wrong with a ``save_to_disk`` folder, read with pyarrow alone (None when its JSON files parse and
+    every Arrow shard of the split reads to its end): a corrupt ``state.json``, a missing or truncated shard."""
+    if (folder / "dataset_dict.json").is_file():
+        data, problem = _json_file(folder / "dataset_dict.json")
+        if problem:
+            return problem
+        splits = data.get("splits") if isinstance(data, dict) else None
+        if not isinstance(splits, list) or split not in splits or not (folder / split).is_dir():
+            return None       # the split choice is reported by the loader, with the splits there are
+        folder = folder / split
+    state, problem = _json_file(folder / "state.json")
+    if problem:
+        return problem
+    shards = state.get("_data_files") if isinstance(state, dict) else None
+    if not isinstance(shards, list) or not all(isinstance(s, dict) and isinstance(s.get("filename"), str)
+                                               for s in shards):
+        return "state.json of the saved dataset does not list its data files (_data_files)"
+    import pyarrow as pa
+
+    for shard in shards:
+        path = folder / shard["filename"]
+        if not path.is_file():
+            return f"the data shard {shard['filename']} listed in state.json is missing"
+        try:
+            with pa.memory_map(str(path)) as source:
+                pa.ipc.open_stream(source).read_all()
+        except (OSError, pa.ArrowException) as exc:
+            return f"the data shard {shard['filename']} is truncated or corrupt ({type(exc).__name__}: {exc})"
+    return None
+
+
+def local_load_error(name: str, exc: BaseException) -> DataFileError:
+    """The error for a local folder that ``datasets`` failed to read, naming the likely cause."""
+    text = f"{type(exc).__name__}: {str(exc)[:300]}"
+    lowered = text.lower()
+    if isinstance(exc, ValueError) and "json" in type(exc).__name__.lower() or "jsondecode" in lowered:
+        cause = "a JSON file of the saved dataset (state.json, dataset_info.json) is corrupt"
+    elif any(k in lowered for k in ("arrow", "read", "bytes", "ipc", "invalid")) and isinstance(exc, (OSError,
+                                                                                                      ValueError)):
+        cause = "a data shard (an .arrow or .parquet file) is truncated or corrupt"
+    else:
+        cause = "the folder cannot be read as a dataset"
+    return DataFileError(f"hf:{name}: {cause} ({text}); re-save or re-copy the dataset")
+
+
 def _pick_split(loaded: Any, name: str, split: str) -> Any:
     from datasets import DatasetDict
     if isinstance(loaded, DatasetDict):
@@ -80,6 +167,11 @@ def open_hf(path: str, split: str = "train", subset: Optional[str] = None,
     """(local data files to read in place, or None; else a memory-mapped ``datasets.Dataset``)."""
     name = hf_name(path)
     folder = Path(name).expanduser()
+    if is_local_name(name):
+        problem = local_folder_problem(folder) or (saved_dataset_problem(folder, split)
+                                                   if is_saved_dataset(folder) else None)
+        if problem:
+            raise DataFileError(f"hf:{name}: {problem}")
     try:
         if folder.is_dir() and is_saved_dataset(folder):
             from datasets import load_from_disk
@@ -95,4 +187,6 @@ def open_hf(path: str, split: str = "train", subset: Optional[str] = None,
     except Exception as exc:  # noqa: BLE001 - datasets and huggingface_hub raise many types for one failure
         if "split" in str(exc).lower() and "unknown" in str(exc).lower():
             raise DataFileError(f"hf:{name}: {exc}") from None
+        if folder.is_dir():   # a local folder: the Hub and HF_HUB_OFFLINE have nothing to do with it
+            raise local_load_error(name, exc) from None
         raise load_error(name, exc) from None

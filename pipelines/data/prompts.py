@@ -45,6 +45,7 @@ REASONS = {
     "no_assistant_turn": "neither an assistant turn nor a final user turn",
     "empty_prompt": "empty prompt before every assistant turn and at the end",
     "prompt_too_long": "prompt longer than max_prompt_length even with old turns dropped",
+    "invalid_unicode": "text with a lone surrogate (e.g. \\ud800), which no tokenizer or file can encode",
 }
 # Row keys the data layer sets, plus the keyword names TRL passes to reward functions itself: a data column
 # with one of these names is passed through as ``data_<name>`` instead (see :func:`passthrough_columns`).
@@ -168,6 +169,13 @@ def classify(raw: Any, fmt: RowFormat = DEFAULT_FORMAT) -> Optional[str]:
     (message types, then roles, then contents, then turns) so every reader reports the same reason."""
     if not isinstance(raw, dict):
         return "not_an_object"
+    reason = _classify_shape(raw, fmt)
+    if reason is None and not _encodable(raw):
+        return "invalid_unicode"
+    return reason
+
+
+def _classify_shape(raw: dict, fmt: RowFormat) -> Optional[str]:
     if fmt.template:
         return "missing_column" if any(raw.get(f) is None for f in fmt.fields) else None
     key = source_key(raw, fmt)
@@ -181,6 +189,24 @@ def classify(raw: Any, fmt: RowFormat = DEFAULT_FORMAT) -> Optional[str]:
     conv_ok = isinstance(value, list) and value
     role_key, content_key = message_keys(key, value if conv_ok else [])
     return _classify_conversation(value, role_key, content_key)
+
+
+def _encodable(value: Any, depth: int = 0) -> bool:
+    """Whether every string in the row (keys included) encodes as UTF-8: JSON allows a lone surrogate
+    (``"\\ud800"``) that the tokenizer, the judges' HTTP requests and every output file would fail on."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return True
+        except UnicodeEncodeError:
+            return False
+    if depth > 64:
+        return True
+    if isinstance(value, dict):
+        return all(_encodable(k, depth + 1) and _encodable(v, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_encodable(v, depth + 1) for v in value)
+    return True
 
 
 def _as_text(value: Any) -> str:

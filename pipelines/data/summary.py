@@ -12,6 +12,7 @@ import logging
 import textwrap
 from typing import Any, Callable, Optional
 
+from pipelines.common.jinja_render import ChatTemplateError
 from pipelines.common.problems import ConfigError, Problem
 from pipelines.data.config import DatasetEntry
 from pipelines.data.index import DataIndex, columns_found
@@ -23,6 +24,7 @@ from pipelines.data.tokenization import ChatTokenCounter, compile_template, loca
 
 logger = logging.getLogger(__name__)
 SHOW_CHARS = 1200
+EMPTY_CHECK_ROWS = 20     # drawn prompts rendered to tell a template that renders nothing
 
 
 def _template_only(template: str, source: str) -> ChatTokenCounter:
@@ -46,6 +48,8 @@ def example_counter(spec: DataSpec) -> tuple[Optional[ChatTokenCounter], bool, s
     if folder is not None:
         try:
             return make_token_counter(folder, template, spec.chat_template_key), True, f"tokenizer: {folder}"
+        except ChatTemplateError:
+            raise
         except (OSError, ValueError) as exc:
             return None, False, f"example not rendered: {exc}"
     if name.startswith("builtin:"):
@@ -156,6 +160,11 @@ def _dataset_lines(spec: DataSpec, i: int, want: tuple[int, int], counter: Optio
         found, warnings = check_required_columns(ds, i, rows, config_file, spec.required_columns)
         problems += found
         lines += warnings
+    if counter is not None and all(not counter.render(r["prompt"]).strip() for r in rows[:EMPTY_CHECK_ROWS]):
+        problems.append(Problem(config_file, spec.chat_template_key,
+                                f"datasets[{i}]: the chat template renders every prompt drawn as empty text (checked "
+                                f"{min(len(rows), EMPTY_CHECK_ROWS)}); the model would train on nothing. Does it "
+                                "read `messages` and honour `add_generation_prompt`?"))
     lines += [f"  {note}"] + ["  " + ln for ln in _example_lines(rows[0], counter, counts)]
     if examples is not None:
         examples[i] = rows[0]
@@ -174,15 +183,21 @@ def inspect_datasets(spec: DataSpec, config_file: str, columns: Optional[dict[in
     also classifies every row of every local file; ``examples`` receives a drawn row per dataset."""
     train_counts = rows_per_dataset(spec.datasets, spec.settings.total_rows)
     eval_counts = split_eval(spec.eval_rows, train_counts)
-    counter, counts, note = example_counter(spec)
     lines: list[str] = []
     problems: list[Problem] = []
+    try:
+        counter, counts, note = example_counter(spec)
+    except ChatTemplateError as exc:   # the model folder's own template cannot be used
+        raise ConfigError([Problem(config_file, spec.chat_template_key, str(exc))]) from None
     for i, ds in enumerate(spec.datasets):
         if train_counts[i] + eval_counts[i] == 0:
             lines.append(f"dataset[{i}] {ds.path}: not read (percentage {ds.percentage:g} gives 0 rows)")
             continue
-        found_lines, found = _dataset_lines(spec, i, (train_counts[i], eval_counts[i]), counter, counts, note,
-                                            config_file, full_scan, columns, totals, examples)
+        try:
+            found_lines, found = _dataset_lines(spec, i, (train_counts[i], eval_counts[i]), counter, counts, note,
+                                                config_file, full_scan, columns, totals, examples)
+        except ChatTemplateError as exc:   # raised while rendering this dataset's prompts (budget or example)
+            found_lines, found = [], [Problem(config_file, spec.chat_template_key, f"datasets[{i}]: {exc}")]
         lines += found_lines
         problems += found
     if problems:

@@ -3,17 +3,18 @@
 Two sources: a loaded transformers tokenizer (the training path; its own ``apply_chat_template``, exactly as
 TRL calls it), or a model folder read with ``tokenizers`` and ``jinja2`` only, so ``--validate`` never imports
 torch or transformers. The folder path renders templates the way transformers does (sandboxed jinja2,
-``trim_blocks``/``lstrip_blocks``, ``raise_exception``, ``tojson``, ``strftime_now``); transformers has no
+``trim_blocks``/``lstrip_blocks``, ``raise_exception``, ``tojson``, ``strftime_now``), bounded in time and size
+(:mod:`pipelines.common.jinja_render`: every rendering error is a ``ChatTemplateError``); transformers has no
 torch-free entry point for this, hence the small re-implementation.
 """
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional, Union
+
+from pipelines.common.jinja_render import ChatTemplateError, compile_template, probe_template
 
 logger = logging.getLogger(__name__)
 
@@ -46,39 +47,12 @@ class ChatTokenCounter:
         return self._encode(messages)
 
 
-def _generation_extension():
-    """A jinja2 extension accepting ``{% generation %}...{% endgeneration %}`` (assistant-mask markers some
-    templates carry) by rendering the body unchanged."""
-    from jinja2.ext import Extension
+def _shipped(template: str) -> bool:
+    """A template this project writes (the named ones, builtin:tiny's): nothing to probe."""
+    from pipelines.common.chat_templates import TEMPLATE_NAMES
+    from pipelines.common.tiny_model import TINY_CHAT_TEMPLATE
 
-    class GenerationTag(Extension):
-        tags = {"generation"}
-
-        def parse(self, parser):
-            next(parser.stream)
-            return parser.parse_statements(("name:endgeneration",), drop_needle=True)
-
-    return GenerationTag
-
-
-@lru_cache(maxsize=16)
-def compile_template(template: str):
-    """A jinja2 template compiled like transformers compiles chat templates."""
-    import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message):
-        raise jinja2.exceptions.TemplateError(message)
-
-    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[_generation_extension(), "jinja2.ext.loopcontrols"])
-    env.filters["tojson"] = tojson
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    return env.from_string(template)
+    return template == TINY_CHAT_TEMPLATE or template in TEMPLATE_NAMES.values()
 
 
 def _token_text(value: Any) -> Optional[str]:
@@ -118,6 +92,10 @@ def _folder_counter(folder: Path, chat_template: Optional[str], template_key: st
     template_text = chat_template or folder_chat_template(folder)
     if not template_text:
         raise ValueError(f"{folder} has no chat template; set {template_key}")
+    if not chat_template and not _shipped(template_text):   # a downloaded template is code: probed as a config's
+        problem = probe_template(template_text)
+        if problem:
+            raise ChatTemplateError(f"the chat template of {folder} cannot be used: {problem}; set {template_key}")
     template = compile_template(template_text)
     config = _tokenizer_config(folder)
     specials = {k: _token_text(config.get(k)) for k in SPECIAL_TOKEN_KEYS}

@@ -88,11 +88,23 @@ def resolve_resume(setting: Union[str, bool, None], run_dir: Path, config_file: 
         else:
             log.info("resuming from %s", found)
         return found
+    problems = resume_path_problems(setting, config_file)
+    if problems:
+        raise ConfigError(problems)
+    return Path(str(setting))
+
+
+def resume_path_problems(setting: Union[str, bool, None], config_file: str) -> list[Problem]:
+    """A ``resume_from_checkpoint`` path that is no complete checkpoint folder (checked by --validate too);
+    ``auto`` and false are always fine."""
+    if setting in (False, None, True, "false", "False", "", "auto"):
+        return []
+    key = "training_parameters.resume_from_checkpoint"
     path = Path(str(setting))
     if not path.is_dir():
-        raise ConfigError([Problem(config_file, key, f"checkpoint folder {path} does not exist; give a "
-                                                     "checkpoint-N folder of this run, or `auto`")])
+        return [Problem(config_file, key, f"checkpoint folder {path} does not exist; give a checkpoint-N folder "
+                                          "of this run, or `auto`")]
     if checkpoint_step(path) is None:
-        raise ConfigError([Problem(config_file, key, f"{path} is not a complete checkpoint (no readable "
-                                                     "trainer_state.json); pick an earlier one or use `auto`")])
-    return path
+        return [Problem(config_file, key, f"{path} is not a complete checkpoint (no readable trainer_state.json); "
+                                          "pick an earlier one or use `auto`")]
+    return []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipelines.common import availability, devices
 from pipelines.common.node import Rule
-from pipelines.common.problems import Problem, did_you_mean
+from pipelines.common.problems import ConfigError, Problem, did_you_mean
 from pipelines.data import checks as data_checks
 from pipelines.grpo.config import GRPOConfigFile
 from pipelines.rewards import checks as reward_checks
@@ -238,14 +238,17 @@ def check_4bit(cfg: GRPOConfigFile, file: str) -> list[Problem]:
 
 def _shards_parameters(accelerate_config: Path) -> bool:
     """True for an accelerate config using DeepSpeed ZeRO stage 3 or FSDP."""
-    import yaml
+    from pipelines.common.config_io import MAX_CONFIG_BYTES, load_yaml_text, read_text_capped
 
-    try:
-        data = yaml.safe_load(accelerate_config.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+    try:   # bounded: a FIFO, a huge file or a "billion laughs" document is no sharding config
+        data = load_yaml_text(read_text_capped(accelerate_config, MAX_CONFIG_BYTES), str(accelerate_config))
+    except (OSError, ValueError, ConfigError):
+        return False
+    if not isinstance(data, dict):
         return False
     kind = str(data.get("distributed_type", "")).upper()
-    stage = (data.get("deepspeed_config") or {}).get("zero_stage")
+    deepspeed = data.get("deepspeed_config")
+    stage = deepspeed.get("zero_stage") if isinstance(deepspeed, dict) else None
     return kind == "FSDP" or (kind == "DEEPSPEED" and stage == 3)
 
 

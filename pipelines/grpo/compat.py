@@ -217,11 +217,12 @@ def _inherit_judge_settings(ds: dict[str, Any], where: str, notices: list[Notice
             notices.append(info(f"{where}.{key}", "ignored: no reward of this dataset takes it"))
 
 
-def normalise_datasets(raw: dict[str, Any], notices: list[Notice]) -> None:
-    """Translate ``raw['datasets']`` and ``raw['dataset_settings']`` in place (see the module docstring)."""
+def normalise_datasets(raw: dict[str, Any], notices: list[Notice], file: str = "") -> list[Problem]:
+    """Translate ``raw['datasets']`` and ``raw['dataset_settings']`` in place (see the module docstring); the
+    problems found (percentages whose sum is not a finite number)."""
     datasets = raw.get("datasets")
     if not isinstance(datasets, list):
-        return
+        return []
     for i, ds in enumerate(datasets):
         if not isinstance(ds, dict):
             continue
@@ -233,22 +234,28 @@ def normalise_datasets(raw: dict[str, Any], notices: list[Notice]) -> None:
             ds["percentage"] = 1.0
             notices.append(info(f"{where}.percentage", "missing: 1.0, as in Augmentoolkit"))
         _inherit_judge_settings(ds, where, notices)
-    _normalise_percentages(raw, datasets, notices)
+    problems = _normalise_percentages(raw, datasets, notices, file)
     settings = raw.get("dataset_settings")
     if isinstance(settings, dict) and "shortfall" not in settings:
         settings["shortfall"] = "take_all"
         notices.append(info("dataset_settings.shortfall", "take_all: a dataset with fewer rows than asked gives "
                                                           "all of them, as in Augmentoolkit"))
+    return problems
 
 
-def _normalise_percentages(raw: dict[str, Any], datasets: list[Any], notices: list[Notice]) -> None:
+def _normalise_percentages(raw: dict[str, Any], datasets: list[Any], notices: list[Notice],
+                           file: str) -> list[Problem]:
     entries = [ds for ds in datasets if isinstance(ds, dict)]
     values = [ds.get("percentage") for ds in entries]
     if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values):
-        return   # the schema reports the bad values
-    total = float(sum(values))
+        return []   # the schema reports the bad values
+    total = float(sum(float(v) for v in values))    # 1e308 + 1e308 is inf: refused below
+    if not math.isfinite(total):   # inf, nan, or finite values whose sum overflows: no share can be computed
+        return [Problem(file, "datasets", f"the percentages {', '.join(f'{v:g}' for v in values)} do not sum to a "
+                                          "finite number, so they cannot be divided by their sum; give each "
+                                          "dataset its share (e.g. 0.5 and 0.5, or 1 and 1)")]
     if total <= 0 or math.isclose(total, 1.0, rel_tol=0, abs_tol=1e-9):
-        return
+        return []
     shares = [v / total for v in values]
     for ds, share in zip(entries, shares):
         ds["percentage"] = share
@@ -261,6 +268,7 @@ def _normalise_percentages(raw: dict[str, Any], datasets: list[Any], notices: li
             str(int(math.floor(s * total_rows + 0.5 + 1e-9))) for s in shares) + ")"
     notices.append(warning("datasets", f"percentages {', '.join(f'{v:g}' for v in values)} sum to {total:g}; "
                                        f"divided by their sum as Augmentoolkit does: {effective}{rows}"))
+    return []
 
 
 # -- the whole config ------------------------------------------------------------------------------------------
@@ -278,7 +286,7 @@ def normalise(raw: dict[str, Any], file: str) -> tuple[dict[str, Any], list[Noti
     notices: list[Notice] = []
     problems = _top_level(raw, file, notices)
     problems += normalise_post_processors(raw, file, notices)
-    normalise_datasets(raw, notices)
+    problems += normalise_datasets(raw, notices, file)
     tp = raw.get("training_parameters")
     if isinstance(tp, dict):
         _raise_batch(raw, tp, notices)

@@ -15,10 +15,14 @@ from pipelines.rewards.checks import check_judges
 
 
 def check_run_dir(cfg: GRPOConfigFile, ctx: NodeContext) -> list[Problem]:
-    """A run dir that already holds a run is refused unless the config resumes it."""
+    """A run dir that already holds a run is refused unless the config resumes it; a resume path must be a
+    complete checkpoint."""
     if ctx.launched:  # a launched rank runs in the folder its parent process just opened
         return []
-    return check_run_dir_free(ctx.run_dir, cfg.training_parameters.resuming, ctx.config_file, RESUME_HINT)
+    from pipelines.grpo.checkpoints import resume_path_problems
+
+    return (check_run_dir_free(ctx.run_dir, cfg.training_parameters.resuming, ctx.config_file, RESUME_HINT)
+            + resume_path_problems(cfg.training_parameters.resume_from_checkpoint, ctx.config_file))
 
 
 def inspect(cfg: GRPOConfigFile, ctx: NodeContext, with_steps: bool = True) -> list[str]:

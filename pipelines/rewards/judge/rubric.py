@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-import yaml
-
+from pipelines.common.config_io import load_yaml_text, read_text_capped
+from pipelines.common.problems import ConfigError
 from pipelines.rewards.textscan import strip_blocks
 
+MAX_RUBRIC_BYTES = 256 << 10   # a rubric is a few KiB; YAML parses about 1 MB/s, and it is read at every --validate
 BUILTIN_PLACEHOLDERS = ("input_text", "conversation", "output_text", "answer")
 # Keys TRL passes to reward functions that are not data columns: a rubric cannot use them.
 RESERVED_NAMES = ("prompt", "prompts", "completion", "completions", "completion_ids", "trainer_state",
@@ -164,13 +165,21 @@ class Rubric:
 def load_rubric(path: str | Path) -> Rubric:
     """Read and structurally check a rubric file; RubricError lists what is wrong."""
     resolved = resolve_rubric_path(path)
+    if resolved is None and Path(path).expanduser().exists():   # a folder, FIFO or device: never opened
+        raise RubricError([f"system_prompt_path: {path}: the rubric file is not a regular file (a folder, FIFO or "
+                           "device)"])
     if resolved is None:
         raise RubricError([f"system_prompt_path: rubric file {str(path)!r} not found (tried {Path.cwd()} and "
                            f"{PACKAGE_DIR}); give a path like prompts/helpfulness.yaml"])
     try:
-        data = yaml.safe_load(resolved.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise RubricError([f"system_prompt_path: {resolved}: cannot be read as YAML: {exc}"]) from None
+        data = load_yaml_text(read_text_capped(resolved, MAX_RUBRIC_BYTES), str(resolved))
+    except ValueError as exc:     # not a regular file, larger than the cap, not UTF-8
+        raise RubricError([f"system_prompt_path: {resolved}: the rubric file {exc}"]) from None
+    except OSError as exc:
+        raise RubricError([f"system_prompt_path: {resolved}: cannot be read: {exc.strerror}"]) from None
+    except ConfigError as exc:    # invalid YAML, aliases expanding past the bound
+        raise RubricError([f"system_prompt_path: {resolved}: cannot be read as YAML: {p.message}"
+                           for p in exc.problems]) from None
     if isinstance(data, Mapping) and "messages" in data:
         data = data["messages"]
     if not isinstance(data, list) or not data:

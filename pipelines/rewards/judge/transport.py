@@ -22,7 +22,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from pipelines.common.redaction import redact_text, register_secrets
+from pipelines.common.redaction import redact_text, register_secrets, register_url_credentials
 
 log = logging.getLogger(__name__)
 RETRYABLE_STATUS = {408, 409, 425, 429}     # plus every 5xx
@@ -124,6 +124,7 @@ class JudgeTransport:
         self.backoff_max_s = float(backoff_max_s)
         self._api_key = api_key or "EMPTY"   # local servers accept any key; the client insists on one
         register_secrets([api_key])           # every redacting log handler masks it from now on
+        register_url_credentials(base_url)    # a user:pass@ URL becomes a Basic header: mask both forms
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._states: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState]" = \

@@ -1,0 +1,2 @@
+"""Raises KeyboardInterrupt while being imported (issue 26 G7: a traceback)."""
+raise KeyboardInterrupt
