@@ -25,6 +25,8 @@ from pipelines.common.rundir import MANIFEST, RESOLVED_CONFIG, RUN_LOG, open_run
 from pipelines.common.runlock import LOCK_FILE, RunDirBusy, RunLock, check_launched_rank
 from pipelines.common.devices import current_rank
 from pipelines.common.stack import log_stack
+from pipelines.common.termination import (EXIT_TERMINATED, Terminated, interrupt_word,
+                                          sigterm_as_interrupt)
 from pipelines.launch import requested_processes, run_launched, write_rank_error
 from pipelines.planning import PlannedNode, plan, secondary_machine
 from pipelines.validation import report_problems, validate_summary
@@ -38,7 +40,8 @@ def build_parser(prog: str = "run_pipeline.py") -> argparse.ArgumentParser:
         prog=prog,
         description="Run the pipeline nodes listed in a super-config (default ./super_config.yaml), in order. "
                     "Every node config is validated before anything runs.",
-        epilog="Exit codes: 0 success, 1 a node failed at run time, 2 invalid configuration or input.")
+        epilog="Exit codes: 0 success, 1 a node failed at run time, 2 invalid configuration or input, 3 stopped by "
+               "a guard, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM; a checkpoint is saved as on Ctrl-C).")
     p.add_argument("--super-config", default="super_config.yaml", metavar="PATH",
                    help="super-config listing the nodes (default: %(default)s)")
     p.add_argument("--only", metavar="NAME_OR_INDEX", help="run only this entry (its node name or 0-based index)")
@@ -185,7 +188,10 @@ def _run_in_run_dir(node: PlannedNode, args: argparse.Namespace, lock: RunLock, 
         log.warning("%s", exc)
         write_manifest(ctx.run_dir, node.spec.name, "stopped", {"guard": exc.kind})
         raise
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):   # Ctrl-C or SIGTERM: say so in run.log, not only on the console
+            log.warning("node %s %s; this run dir keeps what was written%s", node.label, interrupt_word(exc),
+                        f" (resume with {node.spec.resume_hint})" if node.spec.resume_hint else "")
         write_manifest(ctx.run_dir, node.spec.name, "failed", {})
         raise
     finally:
@@ -195,7 +201,17 @@ def _run_in_run_dir(node: PlannedNode, args: argparse.Namespace, lock: RunLock, 
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "run_pipeline.py") -> int:
-    """The runner's command line (``prog`` names it in usage and errors); returns the exit code."""
+    """The runner's command line (``prog`` names it in usage and errors); returns the exit code. SIGTERM is
+    handled as Ctrl-C is (see :mod:`pipelines.common.termination`) and exits 143."""
+    with sigterm_as_interrupt():
+        try:
+            return _main(argv, prog)
+        except Terminated:   # before or between nodes: nothing of a node to save
+            print("\nterminated (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
+
+
+def _main(argv: Optional[Sequence[str]], prog: str) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.full_scan and not args.validate:
@@ -229,10 +245,10 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "run_pipeline.py") ->
                               "raise or remove the limit, then resume"
                               + (f" with {node.spec.resume_hint}" if node.spec.resume_hint else "")), file=sys.stderr)
             return EXIT_GUARD
-        except KeyboardInterrupt:
-            print(f"\nnode {node.label!r} interrupted; its run dir {node.ctx.run_dir} keeps what was written"
+        except KeyboardInterrupt as exc:
+            print(f"\nnode {node.label!r} {interrupt_word(exc)}; its run dir {node.ctx.run_dir} keeps what was written"
                   + (f" (resume with {node.spec.resume_hint})" if node.spec.resume_hint else ""), file=sys.stderr)
-            return 130
+            return EXIT_TERMINATED if isinstance(exc, Terminated) else 130
         except Exception as exc:  # noqa: BLE001 - any node failure ends the pipeline with exit 1
             log.debug("traceback:\n%s", traceback.format_exc())
             print(redact_text(traceback.format_exc()), file=sys.stderr, end="")

@@ -57,3 +57,12 @@ def guard(config: dict, ctx) -> dict:
 
     (Path(ctx.run_dir) / "partial.txt").write_text("kept", encoding="utf-8")
     raise GuardStop("max_usd", "spent 1.20 USD of a 1.00 USD cap", step=4)
+
+
+def wait_for_signal(config: dict, ctx) -> dict:
+    """Writes ``waiting`` in its run dir, then sleeps until the test signals the process."""
+    import time
+
+    (ctx.run_dir / "waiting").write_text("1")
+    time.sleep(120)
+    return {}
