@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Optional
 
-from pipelines.data.config import DatasetEntry, template_fields
+from pipelines.data.config import RESERVED_KEYS, DatasetEntry, template_fields
 
 # Conversation key -> (role key, content key), in detection order.
 FORMATS: dict[str, tuple[str, str]] = {"conversations": ("from", "value"), "messages": ("role", "content")}
@@ -46,10 +46,6 @@ REASONS = {
     "empty_prompt": "empty prompt before every assistant turn and at the end",
     "prompt_too_long": "prompt longer than max_prompt_length even with old turns dropped",
 }
-# Row keys the data layer sets, plus the keyword names TRL passes to reward functions itself: a data column
-# with one of these names is passed through as ``data_<name>`` instead (see :func:`passthrough_columns`).
-RESERVED_KEYS = frozenset({"prompt", "answer", "dataset_index", "dataset_path", "row_id", "prompts",
-                           "completions", "completion", "completion_ids", "trainer_state"})
 
 TokenCounter = Callable[[list[dict]], int]
 
@@ -57,8 +53,9 @@ TokenCounter = Callable[[list[dict]], int]
 class BadRow(ValueError):
     """A row that cannot become a prompt; ``reason`` is a key of :data:`REASONS`."""
 
-    def __init__(self, reason: str, detail: str = ""):
+    def __init__(self, reason: str, detail: str = "", tokens: Optional[int] = None):
         self.reason = reason
+        self.tokens = tokens   # prompt_too_long: the prompt's length in tokens at its shortest (None: not counted)
         super().__init__(f"{REASONS.get(reason, reason)}{': ' + detail if detail else ''}")
 
 
@@ -73,6 +70,7 @@ class RowFormat:
     answer_mapped: bool = False
     template: Optional[str] = None
     fields: tuple[str, ...] = ()
+    renames: tuple[tuple[str, str], ...] = ()   # (reward argument, row column) from the dataset's ``columns``
 
     @property
     def is_default(self) -> bool:
@@ -88,8 +86,8 @@ DEFAULT_FORMAT = RowFormat()
 
 @lru_cache(maxsize=64)
 def _format(prompt: Optional[str], answer: Optional[str], messages: Optional[str],
-            template: Optional[str]) -> RowFormat:
-    answer_fields = dict(answer_key=answer or "answer", answer_mapped=answer is not None)
+            template: Optional[str], renames: tuple[tuple[str, str], ...] = ()) -> RowFormat:
+    answer_fields = dict(answer_key=answer or "answer", answer_mapped=answer is not None, renames=renames)
     if template:
         return RowFormat((), None, template=template, fields=tuple(template_fields(template)), **answer_fields)
     if messages:
@@ -104,7 +102,7 @@ def row_format(ds: Optional[DatasetEntry]) -> RowFormat:
     if ds is None:
         return DEFAULT_FORMAT
     c = ds.columns
-    return _format(c.prompt, c.answer, c.messages, ds.prompt_template)
+    return _format(c.prompt, c.answer, c.messages, ds.prompt_template, tuple(sorted(c.reward_columns().items())))
 
 
 def message_keys(key: str, conv: list) -> tuple[str, str]:
@@ -279,12 +277,14 @@ def fit_budget(prompt: list[dict], token_counter: Optional[TokenCounter],
     if (bound is not None and not surely_too_long(prompt, token_counter, max_prompt_length)
             and (most := bound(prompt)) is not None and most <= max_prompt_length):
         return prompt                                   # fits whatever the tokenizer makes of it
-    while surely_too_long(prompt, token_counter, max_prompt_length) or token_counter(prompt) > max_prompt_length:
+    while True:
+        tokens = None if surely_too_long(prompt, token_counter, max_prompt_length) else token_counter(prompt)
+        if tokens is not None and tokens <= max_prompt_length:
+            return prompt
         shorter = drop_oldest_turn(prompt)
         if shorter is None:
-            raise BadRow("prompt_too_long", f"limit {max_prompt_length} tokens")
+            raise BadRow("prompt_too_long", f"limit {max_prompt_length} tokens", tokens=tokens)
         prompt = shorter
-    return prompt
 
 
 def passthrough_columns(raw: dict, consumed: tuple[Optional[str], ...]) -> dict[str, Any]:
@@ -314,5 +314,6 @@ def prepare_prompt(raw_row: dict, ds: DatasetEntry, ds_index: int, ds_path: str,
     answer, from_column = _answer(raw_row, fmt, messages, cut)
     consumed = (key, "answer") if from_column and fmt.answer_key == "answer" else (key,)
     row = passthrough_columns(raw_row, consumed)
+    row.update({arg: raw_row[column] for arg, column in fmt.renames if column in raw_row})
     row.update(prompt=prompt, answer=answer, dataset_index=ds_index, dataset_path=ds_path, row_id=row_id)
     return row

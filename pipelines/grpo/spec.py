@@ -26,11 +26,12 @@ def inspect(cfg: GRPOConfigFile, ctx: NodeContext, with_steps: bool = True) -> l
     from pipelines.common.problems import ConfigError
     from pipelines.data.summary import inspect_datasets
     from pipelines.grpo.inputs import data_spec
-    from pipelines.rewards.checks import check_rubric_columns
+    from pipelines.rewards.checks import check_rubric_columns, reward_lines
 
     columns: dict[int, set[str]] = {}
     totals: dict[str, int] = {}
     lines = inspect_datasets(data_spec(cfg), ctx.config_file, columns, totals, full_scan=ctx.full_scan)
+    lines += reward_lines(cfg.datasets)
     problems = check_rubric_columns(cfg.datasets, columns, ctx.config_file)
     if problems:
         raise ConfigError(problems, lines)

@@ -80,6 +80,7 @@ def inspect(cfg: RolloutConfigFile, ctx: NodeContext) -> list[str]:
     columns: dict[int, set[str]] = {}
     lines += inspect_datasets(cfg.data_spec(), ctx.config_file, columns,
                               full_scan=ctx.full_scan)
+    lines += reward_checks.reward_lines(cfg.datasets)
     problems = check_rubric_columns(cfg.datasets, columns, ctx.config_file)
     if problems:
         raise ConfigError(problems, lines)

@@ -110,7 +110,7 @@ def test_rubric_placeholder_typo_is_found_against_the_sampled_columns(repo_root,
     assert code == 2
     assert ("node.yaml: datasets[0].reward_funcs[0].system_prompt_path: rubric " in captured.err
             and "uses {topik}, but the rows of" in captured.err and '(did you mean "topic"?)' in captured.err)
-    assert "columns: answer, dataset_path, topic" in captured.out      # the summary lists what a rubric may use
+    assert "columns: answer, topic" in captured.out      # the summary lists what a rubric may use (issue 26: not the internal dataset_path)
 
 
 def test_check_judges_probes_a_config_whose_run_dir_exists(repo_root, tmp_path, monkeypatch, capsys):
