@@ -17,6 +17,7 @@ from pipelines.common.guards import EXIT_GUARD, GuardStop
 from pipelines.common.http_logs import quiet_http_clients
 from pipelines.common.io import make_readable
 from pipelines.common.node import validate_node_config
+from pipelines.common.notices import log_notices
 from pipelines.common.pins import version_warning
 from pipelines.common.problems import ConfigError, Problem
 from pipelines.common.redaction import RedactingFilter, redact_handlers, redact_text
@@ -96,7 +97,10 @@ def _worker_args(node: PlannedNode, args: argparse.Namespace) -> list[str]:
     out = ["--super-config", args.super_config, "--only", str(node.ctx.index), "--outputs", args.outputs]
     for item in args.sets:
         out += ["--set", item]
-    if node.ctx.raw_config.get("run_name"):
+    tp = node.ctx.raw_config.get("training_parameters")
+    # The run name (a default one too) names the ranks' run dir, unless an output_dir does (a --set run_name
+    # would make the ranks drop it: see planning._command_line_run_name).
+    if node.ctx.raw_config.get("run_name") and not (isinstance(tp, dict) and tp.get("output_dir")):
         out += ["--set", f"run_name={node.ctx.raw_config['run_name']}"]
     if args.num_processes is not None:
         out += ["--set", f"launch.num_processes={args.num_processes}"]
@@ -170,6 +174,7 @@ def _run_in_run_dir(node: PlannedNode, args: argparse.Namespace, lock: RunLock, 
         if warning:
             log.warning(warning)
         log.info("node %s (%s): run dir %s", node.label, node.spec.name, ctx.run_dir)
+        log_notices(ctx.notices, ctx.config_file)   # what a compatibility reading translated, once
         for ref in refs:
             log.info("reference %s", ref)
         outputs = _execute(node, args, lock)

@@ -29,6 +29,8 @@ def validate_summary(planned: Sequence[Any], args: argparse.Namespace, problems:
     for node in planned:
         if node.cfg is None:
             print(f"[{node.ctx.index}] {node.label}: {node.ctx.config_file}: config invalid, data not inspected")
+            for notice in node.ctx.notices:    # how it was read can explain the problems
+                print(f"    {notice}")
             earlier.add(node.label)
             continue
         print(f"[{node.ctx.index}] {node.label}: {node.ctx.config_file}")

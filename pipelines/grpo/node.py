@@ -34,8 +34,6 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     started = time.time()
     run_dir = Path(ctx.run_dir)
     tp = cfg.training_parameters
-    for notice in ctx.notices:      # what compat: augmentoolkit translated, into run.log too
-        log.log(notice.level, "config %s", notice)
     resume = resolve_resume(tp.resume_from_checkpoint, run_dir, ctx.config_file)
     resume_step = (checkpoint_step(resume) or 0) if resume else (0 if tp.resuming else None)
     if resume is not None and resume_step is not None and tp.max_steps is not None and resume_step >= tp.max_steps:
