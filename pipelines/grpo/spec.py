@@ -17,6 +17,10 @@ def check_run_dir(cfg: GRPOConfigFile, ctx: NodeContext) -> list[Problem]:
     """A run dir that already holds a run is refused unless the config resumes it."""
     if ctx.launched:  # a launched rank runs in the folder its parent process just opened
         return []
+    from pipelines.grpo.checkpoints import stopped_before_first_checkpoint
+
+    if stopped_before_first_checkpoint(ctx.run_dir):   # nothing to resume: running it again restarts it
+        return []
     return check_run_dir_free(ctx.run_dir, cfg.training_parameters.resuming, ctx.config_file, RESUME_HINT)
 
 
