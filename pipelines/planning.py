@@ -176,7 +176,7 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     # Probed after the node's checks: a run that started meanwhile is named, not reported as "holds a run".
     holder = None if args.launched_rank or secondary_machine(raw) else busy_holder(run_dir)
     if holder is not None:   # another run is writing there now: nothing else about this entry matters
-        return None, problems + [Problem(file, "run_name", str(RunDirBusy(run_dir, holder)))]
+        return None, problems + [Problem(file, "run_name", str(RunDirBusy(run_dir, holder)), kind="busy")]
     return PlannedNode(label, spec, cfg, ctx), problems + node_problems
 
 

@@ -158,7 +158,7 @@ def run_planned(node: PlannedNode, args: argparse.Namespace) -> dict[str, Any]:
     try:
         lock.acquire()
     except RunDirBusy as exc:   # another run started on this folder since validation: refuse, touch nothing
-        raise ConfigError([Problem(ctx.config_file, "run_name", str(exc))]) from None
+        raise ConfigError([Problem(ctx.config_file, "run_name", str(exc), kind="busy")]) from None
     try:
         return _run_in_run_dir(node, args, lock, refs)
     finally:

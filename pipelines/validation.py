@@ -15,6 +15,12 @@ EXIT_OK, EXIT_CONFIG = 0, 2
 
 
 def report_problems(problems: Sequence[Problem]) -> None:
+    if problems and all(p.kind == "busy" for p in problems):   # nothing to fix in the config: say so
+        print("\nRun dir in use by another run; nothing was written:", file=sys.stderr)
+        for p in problems:
+            print(f"  {redact_text(str(p))}", file=sys.stderr)
+        print("\nWait for that run to end, or choose another run_name.", file=sys.stderr)
+        return
     print(f"\nConfiguration invalid: {len(problems)} problem{'s' if len(problems) != 1 else ''}:", file=sys.stderr)
     for p in problems:
         print(f"  {redact_text(str(p))}", file=sys.stderr)
