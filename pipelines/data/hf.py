@@ -49,11 +49,15 @@ def load_error(name: str, exc: BaseException) -> DataFileError:
     return DataFileError(f"hf:{name}: cannot load the dataset ({type(exc).__name__}: {str(exc)[:500]})")
 
 
+class MissingSplit(DataFileError):
+    """The dataset has no split of the configured name: the fix is the entry's ``split``, not the data."""
+
+
 def _pick_split(loaded: Any, name: str, split: str) -> Any:
     from datasets import DatasetDict
     if isinstance(loaded, DatasetDict):
         if split not in loaded:
-            raise DataFileError(f"hf:{name}: no split {split!r}; splits: {', '.join(loaded)}")
+            raise MissingSplit(f"hf:{name}: no split {split!r}; splits: {', '.join(loaded)}")
         return loaded[split]
     return loaded
 
@@ -66,7 +70,7 @@ def _local_files(name: str, split: str, subset: Optional[str], revision: Optiona
     data_files = getattr(builder.config, "data_files", None) or {}
     if split not in data_files:
         if data_files:
-            raise DataFileError(f"hf:{name}: no split {split!r}; splits: {', '.join(data_files)}")
+            raise MissingSplit(f"hf:{name}: no split {split!r}; splits: {', '.join(data_files)}")
         return None
     files = [Path(str(f)) for f in data_files[split]]
     readable = supported_suffixes()
@@ -94,5 +98,5 @@ def open_hf(path: str, split: str = "train", subset: Optional[str] = None,
         raise
     except Exception as exc:  # noqa: BLE001 - datasets and huggingface_hub raise many types for one failure
         if "split" in str(exc).lower() and "unknown" in str(exc).lower():
-            raise DataFileError(f"hf:{name}: {exc}") from None
+            raise MissingSplit(f"hf:{name}: {exc}") from None
         raise load_error(name, exc) from None

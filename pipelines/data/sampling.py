@@ -22,6 +22,7 @@ import numpy as np
 
 from pipelines.common.problems import ConfigError, Problem
 from pipelines.data.config import DatasetEntry, DatasetSettings
+from pipelines.data.hf import MissingSplit
 from pipelines.data.index import DataIndex, build_index
 from pipelines.data.prompts import REASONS, BadRow, TokenCounter, conversation_key, prepare_prompt, row_format
 from pipelines.data.scan import DataFileError
@@ -141,6 +142,8 @@ def index_or_problem(ds: DatasetEntry, index: int, file: str,
     key = f"datasets[{index}].path"
     try:
         idx = build_index(ds.path, max_row_bytes or DEFAULT_MAX_ROW_BYTES, ds.split, ds.subset, ds.revision)
+    except MissingSplit as exc:
+        return None, [Problem(file, f"datasets[{index}].split", f"{exc}; set `split` to one of them")]
     except (DataFileError, OSError) as exc:
         return None, [Problem(file, key, f"{exc}; fix or remove the file")]
     if not idx.files:
