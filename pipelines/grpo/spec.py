@@ -17,11 +17,14 @@ def check_run_dir(cfg: GRPOConfigFile, ctx: NodeContext) -> list[Problem]:
     """A run dir that already holds a run is refused unless the config resumes it."""
     if ctx.launched:  # a launched rank runs in the folder its parent process just opened
         return []
-    from pipelines.grpo.checkpoints import stopped_before_first_checkpoint
+    from pipelines.grpo.checkpoints import latest_checkpoint, stopped_before_first_checkpoint
 
     if stopped_before_first_checkpoint(ctx.run_dir):   # nothing to resume: running it again restarts it
         return []
-    return check_run_dir_free(ctx.run_dir, cfg.training_parameters.resuming, ctx.config_file, RESUME_HINT)
+    hint = RESUME_HINT
+    if ctx.run_dir.is_dir() and latest_checkpoint(ctx.run_dir) is None:
+        hint += " (it has no checkpoint yet: that starts it again from step 0, keeping its run.log)"
+    return check_run_dir_free(ctx.run_dir, cfg.training_parameters.resuming, ctx.config_file, hint)
 
 
 def inspect(cfg: GRPOConfigFile, ctx: NodeContext, with_steps: bool = True) -> list[str]:

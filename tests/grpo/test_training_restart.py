@@ -23,8 +23,8 @@ def _dead_attempt(run, status="failed"):
 def test_what_counts_as_stopped_before_the_first_checkpoint(tmp_path):
     _dead_attempt(tmp_path / "a")
     assert stopped_before_first_checkpoint(tmp_path / "a")
-    _dead_attempt(tmp_path / "killed", status=None)                      # kill -9: no manifest at all
-    assert stopped_before_first_checkpoint(tmp_path / "killed")
+    _dead_attempt(tmp_path / "killed", status=None)          # kill -9: no manifest; maybe live on another machine
+    assert not stopped_before_first_checkpoint(tmp_path / "killed")
     _dead_attempt(tmp_path / "done", status="completed")
     assert not stopped_before_first_checkpoint(tmp_path / "done")
     _dead_attempt(tmp_path / "saved")
@@ -41,6 +41,11 @@ def test_validate_accepts_the_name_of_a_run_that_never_checkpointed(outputs, tmp
     sc = write_super(tmp_path, cfg)
     _dead_attempt(outputs / "again")
     assert run_node(outputs, sc, extra=["--validate"]) == 0, capsys.readouterr().err
+    (outputs / "again" / "manifest.json").unlink()              # killed -9: refused, with how to restart it
+    assert run_node(outputs, sc, extra=["--validate"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "resume_from_checkpoint=auto (it has no checkpoint yet: that starts " \
+        "it again from step 0, keeping its run.log)" in err
     (outputs / "again" / "manifest.json").write_text(json.dumps({"status": "completed"}))
     assert run_node(outputs, sc, extra=["--validate"]) == 2
     assert "already holds a run" in capsys.readouterr().err
