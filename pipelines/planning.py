@@ -171,7 +171,7 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
                       run_dir=run_dir, outputs_root=Path(args.outputs), manifests=manifests,
                       num_processes=args.num_processes, validate_only=args.validate or args.preflight,
                       launched=args.launched_rank, secret_fields=env.secret_fields, ref_scope=scope,
-                      full_scan=args.full_scan, notices=notices)
+                      full_scan=args.full_scan, notices=notices, preflight=bool(getattr(args, "preflight", False)))
     cfg, node_problems = validate_node_config(spec, raw, ctx)
     # Probed after the node's checks: a run that started meanwhile is named, not reported as "holds a run".
     holder = None if args.launched_rank or secondary_machine(raw) else busy_holder(run_dir)

@@ -57,9 +57,10 @@ def build_parser(prog: str = "run_pipeline.py") -> argparse.ArgumentParser:
     p.add_argument("--check-judges", action="store_true",
                    help="with --validate: send one tiny request to each LLM-judge endpoint")
     p.add_argument("--preflight", action="store_true",
-                   help="for each training node: load the model, run one optimizer step on the longest prompts "
-                        "with full-length completions, call each judge, save and reload a checkpoint; print peak "
-                        "memory, step time, tokens/s and the projected wall time. Writes nothing to the run dirs")
+                   help="for each training node: load the model, run three optimizer steps (one warm-up, two "
+                        "timed) on the longest prompts with full-length completions, call each judge, save and "
+                        "reload a checkpoint; print peak memory, step time, tokens/s and the projected wall time. "
+                        "Writes nothing to the run dirs (a run dir that holds a run is fine: preflight a resume)")
     p.add_argument("--num-processes", type=int, default=None, metavar="N",
                    help="train with N processes (accelerate launch); overrides launch.num_processes")
     p.add_argument("--outputs", default="outputs", metavar="DIR", help="folder for run dirs (default: %(default)s)")

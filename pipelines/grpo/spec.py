@@ -15,8 +15,8 @@ from pipelines.rewards.checks import check_judges
 
 def check_run_dir(cfg: GRPOConfigFile, ctx: NodeContext) -> list[Problem]:
     """A run dir that already holds a run is refused unless the config resumes it."""
-    if ctx.launched:  # a launched rank runs in the folder its parent process just opened
-        return []
+    if ctx.launched or ctx.preflight:  # a launched rank runs in the folder its parent just opened; a preflight
+        return []                      # writes nothing there, so it may try new settings for a resume
     from pipelines.grpo.checkpoints import latest_checkpoint, stopped_before_first_checkpoint
 
     if stopped_before_first_checkpoint(ctx.run_dir):   # nothing to resume: running it again restarts it
