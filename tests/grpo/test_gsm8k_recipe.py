@@ -89,6 +89,7 @@ def test_the_recipe_trains_two_steps_on_cpu(outputs):  # noqa: F811
     assert all("rewards/gsm8k_sample/accuracy_reward/mean" in r for r in records)
 
 
+@pytest.mark.slow
 def test_prompts_too_long_for_the_budget_say_how_long_they_are_and_what_fits(outputs, capsys):  # noqa: F811
     assert run_node(outputs, SUPER, "training_parameters.max_prompt_length=96") == 2   # before any model loads
     err = capsys.readouterr().err
