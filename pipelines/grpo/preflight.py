@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import math
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -223,7 +224,7 @@ def _measure(cfg: GRPOConfigFile, ctx: NodeContext, inputs: Any, rows: list[dict
     step_log = next((r for r in reversed(trainer.state.log_history) if "completions/mean_length" in r), {})
     completions = len(rows) * cfg.training_parameters.num_generations
     new_tokens = int(round(step_log.get("completions/mean_length", 0.0) * completions))
-    return {"load_s": load_s, "first_s": first_s, "step_s": sum(timed) / len(timed), "step_min_s": min(timed),
+    return {"load_s": load_s, "first_s": first_s, "step_s": statistics.fmean(timed), "step_min_s": min(timed),
             "step_max_s": max(timed), "peak_gib": peak_gib, "peak_note": peak_note, "save_s": save_s,
             "save_mib": save_mib, "new_tokens": new_tokens, "judges": _call_judges(cfg, ctx),
             "warnings": position_warnings(cfg, getattr(trainer.model, "config", None))}
