@@ -62,7 +62,7 @@ def validate_summary(planned: Sequence[Any], args: argparse.Namespace, problems:
     if warning:
         print(f"warning: {warning}")
     if problems:
-        report_problems(problems)
+        report_problems(list(dict.fromkeys(problems)))   # a rule and the data summary may find the same one
         return EXIT_CONFIG
     print(f"OK: {len(planned)} node(s) valid")
     return EXIT_OK

@@ -2,7 +2,6 @@
 token budget. Each takes the sections it reads and returns :class:`Problem` s; nodes wrap them as rules."""
 from __future__ import annotations
 
-import os
 from typing import Any, Optional, Sequence
 
 from pipelines.common.node import Rule
@@ -10,6 +9,7 @@ from pipelines.common.problems import Problem
 from pipelines.common.refs import is_reference
 from pipelines.data.config import DatasetEntry
 from pipelines.data.formats import supported_suffixes
+from pipelines.data.hf import no_files_problem
 from pipelines.data.sampling import held_out_rows
 from pipelines.data.scan import resolve_input_paths
 
@@ -45,33 +45,13 @@ def check_input_paths(datasets: Sequence[Any], file: str) -> list[Problem]:
                                                                       "folder (hf:/path/to/folder)"))
             continue
         files = resolve_input_paths(path)
-        if not files and os.path.isdir(os.path.expanduser(path)):
-            problems.append(Problem(file, f"datasets[{i}].path", folder_problem(path)))
-        elif not files:
-            problems.append(Problem(file, f"datasets[{i}].path", f"no file matches {path!r} (relative paths are "
-                                                                  f"resolved from {os.getcwd()})"))
+        if not files:
+            problems.append(Problem(file, f"datasets[{i}].path", no_files_problem(path)))
         for f in files:
             if f.suffix.lower() not in suffixes:
                 problems.append(Problem(file, f"datasets[{i}].path", f"{f}: unsupported file type {f.suffix!r}; "
                                                                       f"use one of {', '.join(suffixes)}"))
     return problems
-
-
-def folder_problem(path: str) -> str:
-    """What to write for a plain ``path:`` naming a folder: ``hf:<folder>`` for a Hugging Face dataset folder
-    (Hub layout or ``save_to_disk``), else a glob of its files."""
-    from pathlib import Path
-
-    from pipelines.data.hf import is_saved_dataset
-
-    folder = Path(path).expanduser()
-    suffixes = supported_suffixes()
-    hub_layout = any(f.suffix.lower() in suffixes for f in folder.rglob("*") if f.is_file())
-    if is_saved_dataset(folder) or hub_layout:
-        kind = "written by save_to_disk" if is_saved_dataset(folder) else "in the Hub layout"
-        return (f"{path!r} is a folder holding a Hugging Face dataset ({kind}): write `path: hf:{path}` to read "
-                f"it (with `split`, default train), or name its files, e.g. `{path.rstrip('/')}/**/*.parquet`")
-    return f"{path!r} is a folder, and no file of it is a supported data file ({', '.join(sorted(suffixes))})"
 
 
 def check_held_out(rows: Optional[int], fraction: Optional[float], total_rows: int, file: str,

@@ -33,6 +33,26 @@ def is_saved_dataset(folder: Path) -> bool:
     return (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()
 
 
+def folder_problem(path: str) -> str:
+    """What to write for a plain ``path:`` naming a folder: ``hf:<folder>`` for a Hugging Face dataset folder
+    (Hub layout or ``save_to_disk``), else a glob of its files."""
+    folder = Path(path).expanduser()
+    suffixes = supported_suffixes()
+    hub_layout = any(f.suffix.lower() in suffixes for f in folder.rglob("*") if f.is_file())
+    if is_saved_dataset(folder) or hub_layout:
+        kind = "written by save_to_disk" if is_saved_dataset(folder) else "in the Hub layout"
+        return (f"{path!r} is a folder holding a Hugging Face dataset ({kind}): write `path: hf:{path}` to read "
+                f"it (with `split`, default train), or name its files, e.g. `{path.rstrip('/')}/**/*.parquet`")
+    return f"{path!r} is a folder, and no file of it is a supported data file ({', '.join(sorted(suffixes))})"
+
+
+def no_files_problem(path: str) -> str:
+    """The message for a plain dataset ``path`` that matches no file (a folder gets :func:`folder_problem`)."""
+    if os.path.isdir(os.path.expanduser(path)):
+        return folder_problem(path)
+    return f"no file matches {path!r} (relative paths are resolved from {os.getcwd()})"
+
+
 def _unreachable(exc: BaseException) -> bool:
     text = f"{type(exc).__name__}: {exc}".lower()
     return any(k in text for k in ("connection", "offline", "timed out", "timeout", "resolve", "network",

@@ -22,7 +22,7 @@ import numpy as np
 
 from pipelines.common.problems import ConfigError, Problem
 from pipelines.data.config import DatasetEntry, DatasetSettings
-from pipelines.data.hf import MissingSplit
+from pipelines.data.hf import MissingSplit, no_files_problem
 from pipelines.data.index import DataIndex, build_index
 from pipelines.data.prompts import REASONS, BadRow, TokenCounter, conversation_key, prepare_prompt, row_format
 from pipelines.data.scan import DataFileError
@@ -147,7 +147,7 @@ def index_or_problem(ds: DatasetEntry, index: int, file: str,
     except (DataFileError, OSError) as exc:
         return None, [Problem(file, key, f"{exc}; fix or remove the file")]
     if not idx.files:
-        return None, [Problem(file, key, f"no file matches {ds.path!r}")]
+        return None, [Problem(file, key, no_files_problem(ds.path))]
     if idx.total == 0:
         return None, [Problem(file, key, f"{ds.path}: no rows (every file is empty)")]
     return idx, []
