@@ -63,6 +63,8 @@ def wait_for_signal(config: dict, ctx) -> dict:
     """Writes ``waiting`` in its run dir, then sleeps until the test signals the process."""
     import time
 
-    (ctx.run_dir / "waiting").write_text("1")
+    import os
+
+    (ctx.run_dir / f"waiting.{os.environ.get('RANK', '0')}").write_text(str(os.getpid()))
     time.sleep(120)
     return {}

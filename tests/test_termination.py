@@ -38,7 +38,7 @@ def test_sigterm_during_a_node_exits_143_and_says_so_in_run_log(tmp_path):
         child = subprocess.Popen([sys.executable, "run_pipeline.py", "--super-config", str(sc), "--outputs",
                                   str(tmp_path / "out")], cwd=REPO, env=env, stdout=sink, stderr=sink)
         try:
-            _wait_for(run_dir / "waiting", child, out)
+            _wait_for(run_dir / "waiting.0", child, out)
             child.send_signal(signal.SIGTERM)
             code = child.wait(timeout=30)
         finally:
@@ -76,3 +76,44 @@ def test_sigterm_handler_is_restored_after_the_block():
     with sigterm_as_interrupt():
         assert signal.getsignal(signal.SIGTERM) is not before
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_sigterm_to_a_multi_process_runner_ends_every_rank_and_exits_143(tmp_path):
+    """`kill PID` of the runner of a two-rank (torchrun, CPU) node: the ranks get SIGTERM through the launcher,
+    stop, and the runner exits 143 saying that a multi-process run saves no checkpoint on an interrupt."""
+    (tmp_path / "n.yaml").write_text(yaml.safe_dump({"run_name": "multi", "launch": {"device": "cpu"}}))
+    sc = tmp_path / "super.yaml"
+    sc.write_text(yaml.safe_dump({"pipeline_order": [{"node": "tests.nodes_for_tests:wait_for_signal",
+                                                      "name": "multi", "config": "n.yaml"}]}))
+    run_dir, out = tmp_path / "out" / "multi", tmp_path / "child.out"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with open(out, "wb") as sink:
+        child = subprocess.Popen([sys.executable, "run_pipeline.py", "--super-config", str(sc), "--outputs",
+                                  str(tmp_path / "out"), "--num-processes", "2"], cwd=REPO, env=env, stdout=sink,
+                                 stderr=sink)
+        try:
+            for rank in (0, 1):
+                _wait_for(run_dir / f"waiting.{rank}", child, out, seconds=120)
+            ranks = [int((run_dir / f"waiting.{rank}").read_text()) for rank in (0, 1)]
+            child.send_signal(signal.SIGTERM)
+            code = child.wait(timeout=90)
+        finally:
+            if child.poll() is None:
+                child.kill()
+    text = out.read_text()
+    assert code == 143, text[-3000:]
+    assert "terminated (SIGTERM): passing SIGTERM on to the 2 ranks; a multi-process run saves no checkpoint" in text
+    deadline = time.time() + 10
+    while not all(_gone(pid) for pid in ranks) and time.time() < deadline:
+        time.sleep(0.2)
+    assert all(_gone(pid) for pid in ranks), "a rank outlived the run"
+    from pipelines.common.runlock import busy_holder
+    assert busy_holder(run_dir) is None
