@@ -38,7 +38,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("run", "pipelines.runner:main", "run the nodes of a super-config in order (= run_pipeline.py)"),
     Command("validate", "pipelines.runner:main", "check configs, data, rewards and judges; load no model",
             ("--validate",)),
-    Command("preflight", "pipelines.runner:main", "one real step on the longest prompts: memory, time, projection",
+    Command("preflight", "pipelines.runner:main", "three real steps on the longest prompts: memory, time, projection",
             ("--preflight",)),
     Command("score", "cli_utils.score_completions:main", "score completions with a config's rewards and judges"),
     Command("merge-lora", "cli_utils.merge_lora:main", "merge a LoRA adapter into its base model (probe-checked)"),

@@ -12,8 +12,10 @@ against :func:`pipelines.common.devices.visible_gpu_count` (two ranks on one GPU
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +25,7 @@ from pipelines.common.devices import current_rank, visible_gpu_count
 from pipelines.common.redaction import redact_text
 
 RANK_ERRORS = "rank_errors"
+log = logging.getLogger(__name__)
 
 
 def requested_processes(raw_config: dict[str, Any], cli_value: Optional[int]) -> int:
@@ -90,9 +93,35 @@ def run_launched(raw_config: dict[str, Any], run_dir: Path, num_processes: int, 
         shutil.rmtree(errors_dir)
     cmd = build_command(raw_config, num_processes, worker_args)
     env = launch_env(raw_config, extra_env)
-    code = subprocess.run(cmd, env=env, pass_fds=tuple(fd for fd in keep_fds if fd is not None)).returncode
+    launcher = subprocess.Popen(cmd, env=env, pass_fds=tuple(fd for fd in keep_fds if fd is not None))
+    code = wait_for_launcher(launcher, num_processes)
     if code != 0:
         raise RuntimeError(f"{num_processes} processes launched, exit code {code}: {first_rank_error(errors_dir)}")
+
+
+def wait_for_launcher(launcher: subprocess.Popen, num_processes: int, grace_s: float = 60.0) -> int:
+    """Wait for the launcher's exit code. Interrupted meanwhile: Ctrl-C reached every process of the terminal's
+    group, ranks included, so the launcher gets a moment to end; SIGTERM (``kill PID``) reached only this process,
+    so it is passed on to the launcher, which passes it to the ranks (torchrun and accelerate both do). Each rank
+    then stops as a Ctrl-C stops it: a multi-process run saves no checkpoint on an interrupt (its ranks may be
+    anywhere, and saving is a collective step), so a resume starts from the last saved one. A launcher still
+    running after ``grace_s`` seconds is killed."""
+    from pipelines.common.termination import Terminated, interrupt_word
+
+    try:
+        return launcher.wait()
+    except KeyboardInterrupt as exc:
+        log.warning("%s: %s the %d ranks; a multi-process run saves no checkpoint on an interrupt, resume from the "
+                    "last saved one", interrupt_word(exc),
+                    "passing SIGTERM on to" if isinstance(exc, Terminated) else "waiting for", num_processes)
+        if isinstance(exc, Terminated):
+            launcher.send_signal(signal.SIGTERM)
+        try:
+            launcher.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+            launcher.wait()
+        raise
 
 
 def first_rank_error(errors_dir: Path) -> str:

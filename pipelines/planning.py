@@ -8,16 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from pipelines.common.notices import log_notices
 from pipelines.common.config_io import (EnvResolver, apply_overrides, find_placeholders, load_yaml,
                                         parse_scalar)
 from pipelines.common.node import NodeContext, NodeSpec, validate_node_config
+from pipelines.common.notices import warning
 from pipelines.common.problems import ConfigError, Problem, did_you_mean
 from pipelines.common.redaction import register_secrets
 from pipelines.common.refs import check_refs, ref_scope
 from pipelines.common.rundir import check_run_location, default_run_name, run_dir_for
 from pipelines.common.runlock import RunDirBusy, busy_holder
-from pipelines.registry import get_node
+from pipelines.registry import config_alias, get_node
 
 log = logging.getLogger(__name__)
 
@@ -99,15 +99,39 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
+def _command_line_run_name(raw: dict[str, Any], sets: dict[str, Any], notices: list[Any]) -> list[Problem]:
+    """``--set run_name=X`` names the run dir even where the config file sets ``training_parameters.output_dir``
+    (Augmentoolkit's configs do): the config's value gives way, with a warning. Both on the command line name
+    two run dirs: a problem naming both keys."""
+    tp = raw.get("training_parameters")
+    if "run_name" not in sets or not isinstance(tp, dict) or not tp.get("output_dir"):
+        return []
+    if "training_parameters.output_dir" in sets:
+        return [Problem("--set", "run_name", f"--set run_name={sets['run_name']} and --set "
+                                             f"training_parameters.output_dir={tp['output_dir']} both name the run "
+                                             "dir; give one of them")]
+    value = tp.pop("output_dir")
+    notices.append(warning("training_parameters.output_dir", f"{value!r} (from the config file) gives way to --set "
+                                                             f"run_name={sets['run_name']}: the run dir is "
+                                                             f"<outputs>/{sets['run_name']}"))
+    return []
+
+
 def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str, Any], args: argparse.Namespace,
               manifests: dict[str, dict[str, Any]], upstream: dict[str, tuple[str, ...]],
               all_labels: list[str]) -> tuple[Optional[PlannedNode], list[Problem]]:
     """Load, override, interpolate and validate one entry's config; return all its problems."""
     label = entry.get("name") or entry["node"]
-    config_path = Path(entry["config"])
+    aliased = config_alias(entry["config"])
+    config_path = aliased[1] if aliased else Path(entry["config"])
     if not config_path.is_absolute():
         config_path = base_dir / config_path
     file = _display_path(config_path)
+    if aliased and not config_path.is_file():
+        return None, [Problem(args.super_config, f"pipeline_order[{index}].config", (
+            f"{entry['config']!r}: {aliased[0]}: is Augmentoolkit's name for the GRPO configs folder, read here as "
+            f"{_display_path(config_path.parent)}/, and it holds no {config_path.name!r}: copy your config there, "
+            f"or give its path"))]
     try:
         spec = get_node(entry["node"])
     except KeyError as exc:
@@ -131,8 +155,8 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
     notices: list[Any] = []
     if spec.normalize is not None:      # another tool's config shape (e.g. Augmentoolkit's), in this node's terms
         raw, notices, shape_problems = spec.normalize(raw, file)
-        problems += shape_problems
-        log_notices(notices, file)
+        problems += shape_problems      # notices: printed by --validate, logged by a run into run.log (once)
+    problems += _command_line_run_name(raw, sets, notices)
     if not raw.get("run_name") and spec.config_model is not None and "run_name" in spec.config_model.model_fields:
         raw["run_name"] = default_run_name(spec.name)
     if args.num_processes is not None and spec.config_model is not None and "launch" in spec.config_model.model_fields:
@@ -148,12 +172,13 @@ def plan_node(entry: dict[str, Any], index: int, base_dir: Path, sets: dict[str,
                       num_processes=args.num_processes, validate_only=args.validate or args.preflight,
                       launched=args.launched_rank, secret_fields=env.secret_fields, ref_scope=scope,
                       full_scan=args.full_scan,
-                      check_judges=bool(getattr(args, "check_judges", False)), notices=notices)
+                      check_judges=bool(getattr(args, "check_judges", False)), notices=notices,
+                      preflight=bool(getattr(args, "preflight", False)))
     cfg, node_problems = validate_node_config(spec, raw, ctx)
     # Probed after the node's checks: a run that started meanwhile is named, not reported as "holds a run".
     holder = None if args.launched_rank or secondary_machine(raw) else busy_holder(run_dir)
     if holder is not None:   # another run is writing there now: nothing else about this entry matters
-        return None, problems + [Problem(file, "run_name", str(RunDirBusy(run_dir, holder)))]
+        return None, problems + [Problem(file, "run_name", str(RunDirBusy(run_dir, holder)), kind="busy")]
     return PlannedNode(label, spec, cfg, ctx), problems + node_problems
 
 

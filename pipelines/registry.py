@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from pathlib import Path
 from typing import Callable, Optional
 
 from pipelines.common.imports import ImportPathError, import_attribute, is_import_path
@@ -33,6 +34,17 @@ def _grpo_hpo_spec() -> NodeSpec:
 NODE_FACTORIES: dict[str, Callable[[], NodeSpec]] = {"grpo": _grpo_spec, "rollout": _rollout_spec,
                                                      "grpo_hpo": _grpo_hpo_spec}
 NODE_ALIASES = {"grpo-rl-pipeline": "grpo"}     # Augmentoolkit's super-config name for its GRPO node
+# Augmentoolkit's super-config names a config as `<folder alias>:<file>` (`config: grpo-rl-folder:grpo_config.yaml`):
+# the alias is the folder of that pipeline's configs, here the GRPO node's shipped configs folder.
+CONFIG_FOLDER_ALIASES = {"grpo-rl-folder": Path(__file__).resolve().parent / "grpo" / "configs"}
+
+
+def config_alias(value: str) -> Optional[tuple[str, Path]]:
+    """(alias, file path) for an Augmentoolkit-style ``<folder alias>:<file>`` config value, else None."""
+    alias, colon, rest = value.partition(":")
+    if colon and alias in CONFIG_FOLDER_ALIASES and rest:
+        return alias, CONFIG_FOLDER_ALIASES[alias] / rest
+    return None
 
 
 def node_contract_problem(fn: Callable[..., object]) -> Optional[str]:

@@ -17,14 +17,17 @@ from pipelines.common.guards import EXIT_GUARD, GuardStop
 from pipelines.common.http_logs import quiet_http_clients
 from pipelines.common.io import make_readable
 from pipelines.common.node import validate_node_config
+from pipelines.common.notices import log_notices
 from pipelines.common.pins import version_warning
 from pipelines.common.problems import ConfigError, Problem
 from pipelines.common.redaction import RedactingFilter, redact_handlers, redact_text
 from pipelines.common.refs import record_latest, substitute_refs
 from pipelines.common.rundir import MANIFEST, RESOLVED_CONFIG, RUN_LOG, open_run_dir, read_manifest, write_manifest
-from pipelines.common.runlock import LOCK_FILE, RunLock, RunLockRefused, check_launched_rank
+from pipelines.common.runlock import LOCK_FILE, RunDirBusy, RunLock, RunLockRefused, check_launched_rank
 from pipelines.common.devices import current_rank
 from pipelines.common.stack import log_stack
+from pipelines.common.termination import (EXIT_TERMINATED, Terminated, interrupt_word,
+                                          sigterm_as_interrupt)
 from pipelines.launch import requested_processes, run_launched, write_rank_error
 from pipelines.planning import PlannedNode, plan, secondary_machine
 from pipelines.validation import report_problems, validate_summary
@@ -38,7 +41,8 @@ def build_parser(prog: str = "run_pipeline.py") -> argparse.ArgumentParser:
         prog=prog,
         description="Run the pipeline nodes listed in a super-config (default ./super_config.yaml), in order. "
                     "Every node config is validated before anything runs.",
-        epilog="Exit codes: 0 success, 1 a node failed at run time, 2 invalid configuration or input.")
+        epilog="Exit codes: 0 success, 1 a node failed at run time, 2 invalid configuration or input, 3 stopped by "
+               "a guard, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM; a checkpoint is saved as on Ctrl-C).")
     p.add_argument("--super-config", default="super_config.yaml", metavar="PATH",
                    help="super-config listing the nodes (default: %(default)s)")
     p.add_argument("--only", metavar="NAME_OR_INDEX", help="run only this entry (its node name or 0-based index)")
@@ -57,9 +61,10 @@ def build_parser(prog: str = "run_pipeline.py") -> argparse.ArgumentParser:
                         "LLM judge; exit 2 when a rubric fails its calibration floors (separation, length bias, "
                         "saturation, test-retest, agreement). Prints the calls it sends first")
     p.add_argument("--preflight", action="store_true",
-                   help="for each training node: load the model, run one optimizer step on the longest prompts "
-                        "with full-length completions, call each judge, save and reload a checkpoint; print peak "
-                        "memory, step time, tokens/s and the projected wall time. Writes nothing to the run dirs")
+                   help="for each training node: load the model, run three optimizer steps (one warm-up, two "
+                        "timed) on the longest prompts with full-length completions, call each judge, save and "
+                        "reload a checkpoint; print peak memory, step time, tokens/s and the projected wall time. "
+                        "Writes nothing to the run dirs (a run dir that holds a run is fine: preflight a resume)")
     p.add_argument("--num-processes", type=int, default=None, metavar="N",
                    help="train with N processes (accelerate launch); overrides launch.num_processes")
     p.add_argument("--outputs", default="outputs", metavar="DIR", help="folder for run dirs (default: %(default)s)")
@@ -97,7 +102,10 @@ def _worker_args(node: PlannedNode, args: argparse.Namespace) -> list[str]:
     out = ["--super-config", args.super_config, "--only", str(node.ctx.index), "--outputs", args.outputs]
     for item in args.sets:
         out += ["--set", item]
-    if node.ctx.raw_config.get("run_name"):
+    tp = node.ctx.raw_config.get("training_parameters")
+    # The run name (a default one too) names the ranks' run dir, unless an output_dir does (a --set run_name
+    # would make the ranks drop it: see planning._command_line_run_name).
+    if node.ctx.raw_config.get("run_name") and not (isinstance(tp, dict) and tp.get("output_dir")):
         out += ["--set", f"run_name={node.ctx.raw_config['run_name']}"]
     if args.num_processes is not None:
         out += ["--set", f"launch.num_processes={args.num_processes}"]
@@ -155,7 +163,8 @@ def run_planned(node: PlannedNode, args: argparse.Namespace) -> dict[str, Any]:
     try:
         lock.acquire()
     except RunLockRefused as exc:   # another run started there since validation, or a bad run.lock: touch nothing
-        raise ConfigError([Problem(ctx.config_file, "run_name", str(exc))]) from None
+        kind = "busy" if isinstance(exc, RunDirBusy) else "config"
+        raise ConfigError([Problem(ctx.config_file, "run_name", str(exc), kind=kind)]) from None
     try:
         return _run_in_run_dir(node, args, lock, refs)
     finally:
@@ -171,6 +180,7 @@ def _run_in_run_dir(node: PlannedNode, args: argparse.Namespace, lock: RunLock, 
         if warning:
             log.warning(warning)
         log.info("node %s (%s): run dir %s", node.label, node.spec.name, ctx.run_dir)
+        log_notices(ctx.notices, ctx.config_file)   # what a compatibility reading translated, once
         for ref in refs:
             log.info("reference %s", ref)
         outputs = _execute(node, args, lock)
@@ -189,7 +199,10 @@ def _run_in_run_dir(node: PlannedNode, args: argparse.Namespace, lock: RunLock, 
         log.warning("%s", exc)
         write_manifest(ctx.run_dir, node.spec.name, "stopped", {"guard": exc.kind})
         raise
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):   # Ctrl-C or SIGTERM: say so in run.log, not only on the console
+            log.warning("node %s %s; this run dir keeps what was written%s", node.label, interrupt_word(exc),
+                        f" (resume with {node.spec.resume_hint})" if node.spec.resume_hint else "")
         write_manifest(ctx.run_dir, node.spec.name, "failed", {})
         raise
     finally:
@@ -199,7 +212,17 @@ def _run_in_run_dir(node: PlannedNode, args: argparse.Namespace, lock: RunLock, 
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "run_pipeline.py") -> int:
-    """The runner's command line (``prog`` names it in usage and errors); returns the exit code."""
+    """The runner's command line (``prog`` names it in usage and errors); returns the exit code. SIGTERM is
+    handled as Ctrl-C is (see :mod:`pipelines.common.termination`) and exits 143."""
+    with sigterm_as_interrupt():
+        try:
+            return _main(argv, prog)
+        except Terminated:   # before or between nodes: nothing of a node to save
+            print("\nterminated (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
+
+
+def _main(argv: Optional[Sequence[str]], prog: str) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.full_scan and not args.validate:
@@ -235,10 +258,10 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "run_pipeline.py") ->
                               "raise or remove the limit, then resume"
                               + (f" with {node.spec.resume_hint}" if node.spec.resume_hint else "")), file=sys.stderr)
             return EXIT_GUARD
-        except KeyboardInterrupt:
-            print(f"\nnode {node.label!r} interrupted; its run dir {node.ctx.run_dir} keeps what was written"
+        except KeyboardInterrupt as exc:
+            print(f"\nnode {node.label!r} {interrupt_word(exc)}; its run dir {node.ctx.run_dir} keeps what was written"
                   + (f" (resume with {node.spec.resume_hint})" if node.spec.resume_hint else ""), file=sys.stderr)
-            return 130
+            return EXIT_TERMINATED if isinstance(exc, Terminated) else 130
         except Exception as exc:  # noqa: BLE001 - any node failure ends the pipeline with exit 1
             log.debug("traceback:\n%s", traceback.format_exc())
             print(redact_text(traceback.format_exc()), file=sys.stderr, end="")

@@ -15,6 +15,12 @@ EXIT_OK, EXIT_CONFIG = 0, 2
 
 
 def report_problems(problems: Sequence[Problem]) -> None:
+    if problems and all(p.kind == "busy" for p in problems):   # nothing to fix in the config: say so
+        print("\nRun dir in use by another run; nothing was written:", file=sys.stderr)
+        for p in problems:
+            print(f"  {redact_text(str(p))}", file=sys.stderr)
+        print("\nWait for that run to end, or choose another run_name.", file=sys.stderr)
+        return
     print(f"\nConfiguration invalid: {len(problems)} problem{'s' if len(problems) != 1 else ''}:", file=sys.stderr)
     for p in problems:
         print(f"  {redact_text(str(p))}", file=sys.stderr)
@@ -40,6 +46,8 @@ def validate_summary(planned: Sequence[Any], args: argparse.Namespace, problems:
     for node in planned:
         if node.cfg is None:
             print(f"[{node.ctx.index}] {node.label}: {node.ctx.config_file}: config invalid, data not inspected")
+            for notice in node.ctx.notices:    # how it was read can explain the problems
+                print(f"    {notice}")
             earlier.add(node.label)
             continue
         print(f"[{node.ctx.index}] {node.label}: {node.ctx.config_file}")
@@ -67,7 +75,7 @@ def validate_summary(planned: Sequence[Any], args: argparse.Namespace, problems:
     if warning:
         print(f"warning: {warning}")
     if problems:
-        report_problems(problems)
+        report_problems(list(dict.fromkeys(problems)))   # a rule and the data summary may find the same one
         return EXIT_CONFIG
     print(f"OK: {len(planned)} node(s) valid")
     return EXIT_OK

@@ -57,3 +57,14 @@ def guard(config: dict, ctx) -> dict:
 
     (Path(ctx.run_dir) / "partial.txt").write_text("kept", encoding="utf-8")
     raise GuardStop("max_usd", "spent 1.20 USD of a 1.00 USD cap", step=4)
+
+
+def wait_for_signal(config: dict, ctx) -> dict:
+    """Writes ``waiting`` in its run dir, then sleeps until the test signals the process."""
+    import time
+
+    import os
+
+    (ctx.run_dir / f"waiting.{os.environ.get('RANK', '0')}").write_text(str(os.getpid()))
+    time.sleep(120)
+    return {}

@@ -107,3 +107,22 @@ def test_augmentoolkit_flag_names(tiny_model_dir, run_dir, tmp_path):
     out = subprocess.run([sys.executable, "-m", "cli_utils.merge_lora", "--help"], cwd=REPO, capture_output=True,
                          text=True, timeout=60).stdout
     assert "--adapter ADAPTER, --adapter-model ADAPTER" in out and "--output OUTPUT, --save-path OUTPUT" in out
+
+
+def test_the_readme_merge_example_obeys_the_rule_it_states(tmp_path):
+    """The README's own example writes beside the adapter in its run dir; the rule allows that, and refuses an
+    output inside the adapter folder or one containing the run dir."""
+    import re
+
+    from cli_utils.merge_lora import MergeError, check_output
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = re.search(r"merge_lora\.py --base-model \S+ --adapter (\S+) \\\n\s+--output (\S+)", readme)
+    assert example, "the README's merge example"
+    adapter, output = (tmp_path / example.group(1)), (tmp_path / example.group(2))
+    adapter.mkdir(parents=True)
+    check_output(output, [("adapter folder", adapter)], overwrite=False)          # allowed, as documented
+    assert "beside the adapter in its run dir" in readme
+    for bad in (adapter / "merged", adapter.parent.parent):
+        with pytest.raises(MergeError, match="would destroy the adapter folder"):
+            check_output(bad, [("adapter folder", adapter)], overwrite=False)

@@ -153,10 +153,11 @@ def parse_scalar(text: str) -> Any:
 
 
 def apply_overrides(config: dict, overrides: Mapping[str, Any], file: str, source: str) -> list[Problem]:
-    """Set dotted keys (``a.b.c`` or ``datasets.0.path``) in place; return problems for bad paths."""
+    """Set dotted keys (``a.b.c``, ``datasets.0.path``, or ``datasets[0].path`` as problems print them) in place;
+    return problems for bad paths."""
     problems: list[Problem] = []
     for dotted, value in overrides.items():
-        parts = str(dotted).split(".")
+        parts = re.sub(r"\[(\d+)\]", r".\1", str(dotted)).split(".")
         node: Any = config
         try:
             for part in parts[:-1]:

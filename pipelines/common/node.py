@@ -41,6 +41,7 @@ class NodeContext:
     secret_fields: dict[str, set[str]] = field(default_factory=dict)   # key path -> secrets interpolated there
     ref_scope: str = ""             # the super-config's scope for @label.output references (common.refs)
     notices: list[Any] = field(default_factory=list)   # what the node's `normalize` translated (common/notices.py)
+    preflight: bool = False         # --preflight: the run dir is never written (a run that exists there is fine)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ class Problem:
     file: str
     key: str
     message: str
+    kind: str = "config"   # "busy": the input is fine, but its run dir is in use by another run right now
 
     def __str__(self) -> str:
         return f"{self.file}: {self.key or '<root>'}: {self.message}"

@@ -38,8 +38,9 @@ MAX_NAME_BYTES = 200
 _RESERVED_RE = re.compile(r"^(checkpoint-\d+|run\.rank\d+\.log|resolved_config\.\d+\.yaml)$")
 
 
-def default_run_name(node: str, now: _dt.datetime | None = None) -> str:
-    return f"{node}-{(now or _dt.datetime.now()).strftime('%Y%m%d-%H%M%S')}"
+def default_run_name(node: str, now: _dt.datetime | None = None, pid: int | None = None) -> str:
+    """``<node>-<YYYYmmdd-HHMMSS>-<process id>``: two runs started in the same second get different names."""
+    return f"{node}-{(now or _dt.datetime.now()).strftime('%Y%m%d-%H%M%S')}-{pid or os.getpid()}"
 
 
 def name_problem(value: object, inside: str = "the outputs folder") -> str | None:

@@ -2,7 +2,6 @@
 token budget. Each takes the sections it reads and returns :class:`Problem` s; nodes wrap them as rules."""
 from __future__ import annotations
 
-import os
 from typing import Any, Optional, Sequence
 
 from pipelines.common.node import Rule
@@ -10,6 +9,7 @@ from pipelines.common.problems import Problem
 from pipelines.common.refs import is_reference
 from pipelines.data.config import DatasetEntry
 from pipelines.data.formats import supported_suffixes
+from pipelines.data.hf import no_files_problem
 from pipelines.data.sampling import held_out_rows
 from pipelines.data.scan import resolve_input_paths
 
@@ -46,8 +46,7 @@ def check_input_paths(datasets: Sequence[Any], file: str) -> list[Problem]:
             continue
         files = resolve_input_paths(path)
         if not files:
-            problems.append(Problem(file, f"datasets[{i}].path", f"no file matches {path!r} (relative paths are "
-                                                                  f"resolved from {os.getcwd()})"))
+            problems.append(Problem(file, f"datasets[{i}].path", no_files_problem(path)))
         for f in files:
             if f.suffix.lower() not in suffixes:
                 problems.append(Problem(file, f"datasets[{i}].path", f"{f}: unsupported file type {f.suffix!r}; "

@@ -2,15 +2,21 @@
 samples prompts; a dataset entry also carries the reward functions that score completions of its prompts."""
 from __future__ import annotations
 
+import difflib
 import string
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from pipelines.common.problems import did_you_mean
 from pipelines.common.schema import StrictModel
 from pipelines.rewards.config import LABEL_PATTERN, RewardFuncEntry
 
 DEFAULT_MAX_ROW_BYTES = 4 << 20   # 4 MiB: far above any prompt a model takes, far below what hurts memory
+# Row keys the data layer sets, plus the keyword names TRL passes to reward functions itself: a data column with
+# one of these names reaches rewards as ``data_<name>``, and ``columns`` cannot map a column onto one.
+RESERVED_KEYS = frozenset({"prompt", "answer", "dataset_index", "dataset_path", "row_id", "prompts",
+                           "completions", "completion", "completion_ids", "trainer_state"})
 
 
 def template_fields(template: str) -> list[str]:
@@ -31,7 +37,11 @@ def template_fields(template: str) -> list[str]:
 
 
 class ColumnMap(StrictModel):
-    """Which columns of a row hold its prompt, its reference answer or its conversation."""
+    """Which columns of a row hold its prompt, its reference answer or its conversation; any other key names a
+    column a reward reads: ``solution: answer`` passes the row's ``answer`` column to rewards as ``solution``
+    (TRL's ``accuracy_reward`` reads ``solution``)."""
+
+    model_config = ConfigDict(extra="allow")
 
     prompt: Optional[str] = Field(None, description="Column holding the prompt: a string (one user message) or "
                                   "a list of {role, content} messages (TRL's prompt-only format). Default: "
@@ -42,6 +52,25 @@ class ColumnMap(StrictModel):
     messages: Optional[str] = Field(None, description="Column holding the conversation: a list of {role, content} "
                                     "or ShareGPT {from, value} messages. Default: `conversations`, then "
                                     "`messages`.")
+
+
+    @model_validator(mode="after")
+    def _reward_columns(self) -> "ColumnMap":
+        for key, value in self.reward_columns().items():
+            near = difflib.get_close_matches(key, ["prompt", "answer", "messages"], n=1, cutoff=0.75)
+            if near:
+                raise ValueError(f"unknown key {key!r}{did_you_mean(key, near)} (a key other than prompt, answer "
+                                 f"and messages names the argument a reward reads the column {value!r} as)")
+            if not key.isidentifier() or key in RESERVED_KEYS:
+                raise ValueError(f"{key!r} cannot name a reward argument (it must be a Python name, not one the "
+                                 f"data layer or TRL sets itself: {', '.join(sorted(RESERVED_KEYS))})")
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{key}: {value!r} must be the name of a column of the rows")
+        return self
+
+    def reward_columns(self) -> dict[str, str]:
+        """The extra keys: reward argument -> the row column it reads."""
+        return dict(self.model_extra or {})
 
 
 class DatasetEntry(StrictModel):
@@ -57,7 +86,9 @@ class DatasetEntry(StrictModel):
     revision: Optional[str] = Field(None, description="`hf:` datasets only: a branch, tag or commit of the "
                                                       "dataset repository.")
     columns: ColumnMap = Field(default_factory=ColumnMap, description="Map your column names to prompt, answer "
-                               "and messages, e.g. {prompt: problem, answer: solution}.")
+                               "and messages, e.g. {prompt: problem, answer: solution}; any other key passes a "
+                               "column to rewards under that name, e.g. {solution: answer} for a reward with a "
+                               "`solution` parameter (TRL's accuracy_reward) on GSM8K-style rows.")
     prompt_template: Optional[str] = Field(None, description="Build the user message from row columns, e.g. "
                                            "\"Using the numbers {nums}, make {target}.\" (`{{`/`}}` for literal "
                                            "braces; lists and numbers are written as JSON). Replaces any "

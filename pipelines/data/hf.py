@@ -34,6 +34,26 @@ def is_saved_dataset(folder: Path) -> bool:
     return (folder / "state.json").is_file() or (folder / "dataset_dict.json").is_file()
 
 
+def folder_problem(path: str) -> str:
+    """What to write for a plain ``path:`` naming a folder: ``hf:<folder>`` for a Hugging Face dataset folder
+    (Hub layout or ``save_to_disk``), else a glob of its files."""
+    folder = Path(path).expanduser()
+    suffixes = supported_suffixes()
+    hub_layout = any(f.suffix.lower() in suffixes for f in folder.rglob("*") if f.is_file())
+    if is_saved_dataset(folder) or hub_layout:
+        kind = "written by save_to_disk" if is_saved_dataset(folder) else "in the Hub layout"
+        return (f"{path!r} is a folder holding a Hugging Face dataset ({kind}): write `path: hf:{path}` to read "
+                f"it (with `split`, default train), or name its files, e.g. `{path.rstrip('/')}/**/*.parquet`")
+    return f"{path!r} is a folder, and no file of it is a supported data file ({', '.join(sorted(suffixes))})"
+
+
+def no_files_problem(path: str) -> str:
+    """The message for a plain dataset ``path`` that matches no file (a folder gets :func:`folder_problem`)."""
+    if os.path.isdir(os.path.expanduser(path)):
+        return folder_problem(path)
+    return f"no file matches {path!r} (relative paths are resolved from {os.getcwd()})"
+
+
 def _unreachable(exc: BaseException) -> bool:
     text = f"{type(exc).__name__}: {exc}".lower()
     return any(k in text for k in ("connection", "offline", "timed out", "timeout", "resolve", "network",
@@ -136,11 +156,15 @@ def local_load_error(name: str, exc: BaseException) -> DataFileError:
     return DataFileError(f"hf:{name}: {cause} ({text}); re-save or re-copy the dataset")
 
 
+class MissingSplit(DataFileError):
+    """The dataset has no split of the configured name: the fix is the entry's ``split``, not the data."""
+
+
 def _pick_split(loaded: Any, name: str, split: str) -> Any:
     from datasets import DatasetDict
     if isinstance(loaded, DatasetDict):
         if split not in loaded:
-            raise DataFileError(f"hf:{name}: no split {split!r}; splits: {', '.join(loaded)}")
+            raise MissingSplit(f"hf:{name}: no split {split!r}; splits: {', '.join(loaded)}")
         return loaded[split]
     return loaded
 
@@ -153,7 +177,7 @@ def _local_files(name: str, split: str, subset: Optional[str], revision: Optiona
     data_files = getattr(builder.config, "data_files", None) or {}
     if split not in data_files:
         if data_files:
-            raise DataFileError(f"hf:{name}: no split {split!r}; splits: {', '.join(data_files)}")
+            raise MissingSplit(f"hf:{name}: no split {split!r}; splits: {', '.join(data_files)}")
         return None
     files = [Path(str(f)) for f in data_files[split]]
     readable = supported_suffixes()
@@ -186,7 +210,7 @@ def open_hf(path: str, split: str = "train", subset: Optional[str] = None,
         raise
     except Exception as exc:  # noqa: BLE001 - datasets and huggingface_hub raise many types for one failure
         if "split" in str(exc).lower() and "unknown" in str(exc).lower():
-            raise DataFileError(f"hf:{name}: {exc}") from None
+            raise MissingSplit(f"hf:{name}: {exc}") from None
         if folder.is_dir():   # a local folder: the Hub and HF_HUB_OFFLINE have nothing to do with it
             raise local_load_error(name, exc) from None
         raise load_error(name, exc) from None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable, Optional
 
-from pipelines.data.config import DatasetEntry, template_fields
+from pipelines.data.config import RESERVED_KEYS, DatasetEntry, template_fields
 
 # Conversation key -> (role key, content key), in detection order.
 FORMATS: dict[str, tuple[str, str]] = {"conversations": ("from", "value"), "messages": ("role", "content")}
@@ -47,10 +47,6 @@ REASONS = {
     "prompt_too_long": "prompt longer than max_prompt_length even with old turns dropped",
     "invalid_unicode": "text with a lone surrogate (e.g. \\ud800), which no tokenizer or file can encode",
 }
-# Row keys the data layer sets, plus the keyword names TRL passes to reward functions itself: a data column
-# with one of these names is passed through as ``data_<name>`` instead (see :func:`passthrough_columns`).
-RESERVED_KEYS = frozenset({"prompt", "answer", "dataset_index", "dataset_path", "row_id", "prompts",
-                           "completions", "completion", "completion_ids", "trainer_state"})
 
 TokenCounter = Callable[[list[dict]], int]
 
@@ -58,8 +54,9 @@ TokenCounter = Callable[[list[dict]], int]
 class BadRow(ValueError):
     """A row that cannot become a prompt; ``reason`` is a key of :data:`REASONS`."""
 
-    def __init__(self, reason: str, detail: str = ""):
+    def __init__(self, reason: str, detail: str = "", tokens: Optional[int] = None):
         self.reason = reason
+        self.tokens = tokens   # prompt_too_long: the prompt's length in tokens at its shortest (None: not counted)
         super().__init__(f"{REASONS.get(reason, reason)}{': ' + detail if detail else ''}")
 
 
@@ -74,6 +71,7 @@ class RowFormat:
     answer_mapped: bool = False
     template: Optional[str] = None
     fields: tuple[str, ...] = ()
+    renames: tuple[tuple[str, str], ...] = ()   # (reward argument, row column) from the dataset's ``columns``
 
     @property
     def is_default(self) -> bool:
@@ -89,8 +87,8 @@ DEFAULT_FORMAT = RowFormat()
 
 @lru_cache(maxsize=64)
 def _format(prompt: Optional[str], answer: Optional[str], messages: Optional[str],
-            template: Optional[str]) -> RowFormat:
-    answer_fields = dict(answer_key=answer or "answer", answer_mapped=answer is not None)
+            template: Optional[str], renames: tuple[tuple[str, str], ...] = ()) -> RowFormat:
+    answer_fields = dict(answer_key=answer or "answer", answer_mapped=answer is not None, renames=renames)
     if template:
         return RowFormat((), None, template=template, fields=tuple(template_fields(template)), **answer_fields)
     if messages:
@@ -105,7 +103,7 @@ def row_format(ds: Optional[DatasetEntry]) -> RowFormat:
     if ds is None:
         return DEFAULT_FORMAT
     c = ds.columns
-    return _format(c.prompt, c.answer, c.messages, ds.prompt_template)
+    return _format(c.prompt, c.answer, c.messages, ds.prompt_template, tuple(sorted(c.reward_columns().items())))
 
 
 def message_keys(key: str, conv: list) -> tuple[str, str]:
@@ -305,12 +303,14 @@ def fit_budget(prompt: list[dict], token_counter: Optional[TokenCounter],
     if (bound is not None and not surely_too_long(prompt, token_counter, max_prompt_length)
             and (most := bound(prompt)) is not None and most <= max_prompt_length):
         return prompt                                   # fits whatever the tokenizer makes of it
-    while surely_too_long(prompt, token_counter, max_prompt_length) or token_counter(prompt) > max_prompt_length:
+    while True:
+        tokens = None if surely_too_long(prompt, token_counter, max_prompt_length) else token_counter(prompt)
+        if tokens is not None and tokens <= max_prompt_length:
+            return prompt
         shorter = drop_oldest_turn(prompt)
         if shorter is None:
-            raise BadRow("prompt_too_long", f"limit {max_prompt_length} tokens")
+            raise BadRow("prompt_too_long", f"limit {max_prompt_length} tokens", tokens=tokens)
         prompt = shorter
-    return prompt
 
 
 def passthrough_columns(raw: dict, consumed: tuple[Optional[str], ...]) -> dict[str, Any]:
@@ -340,5 +340,6 @@ def prepare_prompt(raw_row: dict, ds: DatasetEntry, ds_index: int, ds_path: str,
     answer, from_column = _answer(raw_row, fmt, messages, cut)
     consumed = (key, "answer") if from_column and fmt.answer_key == "answer" else (key,)
     row = passthrough_columns(raw_row, consumed)
+    row.update({arg: raw_row[column] for arg, column in fmt.renames if column in raw_row})
     row.update(prompt=prompt, answer=answer, dataset_index=ds_index, dataset_path=ds_path, row_id=row_id)
     return row

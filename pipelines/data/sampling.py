@@ -22,6 +22,7 @@ import numpy as np
 
 from pipelines.common.problems import ConfigError, Problem
 from pipelines.data.config import DatasetEntry, DatasetSettings
+from pipelines.data.hf import MissingSplit, no_files_problem
 from pipelines.data.index import DataIndex, build_index
 from pipelines.data.prompts import REASONS, BadRow, TokenCounter, conversation_key, prepare_prompt, row_format
 from pipelines.data.scan import DataFileError
@@ -65,6 +66,20 @@ class DatasetStats:
     train_rows: int = 0
     eval_rows: int = 0
     shortfall: bool = False
+    too_long_tokens: list = field(default_factory=list)   # lengths of the prompt_too_long rows that were counted
+
+    def too_long_note(self, max_prompt_length: Optional[int]) -> str:
+        """What the prompt_too_long rows say about the budget: how long they are and what would fit them."""
+        n = self.skipped.get("prompt_too_long", 0)
+        if not n:
+            return ""
+        lengths = self.too_long_tokens
+        sizes = (f" (the shortest {min(lengths)} tokens, the longest {max(lengths)}, counted with the chat "
+                 f"template)" if lengths else "")
+        fit = (f"; a max_prompt_length of {max(lengths)} would keep the ones counted (raise max_seq_length to "
+               f"fit it plus max_completion_length)" if lengths else "")
+        limit = f" {max_prompt_length} tokens" if max_prompt_length else ""
+        return f"{n} prompt(s) were longer than max_prompt_length{limit}{sizes}{fit}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "path": self.path, "files": self.files, "total_rows": self.total_rows,
@@ -127,27 +142,37 @@ def index_or_problem(ds: DatasetEntry, index: int, file: str,
     key = f"datasets[{index}].path"
     try:
         idx = build_index(ds.path, max_row_bytes or DEFAULT_MAX_ROW_BYTES, ds.split, ds.subset, ds.revision)
+    except MissingSplit as exc:
+        return None, [Problem(file, f"datasets[{index}].split", f"{exc}; set `split` to one of them")]
     except (DataFileError, OSError) as exc:
         return None, [Problem(file, key, f"{exc}; fix or remove the file")]
     if not idx.files:
-        return None, [Problem(file, key, f"no file matches {ds.path!r}")]
+        return None, [Problem(file, key, no_files_problem(ds.path))]
     if idx.total == 0:
         return None, [Problem(file, key, f"{ds.path}: no rows (every file is empty)")]
     return idx, []
 
 
-def no_usable_rows(ds: DatasetEntry, index: int, file: str, read: int, skipped: Counter) -> Problem:
-    """The problem for a dataset none of whose rows read can become a prompt."""
+def no_usable_rows(ds: DatasetEntry, index: int, file: str, read: int, skipped: Counter,
+                   too_long: str = "") -> Problem:
+    """The problem for a dataset none of whose rows read can become a prompt; ``too_long`` is
+    :meth:`DatasetStats.too_long_note`: when every row was too long, the budget is the fix, not the format."""
+    if too_long and set(skipped) == {"prompt_too_long"}:
+        return Problem(file, f"datasets[{index}].path", f"{ds.path}: no usable rows among {read} read: {too_long}; "
+                       "or shorten the prompts (system_prompt counts too)")
     return Problem(file, f"datasets[{index}].path", f"{ds.path}: no usable rows among {read} read (skipped: "
                    f"{describe_skipped(skipped)}); rows need `conversations` [{{from, value}}] or `messages` "
                    "[{role, content}] ending in a user turn or holding one followed by an assistant turn, or a "
                    "`prompt` column (text or messages); map other names with `columns` or `prompt_template`")
 
 
-def shortfall_problem(stats: DatasetStats, have: int, mode: str, file: str, why: str) -> Optional[Problem]:
+def shortfall_problem(stats: DatasetStats, have: int, mode: str, file: str, why: str,
+                      max_prompt_length: Optional[int] = None) -> Optional[Problem]:
     """A Problem in `error` mode, a warning in `take_all` mode, for a dataset with too few rows."""
     asked = stats.requested_train + stats.requested_eval
     what = f"{asked} rows asked ({stats.requested_train} training + {stats.requested_eval} held out)"
+    note = stats.too_long_note(max_prompt_length)
+    why = f"{why} ({note})" if note else why
     if mode == "error":
         return Problem(file, f"datasets[{stats.index}]", f"{stats.path}: {what} but only {have} {why}; lower "
                        "percentage or dataset_settings.total_rows, or set dataset_settings.shortfall: take_all")
@@ -192,6 +217,8 @@ def draw_rows(idx: DataIndex, ds: DatasetEntry, stats: DatasetStats, need: int, 
                                              token_counter, max_len)
                     except BadRow as exc:
                         stats.skipped[exc.reason] += 1
+                        if exc.tokens is not None:
+                            stats.too_long_tokens.append(exc.tokens)
                         continue
                     stats.formats[conversation_key(raw, fmt)] += 1
                     taken.append(row)
@@ -215,10 +242,12 @@ def _sample_one(spec: DataSpec, i: int, ds: DatasetEntry, stats: DatasetStats, t
     max_len = spec.max_prompt_length if token_counter is not None else None
     rows = draw_rows(idx, ds, stats, min(need, idx.total), spec.seed, token_counter, max_len)
     if not rows:
-        return [], [no_usable_rows(ds, i, config_file, stats.rows_read, stats.skipped)]
+        return [], [no_usable_rows(ds, i, config_file, stats.rows_read, stats.skipped,
+                                   stats.too_long_note(spec.max_prompt_length))]
     if len(rows) < need:
         why = "rows in its files" if idx.total < need else "usable rows (see skipped)"
-        problem = shortfall_problem(stats, len(rows), spec.settings.shortfall, config_file, why)
+        problem = shortfall_problem(stats, len(rows), spec.settings.shortfall, config_file, why,
+                                    spec.max_prompt_length)
         problems += [problem] if problem else []
     return rows, problems
 

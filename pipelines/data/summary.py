@@ -102,7 +102,8 @@ def check_required_columns(ds: DatasetEntry, index: int, rows: list[dict[str, An
         for column in required_columns(entry.name, entry.kwargs):
             missing = sum(1 for r in rows if r.get(column) is None)
             hint = ("map one with columns.answer, or use rows with an assistant turn" if column == "answer"
-                    else "add it to the rows, or name another column in the reward's options")
+                    else f"add it to the rows, pass a column under that name with `columns: {{{column}: "
+                         f"<your column>}}` on this dataset, or name another column in the reward's options")
             if missing == len(rows):
                 problems.append(Problem(file, f"datasets[{index}].reward_funcs[{j}]",
                                         f"{entry.name} needs `{column}` on every row, but none of the {len(rows)} "
@@ -149,10 +150,12 @@ def _dataset_lines(spec: DataSpec, i: int, want: tuple[int, int], counter: Optio
     if totals is not None:
         totals["train_rows"] = totals.get("train_rows", 0) + len(rows) - min(want[1], len(rows))
     if not rows:
-        return lines, [no_usable_rows(ds, i, config_file, stats.rows_read, stats.skipped)]
+        return lines, [no_usable_rows(ds, i, config_file, stats.rows_read, stats.skipped,
+                                      stats.too_long_note(spec.max_prompt_length))]
     if len(rows) < need:
         why = "rows in its files" if idx.total < need else "usable rows (see skipped)"
-        problem = shortfall_problem(stats, len(rows), spec.settings.shortfall, config_file, why)
+        problem = shortfall_problem(stats, len(rows), spec.settings.shortfall, config_file, why,
+                                    spec.max_prompt_length)
         problems += [problem] if problem else []
         if problem is None:
             lines.append(f"  WARNING: only {len(rows)} usable rows; all of them will be used (shortfall: take_all)")
@@ -170,7 +173,8 @@ def _dataset_lines(spec: DataSpec, i: int, want: tuple[int, int], counter: Optio
         examples[i] = rows[0]
     if columns is not None:
         columns[i] = set(rows[0])
-        lines.append("  columns: " + ", ".join(sorted(columns[i] - {"prompt", "dataset_index", "row_id"})))
+        lines.append("  columns: " + ", ".join(sorted(columns[i] - {"prompt", "dataset_index", "dataset_path",
+                                                                    "row_id"})))
     return lines, problems
 
 

@@ -11,6 +11,7 @@ from pipelines.grpo.artifacts import EVAL_REWARD_KEY
 from pipelines.grpo.plots import TOTAL_KEY, plot_reward_curve
 
 log = logging.getLogger(__name__)
+TRAIN_SUMMARY = "train_summary"   # metrics.jsonl's `record` value on the end-of-train line (runtime, mean loss)
 
 
 def jsonable(value: Any) -> Any:
@@ -58,6 +59,8 @@ def metrics_callback(metrics_path: Path, plot_path: Path, exclude: Iterable[str]
             if self.writer is None:
                 self.writer = JsonlAppender(metrics_path)
             record = {"step": state.global_step, **{k: jsonable(v) for k, v in logs.items()}}
+            if "train_runtime" in logs:   # TRL's end-of-train totals, not a step: say so on the record
+                record["record"] = TRAIN_SUMMARY
             self.writer.write(record)
 
         def on_save(self, args, state, control, **kwargs):

@@ -74,6 +74,23 @@ def latest_checkpoint(run_dir: Path) -> Optional[Path]:
     return found[-1][1] if found else None
 
 
+def stopped_before_first_checkpoint(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds only an attempt that failed before its first complete checkpoint: its manifest
+    says ``failed`` (an error, Ctrl-C or SIGTERM), and there is no checkpoint to resume from, no final adapter and
+    no search state (``hpo/``). Such a run dir does not block its own name: running it again restarts from step
+    0. (A run killed with -9 leaves no manifest: its folder is refused with a hint, as a live run's could be.)"""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or latest_checkpoint(run_dir) is not None:
+        return False
+    if (run_dir / "final_adapter").exists() or (run_dir / "hpo").exists():
+        return False
+    try:
+        status = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8")).get("status")
+    except (OSError, ValueError, AttributeError):
+        status = None
+    return status == "failed"
+
+
 def resolve_resume(setting: Union[str, bool, None], run_dir: Path, config_file: str) -> Optional[Path]:
     """``auto`` -> the latest complete checkpoint in the run dir (None if there is none yet); a path -> that
     checkpoint (ConfigError when it is missing or incomplete); false -> None."""

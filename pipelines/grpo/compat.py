@@ -273,14 +273,43 @@ def _normalise_percentages(raw: dict[str, Any], datasets: list[Any], notices: li
 
 # -- the whole config ------------------------------------------------------------------------------------------
 
+def augmentoolkit_markers(raw: dict[str, Any]) -> list[str]:
+    """Keys only an Augmentoolkit GRPO config has (``no_flatten``, ``post_processors``, judge settings on a
+    dataset), for a config that lacks its ``pipeline:`` line."""
+    found = [k for k in AUGMENTOOLKIT_ONLY if k in raw]
+    datasets = raw.get("datasets") if isinstance(raw.get("datasets"), list) else []
+    for i, ds in enumerate(datasets):
+        found += [f"datasets[{i}].{k}" for k in JUDGE_KEYS if isinstance(ds, dict) and k in ds]
+    return found
+
+
+def _looks_like_augmentoolkit(raw: dict[str, Any], file: str, markers: list[str]
+                              ) -> tuple[dict[str, Any], list[Notice], list[Problem]]:
+    """One problem that says how to read it, instead of one unrelated-looking error per Augmentoolkit habit: the
+    rest of the check reads the config as Augmentoolkit would, so what else it reports is wrong either way."""
+    translated, _, problems = _augmentoolkit(raw, file)
+    shown = ", ".join(markers[:4]) + (", ..." if len(markers) > 4 else "")
+    return translated, [], [Problem(file, "compat", (
+        f"this looks like an Augmentoolkit GRPO config ({shown}) without Augmentoolkit's `pipeline: grpo-rl` line, "
+        "so nothing says how to read it. Add `compat: augmentoolkit` (or `pipeline: grpo-rl`) at the top to read "
+        "it with Augmentoolkit's meaning, as it ran there; or add `compat: strict` to convert it to this tool's "
+        "shape (--validate then lists each key to change). Any other problem listed here is one in "
+        "Augmentoolkit's reading too"))] + problems
+
+
 def normalise(raw: dict[str, Any], file: str) -> tuple[dict[str, Any], list[Notice], list[Problem]]:
     """The config in this node's shape, the notices, and the problems found translating it. A strict config
-    is returned as it is."""
+    is returned as it is; one that says no ``compat`` but has Augmentoolkit's keys gets one problem saying so."""
     mode = compat_mode(raw)
     if mode == "strict":
-        return _strict(raw, file)
+        markers = augmentoolkit_markers(raw) if "compat" not in raw else []
+        return _looks_like_augmentoolkit(raw, file, markers) if markers else _strict(raw, file)
     if mode != "augmentoolkit":
         return raw, [], []      # the schema refuses the value of `compat`
+    return _augmentoolkit(raw, file)
+
+
+def _augmentoolkit(raw: dict[str, Any], file: str) -> tuple[dict[str, Any], list[Notice], list[Problem]]:
     raw = copy.deepcopy(raw)
     raw["compat"] = "augmentoolkit"
     notices: list[Notice] = []

@@ -184,7 +184,7 @@ class GRPOConfigFile(StrictModel):
                               "the config has Augmentoolkit's top-level `pipeline:` key, else `strict` (each of "
                               "those is an error). See README: Augmentoolkit configs.")
     run_name: Optional[str] = Field(None, description="Names the run dir outputs/<run_name>: one "
-                                    "name (no `/`, `\\`, `..`, leading `.`); default grpo-<timestamp>.")
+                                    "name (no `/`, `\\`, `..`, leading `.`); default grpo-<timestamp>-<process id>.")
     seed: Seed = Field(42, description="Seed for sampling, LoRA init and training.")
     model: ModelSection = Field(description="Base model, LoRA and backend.")
     training_parameters: TrainingParameters = Field(default_factory=TrainingParameters,

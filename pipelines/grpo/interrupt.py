@@ -1,4 +1,5 @@
-"""Ctrl-C during training: save a checkpoint when the weights are consistent, then let the run exit (130).
+"""Ctrl-C (or SIGTERM, see pipelines.common.termination) during training: save a checkpoint when the weights
+are consistent, then let the run exit (130; 143 for SIGTERM).
 
 A KeyboardInterrupt lands wherever the main thread is. Outside an optimizer update (generation, rewards,
 forward, backward) the model and optimizer are exactly as the last completed step left them, so a checkpoint
@@ -10,8 +11,11 @@ doing does not keep the process alive.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
+
+from pipelines.common.termination import interrupt_word
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +38,26 @@ def update_guard() -> Any:
 
 def checkpoint_on_interrupt(trainer: Any, run_dir: Path, guard: Any,
                             save: Callable[[Any, Path], Optional[Path]]) -> Optional[Path]:
-    """After Ctrl-C: ``save(trainer, run_dir)`` if that is safe (see the module docstring); log what was done."""
+    """After Ctrl-C or SIGTERM: ``save(trainer, run_dir)`` if that is safe (see the module docstring); log what
+    was done. Called from the ``except KeyboardInterrupt`` block, whose exception names the cause in the log."""
+    what = interrupt_word(sys.exc_info()[1] or KeyboardInterrupt())
     step = trainer.state.global_step
     if getattr(trainer.accelerator, "num_processes", 1) > 1:
-        log.warning("interrupted at step %d; a multi-process run saves no checkpoint on Ctrl-C (resume from the "
-                    "last saved one)", step)
+        log.warning("%s at step %d; a multi-process run saves no checkpoint on an interrupt (resume from the "
+                    "last saved one)", what, step)
         return None
     if guard is not None and guard.updating:
-        log.warning("interrupted during the optimizer update of step %d: no checkpoint saved (the weights may be "
-                    "half updated); resume from the last saved one", step + 1)
+        log.warning("%s during the optimizer update of step %d: no checkpoint saved (the weights may be "
+                    "half updated); resume from the last saved one", what, step + 1)
         return None
     try:
         saved = save(trainer, run_dir)
     except KeyboardInterrupt:
-        log.warning("interrupted again while saving checkpoint-%d: it is left incomplete and a resume skips it",
-                    step)
+        log.warning("%s again while saving checkpoint-%d: it is left incomplete and a resume skips it",
+                    what, step)
         raise
     if saved is not None:
-        log.warning("interrupted at step %d: checkpoint saved to %s", step, saved)
+        log.warning("%s at step %d: checkpoint saved to %s", what, step, saved)
     else:
-        log.warning("interrupted at step %d: no new checkpoint was needed", step)
+        log.warning("%s at step %d: no new checkpoint was needed", what, step)
     return saved

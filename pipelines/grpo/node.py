@@ -34,10 +34,8 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     started = time.time()
     run_dir = Path(ctx.run_dir)
     tp = cfg.training_parameters
-    for notice in ctx.notices:      # what compat: augmentoolkit translated, into run.log too
-        log.log(notice.level, "config %s", notice)
     resume = resolve_resume(tp.resume_from_checkpoint, run_dir, ctx.config_file)
-    resume_step = (checkpoint_step(resume) or 0) if resume else (0 if tp.resuming else None)
+    resume_step = (checkpoint_step(resume) or 0) if resume else (0 if tp.resuming or restarts(run_dir) else None)
     if resume is not None and resume_step is not None and tp.max_steps is not None and resume_step >= tp.max_steps:
         return finished_run(run_dir, resume, resume_step, tp.max_steps)
     backend = choose_backend(cfg.model.backend, has_cuda=use_gpu(cfg))
@@ -85,6 +83,19 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     if trainer.is_world_process_zero():
         write_summary(run_dir, trainer, started, outputs, resume)
     return outputs
+
+
+def restarts(run_dir: Path) -> bool:
+    """A run in a folder whose earlier attempt stopped before its first checkpoint starts again from step 0: its
+    log stays at the top of run.log, its metrics and high-score records are dropped (nothing trained is lost)."""
+    from pipelines.grpo.checkpoints import stopped_before_first_checkpoint
+
+    earlier = [n for n in (METRICS_FILE, "manifest.json") if (run_dir / n).exists()]
+    if not earlier or not stopped_before_first_checkpoint(run_dir):
+        return False
+    log.warning("%s holds an earlier attempt that stopped before its first checkpoint: starting again from step 0 "
+                "(its log is kept above in run.log; its metrics and high-score records are dropped)", run_dir)
+    return True
 
 
 def finished_run(run_dir: Path, checkpoint: Path, step: int, max_steps: int) -> dict[str, Any]:

@@ -78,6 +78,8 @@ def plot_reward_curve(metrics_path: str | Path, out_path: str | Path,
             style = {"linewidth": 2.5, "color": "black"} if name == "combined" else {"linewidth": 1.2}
             if name == "eval":
                 style = {"linewidth": 1.5, "linestyle": "--", "marker": "o"}
+            if len(steps) == 1:   # a line through one point draws nothing: mark it
+                style = {**style, "marker": "o"}
             ax.plot(steps, values, label=name, **style)
         ax.set_xlabel("step")
         ax.set_ylabel("reward (mean)")

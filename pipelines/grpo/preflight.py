@@ -2,7 +2,8 @@
 
 For a GRPO-family node it loads the model on the configured backend, builds one optimizer step's batch from the
 **longest** prompts of the sampled data, generates every completion to ``max_completion_length`` (EOS and stop
-strings are held off, so the lengths are the worst case), runs that one optimizer step with the real reward stack,
+strings are held off, so the lengths are the worst case), runs :data:`PREFLIGHT_STEPS` optimizer steps on it with
+the real reward stack (one warm-up step, then the timed ones the projection rests on),
 calls each LLM judge once, saves a checkpoint and reloads it, then reports peak memory (GPU, or the process's
 RSS on a CPU), the step's time, new tokens/s and the wall time projected for ``max_steps``. Out-of-memory is
 reported with the config keys that lower memory. Nothing is written to the run dir: everything goes to a
@@ -15,6 +16,7 @@ import dataclasses
 import logging
 import math
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -27,9 +29,11 @@ from pipelines.grpo.config import GRPOConfigFile
 
 log = logging.getLogger(__name__)
 GIB = 1024 ** 3
-# Two optimizer steps: the first carries the one-off warm-up (lazy kernel set-up; Unsloth compiles its kernels,
-# 187 s on a 0.5B model), the second is the steady-state step the projection multiplies.
-PREFLIGHT_STEPS = 2
+# Three optimizer steps: the first carries the one-off warm-up (lazy kernel set-up; Unsloth compiles its kernels,
+# 187 s on a 0.5B model); the mean of the others is the steady-state step the projection multiplies (one timed
+# step alone was about 2x optimistic on a loaded machine).
+PREFLIGHT_STEPS = 3
+TIMED_STEPS = PREFLIGHT_STEPS - 1
 
 
 class PreflightOOM(RuntimeError):
@@ -180,13 +184,16 @@ def run_preflight(cfg: GRPOConfigFile, ctx: NodeContext, total_steps: Optional[i
         f"model load: {report['load_s']:.1f}s",
         f"peak memory: {report['peak_gib']:.2f} GiB ({report['peak_note']})",
         f"step time: {report['step_s']:.2f}s per optimizer step ({report['new_tokens']} new tokens, "
-        f"{report['new_tokens'] / max(report['step_s'], 1e-9):.0f} tokens/s); the first step took "
-        f"{report['first_s']:.2f}s (warm-up)",
+        f"{report['new_tokens'] / max(report['step_s'], 1e-9):.0f} tokens/s): the mean of {TIMED_STEPS} timed "
+        f"steps after the warm-up step (each {report['step_min_s']:.2f}s to {report['step_max_s']:.2f}s); the first "
+        f"step took {report['first_s']:.2f}s (warm-up)",
         f"judges: {report['judges']}",
         f"checkpoint: saved and reloaded in {report['save_s']:.2f}s ({report['save_mib']:.1f} MiB)",
         f"projected wall time for {steps} steps: {hours}h{rest // 60:02d}m{rest % 60:02d}s (load + first step "
-        f"+ {steps - 1} x step + {saves} checkpoint save(s); held-out evaluation not included)",
-    ] + machine_cost_lines(cfg, projected)
+        f"+ {steps - 1} x step + {saves} checkpoint save(s); held-out evaluation not included). It rests on "
+        f"{TIMED_STEPS} timed steps of the longest prompts with full-length completions, on this machine as loaded "
+        f"now: other work on it, or shorter completions later, change it",
+    ] + report["warnings"] + machine_cost_lines(cfg, projected)
 
 
 def machine_cost_lines(cfg: GRPOConfigFile, projected_s: float) -> list[str]:
@@ -224,7 +231,7 @@ def _measure(cfg: GRPOConfigFile, ctx: NodeContext, inputs: Any, rows: list[dict
         trainer.add_callback(timer)
         with oom_guard(cfg, "the training step (generation, rewards, backward, optimizer)"):
             trainer.train()
-        first_s, step_s = timer.seconds[0], timer.seconds[-1]   # the steps themselves, not the trainer's setup
+        first_s, timed = timer.seconds[0], timer.seconds[1:]    # the steps themselves, not the trainer's setup
         peak_gib, peak_note = peak_memory(on_gpu)
         with oom_guard(cfg, "the checkpoint save and reload"):
             save_s, save_mib = save_and_reload(trainer, Path(ctx.run_dir))
@@ -234,9 +241,21 @@ def _measure(cfg: GRPOConfigFile, ctx: NodeContext, inputs: Any, rows: list[dict
     step_log = next((r for r in reversed(trainer.state.log_history) if "completions/mean_length" in r), {})
     completions = len(rows) * cfg.training_parameters.num_generations
     new_tokens = int(round(step_log.get("completions/mean_length", 0.0) * completions))
-    return {"load_s": load_s, "first_s": first_s, "step_s": step_s, "peak_gib": peak_gib, "peak_note": peak_note,
-            "save_s": save_s, "save_mib": save_mib, "new_tokens": new_tokens,
-            "judges": _call_judges(cfg, ctx)}
+    return {"load_s": load_s, "first_s": first_s, "step_s": statistics.fmean(timed), "step_min_s": min(timed),
+            "step_max_s": max(timed), "peak_gib": peak_gib, "peak_note": peak_note, "save_s": save_s,
+            "save_mib": save_mib, "new_tokens": new_tokens, "judges": _call_judges(cfg, ctx),
+            "warnings": position_warnings(cfg, getattr(trainer.model, "config", None))}
+
+
+def position_warnings(cfg: GRPOConfigFile, model_config: Any) -> list[str]:
+    """A warning line when ``model.max_seq_length`` exceeds the model's positions (``max_position_embeddings``):
+    a prompt + completion that long fails, or degrades, whatever the preflight's own batch was."""
+    limit = getattr(model_config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or cfg.model.max_seq_length <= limit:
+        return []
+    return [f"WARNING: model.max_seq_length {cfg.model.max_seq_length} is above the model's position limit {limit} "
+            f"(max_position_embeddings): a prompt + completion longer than {limit} tokens fails or degrades; set "
+            f"model.max_seq_length to {limit} or less (with max_prompt_length + max_completion_length within it)"]
 
 
 def _step_timer() -> Any:
@@ -261,9 +280,11 @@ def _call_judges(cfg: GRPOConfigFile, ctx: NodeContext) -> str:
     """One request to each LLM judge the datasets use (the --check-judges probe, which prints a line each)."""
     from pipelines.rewards.catalog import get_reward_factory
     from pipelines.rewards.checks import check_judges
+    from pipelines.rewards.judge.generic import generic_llm_reward
     from pipelines.rewards.judge.reward import llm_judge
 
-    if not any(get_reward_factory(f.name) is llm_judge for d in cfg.datasets for f in d.reward_funcs):
+    judges = (llm_judge, generic_llm_reward)
+    if not any(get_reward_factory(f.name) in judges for d in cfg.datasets for f in d.reward_funcs):
         return "none configured"
     problems = check_judges(cfg, ctx)
     if problems:

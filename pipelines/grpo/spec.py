@@ -17,12 +17,17 @@ from pipelines.rewards.checks import check_judges
 def check_run_dir(cfg: GRPOConfigFile, ctx: NodeContext) -> list[Problem]:
     """A run dir that already holds a run is refused unless the config resumes it; a resume path must be a
     complete checkpoint."""
-    if ctx.launched:  # a launched rank runs in the folder its parent process just opened
-        return []
-    from pipelines.grpo.checkpoints import resume_path_problems
+    if ctx.launched or ctx.preflight:  # a launched rank runs in the folder its parent just opened; a preflight
+        return []                      # writes nothing there, so it may try new settings for a resume
+    from pipelines.grpo.checkpoints import latest_checkpoint, resume_path_problems, stopped_before_first_checkpoint
 
-    return (check_run_dir_free(ctx.run_dir, cfg.training_parameters.resuming, ctx.config_file, RESUME_HINT)
-            + resume_path_problems(cfg.training_parameters.resume_from_checkpoint, ctx.config_file))
+    resume = resume_path_problems(cfg.training_parameters.resume_from_checkpoint, ctx.config_file)
+    if stopped_before_first_checkpoint(ctx.run_dir):   # nothing to resume: running it again restarts it
+        return resume
+    hint = RESUME_HINT
+    if ctx.run_dir.is_dir() and latest_checkpoint(ctx.run_dir) is None:
+        hint += " (it has no checkpoint yet: that starts it again from step 0, keeping its run.log)"
+    return check_run_dir_free(ctx.run_dir, cfg.training_parameters.resuming, ctx.config_file, hint) + resume
 
 
 def inspect(cfg: GRPOConfigFile, ctx: NodeContext, with_steps: bool = True) -> list[str]:
@@ -31,13 +36,14 @@ def inspect(cfg: GRPOConfigFile, ctx: NodeContext, with_steps: bool = True) -> l
     from pipelines.common.problems import ConfigError
     from pipelines.data.summary import inspect_datasets
     from pipelines.grpo.inputs import data_spec
-    from pipelines.rewards.checks import check_rubric_columns
+    from pipelines.rewards.checks import check_rubric_columns, reward_lines
 
     columns: dict[int, set[str]] = {}
     totals: dict[str, int] = {}
     examples: dict[int, dict[str, Any]] = {}
     lines = inspect_datasets(data_spec(cfg), ctx.config_file, columns, totals, full_scan=ctx.full_scan,
                              examples=examples)
+    lines += reward_lines(cfg.datasets)
     problems = check_rubric_columns(cfg.datasets, columns, ctx.config_file)
     if problems:
         raise ConfigError(problems, lines)

@@ -86,6 +86,10 @@ def tracker_env(cfg: GRPOConfigFile, run_dir: Path) -> Iterator[None]:
                 os.environ[key] = value
         if lg.report_to == "wandb":
             _finish_wandb()
+        from pipelines.grpo.trackers import tracker_lines
+
+        for line in tracker_lines(lg.report_to, lg.wandb_mode, run_dir):
+            log.info("%s", line)
 
 
 def _finish_wandb() -> None:

@@ -281,10 +281,25 @@ def check_function_kwargs(registry: Registry, name: str, kwargs: dict[str, Any])
 
 
 def required_columns(name: str, kwargs: dict[str, Any]) -> list[str]:
-    """The row columns the reward ``name`` declared it needs (``@needs_columns``) for these kwargs; [] for an
-    unknown name (reported elsewhere) or a reward that declared none."""
+    """The row columns the reward ``name`` needs for these kwargs: those it declared (``@needs_columns``), and,
+    for a plain reward function, its required parameters that neither TRL nor the entry's keys fill (TRL's
+    ``accuracy_reward(completions, solution, **kwargs)`` needs ``solution``). [] for an unknown name (reported
+    elsewhere)."""
     try:
-        record = lookup_reward(name)
+        resolved = resolve_reward(name)
     except Exception:  # noqa: BLE001 - a name that does not resolve is reported by check_reward_kwargs
         return []
-    return record.needed_columns(kwargs)
+    needed = resolved.record.needed_columns(kwargs)
+    return needed + [p for p in signature_columns(resolved, kwargs) if p not in needed]
+
+
+def signature_columns(resolved: ResolvedReward, kwargs: dict[str, Any]) -> list[str]:
+    """A plain reward function's parameters without a default that the engine fills from row columns: every one
+    but TRL's own (``prompts``, ``completions``, ``trainer_state``, ...) and those the entry sets. [] for a
+    factory (its reward function exists only once the factory runs) and a per-sample function."""
+    sig = resolved.record.signature
+    if resolved.kind != "function" or sig is None or getattr(resolved.obj, "per_sample", False):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [n for n, p in sig.parameters.items() if p.kind in kinds and p.default is inspect.Parameter.empty
+            and n not in TRL_PASSED and n not in kwargs]

@@ -25,6 +25,27 @@ def check_reward_funcs(datasets: Sequence[Any], file: str) -> list[Problem]:
     return problems
 
 
+def reward_lines(datasets: Sequence[Any]) -> list[str]:
+    """For the --validate summary: what each dataset's reward entries resolved to (the registered object, where
+    it comes from, its form, and the row columns it reads), so a name that meant something else shows."""
+    from pipelines.rewards.catalog import entry_kwargs, required_columns, resolve_reward
+
+    lines = []
+    for i, ds in enumerate(datasets):
+        parts = []
+        for entry in ds.reward_funcs:
+            try:
+                resolved = resolve_reward(entry.name)
+            except (KeyError, TypeError):
+                continue   # reported as a problem
+            needs = required_columns(entry.name, entry_kwargs(entry))
+            parts.append(f"{entry.name} -> {resolved.record.qualified_name} ({resolved.record.origin}, "
+                         f"{'a factory' if resolved.kind == 'factory' else 'a reward function'}"
+                         + (f"; reads {', '.join(needs)}" if needs else "") + ")")
+        lines.append(f"rewards of dataset[{i}]: " + ("; ".join(parts) or "none resolved"))
+    return lines
+
+
 def check_labels(datasets: Sequence[Any], file: str) -> list[Problem]:
     """Labels name metrics, so two datasets may not share a ``label``, nor two rewards of one dataset."""
     problems = []

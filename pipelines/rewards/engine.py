@@ -395,6 +395,7 @@ class RewardStack:
         self.metrics.add("scaled", [r.scaled for r in results])
         if self.export is None:
             return
+        self.export.observe([r.combined for r in results])
         row_ids = kwargs.get("row_id") or [None] * len(results)
         for i, res in enumerate(results):
             if res.combined is not None and res.combined >= self.export.threshold:

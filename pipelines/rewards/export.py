@@ -57,6 +57,25 @@ class HighScoreExport:
         self.threshold = threshold
         self._appender: JsonlAppender | None = None
         self.written = 0
+        self._seen: list[float] = []      # combined rewards seen until the threshold check has run
+        self.threshold_checked = False
+
+    def observe(self, rewards: list[float | None], check_after: int = 32) -> None:
+        """Watch the first ``check_after`` combined rewards; if the threshold lies below all of them while they
+        vary, every completion is being saved: warn once, with the range seen and a threshold that would keep
+        only the best."""
+        if self.threshold_checked:
+            return
+        self._seen += [r for r in rewards if r is not None]
+        if len(self._seen) < check_after:
+            return
+        self.threshold_checked = True
+        low, high = min(self._seen), max(self._seen)
+        if self.threshold < low < high:
+            log.warning("reward.score_save_threshold %g is below every combined reward of the first %d completions "
+                        "(%g to %g): every completion is saved to %s. Raise it (e.g. to %g) to keep only the best",
+                        self.threshold, len(self._seen), low, high, self.path.name, high)
+        self._seen = []
 
     def _open(self) -> JsonlAppender:
         if self._appender is None:

@@ -81,6 +81,7 @@ def inspect(cfg: RolloutConfigFile, ctx: NodeContext) -> list[str]:
     examples: dict[int, dict] = {}
     lines += inspect_datasets(cfg.data_spec(), ctx.config_file, columns,
                               full_scan=ctx.full_scan, examples=examples)
+    lines += reward_checks.reward_lines(cfg.datasets)
     problems = check_rubric_columns(cfg.datasets, columns, ctx.config_file)
     if problems:
         raise ConfigError(problems, lines)

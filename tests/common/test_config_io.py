@@ -47,3 +47,15 @@ def test_runner_refuses_duplicates_in_node_and_super_configs(tmp_path, monkeypat
     assert main(["--super-config", str(sup), "--validate", "--outputs", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "node.yaml: training_parameters.max_steps: duplicate key: first at line" in err
+
+
+def test_overrides_take_list_indexes_as_problems_print_them():
+    from pipelines.common.config_io import apply_overrides
+
+    cfg = {"datasets": [{"path": "a.jsonl"}, {"path": "b.jsonl", "reward_funcs": [{"name": "k"}]}]}
+    assert apply_overrides(cfg, {"datasets[0].path": "x.jsonl", "datasets.1.path": "y.jsonl",
+                                 "datasets[1].reward_funcs[0].name": "z"}, "c.yaml", "--set") == []
+    assert cfg["datasets"][0]["path"] == "x.jsonl" and cfg["datasets"][1]["path"] == "y.jsonl"
+    assert cfg["datasets"][1]["reward_funcs"][0]["name"] == "z"
+    problems = apply_overrides(cfg, {"datasets[5].path": "q"}, "c.yaml", "--set")
+    assert [p.key for p in problems] == ["datasets[5].path"]

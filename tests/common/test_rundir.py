@@ -103,3 +103,18 @@ def test_reserved_names_cover_every_node_artifact():
              rollout_node.SCORED, outputs.SCORED_PARQUET, outputs.SFT, outputs.PREFERENCES, outputs.SUMMARY,
              resume.STATE}
     assert names <= RESERVED_NAMES
+
+
+def test_default_run_names_of_two_runs_started_in_the_same_second_differ():
+    import datetime as dt
+    import subprocess
+    import sys
+
+    from pipelines.common.rundir import default_run_name
+
+    now = dt.datetime(2026, 1, 1, 12, 0, 0)
+    assert default_run_name("grpo", now, pid=41) == "grpo-20260101-120000-41"
+    code = ("import datetime as dt; from pipelines.common.rundir import default_run_name; "
+            "print(default_run_name('grpo', dt.datetime(2026, 1, 1, 12, 0, 0)))")
+    names = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout for _ in range(2)}
+    assert len(names) == 2 and all(n.startswith("grpo-20260101-120000-") for n in names)

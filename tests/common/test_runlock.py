@@ -80,3 +80,12 @@ def test_other_machines_of_a_multi_machine_run_join_machine_0s_lock(tmp_path, ho
     assert main(args + ["--validate"]) == 0
     assert main(args) == 0 and (tmp_path / "log.jsonl").exists()
     assert busy_holder(run_dir)["pid"] == proc.pid          # machine 0's lock is untouched
+
+
+def test_a_busy_run_dir_is_not_reported_as_an_invalid_configuration(tmp_path, holder, capsys):
+    proc, run_dir = holder
+    assert main(["--super-config", str(_record_pipeline(tmp_path)), "--outputs", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "Run dir in use by another run; nothing was written:" in err
+    assert "Wait for that run to end, or choose another run_name." in err
+    assert "Configuration invalid" not in err and "Fix them and run again" not in err

@@ -113,3 +113,29 @@ def test_full_scan_covers_hf_folders_read_in_place_and_saved_datasets(hub_folder
     hub = make_spec([{"path": f"hf:{hub_folder}", "columns": {"prompt": "question"}}], total_rows=2)
     assert "full scan: rows read: 50, valid: 50, skipped: none" in "\n".join(inspect_datasets(hub, "c.yaml",
                                                                                                full_scan=True))
+
+
+def test_a_missing_split_points_at_split_not_at_the_file(hub_folder):
+    spec = make_spec([{"path": f"hf:{hub_folder}", "split": "validation"}], total_rows=4)
+    with pytest.raises(ConfigError) as err:
+        sample_datasets(spec, None)
+    [problem] = err.value.problems
+    assert problem.key == "datasets[0].split"
+    assert "no split 'validation'; splits: " in problem.message and "set `split` to one of them" in problem.message
+    assert "fix or remove the file" not in problem.message
+
+
+def test_a_plain_path_to_a_dataset_folder_says_to_write_hf(hub_folder, tmp_path):
+    from datasets import Dataset
+
+    from pipelines.data.checks import check_input_paths
+    from pipelines.data.config import DatasetEntry
+
+    Dataset.from_list([{"prompt": "a"}]).save_to_disk(str(tmp_path / "saved"))
+    (tmp_path / "empty").mkdir()
+    entries = [DatasetEntry(path=str(p), percentage=0.3, reward_funcs=[{"name": "k"}])
+               for p in (hub_folder, tmp_path / "saved", tmp_path / "empty")]
+    hub, saved, empty = [p.message for p in check_input_paths(entries, "c.yaml")]
+    assert "is a folder holding a Hugging Face dataset (in the Hub layout): write `path: hf:" in hub
+    assert "(written by save_to_disk): write `path: hf:" in saved
+    assert "is a folder, and no file of it is a supported data file" in empty

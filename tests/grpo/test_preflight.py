@@ -44,7 +44,7 @@ def test_preflight_config_forces_full_length_and_one_step():
     cfg = config(QUICKSTART, training_parameters={"model_stop_sequences": ["</answer>"],
                                                   "generation_kwargs": {"top_k": 5}})
     hf = preflight_config(cfg, vllm=False).training_parameters
-    assert (hf.max_steps, hf.save_strategy, hf.model_stop_sequences) == (2, "no", [])
+    assert (hf.max_steps, hf.save_strategy, hf.model_stop_sequences) == (3, "no", [])   # warm-up + 2 timed (issue 26)
     assert hf.model_extra["generation_kwargs"] == {"top_k": 5, "min_new_tokens": 16}
     assert preflight_config(cfg, vllm=True).training_parameters.model_extra["generation_kwargs"]["min_tokens"] == 16
 

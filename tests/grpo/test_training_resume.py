@@ -171,6 +171,7 @@ def test_resume_false_on_an_existing_run_dir_is_refused(outputs, tmp_path, capsy
     assert sorted(p.name for p in (outputs / "taken").iterdir()) == ["resolved_config.yaml"]
 
 
+@pytest.mark.slow
 def test_resume_of_a_finished_run_trains_nothing_and_keeps_the_earlier_config(outputs, tmp_path, caplog):  # noqa: F811
     """Before: resuming a finished run trained one step past max_steps (checkpoint-(max_steps+1)), and a resume
     with a changed learning rate overwrote resolved_config.yaml silently."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 import json
 import platform
 
+import pytest
+
 from pipelines.common.availability import version_of
 from pipelines.common.stack import git_commit
 from tests.grpo.training_runs import outputs, quickstart_config, run_node, tiny_cache, write_super  # noqa: F401
 
 
+@pytest.mark.slow
 def test_summary_and_run_log_record_the_stack(outputs):  # noqa: F811
     import torch
 

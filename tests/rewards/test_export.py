@@ -116,3 +116,25 @@ def test_kill_mid_write_leaves_whole_lines(tmp_path):
     export.close()
     lines = path.read_text().splitlines()
     assert all(json.loads(line) for line in lines) and json.loads(lines[-1])["step"] == -1
+
+
+def test_a_threshold_below_every_reward_seen_warns_once(tmp_path, caplog):
+    import logging
+
+    from pipelines.rewards.export import HighScoreExport
+
+    low = HighScoreExport(tmp_path / "h.jsonl", threshold=-5.0)
+    with caplog.at_level(logging.WARNING):
+        low.observe([0.0, 1.0] * 8)
+        assert not caplog.records                     # not enough seen yet
+        low.observe([0.0, 1.0] * 8)
+        low.observe([0.0, 1.0] * 16)
+    [record] = caplog.records
+    assert ("reward.score_save_threshold -5 is below every combined reward of the first 32 completions (0 to 1): "
+            "every completion is saved to h.jsonl. Raise it (e.g. to 1)") in record.getMessage()
+    caplog.clear()
+    fine = HighScoreExport(tmp_path / "h2.jsonl", threshold=1.0)
+    with caplog.at_level(logging.WARNING):
+        fine.observe([0.0, 1.0] * 16)
+        HighScoreExport(tmp_path / "h3.jsonl", threshold=0.0).observe([0.0, 1.0] * 16)   # 0 is in the range
+    assert not caplog.records

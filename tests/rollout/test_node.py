@@ -181,6 +181,7 @@ def test_sft_file_reads_back_through_the_data_layer(finished):
     assert sorted(r["answer"] for r in rows) == sorted(s["conversations"][-1]["value"] for s in sft)
 
 
+@pytest.mark.slow
 def test_preferences_train_with_trl_dpo(finished, tiny_model_dir, tmp_path):
     """One real DPOTrainer step on preferences.jsonl: the file is in the form TRL's DPO trainer reads."""
     from datasets import load_dataset

@@ -102,3 +102,41 @@ def test_kill_9_then_resume(tiny_model_dir, tmp_path):
     fresh = {(r["row_id"], r["completion_index"]): r["completion"]
              for r in read_jsonl(tmp_path / "out" / "uninterrupted" / "scored.jsonl")}
     assert resumed == fresh
+
+
+@pytest.mark.slow
+def test_sigterm_exits_143_saying_what_is_kept_and_resume_finishes(tiny_model_dir, tmp_path):
+    """SIGTERM (kill PID) mid-rollout: exit 143, the console and run.log say the run dir keeps what was written
+    and how to resume; `--set resume=true` then completes it without redoing finished prompts."""
+    cfg = rollout_config(tmp_path, tiny_model_dir, generation={"batch_size": 1, "max_new_tokens": 24},
+                         dataset_settings={"total_rows": 16})
+    cfg["datasets"][1]["percentage"] = 0.5
+    write_yaml(tmp_path / "rollout.yaml", cfg)
+    sc = write_yaml(tmp_path / "super.yaml", {"pipeline_order": [{"node": "rollout", "config": "rollout.yaml"}]})
+    cmd = [sys.executable, str(REPO / "run_pipeline.py"), "--super-config", str(sc), "--outputs", str(tmp_path / "out")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    scored = tmp_path / "out" / "roll" / "scored.jsonl"
+    child_log = tmp_path / "terminated.stderr"
+    with open(child_log, "wb") as sink:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=sink)
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline and proc.poll() is None:
+                if scored.exists() and scored.read_text().count("\n") >= 2 * K:
+                    proc.send_signal(signal.SIGTERM)
+                    break
+                time.sleep(0.01)
+        finally:
+            proc.wait(timeout=60)
+    err = child_log.read_text(errors="replace")
+    assert proc.returncode == 143, err[-3000:]
+    assert "node 'rollout' terminated (SIGTERM); its run dir" in err and "resume with --set resume=true" in err
+    assert "Traceback" not in err
+    log = (scored.parent / "run.log").read_text()
+    assert "node rollout terminated (SIGTERM); this run dir keeps what was written" in log
+    finished = len([ln for ln in scored.read_text().splitlines(keepends=True) if ln.endswith("\n")]) // K
+    done = subprocess.run(cmd + ["--set", "resume=true"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    check_complete(scored.parent, 16)
+    assert f"({finished} already done)" in log + (scored.parent / "run.log").read_text()

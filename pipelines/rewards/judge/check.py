@@ -130,11 +130,7 @@ def check_judges(datasets: Sequence[Any], config_file: str) -> list[Problem]:
             continue
         reward, error, seconds = result
         if error is not None:
-            hint = ('the group rubric must make the judge end with {"scores": {"1": N, ...}}'
-                    if "group reply could not be parsed" in error else
-                    "the rubric must make the judge end with the score tags; -v logs its answer"
-                    if "could not be parsed" in error else "check the URL, that the server is up, the model name "
-                                                           "and the API key")
+            hint = _hint(error)
             problems.append(Problem(config_file, key, f"{where}: {error}; {hint}"))
         else:
             print(f"    {where}: reachable, answer parsed (reward {reward:g}) in {seconds:.1f}s")
@@ -145,3 +141,16 @@ def judge_entries(datasets: Sequence[Any]) -> list[tuple[str, dict[str, Any]]]:
     """(key path, llm_judge kwargs) of every distinct judge of ``datasets`` (the probe's list; the spend
     projection prices the same judges)."""
     return _judge_entries(datasets)
+
+
+def _hint(error: str) -> str:
+    """What to change for a failed probe: the rubric's range, its tags, or the endpoint."""
+    if "is outside [" in error:
+        return ("the judge answered with a score outside the score type's [min, max]: make the rubric state the "
+                "range it scores in (e.g. 'a number from 1 to 10'), or set min/max in score_types to the range the "
+                "rubric asks for; -v logs its answer")
+    if "group reply could not be parsed" in error:
+        return 'the group rubric must make the judge end with {"scores": {"1": N, ...}}'
+    if "could not be parsed" in error:
+        return "the rubric must make the judge end with the score tags; -v logs its answer"
+    return "check the URL, that the server is up, the model name and the API key"

@@ -110,7 +110,7 @@ def test_rubric_placeholder_typo_is_found_against_the_sampled_columns(repo_root,
     assert code == 2
     assert ("node.yaml: datasets[0].reward_funcs[0].system_prompt_path: rubric " in captured.err
             and "uses {topik}, but the rows of" in captured.err and '(did you mean "topic"?)' in captured.err)
-    assert "columns: answer, dataset_path, topic" in captured.out      # the summary lists what a rubric may use
+    assert "columns: answer, topic" in captured.out      # the summary lists what a rubric may use (issue 26: not the internal dataset_path)
 
 
 def test_check_judges_probes_a_config_whose_run_dir_exists(repo_root, tmp_path, monkeypatch, capsys):
@@ -128,3 +128,12 @@ def test_check_judges_probes_a_config_whose_run_dir_exists(repo_root, tmp_path, 
     captured = capsys.readouterr()
     assert calls == 2 and "judge 'helpfulness'" in captured.out and "judge 'factual'" in captured.out
     assert code == 2 and "already holds a run" in captured.err      # the run itself would still be refused
+
+
+def test_an_out_of_range_score_is_told_about_the_range_not_the_tags(tmp_path):
+    rubric = write_rubric(tmp_path)
+    with JudgeServer(lambda req: Reply(content="<score>12</score>")) as srv:
+        [problem] = check_judges(config([judge_entry(srv.base_url, rubric)]), FILE)
+    assert "<score> 12 is outside [" in problem.message
+    assert "score outside the score type's [min, max]" in problem.message
+    assert "end with the score tags" not in problem.message
