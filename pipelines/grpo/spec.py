@@ -72,4 +72,4 @@ NODE = NodeSpec(name="grpo", config_model=GRPOConfigFile, run="pipelines.grpo.no
                 check=check_run_dir, check_needs=("training_parameters",), inspect=inspect,
                 check_judges=check_judges, resume_hint=RESUME_HINT,
                 preflight="pipelines.grpo.preflight:run_preflight",
-                outputs=("final_adapter", "metrics", "reward_curve", "high_scores"))
+                outputs=("final_adapter", "metrics", "reward_curve", "high_scores", "difficulty"))
