@@ -52,19 +52,53 @@ def table_path(where: str | Path) -> Path:
 
 
 class DifficultyTable:
-    """Per-row statistics, in first-seen order (so a saved table's row order is reproducible too)."""
+    """Per-row statistics in columns (so a snapshot for writing is cheap), rows in first-seen order (a saved
+    table's row order is reproducible too)."""
 
     def __init__(self, solved_at: float) -> None:
         self.solved_at = solved_at
-        self.rows: dict[RowKey, RowStats] = {}
+        self._index: dict[RowKey, int] = {}
+        self._keys: list[RowKey] = []
+        self._counts = np.zeros((0, 3), dtype=np.int64)      # attempts, scored, solved
+        self._sums = np.zeros(0, dtype=np.float64)           # reward_sum
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self._keys)
 
     @property
     def attempts(self) -> int:
         """Completions counted, over every row."""
-        return sum(s.attempts for s in self.rows.values())
+        return int(self._counts[: len(self._keys), 0].sum())
+
+    def row(self, key: RowKey) -> Optional[RowStats]:
+        """One row's sums (a copy), or None when the table has no attempt of it."""
+        i = self._index.get(key)
+        if i is None:
+            return None
+        attempts, scored, solved = (int(v) for v in self._counts[i])
+        return RowStats(attempts, scored, solved, float(self._sums[i]))
+
+    @property
+    def rows(self) -> dict[RowKey, RowStats]:
+        """Every row's sums, in table order (copies)."""
+        return {key: self.row(key) for key in self._keys}
+
+    def _position(self, key: RowKey) -> int:
+        i = self._index.get(key)
+        if i is None:
+            i = self._index[key] = len(self._keys)
+            self._keys.append(key)
+            if i == len(self._sums):                        # grow by doubling
+                grow = max(64, i)
+                self._counts = np.concatenate([self._counts, np.zeros((grow, 3), dtype=np.int64)])
+                self._sums = np.concatenate([self._sums, np.zeros(grow)])
+        return i
+
+    def add(self, key: RowKey, stats: RowStats) -> None:
+        """Add sums counted elsewhere (a saved table) to ``key``'s."""
+        i = self._position(key)
+        self._counts[i] += (stats.attempts, stats.scored, stats.solved)
+        self._sums[i] += stats.reward_sum
 
     def update(self, keys: Sequence[RowKey], rewards: Sequence[Optional[float]]) -> None:
         """Count one completion per (key, combined reward); None or NaN is an attempt that scored nothing.
@@ -75,16 +109,16 @@ class DifficultyTable:
         if len(keys) != len(rewards):
             raise ValueError(f"{len(keys)} row keys but {len(rewards)} rewards")
         for key, reward in zip(keys, rewards):
-            stats = self.rows.setdefault((str(key[0]), str(key[1])), RowStats())
-            stats.attempts += 1
+            i = self._position((str(key[0]), str(key[1])))
+            self._counts[i, 0] += 1
             if reward is None or math.isnan(float(reward)):
                 continue
-            stats.scored += 1
-            stats.reward_sum += float(reward)
-            stats.solved += float(reward) >= self.solved_at
+            self._counts[i, 1] += 1
+            self._counts[i, 2] += float(reward) >= self.solved_at
+            self._sums[i] += float(reward)
 
     def solved_rate(self, key: RowKey) -> Optional[float]:
-        stats = self.rows.get(key)
+        stats = self.row(key)
         return None if stats is None else stats.solved_rate
 
     def weights(self, keys: Iterable[RowKey], band: tuple[float, float], weight_outside: float) -> np.ndarray:
@@ -103,23 +137,27 @@ class DifficultyTable:
         return {k for k, s in self.rows.items() if s.solved_rate is not None and lo <= s.solved_rate <= hi}
 
     def to_arrow(self):
-        """The table as a pyarrow Table (columns :data:`COLUMNS`)."""
+        """The table as a pyarrow Table (columns :data:`COLUMNS`): a snapshot, cheap enough to take every step."""
         import pyarrow as pa
 
-        stats = list(self.rows.values())
+        n = len(self._keys)
+        counts, sums = self._counts[:n], self._sums[:n]
+        attempts, scored, solved = counts[:, 0].copy(), counts[:, 1].copy(), counts[:, 2].copy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(scored > 0, sums / np.maximum(scored, 1), np.nan)
+            rate = np.where(attempts > 0, solved / np.maximum(attempts, 1), np.nan)
         return pa.table({
-            "dataset": pa.array([k[0] for k in self.rows], pa.string()),
-            "row_id": pa.array([k[1] for k in self.rows], pa.string()),
-            "attempts": pa.array([s.attempts for s in stats], pa.int64()),
-            "scored": pa.array([s.scored for s in stats], pa.int64()),
-            "solved": pa.array([s.solved for s in stats], pa.int64()),
-            "reward_sum": pa.array([s.reward_sum for s in stats], pa.float64()),
-            "mean_reward": pa.array([s.mean_reward for s in stats], pa.float64()),
-            "solved_rate": pa.array([s.solved_rate for s in stats], pa.float64()),
+            "dataset": pa.array([k[0] for k in self._keys], pa.string()),
+            "row_id": pa.array([k[1] for k in self._keys], pa.string()),
+            "attempts": pa.array(attempts), "scored": pa.array(scored), "solved": pa.array(solved),
+            "reward_sum": pa.array(sums.copy()),
+            "mean_reward": pa.array(mean, mask=scored == 0),
+            "solved_rate": pa.array(rate, mask=attempts == 0),
         })
 
-    def save(self, path: Path) -> None:
-        """Write the table to ``path`` atomically (a temp file in the same folder, then renamed)."""
+    @staticmethod
+    def write(arrow_table, path: Path) -> None:
+        """Write a :meth:`to_arrow` snapshot to ``path`` atomically (a temp file in the same folder, renamed)."""
         import pyarrow.parquet as pq
 
         path = Path(path)
@@ -128,11 +166,15 @@ class DifficultyTable:
         os.fchmod(fd, file_mode())
         os.close(fd)
         try:
-            pq.write_table(self.to_arrow(), tmp)
+            pq.write_table(arrow_table, tmp)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def save(self, path: Path) -> None:
+        """Write the table to ``path`` atomically."""
+        self.write(self.to_arrow(), path)
 
     @classmethod
     def load(cls, path: Path, solved_at: float) -> "DifficultyTable":
@@ -150,6 +192,6 @@ class DifficultyTable:
             raise ValueError(f"{path} is not a difficulty table: no column {', '.join(missing)}")
         table = cls(solved_at)
         for i, (dataset, row_id) in enumerate(zip(data["dataset"], data["row_id"])):
-            table.rows[(dataset, row_id)] = RowStats(int(data["attempts"][i]), int(data["scored"][i]),
-                                                     int(data["solved"][i]), float(data["reward_sum"][i]))
+            table.add((dataset, row_id), RowStats(int(data["attempts"][i]), int(data["scored"][i]),
+                                                  int(data["solved"][i]), float(data["reward_sum"][i])))
         return table

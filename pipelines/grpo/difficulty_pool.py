@@ -14,6 +14,7 @@ chance proportional to its weight (1 in the band or unknown, ``weight_outside`` 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -33,6 +34,43 @@ def row_keys(rows: Sequence[dict[str, Any]], labels: Sequence[str]) -> list[RowK
     return [(labels[int(r["dataset_index"])], str(r["row_id"])) for r in rows]
 
 
+class LatestWriter:
+    """Writes table snapshots on one daemon thread, so a step never waits for Parquet: a snapshot handed in
+    while another waits replaces it (only the newest matters), and :meth:`flush` waits until it is on disk."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: Optional[tuple[Any, Path]] = None
+        self._busy = False
+        self._thread: Optional[threading.Thread] = None
+
+    def submit(self, arrow_table: Any, path: Path) -> None:
+        with self._cond:
+            self._pending = (arrow_table, path)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="difficulty-writer", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def flush(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._pending is None and not self._busy)
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending is not None)
+                (snapshot, path), self._pending, self._busy = self._pending, None, True
+            try:
+                DifficultyTable.write(snapshot, path)
+            except OSError as exc:          # a full disk must not kill training; the checkpoint copy is written
+                log.warning("difficulty pool: could not write %s: %s", path, exc)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+
 class DifficultyPool:
     """The run's table, updated from each scored training batch (every process keeps the same table)."""
 
@@ -40,6 +78,7 @@ class DifficultyPool:
         self.table = table
         self.labels = list(labels)
         self.main_process = main_process
+        self.writer = LatestWriter()
 
     def record(self, trainer: Any, inputs: Sequence[dict[str, Any]]) -> None:
         """Count the batch TRL just scored: this process's rows with the stack's combined rewards, gathered."""
@@ -51,9 +90,14 @@ class DifficultyPool:
         self.table.update([k for k, _ in pairs], [r for _, r in pairs])
 
     def save(self, folder: Path) -> None:
-        """Write ``folder/difficulty.parquet`` (main process only)."""
+        """Write ``folder/difficulty.parquet`` now (main process only): a checkpoint's copy."""
         if self.main_process:
             self.table.save(Path(folder) / TABLE_FILE)
+
+    def save_soon(self, folder: Path) -> None:
+        """Snapshot the table now and write it to ``folder/difficulty.parquet`` off the training thread."""
+        if self.main_process:
+            self.writer.submit(self.table.to_arrow(), Path(folder) / TABLE_FILE)
 
 
 def load_pool(settings: DifficultySettings, labels: Sequence[str], resume: Optional[Path], main_process: bool,
@@ -152,11 +196,15 @@ def sampling_hooks(settings: Any, seed: int, group_size: int, train_rows: Sequen
 
 
 def pool_callback(pool: DifficultyPool, run_dir: Path) -> Any:
-    """A trainer callback writing ``<run_dir>/difficulty.parquet`` at the end of every optimizer step."""
+    """A trainer callback writing ``<run_dir>/difficulty.parquet`` after every optimizer step (off the training
+    thread) and waiting for the last write when training ends."""
     from transformers import TrainerCallback
 
     class DifficultyPoolCallback(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            pool.save(run_dir)
+            pool.save_soon(run_dir)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            pool.writer.flush()
 
     return DifficultyPoolCallback()
