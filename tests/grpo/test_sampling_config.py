@@ -65,3 +65,14 @@ def test_dynamic_sampling_needs_whole_groups_per_process():
     assert [p.key for p in problems] == ["dataset_settings.dynamic_sampling.enabled"]
     raw["training_parameters"].update(per_device_train_batch_size=4)
     assert checks.check_dynamic_sampling(model(raw), "c.yaml") == []
+
+
+def test_unknown_keys_suggest_the_yaml_names():
+    from pipelines.common.schema import validate_model
+    from pipelines.data.config import DatasetSettings
+
+    _, problems = validate_model(DatasetSettings, {"total_rows": 3, "difficulty": {"form": "x"},
+                                                   "dynamic_sampling": {"max_extra_batch": 1}}, "c.yaml")
+    assert sorted(str(p) for p in problems) == [
+        'c.yaml: difficulty.form: unknown key (did you mean "from"?)',
+        'c.yaml: dynamic_sampling.max_extra_batch: unknown key (did you mean "max_extra_batches"?)']
