@@ -61,6 +61,8 @@ class DifficultyTable:
         self._keys: list[RowKey] = []
         self._counts = np.zeros((0, 3), dtype=np.int64)      # attempts, scored, solved
         self._sums = np.zeros(0, dtype=np.float64)           # reward_sum
+        self._key_chunks: tuple[list, list] = ([], [])        # arrow arrays of the keys converted so far
+        self._converted = 0
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -146,14 +148,31 @@ class DifficultyTable:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(scored > 0, sums / np.maximum(scored, 1), np.nan)
             rate = np.where(attempts > 0, solved / np.maximum(attempts, 1), np.nan)
+        datasets, row_ids = self._key_columns()
         return pa.table({
-            "dataset": pa.array([k[0] for k in self._keys], pa.string()),
-            "row_id": pa.array([k[1] for k in self._keys], pa.string()),
+            "dataset": datasets,
+            "row_id": row_ids,
             "attempts": pa.array(attempts), "scored": pa.array(scored), "solved": pa.array(solved),
             "reward_sum": pa.array(sums.copy()),
             "mean_reward": pa.array(mean, mask=scored == 0),
             "solved_rate": pa.array(rate, mask=attempts == 0),
         })
+
+    def _key_columns(self):
+        """The key columns as chunked arrays, converting only the keys added since the last call (keys are only
+        ever appended), so a snapshot of a large table costs little more than its new rows."""
+        import pyarrow as pa
+
+        datasets, row_ids = self._key_chunks
+        new = self._keys[self._converted:]
+        if new:
+            datasets.append(pa.array([k[0] for k in new], pa.string()))
+            row_ids.append(pa.array([k[1] for k in new], pa.string()))
+            self._converted = len(self._keys)
+        if len(datasets) > 32:                                # keep the chunk count small
+            datasets[:] = [pa.concat_arrays(datasets)]
+            row_ids[:] = [pa.concat_arrays(row_ids)]
+        return (pa.chunked_array(datasets, pa.string()), pa.chunked_array(row_ids, pa.string()))
 
     @staticmethod
     def write(arrow_table, path: Path) -> None:

@@ -201,7 +201,17 @@ def pool_callback(pool: DifficultyPool, run_dir: Path) -> Any:
     from transformers import TrainerCallback
 
     class DifficultyPoolCallback(TrainerCallback):
+        counted = None       # the table's attempts when training started
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.counted = pool.table.attempts
+
         def on_step_end(self, args, state, control, **kwargs):
+            if self.counted is not None and pool.table.attempts == self.counted:
+                log.warning("difficulty pool: step %d counted no completion (this backend's trainer scores "
+                            "without TRL's _calculate_rewards); difficulty.parquet is not updated by this run",
+                            state.global_step)
+            self.counted = None
             pool.save_soon(run_dir)
 
         def on_train_end(self, args, state, control, **kwargs):

@@ -95,9 +95,10 @@ class DynamicSampler:
         """TRL's output for ``inputs``, with its zero-spread groups replaced where fresh rows gave live ones."""
         metrics = trainer._metrics["train"]
         zero_std_at = len(metrics["frac_reward_zero_std"])
+        trainer.last_rewards = None
         out = generate(inputs)
         g, world, rank = self.group_size, trainer.accelerator.num_processes, trainer.accelerator.process_index
-        if not self._usable(out, len(inputs)):
+        if not self._usable(out, len(inputs), trainer.last_rewards):
             return out
         dead = group_spread(trainer.last_rewards, g).zero.reshape(world, -1)    # [process, local group]
         result = Filled(groups=dead.size, zero_before=int(dead.sum()))
@@ -110,7 +111,10 @@ class DynamicSampler:
             rows = draw_rows(self.seed, trainer.state.global_step, result.extra_batches, per_rank * world,
                              len(trainer.train_dataset), self.row_weights)
             mine = rows[rank * per_rank:(rank + 1) * per_rank]
+            trainer.last_rewards = None
             extra = generate([trainer.train_dataset[int(i)] for i in mine for _ in range(g)])
+            if trainer.last_rewards is None:
+                break
             alive = ~group_spread(trainer.last_rewards, g).zero.reshape(world, -1)
             found += alive.sum(axis=1)
             live += [(extra, int(j)) for j in np.flatnonzero(alive[rank])]
@@ -123,12 +127,14 @@ class DynamicSampler:
         self._log(trainer, metrics, zero_std_at, result)
         return out
 
-    def _usable(self, out: dict[str, Any], local_rows: int) -> bool:
-        """Whether this batch can be recombined: text keys only, whole groups on every process."""
+    def _usable(self, out: dict[str, Any], local_rows: int, rewards: Optional[list]) -> bool:
+        """Whether this batch can be recombined: its rewards were seen (TRL's ``_calculate_rewards`` ran), text
+        keys only, whole groups on every process."""
         unknown = sorted(set(out) - KNOWN_KEYS)
-        if unknown or local_rows % self.group_size:
+        if rewards is None or unknown or local_rows % self.group_size:
             if not self._warned:
-                why = (f"the batch holds {', '.join(unknown)} (images)" if unknown else
+                why = ("this trainer scored the batch without TRL's _calculate_rewards" if rewards is None else
+                       f"the batch holds {', '.join(unknown)} (images)" if unknown else
                        f"{local_rows} rows per process do not hold whole groups of {self.group_size}")
                 log.warning("dynamic sampling is off for this run: %s", why)
                 self._warned = True
