@@ -21,7 +21,8 @@ def validate(tmp_path: Path, cfg: dict, monkeypatch, capsys, entries: tuple[tupl
     order.append({"node": "grpo", "name": "this", "config": str(tmp_path / "node.yaml")})
     (tmp_path / "super.yaml").write_text(yaml.safe_dump({"pipeline_order": order}), encoding="utf-8")
     code = main(["--super-config", str(tmp_path / "super.yaml"), "--outputs", str(tmp_path / "out"), "--validate"])
-    return code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return code, captured.err + captured.out
 
 
 def test_band_and_budget_ranges_are_problems_with_key_paths(tmp_path, monkeypatch, capsys):
@@ -52,8 +53,11 @@ def test_from_must_name_a_table_or_a_node_that_runs_first(tmp_path, monkeypatch,
     # an earlier grpo entry's table, by chain reference: valid
     raw["run_name"] = "second"
     raw["dataset_settings"]["difficulty"] = {"band": [0.2, 0.8], "from": "@first.difficulty"}
+    raw["dataset_settings"]["dynamic_sampling"] = {"enabled": True, "max_extra_batches": 3}
     code, err = validate(tmp_path, raw, monkeypatch, capsys, entries=(("first", "grpo"),))
     assert code == 0, err
+    assert "dynamic sampling on: zero-spread groups replaced by fresh rows, up to 3 extra" in err
+    assert "difficulty band [0.2, 0.8] of solved rates" in err
 
 
 def test_dynamic_sampling_needs_whole_groups_per_process():
