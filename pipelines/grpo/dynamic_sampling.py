@@ -2,8 +2,9 @@
 
 A group (the ``num_generations`` completions of one prompt) whose reward has zero spread gets zero advantage
 (:func:`pipelines.rewards.signal.group_spread` is the one definition). Dynamic sampling runs inside TRL's
-``_generate_and_score_completions`` (the node's trainer subclass hands it TRL's own method, so every backend,
-HF generate and vLLM alike, generates, scores and computes log-probabilities exactly as for any batch): the
+``_generate_and_score_completions`` (the node's trainer subclass hands it TRL's own method, so HF generate and
+TRL's vLLM alike generate, score and compute log-probabilities exactly as for any batch; a trainer that scores
+without TRL's ``_calculate_rewards`` is detected, warned about, and trained on as drawn): the
 batch is generated and scored; if groups have zero spread, rows are drawn afresh, generated and scored as an
 extra batch, and their live groups take the dead groups' slots, until every slot is live or
 ``max_extra_batches`` extra batches were generated. Slots still dead then keep their zero-spread groups (zero

@@ -179,7 +179,7 @@ def trainer_class() -> type:
             self.dynamic_sampler = dynamic_sampler     # dynamic_sampling.py: replaces zero-spread groups
             self.difficulty_pool = difficulty_pool     # difficulty_pool.py: per-row table, saved with checkpoints
             self.row_weights = row_weights             # difficulty band sampling weights, one per training row
-            self.last_rewards: list = []               # combined rewards TRL received for its latest training batch
+            self.last_rewards: Optional[list] = []     # combined rewards TRL received for its latest training batch
             super().__init__(*args, **kwargs)
 
         def _get_train_sampler(self, dataset=None):
