@@ -58,3 +58,26 @@ def test_dynamic_sampling_lowers_the_trained_zero_spread_share(outputs, tmp_path
     mean_off = np.mean([r["frac_reward_zero_std"] for r in off])
     assert mean_off >= 0.25 and mean_on <= mean_off / 2, (mean_on, mean_off)
     assert not any("sampling/dynamic/extra_batches" in r for r in off)
+
+
+@pytest.mark.slow
+def test_two_processes_replace_groups_in_step_and_count_every_completion(outputs, tmp_path):  # noqa: F811
+    """Each process replaces its own slots; every process generates the same number of extra batches (a
+    disagreement would hang a collective), and the difficulty table counts the completions of both."""
+    import pyarrow.parquet as pq
+
+    from tests.grpo.training_runs import high_scores, two_process_device
+
+    cfg = config("mp-dyn", True, steps=3)
+    cfg["reward"]["score_save_threshold"] = 0.0            # every completion of both ranks is exported
+    cfg["launch"] = {"device": two_process_device()}
+    assert run_node(outputs, write_super(tmp_path, cfg), extra=["--num-processes", "2"]) == 0
+    records = step_records(outputs / "mp-dyn")
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for rec in records:
+        assert rec["frac_reward_zero_std"] <= rec["sampling/dynamic/zero_spread_before"] + 1e-9, rec
+    assert any(rec["sampling/dynamic/replaced_groups"] > 0 for rec in records)
+    table = pq.read_table(outputs / "mp-dyn" / "difficulty.parquet")
+    exported = high_scores(outputs / "mp-dyn")
+    assert sum(table["attempts"].to_pylist()) == len(exported) > 3 * 16
+    assert {r["rank"] for r in exported} == {0, 1}
