@@ -38,7 +38,7 @@ def _default(field) -> str:
 def render_model(model: type[BaseModel], prefix: str, out: list[str], seen: set) -> None:
     rows, nested = [], []
     for name, field in model.model_fields.items():
-        key = f"{prefix}{name}"
+        key = f"{prefix}{field.alias or name}"    # the YAML key (`from`, not the attribute `from_`)
         rows.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {field.description or ''} |")
         sub = submodel(field.annotation)
         if sub is not None and sub not in seen:

@@ -60,7 +60,9 @@ def validate_model(model_cls: type[BaseModel], data: Any, file: str,
             key = join_key(key_prefix, *loc)
             if err["type"] == "extra_forbidden":
                 owner = _model_at(model_cls, loc)
-                hint = did_you_mean(loc[-1], owner.model_fields) if owner else ""
+                # the YAML names: a field's alias where it has one (`from`, not the attribute `from_`)
+                names = [f.alias or n for n, f in owner.model_fields.items()] if owner else []
+                hint = did_you_mean(loc[-1], names) if owner else ""
                 message = f"unknown key{hint}"
             else:
                 message = err["msg"]

@@ -7,7 +7,8 @@ from typing import Any, Optional, Sequence
 from pipelines.common.node import Rule
 from pipelines.common.problems import Problem
 from pipelines.common.refs import is_reference
-from pipelines.data.config import DatasetEntry
+from pipelines.data.config import DatasetEntry, DatasetSettings
+from pipelines.data.difficulty import TABLE_FILE, table_path
 from pipelines.data.formats import supported_suffixes
 from pipelines.data.hf import no_files_problem
 from pipelines.data.sampling import held_out_rows
@@ -75,6 +76,27 @@ def check_length_budget(prompt: tuple[str, int], completion: tuple[str, int], li
     return []
 
 
+def check_difficulty_source(settings: DatasetSettings, file: str) -> list[Problem]:
+    """``dataset_settings.difficulty.from`` names a difficulty table (a file, or a run dir holding one; a chain
+    reference is checked by the runner), and ``band`` has one to read."""
+    difficulty = settings.difficulty
+    source = difficulty.from_
+    problems = []
+    if source and not is_reference(source) and not table_path(source).is_file():
+        problems.append(Problem(file, "dataset_settings.difficulty.from", f"{source!r} is neither a "
+                                f"{TABLE_FILE} file nor a run dir holding one (relative paths are resolved from "
+                                f"{os.getcwd()})"))
+    if difficulty.band is not None and not source:
+        problems.append(Problem(file, "dataset_settings.difficulty.band", "band weights rows by the solved rates "
+                                "of a table: set dataset_settings.difficulty.from (an earlier run's "
+                                f"{TABLE_FILE}, its run dir, or e.g. \"@grpo.difficulty\")"))
+    return problems
+
+
+def _difficulty_rule(cfg: Any, file: str) -> list[Problem]:
+    return check_difficulty_source(cfg.dataset_settings, file)
+
+
 def _percentages_rule(cfg: Any, file: str) -> list[Problem]:
     return check_percentages(cfg.datasets, file)
 
@@ -87,4 +109,5 @@ def _input_paths_rule(cfg: Any, file: str) -> list[Problem]:
 RULES: tuple[Rule, ...] = (
     Rule(_percentages_rule, ("datasets",)),
     Rule(_input_paths_rule, ("datasets",), partial_lists=True),
+    Rule(_difficulty_rule, ("dataset_settings",)),
 )

@@ -122,6 +122,48 @@ class DatasetEntry(StrictModel):
         return self
 
 
+class DynamicSampling(StrictModel):
+    """DAPO-style dynamic sampling (training only): a group of completions whose reward has zero spread teaches
+    nothing, so it is dropped and replaced by a group of a freshly drawn row (README: Dynamic sampling)."""
+
+    enabled: bool = Field(False, description="Replace zero-spread groups (every completion of a prompt scored "
+                                             "the same) with groups of freshly drawn rows before each step.")
+    max_extra_batches: int = Field(2, ge=0, description="Extra generation rounds allowed per step to find live "
+                                   "groups. When they are spent, the slots still empty keep their zero-spread "
+                                   "groups (0: count zero-spread groups only, replace none).")
+
+
+class DifficultySettings(StrictModel):
+    """The per-row difficulty pool (``difficulty.parquet``): a row's *solved rate* is the share of its completions
+    whose combined reward (before scaling) is at least ``solved_at`` (README: Difficulty pool)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    solved_at: float = Field(1.0, description="A completion counts as solved when its combined reward (before "
+                                              "scaling) is at least this.")
+    band: Optional[tuple[float, float]] = Field(None, description="[lo, hi]: rows whose solved rate in the "
+                                                "`from` table lies outside this band are drawn with weight "
+                                                "`weight_outside` instead of 1 (training only; rows the table "
+                                                "does not hold keep 1). Needs `from`. Null: no weighting.")
+    weight_outside: float = Field(0.1, ge=0, le=1, description="Sampling weight of rows outside `band` (0: never "
+                                                               "drawn).")
+    from_: Optional[str] = Field(None, alias="from", description="Start from an earlier run's table: a "
+                                 "difficulty.parquet file, a run dir holding one, or a chain reference such as "
+                                 "`@grpo.difficulty` / `@rollout.run_dir`. The run's own table starts as a copy "
+                                 "of it, and `band` reads it.")
+
+    @field_validator("band")
+    @classmethod
+    def _band_in_range(cls, value: Optional[tuple[float, float]]) -> Optional[tuple[float, float]]:
+        if value is not None:
+            lo, hi = value
+            if not (0 <= lo <= 1 and 0 <= hi <= 1):
+                raise ValueError(f"band {list(value)}: both ends are solved rates, between 0 and 1")
+            if lo > hi:
+                raise ValueError(f"band {list(value)}: lo must not exceed hi")
+        return value
+
+
 class DatasetSettings(StrictModel):
     total_rows: int = Field(ge=1, description="Rows sampled across all datasets.")
     shortfall: Literal["error", "take_all"] = Field(
@@ -130,3 +172,8 @@ class DatasetSettings(StrictModel):
     max_row_bytes: int = Field(DEFAULT_MAX_ROW_BYTES, ge=1024, description="A row larger than this many bytes "
                                "(a JSONL line; a Parquet or Arrow row's data) is skipped unparsed and counted as "
                                "`too_large`. Default 4 MiB.")
+    dynamic_sampling: DynamicSampling = Field(default_factory=DynamicSampling, description="Replace groups that "
+                                              "teach nothing (zero reward spread) with fresh rows; GRPO training "
+                                              "only.")
+    difficulty: DifficultySettings = Field(default_factory=DifficultySettings, description="The per-row "
+                                           "difficulty table (difficulty.parquet) and sampling by difficulty.")

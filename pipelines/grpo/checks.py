@@ -259,6 +259,21 @@ def check_evaluation(cfg: GRPOConfigFile, file: str) -> list[Problem]:
     return data_checks.check_held_out(ev.rows, ev.fraction, cfg.dataset_settings.total_rows, file)
 
 
+def check_dynamic_sampling(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    """Dynamic sampling swaps whole groups within each process's share of a generation batch."""
+    tp = cfg.training_parameters
+    procs = cfg.launch.num_processes * cfg.launch.num_machines
+    if not cfg.dataset_settings.dynamic_sampling.enabled or procs == 1:
+        return []
+    local = generation_batch(cfg) // procs
+    if local % tp.num_generations:
+        return [Problem(file, "dataset_settings.dynamic_sampling.enabled", f"each of the {procs} processes gets "
+                        f"{local} completions per generation batch, not whole groups of num_generations "
+                        f"({tp.num_generations}); make per_device_train_batch_size x steps_per_generation a "
+                        "multiple of num_generations, or turn dynamic sampling off")]
+    return []
+
+
 RULES: tuple[Rule, ...] = data_checks.RULES + reward_checks.RULES + (
     Rule(check_batch_sizes, ("training_parameters", "launch"),
          reads=("training_parameters.per_device_train_batch_size", "training_parameters.num_generations",
@@ -273,4 +288,5 @@ RULES: tuple[Rule, ...] = data_checks.RULES + reward_checks.RULES + (
     Rule(check_fast_inference, ("model",)),
     Rule(check_4bit, ("model", "launch")),
     Rule(check_evaluation, ("evaluation", "dataset_settings")),
+    Rule(check_dynamic_sampling, ("dataset_settings", "training_parameters", "launch")),
 )

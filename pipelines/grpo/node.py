@@ -64,7 +64,7 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
         # and when training starts (wandb), so both happen inside it.
         with tracker_env(cfg, run_dir):
             trainer, metrics_cb = build_trainer(cfg, ctx, model_path, tokenizer, sample, stack,
-                                                 resume_step if main_process else None)
+                                                 resume_step if main_process else None, resume=resume)
             from pipelines.grpo.budget import cost_meter
 
             trainer.cost_meter = cost_meter(cfg, stack, run_dir / METRICS_FILE, resume_step, started)
@@ -77,7 +77,7 @@ def run(cfg: GRPOConfigFile, ctx: NodeContext) -> dict[str, Any]:
     if cfg.push_to_hub is not None and trainer.is_world_process_zero():
         push_adapter(final, cfg.push_to_hub.repo_id, cfg.push_to_hub.private)
     outputs = {"final_adapter": final, "metrics": run_dir / METRICS_FILE, "reward_curve": run_dir / REWARD_CURVE,
-               "summary": run_dir / SUMMARY_FILE}
+               "summary": run_dir / SUMMARY_FILE, "difficulty": run_dir / "difficulty.parquet"}
     if stack.export is not None:
         outputs["high_scores"] = stack.export.path
     if trainer.is_world_process_zero():
@@ -118,7 +118,7 @@ def finished_run(run_dir: Path, checkpoint: Path, step: int, max_steps: int) -> 
 
 # Files of a checkpoint that are training state, not part of an adapter folder.
 CHECKPOINT_ONLY = ("optimizer.*", "scheduler.*", "rng_state*", "trainer_state.json", "training_args.bin",
-                   "COMPLETE", "scaler.*")
+                   "COMPLETE", "scaler.*", "difficulty.parquet")
 
 
 def require_unsloth(config_file: str) -> None:
@@ -136,8 +136,9 @@ def require_unsloth(config_file: str) -> None:
 
 
 def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokenizer: Any, sample: Any,
-                   stack: Any, resume_step: Optional[int]):
-    """Load the model (only now) and assemble the trainer with its callbacks."""
+                   stack: Any, resume_step: Optional[int], resume: Optional[Path] = None):
+    """Load the model (only now) and assemble the trainer with its callbacks (``resume``: the checkpoint the run
+    continues from, whose difficulty table it reloads)."""
     from datasets import Dataset
 
     from pipelines.grpo.callbacks import metrics_callback, truncate_metrics_after, use_compact_progress
@@ -157,6 +158,13 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
     trainer_ref: list = []
     guard = update_guard()
     callbacks = [metrics_cb, guard]
+    from pipelines.common.devices import current_rank
+    from pipelines.grpo.difficulty_pool import pool_callback, sampling_hooks
+    from pipelines.rewards.engine import dataset_labels
+
+    hooks = sampling_hooks(cfg.dataset_settings, cfg.seed, tp.num_generations, sample.train,
+                           dataset_labels(cfg.datasets), resume, current_rank() == 0, ctx.config_file)
+    callbacks.append(pool_callback(hooks["difficulty_pool"], run_dir))
     if cfg.evaluation is not None and sample.eval:
         from pipelines.grpo.evaluation import evaluation_callback, make_evaluator
 
@@ -179,7 +187,7 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
         reward_funcs=[stack.reward_func], processing_class=loaded.tokenizer, peft_config=loaded.peft_config,
         callbacks=callbacks, reward_stack=stack, stop_sequences=stops,
         log_completions_every=cfg.logging.log_completions_every, base_model=cfg.model.base_model_name,
-        max_total_tokens=_total_token_cap(cfg))
+        max_total_tokens=_total_token_cap(cfg), **hooks)
     use_compact_progress(trainer)
     trainer.update_guard = guard   # read by _train on Ctrl-C
     trainer_ref.append(trainer)

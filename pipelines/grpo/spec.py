@@ -92,7 +92,21 @@ def effective_lines(cfg: GRPOConfigFile) -> list[str]:
             f"max_seq_length {cfg.model.max_seq_length}; optim {tp.optim}",
             f"effective: percentages {', '.join(f'{d.percentage:.4g}' for d in cfg.datasets)} of total_rows "
             f"{cfg.dataset_settings.total_rows} (shortfall: {cfg.dataset_settings.shortfall}); combination "
-            f"{_name(reward.combination_function)}, scaling {_name(reward.scaling_function)}"]
+            f"{_name(reward.combination_function)}, scaling {_name(reward.scaling_function)}"] + sampling_lines(cfg)
+
+
+def sampling_lines(cfg: GRPOConfigFile) -> list[str]:
+    """Dynamic sampling and difficulty weighting, when configured."""
+    settings, lines = cfg.dataset_settings, []
+    if settings.dynamic_sampling.enabled:
+        lines.append(f"effective: dynamic sampling on: zero-spread groups replaced by fresh rows, up to "
+                     f"{settings.dynamic_sampling.max_extra_batches} extra generation batch(es) per step")
+    difficulty = settings.difficulty
+    if difficulty.band is not None:
+        lines.append(f"effective: difficulty band {list(difficulty.band)} of solved rates (solved: combined reward "
+                     f">= {difficulty.solved_at:g}) from {difficulty.from_}; weight {difficulty.weight_outside:g} "
+                     "outside it")
+    return lines
 
 
 def _name(function: Any) -> str:
@@ -105,4 +119,4 @@ NODE = NodeSpec(name="grpo", config_model=GRPOConfigFile, run="pipelines.grpo.no
                 check=check_run_dir, check_needs=("training_parameters",), inspect=inspect,
                 check_judges=check_judges, calibrate_judges=calibrate_judges, resume_hint=RESUME_HINT,
                 preflight="pipelines.grpo.preflight:run_preflight",
-                outputs=("final_adapter", "metrics", "reward_curve", "high_scores"))
+                outputs=("final_adapter", "metrics", "reward_curve", "high_scores", "difficulty"))

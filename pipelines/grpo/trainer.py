@@ -154,6 +154,7 @@ def trainer_class() -> type:
         same order in every epoch (TRL's keeps one generator running across epochs)."""
 
         epoch = 0
+        weights = None     # difficulty band weights: rows drawn with replacement by weight (difficulty_pool.py)
 
         def set_epoch(self, epoch: int) -> None:
             self.epoch = epoch
@@ -161,11 +162,17 @@ def trainer_class() -> type:
         def __iter__(self):
             if self.shuffle:
                 self.generator.manual_seed((self.seed or 0) + 7919 * self.epoch)
+            if self.shuffle and self.weights is not None:
+                from pipelines.grpo.difficulty_pool import repeat_batches, weighted_indices
+
+                return repeat_batches(weighted_indices(self.weights, self.generator), self.batch_size,
+                                      self.repeat_count, self.mini_repeat_count)
             return super().__iter__()
 
     class NodeGRPOTrainer(GRPOTrainer):
         def __init__(self, *args: Any, reward_stack: Any = None, stop_sequences: tuple[str, ...] = (),
                      log_completions_every: int = 0, base_model: str = "", max_total_tokens: Optional[int] = None,
+                     dynamic_sampler: Any = None, difficulty_pool: Any = None, row_weights: Any = None,
                      **kwargs: Any):
             self.reward_stack = reward_stack
             self.base_model = base_model
@@ -174,15 +181,36 @@ def trainer_class() -> type:
             self.log_completions_every = log_completions_every
             self.stopped_completions = 0
             self.cost_meter = None      # pipelines.grpo.budget: set by the node when the config has a budget
+            self.dynamic_sampler = dynamic_sampler     # dynamic_sampling.py: replaces zero-spread groups
+            self.difficulty_pool = difficulty_pool     # difficulty_pool.py: per-row table, saved with checkpoints
+            self.row_weights = row_weights             # difficulty band sampling weights, one per training row
+            self.last_rewards: Optional[list] = []     # combined rewards TRL received for its latest training batch
             super().__init__(*args, **kwargs)
 
         def _get_train_sampler(self, dataset=None):
             dataset = self.train_dataset if dataset is None else dataset
-            return EpochSeededRepeatSampler(
+            sampler = EpochSeededRepeatSampler(
                 data_source=dataset, mini_repeat_count=self.num_generations,
                 batch_size=self.args.generation_batch_size // self.num_generations,
                 repeat_count=self.num_iterations * self.args.steps_per_generation,
                 shuffle=self.shuffle_dataset, seed=self.args.seed)
+            sampler.weights = self.row_weights if dataset is self.train_dataset else None
+            return sampler
+
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            if self.model.training:
+                from pipelines.grpo.dynamic_sampling import weighted_rewards
+
+                self.last_rewards = weighted_rewards(rewards, self.reward_weights)
+                if self.difficulty_pool is not None:
+                    self.difficulty_pool.record(self, inputs)
+            return rewards
+
+        def _generate_and_score_completions(self, inputs):
+            if self.dynamic_sampler is None or not self.model.training:
+                return super()._generate_and_score_completions(inputs)
+            return self.dynamic_sampler.fill(self, inputs, super()._generate_and_score_completions)
 
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations,
                                   has_tool_images=False):
@@ -287,6 +315,8 @@ def trainer_class() -> type:
             finally:
                 self.args.save_total_limit = limit
             if self.args.should_save:
+                if self.difficulty_pool is not None:
+                    self.difficulty_pool.save(folder)    # before the marker: a complete checkpoint holds it
                 make_readable(folder)   # safetensors writes the weights 0600
                 mark_complete(folder, self.state.global_step)
                 trainer_utils.rotate_checkpoints(output_dir=run_dir, save_total_limit=limit, use_mtime=True,

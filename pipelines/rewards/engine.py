@@ -178,6 +178,9 @@ class RewardStack:
                                           reward.score_save_threshold)
             if resume_step is not None:
                 self.export.truncate_after_step(resume_step)
+        # The combined rewards (before scaling) of the latest batch TRL scored, in its order: the difficulty pool
+        # reads them (TRL itself only receives the scaled ones).
+        self.last_combined: list[float | None] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self.reward_func = self._trl_callable()
@@ -273,6 +276,7 @@ class RewardStack:
             step = step + 1 if isinstance(step, int) else None
             results = stack._run(stack._score(list(prompts), list(completions), kwargs, raise_errors=True))
             stack._record(prompts, completions, kwargs, results, step)
+            stack.last_combined = [r.combined for r in results]
             return [r.scaled for r in results]
 
         return reward_stack

@@ -78,6 +78,18 @@ class SelectionSection(StrictModel):
                                "combined scores differ by at least this (always more than 0).")
     preference_min_chosen_score: Optional[float] = Field(
         None, description="Also require the chosen completion's score to be at least this; null: no floor.")
+    difficulty_band: Optional[tuple[float, float]] = Field(
+        None, description="[lo, hi]: also write curriculum.jsonl, the sampled rows whose solved rate over their K "
+                          "completions (difficulty.parquet; solved: combined reward at least "
+                          "dataset_settings.difficulty.solved_at) lies in the band, ends included, as a dataset a "
+                          "GRPO run reads (`prompt` messages, `answer`, the row's other columns). Null: none.")
+
+    @field_validator("difficulty_band")
+    @classmethod
+    def _band_in_range(cls, value: Optional[tuple[float, float]]) -> Optional[tuple[float, float]]:
+        if value is not None and not (0 <= value[0] <= value[1] <= 1):
+            raise ValueError(f"{list(value)}: solved rates with 0 <= lo <= hi <= 1")
+        return value
 
 
 class RolloutConfigFile(StrictModel):

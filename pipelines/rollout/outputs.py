@@ -23,6 +23,7 @@ SCORED_PARQUET = "scored.parquet"
 SFT = "sft.jsonl"
 PREFERENCES = "preferences.jsonl"
 SUMMARY = "summary.json"
+CURRICULUM = "curriculum.jsonl"
 
 
 def _jsonl(records: Sequence[dict[str, Any]]) -> str:
@@ -94,6 +95,32 @@ def summarize(records: Sequence[dict[str, Any]], n_sft: int, n_pref: int, second
     }
 
 
+def write_difficulty(cfg: RolloutConfigFile, run_dir: Path, records: Sequence[dict[str, Any]]) -> dict[str, Path]:
+    """difficulty.parquet from every completion's combined reward (the table a GRPO run reads with
+    ``dataset_settings.difficulty.from``) and, with ``selection.difficulty_band``, curriculum.jsonl: one row per
+    sampled prompt whose solved rate lies in the band, in scored order, as a GRPO dataset reads it."""
+    from pipelines.data.difficulty import TABLE_FILE, DifficultyTable
+    from pipelines.rewards.engine import dataset_labels
+
+    labels = dataset_labels(cfg.datasets)
+    table = DifficultyTable(cfg.dataset_settings.difficulty.solved_at)
+    keys = [(labels[int(r.get("dataset_index") or 0)], str(r["row_id"])) for r in records]
+    table.update(keys, [r.get("reward") for r in records])
+    paths = {"difficulty": run_dir / TABLE_FILE}
+    table.save(paths["difficulty"])
+    band = cfg.selection.difficulty_band
+    if band is not None:
+        keep, rows = table.in_band(band), {}
+        for key, rec in zip(keys, records):
+            if key in keep and key not in rows:
+                rows[key] = {"prompt": rec["prompt"], "answer": rec.get("answer"), **(rec.get("row_columns") or {})}
+        paths["curriculum"] = run_dir / CURRICULUM
+        atomic_write_text(paths["curriculum"], _jsonl(list(rows.values())))
+        log.info("curriculum: %d of %d row(s) have a solved rate in %s (%s)", len(rows), len(table), list(band),
+                 paths["curriculum"])
+    return paths
+
+
 def write_outputs(cfg: RolloutConfigFile, run_dir: Path, records: Sequence[dict[str, Any]],
                   seconds: float) -> dict[str, str]:
     """Write the derived files; return their paths by output name."""
@@ -104,6 +131,7 @@ def write_outputs(cfg: RolloutConfigFile, run_dir: Path, records: Sequence[dict[
     paths = {"scored_parquet": run_dir / SCORED_PARQUET, "sft": run_dir / SFT,
              "preferences": run_dir / PREFERENCES, "summary": run_dir / SUMMARY}
     write_parquet(records, paths["scored_parquet"])
+    write_difficulty(cfg, run_dir, records)   # files of the run dir (a chain reads them via @<label>.run_dir)
     atomic_write_text(paths["sft"], _jsonl(sft))
     atomic_write_text(paths["preferences"], _jsonl(prefs))
     summary = summarize(records, len(sft), len(prefs), seconds) | {"stack": collect_stack()}

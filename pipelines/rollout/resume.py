@@ -21,7 +21,7 @@ def fingerprint(cfg: RolloutConfigFile) -> dict[str, Any]:
     """What must not change between a run and its resume: which prompts are drawn and how many completions."""
     # reward_funcs are left out: they do not change which prompts are drawn, and may hold API keys
     return {"seed": cfg.seed, "datasets": [d.model_dump(exclude={"reward_funcs"}) for d in cfg.datasets],
-            "dataset_settings": cfg.dataset_settings.model_dump(),
+            "dataset_settings": cfg.dataset_settings.model_dump(exclude={"dynamic_sampling", "difficulty"}),
             "num_completions": cfg.generation.num_completions,
             "max_prompt_length": cfg.generation.max_prompt_length,
             "chat_template": cfg.generation.chat_template}

@@ -47,7 +47,22 @@ def check_backend(cfg: RolloutConfigFile, file: str) -> list[Problem]:
     return []
 
 
+def check_training_only(cfg: RolloutConfigFile, file: str) -> list[Problem]:
+    """The dataset_settings keys that act on training draws have no effect on a rollout's."""
+    settings, problems = cfg.dataset_settings, []
+    if settings.dynamic_sampling.enabled:
+        problems.append(Problem(file, "dataset_settings.dynamic_sampling.enabled", "dynamic sampling replaces "
+                                "training groups; a rollout scores every sampled row (set it false here)"))
+    if settings.difficulty.band is not None or settings.difficulty.from_:
+        key = "band" if settings.difficulty.band is not None else "from"
+        problems.append(Problem(file, f"dataset_settings.difficulty.{key}", "a rollout does not weight its draws "
+                                "by difficulty; it writes difficulty.parquet, and selection.difficulty_band keeps "
+                                "the rows in a band (curriculum.jsonl)"))
+    return problems
+
+
 RULES: tuple[Rule, ...] = data_checks.RULES + reward_checks.RULES + (
+    Rule(check_training_only, ("dataset_settings",)),
     Rule(check_model_paths, ("model",)),
     Rule(check_lengths, ("model", "generation")),
     Rule(check_backend, ("generation",)),

@@ -87,6 +87,18 @@ def check_single_process(cfg: GRPOHPOConfigFile, file: str) -> list[Problem]:
     return []
 
 
+def check_no_sampling_features(cfg: GRPOHPOConfigFile, file: str) -> list[Problem]:
+    """Dynamic sampling and difficulty weighting are the grpo node's; members train with plain draws."""
+    settings, problems = cfg.dataset_settings, []
+    if settings.dynamic_sampling.enabled:
+        problems.append(Problem(file, "dataset_settings.dynamic_sampling.enabled", "grpo_hpo members do not "
+                                "replace zero-spread groups; set it false here (the grpo node does)"))
+    if settings.difficulty.band is not None:
+        problems.append(Problem(file, "dataset_settings.difficulty.band", "grpo_hpo members draw without "
+                                "difficulty weights; remove band here (the grpo node uses it)"))
+    return problems
+
+
 def check_no_vllm_section(cfg: GRPOHPOConfigFile, file: str) -> list[Problem]:
     if getattr(cfg.model, "vllm", None) is not None:
         return [Problem(file, "model.vllm", "grpo_hpo builds a new trainer per member and generation, and TRL would "
@@ -110,5 +122,6 @@ RULES: tuple[Rule, ...] = (
     Rule(check_group_size_bounds, ("hpo", "training_parameters", "launch")),
     Rule(check_single_process, ("launch",)),
     Rule(check_no_vllm_section, ("model",)),
+    Rule(check_no_sampling_features, ("dataset_settings",)),
     Rule(check_resume_setting, ("training_parameters",)),
 )
