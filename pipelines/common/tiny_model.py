@@ -21,6 +21,9 @@ BUILTIN_TINY = "builtin:tiny"
 TINY_SEED = 0
 # Bump when the recipe changes, so cached builds of an older recipe are not reused.
 TINY_VERSION = "v2"
+# Context length in tokens. 2048 (v1: 512) leaves room for a tools block in the prompt; the weights are the same
+# (rotary positions have no parameters), so runs without tools behave exactly as before.
+TINY_CONTEXT = 2048
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -121,14 +124,14 @@ def build_tiny_model(output_dir: str | Path, seed: int = TINY_SEED) -> Path:
     raw = _train_tokenizer()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token="<|endoftext|>",
-        padding_side="left", chat_template=TINY_CHAT_TEMPLATE, model_max_length=512,
+        padding_side="left", chat_template=TINY_CHAT_TEMPLATE, model_max_length=TINY_CONTEXT,
         additional_special_tokens=["<|im_start|>"],
     )
     eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=TINY_CONTEXT, tie_word_embeddings=True,
         initializer_range=0.2, rms_norm_eps=1e-6, bos_token_id=None, eos_token_id=eos_id, pad_token_id=pad_id,
     )
     # Seed a private generator state: building must not disturb (nor depend on) the caller's RNG.

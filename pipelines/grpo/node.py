@@ -160,12 +160,17 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
     from transformers import set_seed
 
     set_seed(cfg.seed)
+    from pipelines.grpo.tools import trainer_inputs
+
+    reward_func, rows, tool_kwargs, tool_metrics = trainer_inputs(cfg, loaded.tokenizer, stack.reward_func,
+                                                                  sample.train)
     trainer = trainer_class()(
-        model=loaded.model, args=args, train_dataset=Dataset.from_list(sample.train),
-        reward_funcs=[stack.reward_func], processing_class=loaded.tokenizer, peft_config=loaded.peft_config,
+        model=loaded.model, args=args, train_dataset=Dataset.from_list(rows),
+        reward_funcs=[reward_func], processing_class=loaded.tokenizer, peft_config=loaded.peft_config,
         callbacks=callbacks, reward_stack=stack, stop_sequences=stops,
         log_completions_every=cfg.logging.log_completions_every, base_model=cfg.model.base_model_name,
-        max_total_tokens=_total_token_cap(cfg))
+        max_total_tokens=_total_token_cap(cfg), **tool_kwargs)
+    trainer.tool_metrics = tool_metrics   # its tools/... metrics join every training log
     use_compact_progress(trainer)
     trainer.update_guard = guard   # read by _train on Ctrl-C
     trainer_ref.append(trainer)
