@@ -80,3 +80,33 @@ def test_validate_refuses_what_cannot_run_tools(outputs, capsys, override, key, 
     assert rc == 2
     line = next((ln for ln in err.splitlines() if f": {key}: " in ln), "")
     assert message in line, err
+
+
+def test_datasets_with_different_tools_each_see_only_their_own(outputs, tiny_cache, tmp_path):  # noqa: F811
+    """Two datasets, one with the calculator, one with an environment whose only tool is `bump`: TRL's dict
+    form routes each row to its dataset's environment, so the same steered calculator call runs for the first
+    dataset's rows and is refused as unknown for the second's."""
+    import yaml
+
+    from tests.grpo.training_runs import write_super
+
+    cfg = yaml.safe_load((REPO / "pipelines/grpo/configs/countdown_tools.yaml").read_text(encoding="utf-8"))
+    first = cfg["datasets"][0]
+    first["percentage"] = 0.5
+    second = {**first, "label": "counter", "tools": [], "environment": "tests.grpo.tool_fixtures:Counter"}
+    cfg["datasets"] = [first, second]
+    super_cfg = write_super(tmp_path / "cfg", cfg)
+    bias = json.dumps({"sequence_bias": forcing_bias(tiny_cache)})
+    sets = [s for s in TINY if not s.startswith("training_parameters.per_device_train_batch_size")]
+    rc = run_node(outputs, super_cfg, *sets, "training_parameters.per_device_train_batch_size=4",
+                  f"training_parameters.generation_kwargs={bias}")
+    assert rc == 0
+    results = {}
+    for rec in high_scores(outputs / "tools"):
+        tool_turn = rec["messages"][3]
+        assert tool_turn["role"] == "tool"
+        results.setdefault(rec["dataset_index"], set()).add(tool_turn["content"])
+    assert results[0] == {"12"}
+    assert len(results[1]) == 1 and "not found" in next(iter(results[1]))
+    steps = step_records(outputs / "tools")
+    assert sum(r.get("tools/calculator/calls", 0) for r in steps) == 4   # the first dataset's 2 rows x 2
