@@ -50,6 +50,8 @@ def make_records(rows: Sequence[dict[str, Any]], groups: Sequence[Sequence[dict[
                    "answer": row.get("answer"), "completion": comp["text"],
                    "finish_reason": comp.get("finish_reason"), "completion_tokens": comp.get("num_tokens"),
                    **score, "row_columns": extra}
+            if comp.get("messages"):   # a multi-turn completion: the whole transcript, tool calls and results
+                rec["completion_messages"] = comp["messages"]
             recs.append(rec)
         out.append(recs)
     return out

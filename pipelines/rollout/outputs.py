@@ -60,6 +60,10 @@ def write_parquet(records: Sequence[dict[str, Any]], path: Path) -> None:
     }
     for name in names:
         columns[f"rewards.{name}"] = pa.array([(r.get("rewards") or {}).get(name) for r in records], pa.float64())
+    # a multi-turn completion's transcript (tool calls and results) as JSON; null for a single-turn completion
+    columns["completion_messages"] = pa.array([json.dumps(r["completion_messages"], ensure_ascii=False, default=str)
+                                              if r.get("completion_messages") else None for r in records],
+                                             pa.string())
     columns["row_columns"] = pa.array([json.dumps(r.get("row_columns") or {}, default=str) for r in records],
                                       pa.string())
     table = pa.table(columns)
