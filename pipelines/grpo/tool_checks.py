@@ -18,9 +18,6 @@ from pipelines.common.node import Rule
 from pipelines.common.problems import Problem
 from pipelines.grpo.config import GRPOConfigFile
 
-_SENTINEL = "tool_result_5f1c"   # stands in for a tool's result when the template is rendered
-
-
 def _datasets(cfg: GRPOConfigFile) -> list[tuple[int, Any]]:
     return [(i, ds) for i, ds in enumerate(cfg.datasets) if not isinstance(ds, dict)]
 
@@ -85,34 +82,6 @@ def _template(cfg: GRPOConfigFile) -> tuple[Optional[str], str]:
     return (folder_chat_template(folder) if folder else None), "model.base_model_name"
 
 
-def template_tool_problem(template: str, schema: dict) -> Optional[str]:
-    """Why ``template`` cannot run tools (renders no tools block, or loses a tool call or its result), or None."""
-    from jinja2 import TemplateError
-
-    from pipelines.data.tokenization import compile_template
-
-    name = schema["function"]["name"]
-    call = {"type": "function", "function": {"name": name, "arguments": {"arg": "value_9d2e"}}}
-    listed = [{"role": "user", "content": "hi"}]
-    turn = listed + [{"role": "assistant", "content": "", "tool_calls": [call]},
-                     {"role": "tool", "name": name, "content": _SENTINEL}]
-    try:
-        compiled = compile_template(template)
-        with_tools = compiled.render(messages=listed, tools=[schema], add_generation_prompt=True)
-        round_trip = compiled.render(messages=turn, tools=[schema], add_generation_prompt=True)
-    except (TemplateError, TypeError, ValueError) as exc:
-        return f"the chat template fails to render tools: {exc}"
-    if name not in with_tools:
-        return (f"the chat template renders no tools block: the tool {name!r} does not appear when it is given "
-                "tools=[...]; use a template with a tools section (the model's own, if it was trained for tools)")
-    missing = [what for what, text in (("the tool call", "value_9d2e"), ("the tool result", _SENTINEL))
-               if text not in round_trip]
-    if missing:
-        return (f"the chat template drops {' and '.join(missing)} of a tool-calling turn (assistant tool_calls, "
-                "then a `tool` message); TRL needs both rendered")
-    return None
-
-
 def check_tool_template(cfg: GRPOConfigFile, file: str) -> list[Problem]:
     """The chat template training uses can show the model its tools and a whole tool call."""
     import types
@@ -135,6 +104,8 @@ def check_tool_template(cfg: GRPOConfigFile, file: str) -> list[Problem]:
     template, key = _template(cfg)
     if template is None or not schemas:
         return []
+    from pipelines.data.tokenization import template_tool_problem
+
     message = template_tool_problem(template, schemas[0])
     return [Problem(file, key, message)] if message else []
 
