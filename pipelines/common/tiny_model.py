@@ -21,23 +21,24 @@ BUILTIN_TINY = "builtin:tiny"
 TINY_SEED = 0
 # Bump when the recipe changes, so cached builds of an older recipe are not reused.
 TINY_VERSION = "v2"
-# Context length in tokens. 2048 (v1: 512) leaves room for a tools block in the prompt; the weights are the same
-# (rotary positions have no parameters), so runs without tools behave exactly as before.
-TINY_CONTEXT = 2048
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 # ChatML: every message as <|im_start|>role\ncontent<|im_end|>\n, then an open assistant turn when asked. With
-# ``tools`` (and for tool calls and tool results) it renders Qwen2.5's tool format: a system block listing the
-# tools as JSON in <tools>, each call as <tool_call>{"name", "arguments"}</tool_call> in the assistant turn, each
-# result as <tool_response> in a user turn. Without tools a conversation renders exactly as plain ChatML.
+# ``tools`` (and for tool calls and tool results) it renders Qwen2.5's tool format, with a compact tools block
+# (one `name(parameters): description` line per tool, not the whole JSON schema: the model has 512 positions):
+# a system block listing the tools in <tools>, each call as <tool_call>{"name", "arguments"}</tool_call> in the
+# assistant turn, each result as <tool_response> in a user turn. Without tools a conversation renders exactly as
+# plain ChatML.
 TINY_CHAT_TEMPLATE = (
     "{% if tools %}{{ '<|im_start|>system\n' }}"
     "{% if messages and messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\n\n' }}{% endif %}"
-    "{{ '# Tools\nYou may call functions. Their signatures, in <tools></tools>:\n<tools>' }}"
-    "{% for tool in tools %}{{ '\n' + (tool | tojson) }}{% endfor %}"
-    "{{ '\n</tools>\nCall one as <tool_call>\n{\"name\": <name>, \"arguments\": <json object>}\n"
-    "</tool_call><|im_end|>\n' }}{% endif %}"
+    "{{ '# Tools\n<tools>' }}"
+    "{% for tool in tools %}{% set f = tool['function'] if tool.get('function') else tool %}"
+    "{{ '\n' + f['name'] + '(' + (f.get('parameters', {}).get('properties', {}) | list | join(', ')) + '): ' + "
+    "f.get('description', '') }}{% endfor %}"
+    "{{ '\n</tools>\nCall one as <tool_call>\n{\"name\": ..., \"arguments\": {...}}\n</tool_call><|im_end|>\n' }}"
+    "{% endif %}"
     "{% for message in messages %}"
     "{% if tools and loop.first and message['role'] == 'system' %}"
     "{% elif message['role'] == 'assistant' and message.get('tool_calls') %}"
@@ -124,14 +125,14 @@ def build_tiny_model(output_dir: str | Path, seed: int = TINY_SEED) -> Path:
     raw = _train_tokenizer()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token="<|endoftext|>",
-        padding_side="left", chat_template=TINY_CHAT_TEMPLATE, model_max_length=TINY_CONTEXT,
+        padding_side="left", chat_template=TINY_CHAT_TEMPLATE, model_max_length=512,
         additional_special_tokens=["<|im_start|>"],
     )
     eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=TINY_CONTEXT, tie_word_embeddings=True,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
         initializer_range=0.2, rms_norm_eps=1e-6, bos_token_id=None, eos_token_id=eos_id, pad_token_id=pad_id,
     )
     # Seed a private generator state: building must not disturb (nor depend on) the caller's RNG.

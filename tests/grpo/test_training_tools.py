@@ -30,7 +30,8 @@ TINY = ("model.base_model_name=builtin:tiny", "training_parameters.max_steps=2",
         "training_parameters.per_device_train_batch_size=2", "training_parameters.num_generations=2",
         "training_parameters.gradient_accumulation_steps=1", "dataset_settings.total_rows=4",
         "training_parameters.max_completion_length=200", "training_parameters.max_tool_calling_iterations=1",
-        "training_parameters.model_stop_sequences=[]", "reward.score_save_threshold=-1.0", "run_name=tools")
+        "training_parameters.model_stop_sequences=[]", "reward.score_save_threshold=-1.0", "run_name=tools",
+        "datasets.0.system_prompt=Use the calculator.")   # short: the tiny model has 512 positions
 
 
 def test_shipped_tool_config_trains_and_the_calculator_is_called(outputs, tiny_cache):  # noqa: F811
@@ -91,7 +92,7 @@ def test_datasets_with_different_tools_each_see_only_their_own(outputs, tiny_cac
 
     cfg = yaml.safe_load((REPO / "pipelines/grpo/configs/countdown_tools.yaml").read_text(encoding="utf-8"))
     first = cfg["datasets"][0]
-    first["percentage"] = 0.5
+    first.update(percentage=0.5, system_prompt="Use the calculator.")
     second = {**first, "label": "counter", "tools": [], "environment": "tests.grpo.tool_fixtures:Counter"}
     cfg["datasets"] = [first, second]
     super_cfg = write_super(tmp_path / "cfg", cfg)
