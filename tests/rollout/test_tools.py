@@ -51,6 +51,8 @@ def test_rollout_runs_tool_calls_and_keeps_the_transcript(tmp_path, steered_mode
         assert roles == ["assistant", "tool", "assistant"]   # call, result, the next turn (not run: 1 round)
         assert rec["completion_messages"][1] == {"role": "tool", "name": "calculator", "content": "12"}
         assert rec["reward"] == 1.0                          # the keyword reward saw the tool result "12"
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    assert summary["tools"] == {"calls_per_completion": 2.0, "completions_with_calls": 1.0, "error_results": 0}
     sft = list(read_jsonl(run_dir / "sft.jsonl"))
     assert [t["from"] for t in sft[0]["conversations"]] == ["human", "function_call", "observation",
                                                              "function_call"]
