@@ -36,7 +36,9 @@ def inspect(cfg: GRPOConfigFile, ctx: NodeContext, with_steps: bool = True) -> l
         raise ConfigError(problems, lines)
     if with_steps:
         lines.append(steps_line(cfg, totals.get("train_rows", 0)))
-    return lines + effective_lines(cfg)
+    from pipelines.grpo.tools import tool_lines
+
+    return lines + effective_lines(cfg) + tool_lines(cfg)
 
 
 def steps_line(cfg: GRPOConfigFile, rows: int) -> str:

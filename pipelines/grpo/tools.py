@@ -105,6 +105,23 @@ def build_tool_setup(cfg: GRPOConfigFile, metrics: Optional[ToolMetrics] = None)
     return ToolSetup(metrics, [], factories, routes=names)
 
 
+def tool_lines(cfg: GRPOConfigFile) -> list[str]:
+    """The --validate summary of the tools: each dataset's, how they reach TRL, the round cap."""
+    from pipelines.rewards.engine import dataset_labels
+
+    if not uses_tools(cfg):
+        return []
+    keys = {(tuple(ds.tools), ds.environment) for ds in cfg.datasets}
+    form = "TRL's tools=/environment_factory= as given" if len(keys) == 1 else \
+        "one TRL environment per dataset (dict form), rows routed by an `environment` column"
+    cap = cfg.training_parameters.max_tool_calling_iterations
+    parts = [f"{label}: {', '.join(ds.tools) or 'no tools'}" + (f" + environment {ds.environment}"
+                                                                  if ds.environment else "")
+             for label, ds in zip(dataset_labels(cfg.datasets), cfg.datasets)]
+    return [f"effective: tools {'; '.join(parts)} ({form}); max_tool_calling_iterations "
+            f"{cap if cap is not None else 'null (no cap)'}"]
+
+
 def prepare_tokenizer(tokenizer: Any) -> None:
     """Let TRL parse tool calls out of completions: the tiny model's template gets its response template
     (TRL sets one itself for the templates it knows, e.g. Qwen, Llama 3.1, GPT-OSS)."""

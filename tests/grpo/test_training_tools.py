@@ -65,6 +65,9 @@ def test_shipped_tool_config_validates_unchanged(outputs, capsys):  # noqa: F811
     from pipelines.runner import main
 
     assert main(["--super-config", str(SHIPPED), "--outputs", str(outputs), "--validate"]) == 0
+    out = capsys.readouterr().out
+    assert "effective: tools countdown: calculator (TRL's tools=/environment_factory= as given); " \
+           "max_tool_calling_iterations 4" in out
 
 
 @pytest.mark.parametrize("override, key, message", [
