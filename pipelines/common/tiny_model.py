@@ -20,17 +20,53 @@ logger = logging.getLogger(__name__)
 BUILTIN_TINY = "builtin:tiny"
 TINY_SEED = 0
 # Bump when the recipe changes, so cached builds of an older recipe are not reused.
-TINY_VERSION = "v1"
+TINY_VERSION = "v2"
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
-# ChatML: every message as <|im_start|>role\ncontent<|im_end|>\n, then an open assistant turn when asked.
+# ChatML: every message as <|im_start|>role\ncontent<|im_end|>\n, then an open assistant turn when asked. With
+# ``tools`` (and for tool calls and tool results) it renders Qwen2.5's tool format, with a compact tools block
+# (one `name(parameters): description` line per tool, not the whole JSON schema: the model has 512 positions):
+# a system block listing the tools in <tools>, each call as <tool_call>{"name", "arguments"}</tool_call> in the
+# assistant turn, each result as <tool_response> in a user turn. Without tools a conversation renders exactly as
+# plain ChatML.
 TINY_CHAT_TEMPLATE = (
+    "{% if tools %}{{ '<|im_start|>system\n' }}"
+    "{% if messages and messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\n\n' }}{% endif %}"
+    "{{ '# Tools\n<tools>' }}"
+    "{% for tool in tools %}{% set f = tool['function'] if tool.get('function') else tool %}"
+    "{{ '\n' + f['name'] + '(' + (f.get('parameters', {}).get('properties', {}) | list | join(', ')) + '): ' + "
+    "f.get('description', '') }}{% endfor %}"
+    "{{ '\n</tools>\nCall one as <tool_call>\n{\"name\": ..., \"arguments\": {...}}\n</tool_call><|im_end|>\n' }}"
+    "{% endif %}"
     "{% for message in messages %}"
+    "{% if tools and loop.first and message['role'] == 'system' %}"
+    "{% elif message['role'] == 'assistant' and message.get('tool_calls') %}"
+    "{{ '<|im_start|>assistant\n' + (message['content'] or '') }}"
+    "{% for call in message['tool_calls'] %}{% set f = call['function'] if call.get('function') else call %}"
+    "{{ ('\n' if (message['content'] or not loop.first) else '') + '<tool_call>\n{\"name\": \"' + f['name'] + "
+    "'\", \"arguments\": ' + (f['arguments'] if f['arguments'] is string else (f['arguments'] | tojson)) + "
+    "'}\n</tool_call>' }}{% endfor %}{{ '<|im_end|>\n' }}"
+    "{% elif message['role'] == 'tool' %}"
+    "{{ '<|im_start|>user\n<tool_response>\n' + message['content'] + '\n</tool_response><|im_end|>\n' }}"
+    "{% else %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+# How transformers' ``parse_response`` reads a completion of that template back into a message (content and
+# tool calls); TRL needs it to find tool calls. Set on the tokenizer only when a run uses tools
+# (pipelines.grpo.tools), so completions of runs without tools are decoded exactly as before.
+TINY_RESPONSE_TEMPLATE = {
+    "defaults": {"role": "assistant"},
+    "start_anchor": "<|im_start|>assistant\n",
+    "fields": {
+        "tool_calls": {"open": "<tool_call>", "close_pattern": r"</tool_call>\s*", "repeats": True,
+                       "content": "json", "transform": {"type": "function", "function": "{content}"}},
+        "content": {"close_pattern": r"<\|im_end\|>\s*", "content": "text"},
+    },
+}
 
 # Same pattern as transformers' Qwen2Tokenizer: AutoTokenizer rebuilds the pipeline from that class, so the
 # BPE must be trained with the very same normalizer and pre-tokenizer to round-trip.

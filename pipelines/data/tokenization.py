@@ -172,3 +172,32 @@ def local_tokenizer_folder(model_name: str) -> Optional[Path]:
     except Exception:  # noqa: BLE001 - not a valid repo id, no cache: there is simply no local copy
         return None
     return Path(cached).parent if isinstance(cached, str) else None
+
+
+_TOOL_RESULT = "tool_result_5f1c"   # stands in for a tool's result when a template is rendered
+
+
+def template_tool_problem(template: str, schema: dict) -> Optional[str]:
+    """Why ``template`` cannot run tools (renders no tools block, or loses a tool call or its result), or None."""
+    from jinja2 import TemplateError
+
+    name = schema["function"]["name"]
+    call = {"type": "function", "function": {"name": name, "arguments": {"arg": "value_9d2e"}}}
+    listed = [{"role": "user", "content": "hi"}]
+    turn = listed + [{"role": "assistant", "content": "", "tool_calls": [call]},
+                     {"role": "tool", "name": name, "content": _TOOL_RESULT}]
+    try:
+        compiled = compile_template(template)
+        with_tools = compiled.render(messages=listed, tools=[schema], add_generation_prompt=True)
+        round_trip = compiled.render(messages=turn, tools=[schema], add_generation_prompt=True)
+    except (TemplateError, TypeError, ValueError) as exc:
+        return f"the chat template fails to render tools: {exc}"
+    if name not in with_tools:
+        return (f"the chat template renders no tools block: the tool {name!r} does not appear when it is given "
+                "tools=[...]; use a template with a tools section (the model's own, if it was trained for tools)")
+    missing = [what for what, text in (("the tool call", "value_9d2e"), ("the tool result", _TOOL_RESULT))
+               if text not in round_trip]
+    if missing:
+        return (f"the chat template drops {' and '.join(missing)} of a tool-calling turn (assistant tool_calls, "
+                "then a `tool` message); TRL needs both rendered")
+    return None

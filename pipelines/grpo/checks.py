@@ -15,6 +15,7 @@ from pipelines.common.node import Rule
 from pipelines.common.problems import ConfigError, Problem, did_you_mean
 from pipelines.data import checks as data_checks
 from pipelines.grpo.config import GRPOConfigFile
+from pipelines.grpo.tool_checks import TOOL_RULES
 from pipelines.rewards import checks as reward_checks
 
 # TRL's own names for what this project configures elsewhere: each maps to the key to use instead (None: the
@@ -289,4 +290,4 @@ RULES: tuple[Rule, ...] = data_checks.RULES + reward_checks.RULES + (
     Rule(check_4bit, ("model", "launch")),
     Rule(check_evaluation, ("evaluation", "dataset_settings")),
     Rule(check_dynamic_sampling, ("dataset_settings", "training_parameters", "launch")),
-)
+) + TOOL_RULES

@@ -102,6 +102,10 @@ class TrainingParameters(StrictModel):
                                          "tokenizer's own.")
     model_stop_sequences: list[str] = Field(default_factory=list, description="Strings that end a completion; "
                                             "honoured on every backend, the completion is cut at the stop.")
+    max_tool_calling_iterations: Optional[int] = Field(None, ge=1, description="Tool-calling turns per "
+                                                       "completion at most (TRL's GRPOConfig field); null: until "
+                                                       "the model stops calling tools or the completion budget "
+                                                       "is spent. Needs a dataset with `tools` or `environment`.")
     resume_from_checkpoint: Union[Literal["auto"], str, bool] = Field(
         False, description="`auto`: continue from the latest checkpoint in the run dir; a path; or false "
                            "(a run dir that already holds a run is then refused).")
@@ -173,6 +177,19 @@ class LaunchSection(StrictModel):
                                              "pipelines/grpo/accelerate/zero2.yaml).")
 
 
+class GRPODatasetEntry(DatasetEntry):
+    """A training dataset: the data layer's entry plus the tools its prompts may call (pipelines/grpo/tools.py)."""
+
+    tools: list[str] = Field(default_factory=list, description="Tools the model may call on this dataset's "
+                             "prompts: a built-in name (`calculator`), a name registered with @register_tool, or "
+                             "an import path `package.module:function` (type hints and a docstring, as TRL "
+                             "requires). Each dataset sees only its own tools. See README: Tools and environments.")
+    environment: Optional[str] = Field(None, description="Import path of an environment class (or a function "
+                                       "returning one) for TRL's environment_factory: one instance per rollout, "
+                                       "`reset(**row)` before it, its public methods exposed as tools, an optional "
+                                       "`get_reward()` added to the reward with weight 1.")
+
+
 class GRPOConfigFile(StrictModel):
     """A GRPO node config file."""
 
@@ -190,7 +207,8 @@ class GRPOConfigFile(StrictModel):
     training_parameters: TrainingParameters = Field(default_factory=TrainingParameters,
                                                     description="GRPOConfig hyperparameters.")
     reward: RewardSection = Field(default_factory=RewardSection, description="Reward combination and export.")
-    datasets: list[DatasetEntry] = Field(min_length=1, description="Input datasets with their rewards.")
+    datasets: list[GRPODatasetEntry] = Field(min_length=1, description="Input datasets with their rewards "
+                                             "(and tools).")
     dataset_settings: DatasetSettings = Field(description="Sampling budget.")
     evaluation: Optional[EvaluationSection] = Field(None, description="Held-out evaluation.")
     logging: LoggingSection = Field(default_factory=LoggingSection, description="Tracking and logs.")

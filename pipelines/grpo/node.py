@@ -160,9 +160,14 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
     callbacks = [metrics_cb, guard]
     from pipelines.common.devices import current_rank
     from pipelines.grpo.difficulty_pool import pool_callback, sampling_hooks
+    from pipelines.grpo.tools import trainer_inputs
     from pipelines.rewards.engine import dataset_labels
 
-    hooks = sampling_hooks(cfg.dataset_settings, cfg.seed, tp.num_generations, sample.train,
+    # the training rows as the trainer sees them (an `environment` column routes rows to their dataset's tools);
+    # dynamic sampling draws its fresh rows from the same list
+    reward_func, rows, tool_kwargs, tool_metrics = trainer_inputs(cfg, loaded.tokenizer, stack.reward_func,
+                                                                  sample.train)
+    hooks = sampling_hooks(cfg.dataset_settings, cfg.seed, tp.num_generations, rows,
                            dataset_labels(cfg.datasets), resume, current_rank() == 0, ctx.config_file)
     callbacks.append(pool_callback(hooks["difficulty_pool"], run_dir))
     if cfg.evaluation is not None and sample.eval:
@@ -183,11 +188,12 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
 
     set_seed(cfg.seed)
     trainer = trainer_class()(
-        model=loaded.model, args=args, train_dataset=Dataset.from_list(sample.train),
-        reward_funcs=[stack.reward_func], processing_class=loaded.tokenizer, peft_config=loaded.peft_config,
+        model=loaded.model, args=args, train_dataset=Dataset.from_list(rows),
+        reward_funcs=[reward_func], processing_class=loaded.tokenizer, peft_config=loaded.peft_config,
         callbacks=callbacks, reward_stack=stack, stop_sequences=stops,
         log_completions_every=cfg.logging.log_completions_every, base_model=cfg.model.base_model_name,
-        max_total_tokens=_total_token_cap(cfg), **hooks)
+        max_total_tokens=_total_token_cap(cfg), **hooks, **tool_kwargs)
+    trainer.tool_metrics = tool_metrics   # its tools/... metrics join every training log
     use_compact_progress(trainer)
     trainer.update_guard = guard   # read by _train on Ctrl-C
     trainer_ref.append(trainer)

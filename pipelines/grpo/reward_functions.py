@@ -63,6 +63,18 @@ Plain ``def`` rewards run in worker threads, each call bounded by ``reward.sync_
 past it the run stops with a reward error naming the function and saves a checkpoint). A reward whose own
 timeouts need the main thread (``signal.alarm``, as math-verify uses) registers with ``main_thread=True``.
 
+Tools and environments
+----------------------
+A dataset may also give the model **tools** (``datasets[i].tools``) or an **environment**
+(``datasets[i].environment``); TRL then runs the model's tool calls during each rollout and feeds the results
+back (multi-turn). A tool is a plain function with a type hint on every parameter and a docstring with an
+``Args:`` line for each (TRL shows the model a JSON schema built from them); what it returns is the tool
+result, what it raises is shown to the model as an error and counted in ``tools/errors/<reason>``. Name it in a
+config by import path (``my_tools:lookup``) or register it here with ``@register_tool("name")`` (worked example
+5). An environment is a class: one instance per rollout, ``reset(**row)`` before it (return None, or text to
+append to the user message), its public methods are its tools, and an optional ``get_reward()`` adds a score
+(worked example 6). The built-in tools are in ``pipelines/rewards/tools.py`` (``calculator``).
+
 Try a reward without a GPU: ``.venv/bin/python -m cli_utils.score_completions --config CONFIG --sample 20``.
 The built-in rewards are in ``pipelines/rewards/builtin.py``: ``keyword``, ``regex_match``,
 ``answer_match``, ``countdown_equation``, ``think_answer_format``, ``cot_format``, ``length_target``,
@@ -78,6 +90,7 @@ import asyncio
 
 from pipelines.rewards.forms import completion_text, per_sample
 from pipelines.rewards.registry import register_reward_function
+from pipelines.rewards.tools import register_tool
 
 # ------------------------------------------------------------------ worked example 1: batch form, synchronous
 
@@ -140,3 +153,54 @@ def echoes_answer(min_overlap: float = 0.5):
         return overlap if overlap >= min_overlap else 0.0
 
     return echoes_answer
+
+
+# ------------------------------------------------------------- worked example 5: a tool (datasets[].tools)
+
+
+@register_tool("example_word_count")
+def word_count(text: str) -> int:
+    """Count the words of a text.
+
+    Args:
+        text: The text whose words are counted.
+
+    Returns:
+        The number of words.
+    """
+    return len(text.split())
+
+
+# ------------------------------------------------------ worked example 6: an environment (datasets[].environment)
+
+
+class GuessTheNumber:
+    """A guessing game: the model calls ``guess`` until it finds the row's ``answer`` (default 7); the reward
+    is 1.0 when it did. Name it as ``environment: pipelines.grpo.reward_functions:GuessTheNumber``."""
+
+    def __init__(self) -> None:
+        self.secret, self.solved = 7, False   # built once, reused across rollouts: reset() starts each one
+
+    def reset(self, **row) -> str:
+        """Start a rollout for ``row`` (every data column, as keyword arguments)."""
+        self.secret = int(row.get("answer") or 7)
+        self.solved = False
+        return " Find the number with the `guess` tool."   # appended to the last user message
+
+    def guess(self, number: int) -> str:
+        """Guess the secret number.
+
+        Args:
+            number: The number to try.
+
+        Returns:
+            "higher", "lower" or "correct".
+        """
+        if number == self.secret:
+            self.solved = True
+            return "correct"
+        return "higher" if number < self.secret else "lower"
+
+    def get_reward(self) -> float:
+        """1.0 when the secret was found: TRL adds it to the reward with weight 1 (logged as GuessTheNumber)."""
+        return 1.0 if self.solved else 0.0

@@ -52,7 +52,9 @@ def inspect(cfg: GRPOConfigFile, ctx: NodeContext, with_steps: bool = True) -> l
         # with a budget, --check-judges also sends each judge one request sized like a training call, to measure
         lines += budget_lines(cfg, totals.get("train_rows", 0), examples,
                               measure=ctx.check_judges and cfg.budget is not None)
-    return lines + effective_lines(cfg)
+    from pipelines.grpo.tools import tool_lines
+
+    return lines + effective_lines(cfg) + tool_lines(cfg)
 
 
 def budget_lines(cfg: GRPOConfigFile, rows: int, examples: dict[int, dict[str, Any]], measure: bool) -> list[str]:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 DIRECT_KEYS = ("learning_rate", "adam_beta1", "adam_beta2", "weight_decay", "lr_scheduler_type", "optim",
                "per_device_train_batch_size", "gradient_accumulation_steps", "num_generations",
                "max_completion_length", "max_steps", "num_train_epochs", "save_steps", "save_total_limit", "save_strategy",
-               "max_grad_norm", "logging_steps")
+               "max_grad_norm", "logging_steps", "max_tool_calling_iterations")
 
 
 def grpo_config_kwargs(cfg: GRPOConfigFile, run_dir: Path, backend_overrides: dict[str, Any],
@@ -241,6 +241,8 @@ def trainer_class() -> type:
                 # TRL's own copies of the (scaled) combined reward: one key, rewards/combined/mean, is enough.
                 for key in TRL_DUPLICATE_KEYS:
                     self._metrics["train"].pop(key, None)
+            if is_step_log and getattr(self, "tool_metrics", None) is not None:
+                logs.update(self.tool_metrics.pop())   # tool calls, errors, latency (pipelines/grpo/tools.py)
             if is_step_log and self.cost_meter is not None:
                 logs.update(self.cost_meter.observe(logs))
             step = self.state.global_step

@@ -40,13 +40,57 @@ def sharegpt_conversation(prompt: Any, completion: str) -> list[dict[str, str]]:
     return turns
 
 
+def is_multi_turn(completion: Any) -> bool:
+    """Whether a completion holds more than one assistant text: tool calls, tool results, several turns."""
+    return isinstance(completion, (list, tuple)) and (
+        len(completion) > 1 or any(isinstance(m, dict) and m.get("tool_calls") for m in completion))
+
+
+def transcript(prompt: Any, completion: Any) -> list[dict[str, Any]]:
+    """The whole conversation as chat messages: the prompt's, then every message of the completion as TRL
+    produced it (assistant turns with their ``tool_calls``, ``tool`` results), nothing flattened."""
+    head = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt or []]
+    if isinstance(completion, (list, tuple)):
+        return head + [dict(m) if isinstance(m, dict) else {"role": "assistant", "content": str(m)}
+                       for m in completion]
+    return head + [{"role": "assistant", "content": completion_text(completion)}]
+
+
+def sharegpt_transcript(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """ShareGPT turns of a tool-using conversation, in the tool-calling layout SFT trainers read (LLaMA-Factory's):
+    a tool call is a ``function_call`` turn whose value is the call as JSON (``{"name", "arguments"}``; a list
+    for several calls), a tool result an ``observation`` turn; other turns as :data:`SHAREGPT_ROLES` names them.
+    An assistant's text before its tool call becomes a ``gpt`` turn of its own."""
+    turns: list[dict[str, str]] = []
+    for msg in messages:
+        role, text = msg.get("role", "user"), completion_text(msg)
+        calls = msg.get("tool_calls") or []
+        if role == "assistant" and calls:
+            if text:
+                turns.append({"from": "gpt", "value": text})
+            functions = [c.get("function", c) if isinstance(c, dict) else c for c in calls]
+            value = functions[0] if len(functions) == 1 else functions
+            turns.append({"from": "function_call", "value": json.dumps(value, ensure_ascii=False, default=str)})
+        elif role == "tool":
+            turns.append({"from": "observation", "value": text})
+        else:
+            turns.append({"from": SHAREGPT_ROLES.get(role, role), "value": text})
+    return turns
+
+
 def high_score_record(*, prompt: Any, completion: Any, reward: float, rewards: dict[str, float | None],
                       dataset: str, dataset_index: int, row_id: Any, step: int | None) -> dict[str, Any]:
-    """One export record. Holds only the prompt, completion and scores: rows carry no secrets."""
+    """One export record. Holds only the prompt, completion and scores: rows carry no secrets. A multi-turn
+    completion (tool calls and results) also gets ``messages``, the whole transcript as chat messages, and its
+    ``conversations`` keep every turn (:func:`sharegpt_transcript`)."""
     text = completion_text(completion)
-    return {"step": step, "dataset": dataset, "dataset_index": dataset_index, "row_id": row_id,
-            "reward": reward, "rewards": rewards, "prompt": prompt, "completion": text,
-            "conversations": sharegpt_conversation(prompt, text)}
+    record = {"step": step, "dataset": dataset, "dataset_index": dataset_index, "row_id": row_id,
+              "reward": reward, "rewards": rewards, "prompt": prompt, "completion": text,
+              "conversations": sharegpt_conversation(prompt, text)}
+    if is_multi_turn(completion):   # tool calls and results: the whole transcript, not the flattened text
+        messages = transcript(prompt, completion)
+        record.update(messages=messages, conversations=sharegpt_transcript(messages))
+    return record
 
 
 class HighScoreExport:

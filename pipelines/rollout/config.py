@@ -54,6 +54,10 @@ class GenerationSection(StrictModel):
                                          "(with the generation prompt), or a known name (chatml, llama-3, mistral, "
                                          "gemma, zephyr, phi-3, alpaca); default: the adapter's tokenizer's, else "
                                          "the model's.")
+    max_tool_calling_iterations: int = Field(4, ge=1, description="Rounds of tool calls per completion at most, "
+                                             "for datasets with `tools` (transformers backend): each round runs "
+                                             "the calls, appends the results and generates up to max_new_tokens "
+                                             "more.")
     max_prompt_length: int = Field(512, ge=1, description="Prompt token budget, enforced by the data layer as "
                                                           "in training (old turns are dropped to fit).")
 
@@ -67,6 +71,15 @@ class GenerationSection(StrictModel):
         if any(not s for s in self.stop_sequences):
             raise ValueError("stop_sequences must not contain an empty string")
         return self
+
+
+class RolloutDatasetEntry(DatasetEntry):
+    """A rollout dataset: the data layer's entry plus the tools its prompts may call (pipelines/rollout/tools.py)."""
+
+    tools: list[str] = Field(default_factory=list, description="Tools the model may call on this dataset's "
+                             "prompts, as in the GRPO node (`calculator`, an @register_tool name, or "
+                             "`package.module:function`); the calls run during generation (transformers backend) "
+                             "and the whole transcript is kept in scored, SFT and preference outputs.")
 
 
 class SelectionSection(StrictModel):
@@ -106,8 +119,8 @@ class RolloutConfigFile(StrictModel):
     reward: RewardSection = Field(default_factory=RewardSection, description="Reward combination and scaling, "
                                   "as in the GRPO node. Its high-scoring export keys are accepted but unused "
                                   "here: scored.jsonl holds every completion, sft.jsonl the best ones.")
-    datasets: list[DatasetEntry] = Field(min_length=1, description="Input datasets with their rewards, as in the "
-                                                                   "GRPO node.")
+    datasets: list[RolloutDatasetEntry] = Field(min_length=1, description="Input datasets with their rewards "
+                                                 "(and tools), as in the GRPO node.")
     dataset_settings: DatasetSettings = Field(description="Sampling budget, as in the GRPO node.")
     budget: Optional[BudgetSection] = Field(None, description="Prices and caps, as in the GRPO node: spend is "
                                             "checked after each batch of prompts; a cap stops the rollout (exit 3, "

@@ -50,6 +50,8 @@ def make_records(rows: Sequence[dict[str, Any]], groups: Sequence[Sequence[dict[
                    "answer": row.get("answer"), "completion": comp["text"],
                    "finish_reason": comp.get("finish_reason"), "completion_tokens": comp.get("num_tokens"),
                    **score, "row_columns": extra}
+            if comp.get("messages"):   # a multi-turn completion: the whole transcript, tool calls and results
+                rec["completion_messages"] = comp["messages"]
             recs.append(rec)
         out.append(recs)
     return out
@@ -73,6 +75,9 @@ def generate_and_score(cfg: RolloutConfigFile, ctx: NodeContext, tokenizer: Any,
     batch_size = cfg.generation.batch_size or DEFAULT_BATCH[generator.backend]
     # No run dir: the high-scoring export is a training feature; here scored.jsonl and sft.jsonl hold them all.
     stack = RewardStack(cfg.reward, cfg.datasets, run_dir=None)
+    from pipelines.rollout.tools import ToolLoop, uses_tools
+
+    tool_loop = ToolLoop(cfg, generator) if uses_tools(cfg) else None   # tool calls run while generating
     record_state(cfg, Path(ctx.run_dir))   # only now: a config error above leaves no half-run behind
     meter = rollout_meter(cfg, stack, Path(ctx.run_dir))
     pending = sum(1 for r in rows if str(r["row_id"]) not in done)
@@ -86,7 +91,7 @@ def generate_and_score(cfg: RolloutConfigFile, ctx: NodeContext, tokenizer: Any,
                 if not batch:
                     continue
                 generator.seed(cfg.seed * 1_000_003 + index)
-                comps = generator.generate([r["prompt"] for r in batch])
+                comps = tool_loop.generate(batch) if tool_loop else generator.generate([r["prompt"] for r in batch])
                 scores = score_groups(stack, batch, comps, step=index)
                 for recs in make_records(batch, comps, scores):
                     for rec in recs:

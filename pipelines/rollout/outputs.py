@@ -61,6 +61,10 @@ def write_parquet(records: Sequence[dict[str, Any]], path: Path) -> None:
     }
     for name in names:
         columns[f"rewards.{name}"] = pa.array([(r.get("rewards") or {}).get(name) for r in records], pa.float64())
+    # a multi-turn completion's transcript (tool calls and results) as JSON; null for a single-turn completion
+    columns["completion_messages"] = pa.array([json.dumps(r["completion_messages"], ensure_ascii=False, default=str)
+                                              if r.get("completion_messages") else None for r in records],
+                                             pa.string())
     columns["row_columns"] = pa.array([json.dumps(r.get("row_columns") or {}, default=str) for r in records],
                                       pa.string())
     table = pa.table(columns)
@@ -92,7 +96,21 @@ def summarize(records: Sequence[dict[str, Any]], n_sft: int, n_pref: int, second
                        for n in component_names(records)},
         "stopped_by_length": sum(1 for r in records if r.get("finish_reason") == "length"),
         "sft_examples": n_sft, "preference_pairs": n_pref,
-    }
+    } | _tool_summary(records)
+
+
+def _tool_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``tools``: calls written per completion, the share of completions with calls, and tool results that are
+    errors, when any completion is a tool-using conversation; nothing otherwise."""
+    from pipelines.rewards.tools import count_tool_calls
+
+    if not any(r.get("completion_messages") for r in records):
+        return {}
+    calls = [count_tool_calls(r.get("completion_messages")) for r in records]
+    errors = sum(1 for r in records for m in r.get("completion_messages") or []
+                 if m.get("role") == "tool" and str(m.get("content", "")).startswith("{'error'"))
+    return {"tools": {"calls_per_completion": _mean(calls), "completions_with_calls": _mean([c > 0 for c in calls]),
+                      "error_results": errors}}
 
 
 def write_difficulty(cfg: RolloutConfigFile, run_dir: Path, records: Sequence[dict[str, Any]]) -> dict[str, Path]:

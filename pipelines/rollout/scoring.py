@@ -22,7 +22,8 @@ def score_groups(stack: Any, rows: Sequence[dict[str, Any]], comps: Sequence[Seq
     """
     from pipelines.rewards.combine import scale
     flat_rows = [row for row, group in zip(rows, comps) for _ in group]
-    completions = [c["text"] for group in comps for c in group]
+    # a tool-using completion is scored as its messages (calls, results, answer), as in GRPO training
+    completions = [c.get("messages") or c["text"] for group in comps for c in group]
     results = stack.score_batch(None, completions, flat_rows, step, raise_errors=False)
     out, pos = [], 0
     for group in comps:

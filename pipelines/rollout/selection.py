@@ -41,8 +41,15 @@ def worst_of(group: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
     return min(scored, key=lambda r: (r["reward"], -r.get("completion_index", 0)))
 
 
-def to_sharegpt(prompt: list[dict[str, str]], completion: str) -> list[dict[str, str]]:
-    """Prompt messages plus the completion as the final gpt turn, in ShareGPT ``{from, value}`` form."""
+def to_sharegpt(prompt: list[dict[str, str]], completion: str,
+                messages: Optional[list[dict[str, Any]]] = None) -> list[dict[str, str]]:
+    """Prompt messages plus the completion as the final gpt turn, in ShareGPT ``{from, value}`` form. A multi-turn
+    completion (``messages``: tool calls and their results) keeps every turn (``function_call`` and
+    ``observation`` turns, as the GRPO node's high-scoring export writes them)."""
+    if messages:
+        from pipelines.rewards.export import sharegpt_transcript, transcript
+
+        return sharegpt_transcript(transcript(prompt, messages))
     turns = [{"from": _SHAREGPT_ROLE.get(m["role"], m["role"]), "value": m["content"]} for m in prompt]
     turns.append({"from": "gpt", "value": completion})
     return turns
@@ -60,7 +67,7 @@ def select_sft(groups: dict[str, list[dict[str, Any]]], min_score: Optional[floa
         best = best_of(group)
         if best is None or (min_score is not None and best["reward"] < min_score):
             continue
-        out.append({"conversations": to_sharegpt(best["prompt"], best["completion"]),
+        out.append({"conversations": to_sharegpt(best["prompt"], best["completion"], best.get("completion_messages")),
                     "score": best["reward"], **_meta(best)})
     return out
 
@@ -70,7 +77,8 @@ def select_preferences(groups: dict[str, list[dict[str, Any]]], min_margin: floa
     """Per prompt, best (chosen) vs worst (rejected) when their scores differ by >= ``min_margin`` (and > 0).
 
     The rows are in TRL's conversational preference form: ``prompt`` (messages), ``chosen`` and ``rejected``
-    (one assistant message each), which DPOTrainer reads directly; the extra keys are dropped by it.
+    (one assistant message each, or the whole transcript of a multi-turn completion), which DPOTrainer reads
+    directly; the extra keys are dropped by it.
     """
     out = []
     for group in groups.values():
@@ -82,14 +90,19 @@ def select_preferences(groups: dict[str, list[dict[str, Any]]], min_margin: floa
             continue
         if min_chosen_score is not None and best["reward"] < min_chosen_score:
             continue
-        if best["completion"] == worst["completion"]:
+        chosen, rejected = _assistant_turns(best), _assistant_turns(worst)
+        if chosen == rejected:
             continue
-        out.append({"prompt": best["prompt"],
-                    "chosen": [{"role": "assistant", "content": best["completion"]}],
-                    "rejected": [{"role": "assistant", "content": worst["completion"]}],
+        out.append({"prompt": best["prompt"], "chosen": chosen, "rejected": rejected,
                     "chosen_score": best["reward"], "rejected_score": worst["reward"], "margin": margin,
                     **_meta(best)})
     return out
+
+
+def _assistant_turns(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """A record's completion as messages: its whole multi-turn transcript (``completion_messages``: assistant
+    tool calls, tool results, the answer) when it has one, else one assistant message."""
+    return list(rec.get("completion_messages") or [{"role": "assistant", "content": rec["completion"]}])
 
 
 def complete_row_ids(groups: dict[str, list[dict[str, Any]]], num_completions: int) -> set[str]:

@@ -14,6 +14,7 @@ from pipelines.data import checks as data_checks
 from pipelines.data.checks import check_length_budget
 from pipelines.rewards import checks as reward_checks
 from pipelines.rollout.config import RESUME_HINT, RolloutConfigFile
+from pipelines.rollout.tools import check_tools
 
 OUTPUTS = ("scored_jsonl", "scored_parquet", "sft", "preferences", "summary")
 
@@ -66,6 +67,7 @@ RULES: tuple[Rule, ...] = data_checks.RULES + reward_checks.RULES + (
     Rule(check_model_paths, ("model",)),
     Rule(check_lengths, ("model", "generation")),
     Rule(check_backend, ("generation",)),
+    Rule(check_tools, ("datasets", "generation", "model"), partial_lists=True),
 )
 
 

@@ -112,3 +112,31 @@ def test_cli_builds_a_model(tmp_path, repo_root):
 
     assert main(["--output", str(tmp_path / "cli"), "--seed", "3"]) == 0
     assert (tmp_path / "cli" / "config.json").exists()
+
+
+def test_template_renders_plain_chats_as_chatml_and_tools_in_qwen_format(tiny_model_dir):
+    """Without tools the template is plain ChatML (the quickstart renders as before); with tools it lists them,
+    renders a tool call and its result, passes TRL's tool-calling check, and its parser reads a call back."""
+    from transformers import AutoTokenizer
+    from trl.chat_template_utils import is_chat_template_prefix_preserving, parse_response, supports_tool_calling
+
+    from pipelines.common.chat_templates import TEMPLATE_NAMES
+    from pipelines.common.tiny_model import TINY_RESPONSE_TEMPLATE
+    from pipelines.rewards.tools import calculator
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    chat = [{"role": "system", "content": "S"}, {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "yo"}, {"role": "user", "content": "more"}]
+    plain = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    assert plain == tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True,
+                                            chat_template=TEMPLATE_NAMES["chatml"])
+    with_tools = tok.apply_chat_template(chat, tools=[calculator], tokenize=False, add_generation_prompt=True)
+    assert with_tools.startswith("<|im_start|>system\nS\n\n# Tools\n<tools>\ncalculator(expression): Evaluate")
+    assert supports_tool_calling(tok) and is_chat_template_prefix_preserving(tok)
+    tok.response_template = TINY_RESPONSE_TEMPLATE
+    prompt = tok.apply_chat_template(chat, tokenize=True, add_generation_prompt=True, return_dict=False)
+    text = 'ok\n<tool_call>\n{"name": "calculator", "arguments": {"expression": "1+2"}}\n</tool_call><|im_end|>'
+    parsed = parse_response(tok, tok(text, add_special_tokens=False)["input_ids"], prefix=prompt)
+    assert parsed["content"] == "ok"
+    assert parsed["tool_calls"] == [{"type": "function",
+                                     "function": {"name": "calculator", "arguments": {"expression": "1+2"}}}]

@@ -138,3 +138,25 @@ def test_a_threshold_below_every_reward_seen_warns_once(tmp_path, caplog):
         fine.observe([0.0, 1.0] * 16)
         HighScoreExport(tmp_path / "h3.jsonl", threshold=0.0).observe([0.0, 1.0] * 16)   # 0 is in the range
     assert not caplog.records
+
+
+def test_a_tool_using_completion_is_exported_whole():
+    """TRL hands rewards a multi-turn completion as messages: the call, the result, the answer. The record
+    keeps them all (``messages``), and its ShareGPT turns name the call and the result."""
+    from pipelines.rewards.export import high_score_record
+
+    call = {"type": "function", "function": {"name": "calculator", "arguments": {"expression": "6 * 7"}}}
+    completion = [{"role": "assistant", "content": "Let me check.", "tool_calls": [call]},
+                  {"role": "tool", "name": "calculator", "content": "42"},
+                  {"role": "assistant", "content": "<answer>6 * 7</answer>"}]
+    prompt = [{"role": "user", "content": "Make 42"}]
+    record = high_score_record(prompt=prompt, completion=completion, reward=1.0, rewards={}, dataset="d",
+                               dataset_index=0, row_id="d:1", step=3)
+    assert record["messages"] == prompt + completion
+    assert record["conversations"] == [
+        {"from": "human", "value": "Make 42"}, {"from": "gpt", "value": "Let me check."},
+        {"from": "function_call", "value": '{"name": "calculator", "arguments": {"expression": "6 * 7"}}'},
+        {"from": "observation", "value": "42"}, {"from": "gpt", "value": "<answer>6 * 7</answer>"}]
+    single = high_score_record(prompt=prompt, completion=[{"role": "assistant", "content": "x"}], reward=1.0,
+                               rewards={}, dataset="d", dataset_index=0, row_id="d:1", step=3)
+    assert "messages" not in single and single["conversations"][-1] == {"from": "gpt", "value": "x"}

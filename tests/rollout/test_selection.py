@@ -82,3 +82,32 @@ def test_preferences_are_trl_conversational_preference_rows(tiny_model_dir):
 def test_complete_row_ids_needs_every_index():
     groups = group_by_prompt([rec("a", 0, 1.0), rec("a", 1, 1.0), rec("b", 0, 1.0)])
     assert complete_row_ids(groups, 2) == {"a"}
+
+
+def test_tool_transcripts_are_kept_in_sft_preferences_and_parquet(tmp_path):
+    """A multi-turn completion (``completion_messages``: a tool call, its result, the answer) stays whole in
+    sft.jsonl (function_call / observation turns), in preferences.jsonl (chosen and rejected transcripts) and in
+    scored.parquet (a JSON column); a single-turn one is written as before."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from pipelines.rollout.outputs import write_parquet
+
+    call = {"type": "function", "function": {"name": "calculator", "arguments": {"expression": "6 * 7"}}}
+    turns = [{"role": "assistant", "content": "", "tool_calls": [call]},
+             {"role": "tool", "name": "calculator", "content": "42"},
+             {"role": "assistant", "content": "<answer>6 * 7</answer>"}]
+    prompt = [{"role": "user", "content": "Make 42"}]
+    good = {"row_id": "r", "completion_index": 0, "prompt": prompt, "completion": "42<answer>6 * 7</answer>",
+            "completion_messages": turns, "reward": 1.0}
+    bad = {"row_id": "r", "completion_index": 1, "prompt": prompt, "completion": "no", "reward": 0.0}
+    groups = group_by_prompt([good, bad])
+    (sft,) = select_sft(groups, None)
+    assert [t["from"] for t in sft["conversations"]] == ["human", "function_call", "observation", "gpt"]
+    assert json.loads(sft["conversations"][1]["value"]) == call["function"]
+    (pair,) = select_preferences(groups, 0.5)
+    assert pair["chosen"] == turns and pair["rejected"] == [{"role": "assistant", "content": "no"}]
+    write_parquet([good, bad], tmp_path / "s.parquet")
+    column = pq.read_table(tmp_path / "s.parquet").column("completion_messages").to_pylist()
+    assert json.loads(column[0]) == turns and column[1] is None
