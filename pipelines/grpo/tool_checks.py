@@ -41,6 +41,9 @@ def _tool_problems(i: int, ds: Any, file: str) -> list[Problem]:
         if message:
             problems.append(Problem(file, where, message))
             continue
+        from pipelines.common.builtin_tools import tool_sandbox_problems
+
+        problems += [Problem(file, where, m) for m in tool_sandbox_problems(fn)]   # python_exec: can bwrap start?
         if fn.__name__ in names:
             problems.append(Problem(file, where, f"a second tool named {fn.__name__!r} (also tools[{names[fn.__name__]}"
                                     "]); TRL finds tools by function name, so each must be unique per dataset"))

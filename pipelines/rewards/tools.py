@@ -21,6 +21,7 @@ import types
 from collections import Counter
 from typing import Any, Callable, Optional, Sequence
 
+from pipelines.common.builtin_tools import python_exec
 from pipelines.common.imports import ImportPathError, import_attribute, is_import_path
 from pipelines.common.problems import did_you_mean
 from pipelines.rewards import safe_arith
@@ -44,8 +45,8 @@ def calculator(expression: str) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-# name -> tool. The sandbox's ``python_exec`` joins here (one line) when it is merged.
-BUILTIN_TOOLS: dict[str, Callable[..., Any]] = {"calculator": calculator}
+# name -> tool. python_exec runs the model's snippet in the bubblewrap sandbox (pipelines/common/sandbox.py).
+BUILTIN_TOOLS: dict[str, Callable[..., Any]] = {"calculator": calculator, "python_exec": python_exec}
 _REGISTERED: dict[str, Callable[..., Any]] = {}
 
 
@@ -145,6 +146,7 @@ class ToolMetrics:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._sandboxes: dict[str, Any] = {}    # tool name -> its SandboxStats (tools that run code)
         self._latencies: list[float] = []
         self._errors: Counter[str] = Counter()
         self._by_tool: Counter[str] = Counter()
@@ -156,6 +158,14 @@ class ToolMetrics:
             self._by_tool[name] += 1
             if error:
                 self._errors[error] += 1
+
+    def watch_sandbox(self, name: str, fn: Callable[..., Any]) -> None:
+        """Report the sandbox runs of tool ``name`` (one carrying ``sandbox_stats``) as ``tools/<name>/sandbox/...``:
+        runs, latency p50/p95 and kills by reason."""
+        stats = getattr(fn, "sandbox_stats", None)
+        if stats is not None:
+            with self._lock:
+                self._sandboxes[name] = stats
 
     def observe_completions(self, completions: Sequence[Any]) -> None:
         """Count the tool calls each completion (a message list) made."""
@@ -183,6 +193,9 @@ class ToolMetrics:
             p50, p95 = np.percentile(latencies, [50, 95])
             out["tools/latency_s/p50"] = float(p50)
             out["tools/latency_s/p95"] = float(p95)
+        for name, stats in sorted(self._sandboxes.items()):   # a collective: every rank pops at the same step
+            for key, value in stats.pop().items():
+                out[f"tools/{name}/sandbox/{key}"] = value
         return out
 
 
@@ -209,6 +222,7 @@ def timed(fn: Callable[..., Any], metrics: ToolMetrics, name: Optional[str] = No
     """``fn`` recording each call's latency and error reason in ``metrics``; same name, signature, type hints
     and docstring (TRL's schema), async when ``fn`` is."""
     label = name or fn.__name__
+    metrics.watch_sandbox(label, fn)
 
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
