@@ -2,6 +2,7 @@
 token budget. Each takes the sections it reads and returns :class:`Problem` s; nodes wrap them as rules."""
 from __future__ import annotations
 
+import os
 from typing import Any, Optional, Sequence
 
 from pipelines.common.node import Rule
