@@ -94,7 +94,6 @@ def stopped_before_first_checkpoint(run_dir: Path) -> bool:
 def resolve_resume(setting: Union[str, bool, None], run_dir: Path, config_file: str) -> Optional[Path]:
     """``auto`` -> the latest complete checkpoint in the run dir (None if there is none yet); a path -> that
     checkpoint (ConfigError when it is missing or incomplete); false -> None."""
-    key = "training_parameters.resume_from_checkpoint"
     if setting in (False, None, "false", "False", ""):
         return None
     if setting in ("auto", True):
