@@ -224,10 +224,12 @@ class VLLMGenerator:
         from vllm.lora.request import LoRARequest
         base, adapter, tok_src = model_paths(cfg)
         args = vllm_arguments(cfg, base, adapter, tok_src)
-        if args["llm"]["dtype"] == "auto" and not cuda_available():
-            # vLLM's `auto` runs a float32 checkpoint in bf16 (also on its CPU build); model.dtype auto means fp32
-            # without a GPU, as on the transformers backend.
-            args["llm"]["dtype"] = "float32"
+        if not cuda_available():   # vLLM's CPU build (the vLLM test environment)
+            # vLLM's `auto` runs a float32 checkpoint in bf16; model.dtype auto means fp32 without a GPU, as on the
+            # transformers backend. Eager: compiling the model takes longer than a test rollout's generation.
+            if args["llm"]["dtype"] == "auto":
+                args["llm"]["dtype"] = "float32"
+            args["llm"]["enforce_eager"] = True
         self.cfg, self.tokenizer = cfg, tokenizer
         self.llm = LLM(**args["llm"])
         self._sampling_args, self._sampling_cls = args["sampling"], SamplingParams

@@ -16,13 +16,13 @@ SHIPPED = REPO / "pipelines/rollout/configs/vllm_cpu/super_config.yaml"
 
 
 def _completions(run: Path) -> dict[str, list[str]]:
-    """Prompt (as JSON) -> its completion texts, from the node's scored records."""
+    """Row id -> its prompt (as JSON) and completion texts in order, from the node's scored records."""
     import pandas as pd
 
-    frame = pd.read_parquet(run / "scored.parquet")
+    frame = pd.read_parquet(run / "scored.parquet").sort_values(["row_id", "completion_index"])
     out: dict[str, list[str]] = {}
     for row in frame.to_dict("records"):
-        out.setdefault(json.dumps(list(row["prompt"]), default=str), []).append(row["completion"])
+        out.setdefault(row["row_id"], [json.dumps(list(row["prompt"]), default=str)]).append(row["completion"])
     return out
 
 
@@ -37,7 +37,7 @@ def test_shipped_vllm_rollout_runs_from_the_command_line(tmp_path):
     assert "vllm 0.30.0+cpu" in log
     assert "model.max_seq_length 2048 exceeds the 512 positions" in log    # the cap vLLM needs
     groups = _completions(run)
-    assert len(groups) == 16 and all(len(texts) == 4 for texts in groups.values())
+    assert len(groups) == 16 and all(len(texts) == 1 + 4 for texts in groups.values())
 
 
 @pytest.fixture(scope="module")
