@@ -205,7 +205,9 @@ def vllm_arguments(cfg: RolloutConfigFile, base: str, adapter: Optional[str], to
            "enable_lora": adapter is not None}
     if adapter is not None:
         llm["max_lora_rank"] = m.max_lora_rank or adapter_rank(adapter)
-    sampling = {"n": g.num_completions, "temperature": g.temperature, "top_p": g.top_p,
+    # greedy: vLLM refuses n > 1 ("n must be 1 when using greedy sampling"); the K completions would be identical,
+    # so one is generated and copied, as on the transformers backend
+    sampling = {"n": g.num_completions if g.temperature > 0 else 1, "temperature": g.temperature, "top_p": g.top_p,
                 "max_tokens": g.max_new_tokens, "stop": list(g.stop_sequences) or None,
                 "include_stop_str_in_output": bool(g.stop_sequences), "seed": cfg.seed}
     if g.top_k is not None:
@@ -244,7 +246,7 @@ class VLLMGenerator:
         texts = render_prompts(self.tokenizer, prompts)
         inputs = [{"prompt_token_ids": self.tokenizer(t, add_special_tokens=False)["input_ids"]} for t in texts]
         outputs = self.llm.generate(inputs, self.sampling, lora_request=self.lora, use_tqdm=False)
-        stops = self.cfg.generation.stop_sequences
+        stops, k = self.cfg.generation.stop_sequences, self.cfg.generation.num_completions
         results = []
         for out in outputs:
             group = []
@@ -252,7 +254,7 @@ class VLLMGenerator:
                 text, _ = cut_text_at_stop(c.text, stops)
                 group.append({"text": text, "finish_reason": c.finish_reason or "stop",
                               "num_tokens": len(c.token_ids)})
-            results.append(group)
+            results.append(group if len(group) == k else [dict(group[0]) for _ in range(k)])   # greedy: copies
         return results
 
 

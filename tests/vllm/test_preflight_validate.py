@@ -25,6 +25,7 @@ def test_preflight_with_model_vllm(tmp_path):
     proc = check(run_cli("preflight", "--super-config", str(GRPO_SUPER), "--outputs", str(tmp_path / "out")))
     out = proc.stdout + proc.stderr
     assert "OK: preflight passed for 1 node(s)" in out
+    assert "backend transformers on CPU (completions from vLLM);" in out
     assert "completions forced to 16 tokens" in out and "tokens/s" in out
     assert "trained weights reach the colocated engine through vLLM's reload_weights" in out   # vLLM generated
     assert not (tmp_path / "out" / "vllm-cpu-colocate" / "metrics.jsonl").exists()   # nothing in the run dir
