@@ -251,7 +251,11 @@ class VLLMGenerator:
         for out in outputs:
             group = []
             for c in out.outputs:
-                text, _ = cut_text_at_stop(c.text, stops)
+                # Decoded from the token ids, as the transformers backend and training decode them: vLLM's
+                # incremental text holds back an unfinished UTF-8 sequence at the end ("What" where a full decode
+                # gives "What\ufffd"). cut_text_at_stop then ends it right after the stop string.
+                decoded = self.tokenizer.decode(list(c.token_ids), skip_special_tokens=True)
+                text, _ = cut_text_at_stop(decoded, stops)
                 group.append({"text": text, "finish_reason": c.finish_reason or "stop",
                               "num_tokens": len(c.token_ids)})
             results.append(group if len(group) == k else [dict(group[0]) for _ in range(k)])   # greedy: copies
