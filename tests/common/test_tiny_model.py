@@ -134,3 +134,14 @@ def test_tiny_vllm_is_the_tiny_model_with_head_size_64(tmp_path, tiny_model_dir)
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         assert (folder / name).read_bytes() == (Path(tiny_model_dir) / name).read_bytes(), name
     assert resolve_model_name("builtin:unknown", cache_root=tmp_path) == "builtin:unknown"
+
+
+def test_make_tiny_model_builds_either_builtin(tmp_path):
+    import json
+
+    from cli_utils.make_tiny_model import main
+
+    assert main(["--output", str(tmp_path / "v"), "--name", "builtin:tiny-vllm"]) == 0
+    assert json.loads((tmp_path / "v" / "config.json").read_text())["hidden_size"] == 128
+    assert main(["--output", str(tmp_path / "t")]) == 0
+    assert json.loads((tmp_path / "t" / "config.json").read_text())["hidden_size"] == 64
