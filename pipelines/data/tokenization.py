@@ -159,9 +159,11 @@ def local_tokenizer_folder(model_name: str) -> Optional[Path]:
     """A folder holding ``model_name``'s tokenizer without downloading or building anything: a local folder,
     the cached ``builtin:tiny`` build, or the Hugging Face cache; None when there is none."""
     if model_name.startswith("builtin:"):
-        from pipelines.common.tiny_model import tiny_model_path
+        from pipelines.common.tiny_model import SHAPES, tiny_model_path
+        if model_name not in SHAPES:
+            return None
         # where resolve_model_name builds it; calling that would build the model (and import torch)
-        folder = tiny_model_path()
+        folder = tiny_model_path(name=model_name)
         return folder if (folder / "tokenizer.json").is_file() else None
     path = Path(model_name).expanduser()
     if path.is_dir():

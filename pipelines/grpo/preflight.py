@@ -162,7 +162,8 @@ def run_preflight(cfg: GRPOConfigFile, ctx: NodeContext, total_steps: Optional[i
     if backend == "unsloth":
         require_unsloth(ctx.config_file)
         import unsloth  # noqa: F401 - before transformers/trl, as in a real run
-    pre = preflight_config(cfg, generates_with_vllm(cfg))
+    vllm = generates_with_vllm(cfg)
+    pre = preflight_config(cfg, vllm)
     inputs = load_inputs(cfg, ctx)
     rows, longest = longest_rows(list(inputs.sample.train), inputs.tokenizer, prompts_per_step(cfg, ctx.config_file))
     tmp = Path(tempfile.mkdtemp(prefix="preflight-"))
@@ -178,7 +179,8 @@ def run_preflight(cfg: GRPOConfigFile, ctx: NodeContext, total_steps: Optional[i
     projected = report["load_s"] + report["first_s"] + (steps - 1) * report["step_s"] + saves * report["save_s"]
     hours, rest = divmod(int(projected), 3600)
     return [
-        f"backend {backend} on {'GPU' if on_gpu else 'CPU'}; {len(rows)} prompt(s) x {tp.num_generations} "
+        f"backend {backend} on {'GPU' if on_gpu else 'CPU'}{' (completions from vLLM)' if vllm else ''}; "
+        f"{len(rows)} prompt(s) x {tp.num_generations} "
         f"generations, longest prompt {longest} tokens, completions forced to {tp.max_completion_length} tokens",
         f"model load: {report['load_s']:.1f}s",
         f"peak memory: {report['peak_gib']:.2f} GiB ({report['peak_note']})",

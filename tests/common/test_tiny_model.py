@@ -140,3 +140,36 @@ def test_template_renders_plain_chats_as_chatml_and_tools_in_qwen_format(tiny_mo
     assert parsed["content"] == "ok"
     assert parsed["tool_calls"] == [{"type": "function",
                                      "function": {"name": "calculator", "arguments": {"expression": "1+2"}}}]
+
+
+def test_tiny_vllm_is_the_tiny_model_with_head_size_64(tmp_path, tiny_model_dir):
+    """builtin:tiny-vllm: the same vocabulary, tokenizer and chat template, head size 64 (vLLM's CPU attention
+    refuses 16); builtin:tiny keeps its shape. Both resolve to their own cache folders."""
+    import json
+
+    from pipelines.common.tiny_model import BUILTIN_TINY_VLLM, tiny_model_path
+
+    folder = Path(resolve_model_name(BUILTIN_TINY_VLLM, cache_root=tmp_path))
+    assert folder == tiny_model_path(tmp_path, BUILTIN_TINY_VLLM) != tiny_model_path(tmp_path)
+    cfg = json.loads((folder / "config.json").read_text())
+    tiny = json.loads((Path(tiny_model_dir) / "config.json").read_text())
+    assert (cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["intermediate_size"]) \
+        == (128, 2, 1, 256)
+    assert cfg["hidden_size"] // cfg["num_attention_heads"] == 64
+    assert tiny["hidden_size"] // tiny["num_attention_heads"] == 16   # the quickstart's model is unchanged
+    for key in ("vocab_size", "num_hidden_layers", "max_position_embeddings", "eos_token_id", "pad_token_id"):
+        assert cfg[key] == tiny[key], key
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        assert (folder / name).read_bytes() == (Path(tiny_model_dir) / name).read_bytes(), name
+    assert resolve_model_name("builtin:unknown", cache_root=tmp_path) == "builtin:unknown"
+
+
+def test_make_tiny_model_builds_either_builtin(tmp_path):
+    import json
+
+    from cli_utils.make_tiny_model import main
+
+    assert main(["--output", str(tmp_path / "v"), "--name", "builtin:tiny-vllm"]) == 0
+    assert json.loads((tmp_path / "v" / "config.json").read_text())["hidden_size"] == 128
+    assert main(["--output", str(tmp_path / "t")]) == 0
+    assert json.loads((tmp_path / "t" / "config.json").read_text())["hidden_size"] == 64

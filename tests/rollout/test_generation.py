@@ -183,3 +183,14 @@ def test_vllm_max_model_len_is_capped_to_the_model_positions(tiny_model_dir, cap
     assert caplog.text == ""
     # a hub id (no local config.json): left to vLLM, which derives the length itself
     assert vllm_arguments(cfg, "Qwen/Qwen2.5-0.5B", None, "Qwen/Qwen2.5-0.5B")["llm"]["max_model_len"] == 2048
+
+
+def test_vllm_greedy_asks_for_one_completion(tiny_model_dir):
+    """vLLM refuses n > 1 with temperature 0; greedy completions are identical, so one is asked for (and copied
+    K times by the generator, as the transformers backend does)."""
+    greedy = vllm_arguments(make_cfg(str(tiny_model_dir), temperature=0.0), str(tiny_model_dir), None,
+                            str(tiny_model_dir))
+    assert greedy["sampling"]["n"] == 1 and greedy["sampling"]["temperature"] == 0.0
+    sampled = vllm_arguments(make_cfg(str(tiny_model_dir), temperature=0.5), str(tiny_model_dir), None,
+                             str(tiny_model_dir))
+    assert sampled["sampling"]["n"] == 3
