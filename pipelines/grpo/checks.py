@@ -15,6 +15,7 @@ from pipelines.common.node import Rule
 from pipelines.common.problems import Problem, did_you_mean
 from pipelines.data import checks as data_checks
 from pipelines.grpo.config import GRPOConfigFile
+from pipelines.grpo.monitor_config import check_monitor
 from pipelines.rewards import checks as reward_checks
 
 # TRL's own names for what this project configures elsewhere: each maps to the key to use instead (None: the
@@ -270,4 +271,5 @@ RULES: tuple[Rule, ...] = data_checks.RULES + reward_checks.RULES + (
     Rule(check_fast_inference, ("model",)),
     Rule(check_4bit, ("model", "launch")),
     Rule(check_evaluation, ("evaluation", "dataset_settings")),
+    Rule(check_monitor, ("monitor", "datasets", "training_parameters"), reads=("training_parameters.max_steps",)),
 )

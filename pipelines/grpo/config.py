@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from pipelines.common.chat_templates import resolve_chat_template
 from pipelines.common.schema import Seed, StrictModel
 from pipelines.data.config import DatasetEntry, DatasetSettings
+from pipelines.grpo.monitor_config import MonitorSection
 from pipelines.rewards.config import RewardSection
 
 
@@ -195,6 +196,8 @@ class GRPOConfigFile(StrictModel):
     logging: LoggingSection = Field(default_factory=LoggingSection, description="Tracking and logs.")
     push_to_hub: Optional[PushToHub] = Field(None, description="Upload the final adapter.")
     launch: LaunchSection = Field(default_factory=LaunchSection, description="Multi-process launch.")
+    monitor: Optional[MonitorSection] = Field(None, description="Sentinels over the reward signal (off unless "
+                                              "given): alerts in alerts.jsonl, `on_alert: stop` exits 3.")
 
 
 RESUME_HINT = "--set training_parameters.resume_from_checkpoint=auto"   # how a user resumes a GRPO run

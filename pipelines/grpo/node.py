@@ -137,12 +137,20 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
         dropped = truncate_metrics_after(run_dir / METRICS_FILE, resume_step)
         if dropped:
             log.info("metrics.jsonl: dropped %d record(s) after step %d (resume)", dropped, resume_step)
+        from pipelines.grpo.monitor import truncate_alerts
+
+        truncate_alerts(run_dir, resume_step)
     loaded = load_model(cfg, model_path, tokenizer)
     args = build_grpo_config(cfg, run_dir, loaded.grpo_overrides, on_gpu=use_gpu(cfg), train_rows=len(sample.train))
     metrics_cb = metrics_callback(run_dir / METRICS_FILE, run_dir / REWARD_CURVE, exclude=[TRL_REWARD_NAME])
     trainer_ref: list = []
     guard = update_guard()
     callbacks = [metrics_cb, guard]
+    tracker = stack.track_signal(tp.num_generations)       # signal/... metrics of every training batch
+    if cfg.monitor is not None and cfg.monitor.enabled:
+        from pipelines.grpo.monitor import monitor_callback
+
+        callbacks.append(monitor_callback(cfg.monitor, cfg.datasets, tracker, run_dir))
     if cfg.evaluation is not None and sample.eval:
         from pipelines.grpo.evaluation import evaluation_callback, make_evaluator
 
@@ -270,6 +278,9 @@ def write_summary(run_dir: Path, trainer: Any, started: float, outputs: dict[str
                "seconds": round(time.time() - started, 1), "resumed_from": str(resume) if resume else None,
                "reward": windows, "outputs": {k: str(v) for k, v in outputs.items()},
                "checkpoints": sorted(p.name for p in run_dir.glob("checkpoint-*")), "stack": collect_stack()}
+    from pipelines.grpo.signal_summary import signal_summary
+
+    summary.update(signal_summary(run_dir))     # signal/... first vs last window; the monitor's alerts
     atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     lines = [f"GRPO run finished: {summary['steps']} steps in {summary['seconds']:.0f}s"
              + (f" (resumed from {resume.name})" if resume else "")]
