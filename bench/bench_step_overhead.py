@@ -6,7 +6,8 @@ same keyword reward ("Joy"; a plain function on the bare side, the node's reward
 GRPOConfig values, seed and steps, and a PEFT ``LoraConfig`` of the same shape.
 
 * (a) node: ``pipelines.runner.main`` on the quickstart config (data layer, reward stack, NodeGRPOTrainer and its
-  callbacks: metrics.jsonl, reward_curve.png, completion samples, checkpoint markers).
+  callbacks: metrics.jsonl, reward_curve.png, completion samples, checkpoint markers), with ``monitor`` on (warn):
+  the share of the step spent on signal metrics and sentinels is printed.
 * (b) bare: ``trl.GRPOTrainer`` with nothing else.
 
 The same ``TrainerCallback`` times both: ``step`` is on_step_begin -> on_step_end (generation, rewards, loss,
@@ -70,6 +71,8 @@ def node_config(tiny: Path, steps: int) -> dict:
     raw["model"]["base_model_name"] = str(tiny)
     raw["datasets"][0]["path"] = str(REPO / "inputs" / "quickstart.jsonl")
     raw["training_parameters"]["max_steps"] = steps
+    # The monitor watches the node's side (warn only): its cost is measured, not left out.
+    raw["monitor"] = {"on_alert": "warn", "window": min(10, steps)}
     return raw
 
 
@@ -83,10 +86,12 @@ def run_node(work: Path, tiny: Path, steps: int, tag: str) -> dict:
     sink: dict = {}
     cls = trainer_class()
     original_init = cls.__init__
+    made: list = []
 
     def init_with_timer(self, *args, callbacks=None, **kwargs):
         original_init(self, *args, callbacks=[*(callbacks or []), timing_callback(sink)], **kwargs)
         sink["args"] = self.args.to_dict()
+        made.append(self)
     cls.__init__ = init_with_timer   # bench-only hook: the node builds its own callback list
     (work / "node.yaml").write_text(yaml.safe_dump(node_config(tiny, steps), sort_keys=False))
     (work / "super.yaml").write_text(yaml.safe_dump({"pipeline_order": [{"node": "grpo", "config": "node.yaml"}]}))
@@ -94,7 +99,14 @@ def run_node(work: Path, tiny: Path, steps: int, tag: str) -> dict:
                  "--set", f"run_name=node-{tag}"])
     if code != 0:
         raise SystemExit(f"node run failed with exit code {code}")
+    sink["monitor_s"] = monitor_seconds(made[0])
     return sink
+
+
+def monitor_seconds(trainer) -> float:
+    """Seconds the signal metrics (in the reward call) and the monitor's sentinels (on_step_end) took."""
+    watchers = [cb for cb in trainer.callback_handler.callbacks if hasattr(cb, "monitor")]
+    return trainer.reward_stack.signal.seconds + sum(cb.seconds for cb in watchers)
 
 
 def dump_prompts(work: Path, tiny: Path, steps: int) -> Path:
@@ -205,6 +217,8 @@ def controller(args: argparse.Namespace) -> int:
             last[kind] = res
             for metric in ("step", "cycle", "step_cpu"):
                 per_run[kind].setdefault(metric, []).append(mean_after(res[metric], args.warmup))
+            if kind == "node":
+                per_run[kind].setdefault("monitor_share", []).append(res["monitor_s"] / sum(res["step"]))
             plain, saving = split_cycles(res, args.warmup)
             per_run[kind].setdefault("plain", []).append(plain)
             per_run[kind].setdefault("save", []).append(saving)
@@ -235,6 +249,11 @@ def report(per_run: dict[str, dict[str, list[float]]], last: dict[str, dict], ar
     print(f"  cycle without a checkpoint save: node {plain[0] * 1000:.1f} ms  bare TRL {plain[1] * 1000:.1f} ms  "
           f"ratio {plain[0] / plain[1]:.3f}")
     print(f"  extra time per checkpoint save: node {save[0] * 1000:.0f} ms  bare TRL {save[1] * 1000:.0f} ms")
+    whole = [statistics.median(per_run[k]["cycle"]) for k in ("node", "bare")]
+    print(f"  whole loop with saves (cycle): ratio {whole[0] / whole[1]:.3f}  (target <= {TARGET})")
+    share = statistics.median(per_run["node"]["monitor_share"])
+    print(f"  signal metrics + monitor: {share:.2%} of the node's step time (target < 1%; runs: "
+          f"{', '.join(f'{x:.2%}' for x in per_run['node']['monitor_share'])})")
 
 
 def main(argv: list[str] | None = None) -> int:
