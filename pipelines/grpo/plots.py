@@ -105,7 +105,7 @@ def _reward_panel(ax, series: dict[str, tuple[list[int], list[float]]]) -> None:
 
 def _signal_panel(ax, series: dict[str, tuple[list[int], list[float]]]) -> None:
     """Shares (0..1) on the left axis; completion length in tokens on a right axis."""
-    styles = {"zero spread": {"color": "black", "linewidth": 2}, "all solved": {"color": "tab:green"},
+    styles = {"zero spread": {"color": "black", "linewidth": 4, "alpha": 0.3}, "all solved": {"color": "tab:green"},
               "all failed": {"color": "tab:red"}, "repetition": {"color": "tab:purple", "linestyle": ":"}}
     for name, (steps, values) in series.items():
         if name != "completion length":
