@@ -90,13 +90,13 @@ class SignalTracker:
         self._history: dict[str, deque] = defaultdict(lambda: deque(maxlen=trend_window))
         self._samples: deque = deque(maxlen=samples * keep_steps)
         self._range: dict[int, list[float]] = {}     # dataset -> [lowest, highest] combined reward seen
-        self.seconds = 0.0                           # time spent here (the monitor's cost, bench)
+        self.seconds = 0.0                           # CPU seconds spent here (the monitor's cost, bench)
 
     # --------------------------------------------------------------------------------------------- input
     def add(self, step: Optional[int], prompts: Sequence[Any], completions: Sequence[Any], kwargs: dict[str, Any],
             results: Sequence[Any]) -> None:
         """Record one scored batch (``results``: the stack's ScoreResult list, in batch order)."""
-        started = time.perf_counter()
+        started = time.thread_time()
         ids = kwargs.get("completion_ids")
         ids = ids if isinstance(ids, (list, tuple)) and len(ids) == len(results) else None
         values = self._batch_values(results, ids)
@@ -112,7 +112,7 @@ class SignalTracker:
             for key in ("completion_length", "repetition"):
                 if key in values:
                     self._history[key].append(values[key])
-        self.seconds += time.perf_counter() - started
+        self.seconds += time.thread_time() - started
 
     def _batch_values(self, results: Sequence[Any], ids: Optional[Sequence[Any]]) -> dict[str, float]:
         values: dict[str, float] = {}

@@ -69,3 +69,26 @@ def test_length_trend_is_a_theil_sen_slope():
         ids = [[0] * (10 * step), [0] * (10 * step)]
         tracker.add(step, ["p", "p"], ["c", "c"], {"completion_ids": ids}, [result(0, 0.0, **{"qa/kw": 0.0})] * 2)
     assert tracker.pop()["signal/completion_length_slope"] == pytest.approx(10.0)
+
+
+def test_the_stack_feeds_every_training_batch_to_its_tracker():
+    from tests.rewards.reward_cfg import make_cfg, stack_for
+
+    stack = stack_for(make_cfg([{"name": "keyword", "keywords": ["Joy"]}]))
+    try:
+        assert stack.pop_metrics().get("signal/zero_spread") is None          # off until track_signal
+        tracker = stack.track_signal(group_size=2)
+        completions = ["Joy!", "Joy.", "no", "Joy"]
+        stack.reward_func(["p1", "p1", "p2", "p2"], completions, dataset_index=[0] * 4,
+                          completion_ids=[[1, 2], [1, 3], [4], [5, 5, 5, 5]])
+        out = stack.pop_metrics()
+        assert out["signal/zero_spread"] == 0.5 and out["signal/all_solved"] == 0.5
+        assert out["signal/completion_length"] == pytest.approx(2.25)
+        assert "rewards/combined/mean" in out
+        [step] = tracker.take_steps()
+        assert step.values["combined"] == pytest.approx(0.75)
+        assert [s["completion"] for s in tracker.samples()] == completions
+        stack.score_batch(None, ["x"], [{"prompt": "p", "dataset_index": 0}])   # evaluation: not recorded
+        assert tracker.take_steps() == []
+    finally:
+        stack.close()
