@@ -298,6 +298,15 @@ def truncate_alerts(run_dir: Path, step: int) -> int:
     return truncate_metrics_after(Path(run_dir) / ALERTS_FILE, step)
 
 
+def per_step(summaries: Sequence[Any]) -> list[dict[str, float]]:
+    """One summary per step: batches scored for the same step (extra generation batches) are averaged."""
+    by_step: dict[Any, list[dict[str, float]]] = {}
+    for summary in summaries:
+        by_step.setdefault(summary.step, []).append(summary.values)
+    return [{key: float(np.mean([v[key] for v in batches if key in v])) for key in set().union(*batches)}
+            for batches in by_step.values()]
+
+
 def monitor_callback(section: MonitorSection, datasets: Sequence[Any], tracker: Any, run_dir: Path) -> Any:
     """A TrainerCallback running the sentinels after every optimizer step (main process) and, with
     ``on_alert: stop``, raising GuardStop on every rank (the decision is shared: a collective in multi-process)."""
@@ -317,8 +326,8 @@ def monitor_callback(section: MonitorSection, datasets: Sequence[Any], tracker: 
 
         def on_step_end(self, args, state, control, **kwargs):
             started = time.thread_time()
-            for summary in tracker.take_steps():
-                monitor.observe(summary.values)
+            for values in per_step(tracker.take_steps()):
+                monitor.observe(values)
             alerts = monitor.check(state.global_step) if state.is_world_process_zero else []
             if alerts:
                 write_alerts(alerts_path, alerts)

@@ -162,3 +162,12 @@ def test_validate_refuses_thresholds_out_of_range(tmp_path, monkeypatch, capsys)
     assert code == 2
     for key in ("monitor.on_alert", "monitor.alpha", "monitor.max_zero_spread", "monitor.kinds"):
         assert key in text, text
+
+
+def test_batches_of_one_step_are_one_summary():
+    from pipelines.grpo.monitor import per_step
+    from pipelines.rewards.signal_metrics import StepSignal
+
+    merged = per_step([StepSignal(1, {"combined": 0.0, "zero_spread": 1.0}), StepSignal(1, {"combined": 1.0}),
+                       StepSignal(2, {"combined": 0.5})])
+    assert merged == [{"combined": 0.5, "zero_spread": 1.0}, {"combined": 0.5}]
