@@ -3,7 +3,8 @@
 The reward stack's :class:`~pipelines.rewards.signal_metrics.SignalTracker` summarises every training batch; the
 :class:`Monitor` keeps the last steps' summaries and, after each optimizer step, runs the configured sentinels
 (``monitor.kinds``, see :mod:`pipelines.grpo.monitor_config`). Trends are scipy's: Kendall's tau against the step
-(the Mann-Kendall trend test) for "rises", Theil-Sen slopes for how much. Each alert is a warning in run.log and a
+(the Mann-Kendall trend test) for "rises", Siegel's repeated-medians slope (a robust Theil-Sen variant) for how
+much. Each alert is a warning in run.log and a
 JSON line in ``<run_dir>/alerts.jsonl`` (step, kind, statistic, threshold, details, evidence: recent completions
 with their component scores). With ``on_alert: stop`` the callback raises
 :class:`~pipelines.common.guards.GuardStop`: the node saves a checkpoint and the runner exits 3.
@@ -48,7 +49,7 @@ class Alert:
 
 @dataclass
 class Trend:
-    """Kendall's tau of a series against its index (p-value) and its Theil-Sen rise over the whole series."""
+    """Kendall's tau of a series against its index (p-value) and its robust rise over the whole series."""
 
     tau: float
     p: float
@@ -58,17 +59,20 @@ class Trend:
         return self.tau > 0 and self.p < alpha and self.rise >= min_rise
 
 
-def trend(values: Sequence[float]) -> Trend:
-    """The trend of ``values`` (NaN-free, at least 3). A constant series has no trend (tau 0, p 1, rise 0)."""
-    from scipy.stats import kendalltau, theilslopes
+def trend(values: Sequence[float], min_rise: Optional[float] = None) -> Trend:
+    """The trend of ``values`` (NaN-free): its rise (Siegel's repeated-medians slope x steps, a robust Theil-Sen
+    variant) and Kendall's tau against the step. A constant or short series has no trend (tau 0, p 1, rise 0);
+    with ``min_rise``, a smaller rise skips the tau test (tau 0, p 1): the cheap test first, at every step."""
+    from scipy.stats import kendalltau, siegelslopes
 
     y = np.asarray(values, dtype=float)
     if y.size < 3 or np.ptp(y) == 0:
         return Trend(0.0, 1.0, 0.0)
-    x = np.arange(y.size)
-    test = kendalltau(x, y)
-    slope = theilslopes(y, x).slope
-    return Trend(float(test.statistic), float(test.pvalue), float(slope * (y.size - 1)))
+    rise = float(siegelslopes(y).slope * (y.size - 1))
+    if min_rise is not None and rise < min_rise:
+        return Trend(0.0, 1.0, rise)
+    test = kendalltau(np.arange(y.size), y)
+    return Trend(float(test.statistic), float(test.pvalue), rise)
 
 
 @dataclass
@@ -165,8 +169,11 @@ class Monitor:
         anchor = self.mean_series(anchors)
         if not anchors or len(combined) < self.section.window or len(anchor) < 3:
             return None
-        up, held = trend(combined), trend(anchor)
-        if not self.rising(up) or (held.tau > 0 and held.p < self.section.alpha):
+        up = trend(combined, self.section.min_rise)
+        if not self.rising(up):
+            return None
+        held = trend(anchor)
+        if held.tau > 0 and held.p < self.section.alpha:
             return None
 
         def anchor_score(s: dict[str, Any]) -> float:
@@ -188,11 +195,13 @@ class Monitor:
         if len(self.evals) < 3 or len(combined) < self.section.window:
             return None
         points = self.evals[-max(3, len(recent)):]
-        up = trend(combined)
+        up = trend(combined, self.section.min_rise)
+        if not self.rising(up):
+            return None
         from scipy.stats import theilslopes
 
         slope = float(theilslopes([r for _, r in points], [s for s, _ in points]).slope)
-        if not self.rising(up) or slope > 0:
+        if slope > 0:
             return None
         return Alert(step, "heldout_divergence", f"the training reward rose by {up.rise:.3g} over {len(combined)} "
                      f"steps (p {up.p:.2g}) while the held-out reward's slope over its last {len(points)} "
@@ -223,16 +232,17 @@ class Monitor:
         lengths = self.series("completion_length")
         base = [v["completion_length"] for v in self.baseline if "completion_length" in v]
         if len(lengths) >= sec.window and base and len(self.baseline) >= sec.window:
-            up, ratio = trend(lengths), float(np.median(lengths) / max(np.median(base), 1e-9))
-            if up.tau > 0 and up.p < sec.alpha and ratio >= sec.max_length_growth:
+            ratio = float(np.median(lengths) / max(np.median(base), 1e-9))
+            up = trend(lengths) if ratio >= sec.max_length_growth else None
+            if up is not None and up.tau > 0 and up.p < sec.alpha:
                 return Alert(step, "length_drift", f"completion length grew to {ratio:.2f}x the first window's "
                              f"(median {np.median(lengths):.0f} tokens; tau {up.tau:.2f}, p {up.p:.2g})",
                              "length_growth", ratio, sec.max_length_growth, {"tau": up.tau, "p": up.p},
                              self.evidence(lambda s: s["tokens"] or 0))
         reps = self.series("repetition")
-        if len(reps) >= sec.window:
+        if len(reps) >= sec.window and np.median(reps) > sec.max_repetition:
             up, median = trend(reps), float(np.median(reps))
-            if up.tau > 0 and up.p < sec.alpha and median > sec.max_repetition:
+            if up.tau > 0 and up.p < sec.alpha:
                 return Alert(step, "length_drift", f"repetition rose to {median:.0%} of token 3-grams (tau "
                              f"{up.tau:.2f}, p {up.p:.2g})", "repetition_median", median, sec.max_repetition,
                              {"tau": up.tau, "p": up.p}, self.evidence(lambda s: s["tokens"] or 0))
@@ -247,7 +257,7 @@ class Monitor:
                 scores = self.series(judge)
                 if len(scores) < self.section.window:
                     continue
-                up = trend(scores)
+                up = trend(scores, self.section.min_rise)
                 if not self.rising(up):
                     continue
                 moved = {o: trend(self.series(o)) for o in others}
@@ -310,6 +320,7 @@ def per_step(summaries: Sequence[Any]) -> list[dict[str, float]]:
 def monitor_callback(section: MonitorSection, datasets: Sequence[Any], tracker: Any, run_dir: Path) -> Any:
     """A TrainerCallback running the sentinels after every optimizer step (main process) and, with
     ``on_alert: stop``, raising GuardStop on every rank (the decision is shared: a collective in multi-process)."""
+    import scipy.stats  # noqa: F401 - imported once here, not inside the first training step that needs it
     from transformers import TrainerCallback
 
     from pipelines.common.dist import all_gather_objects

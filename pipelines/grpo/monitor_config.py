@@ -18,7 +18,7 @@ ALL_KINDS: tuple[str, ...] = ("anchor_divergence", "heldout_divergence", "compon
 class MonitorSection(StrictModel):
     """Sentinels over the reward signal. Each alert is a line in run.log and a record in alerts.jsonl (step,
     kind, statistic, threshold, evidence: the completions that drove it); `on_alert: stop` then saves a
-    checkpoint and exits with code 3 (resumable). Trends are Kendall tau tests (Mann-Kendall) and Theil-Sen
+    checkpoint and exits with code 3 (resumable). Trends are Kendall tau tests (Mann-Kendall) and Siegel
     slopes over the last `window` steps (scipy)."""
 
     enabled: bool = Field(True, description="Watch the run (the section's presence turns the monitor on; "
@@ -36,7 +36,7 @@ class MonitorSection(StrictModel):
     alpha: float = Field(0.01, gt=0, lt=0.5, description="Significance level of a trend test: a reward `rises` "
                          "when Kendall's tau against the step is positive with p below alpha.")
     min_rise: float = Field(0.2, ge=0, description="A rise must also be at least this much over the window "
-                            "(Theil-Sen slope x window, in reward units) to count.")
+                            "(Siegel repeated-medians slope x window, in reward units) to count.")
     max_component_share: float = Field(0.9, gt=0, le=1, description="component_dominance: alert when one "
                                        "component's share of the combined reward's variance has a median above "
                                        "this over the window, having been below it before (datasets with 2+ "

@@ -13,7 +13,8 @@ to a :class:`SignalTracker`, which keeps, per step and per dataset:
   (the shares add up to 1), for other combinations the shares add up to the fit's R²;
 * ``signal/completion_length`` (tokens) and ``signal/repetition`` (share of repeated token 3-grams in a
   completion), overall and per dataset, with their trends ``signal/completion_length_slope`` and
-  ``signal/repetition_slope``: Theil-Sen slopes per step (scipy) over the last ``trend_window`` steps.
+  ``signal/repetition_slope``: robust slopes per step (scipy's Siegel repeated medians) over the last
+  ``trend_window`` steps.
 
 It also keeps a small sample of recent completions with their component scores: the evidence a monitor alert
 (:mod:`pipelines.grpo.monitor`) quotes. Metrics are the main process's share of the batch in a multi-process run.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
+from statistics import fmean
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
@@ -58,6 +60,9 @@ def variance_shares(components: dict[str, Sequence[Optional[float]]],
             if c is not None and all(components[n][i] is not None for n in names)]
     if len(rows) < 3 or not names:
         return {}
+    if len(names) == 1:     # the one reward carries all of the variance there is (none when nothing varies)
+        varies = len({combined[i] for i in rows}) > 1
+        return {names[0]: 1.0} if varies else {}
     y = np.array([combined[i] for i in rows], dtype=float)
     x = np.array([[components[n][i] for n in names] for i in rows], dtype=float)
     var = float(np.var(y))
@@ -119,27 +124,27 @@ class SignalTracker:
         combined = [r.combined for r in results]
         present = [c for c in combined if c is not None]
         if present:
-            values["combined"] = float(np.mean(present))
+            values["combined"] = fmean(present)
         by_ds: dict[int, list[int]] = defaultdict(list)
         for pos, r in enumerate(results):
             by_ds[r.dataset_index].append(pos)
         self._spread(values, results)
+        lengths = [len(i) for i in ids] if ids is not None else None
+        repeats = [repetition(list(i)) for i in ids] if ids is not None else None
         for d, positions in by_ds.items():
             label = self.labels[d]
             comps = {name: [results[p].rewards.get(name) for p in positions] for name in self.components[d]}
             for name, scores in comps.items():
                 got = [s for s in scores if s is not None]
                 if got:
-                    values[name] = float(np.mean(got))
+                    values[name] = fmean(got)
             for name, share in variance_shares(comps, [combined[p] for p in positions]).items():
                 values[f"{name}/variance_share"] = share
-            if ids is not None:
-                lengths = [len(ids[p]) for p in positions]
-                values[f"{label}/completion_length"] = float(np.mean(lengths))
-                values[f"{label}/repetition"] = float(np.mean([repetition(list(ids[p])) for p in positions]))
-        if ids is not None and results:
-            values["completion_length"] = float(np.mean([len(i) for i in ids]))
-            values["repetition"] = float(np.mean([repetition(list(i)) for i in ids]))
+            if lengths is not None and repeats is not None:
+                values[f"{label}/completion_length"] = fmean([lengths[p] for p in positions])
+                values[f"{label}/repetition"] = fmean([repeats[p] for p in positions])
+        if lengths and repeats:
+            values["completion_length"], values["repetition"] = fmean(lengths), fmean(repeats)
         return values
 
     def _spread(self, values: dict[str, float], results: Sequence[Any]) -> None:
@@ -185,6 +190,12 @@ class SignalTracker:
     # -------------------------------------------------------------------------------------------- output
     def pop(self) -> dict[str, float]:
         """``signal/...`` metrics since the last pop (group shares over every batch since then)."""
+        started = time.thread_time()
+        out = self._pop()
+        self.seconds += time.thread_time() - started
+        return out
+
+    def _pop(self) -> dict[str, float]:
         with self._lock:
             pending, self._pending = self._pending, defaultdict(list)
             history = {k: list(v) for k, v in self._history.items()}
@@ -198,7 +209,7 @@ class SignalTracker:
         for key, got in pending.items():
             if key.endswith(("groups", "zero_spread")) or key == "combined" or _is_component_mean(key, self):
                 continue
-            out[f"signal/{key}"] = float(np.mean(got))
+            out[f"signal/{key}"] = fmean(got)
         for key, series in history.items():
             if len(series) >= 3:
                 out[f"signal/{key}_slope"] = trend_slope(series)
@@ -217,10 +228,14 @@ class SignalTracker:
 
 
 def trend_slope(series: Sequence[float]) -> float:
-    """Theil-Sen slope of ``series`` against its index (scipy): robust to a few outlier steps."""
-    from scipy.stats import theilslopes
+    """Robust slope of ``series`` against its index: scipy's Siegel repeated medians (a Theil-Sen variant, a third
+    of its cost), unmoved by a few outlier steps; 0 for a constant series."""
+    y = np.asarray(series, dtype=float)
+    if np.ptp(y) == 0:
+        return 0.0
+    from scipy.stats import siegelslopes
 
-    return float(theilslopes(np.asarray(series, dtype=float)).slope)
+    return float(siegelslopes(y).slope)
 
 
 def _is_component_mean(key: str, tracker: SignalTracker) -> bool:
