@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from statistics import median
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,13 +218,13 @@ class Monitor:
             for name in names:
                 shares = self.series(f"{name}/variance_share", 2 * w)
                 before, now = shares[:-w], self.series(f"{name}/variance_share")
-                if len(now) < w // 2 or not before or np.median(before) >= bound or np.median(now) <= bound:
+                if len(now) < w // 2 or not before or median(before) >= bound or median(now) <= bound:
                     continue
-                median = float(np.median(now))
-                return Alert(step, "component_dominance", f"{name} carries {median:.0%} of the combined reward's "
-                             f"variance (median over the window; before: {np.median(before):.0%})",
-                             "variance_share_median", median, bound, {"component": name, "before": float(
-                                 np.median(before))}, self.evidence(lambda s, n=name: s["rewards"].get(n) or 0.0,
+                share = float(median(now))
+                return Alert(step, "component_dominance", f"{name} carries {share:.0%} of the combined reward's "
+                             f"variance (median over the window; before: {median(before):.0%})",
+                             "variance_share_median", share, bound, {"component": name, "before": float(
+                                 median(before))}, self.evidence(lambda s, n=name: s["rewards"].get(n) or 0.0,
                                                                     lambda s, d=label: s["dataset"] == d))
         return None
 
@@ -232,19 +233,19 @@ class Monitor:
         lengths = self.series("completion_length")
         base = [v["completion_length"] for v in self.baseline if "completion_length" in v]
         if len(lengths) >= sec.window and base and len(self.baseline) >= sec.window:
-            ratio = float(np.median(lengths) / max(np.median(base), 1e-9))
+            ratio = float(median(lengths) / max(median(base), 1e-9))
             up = trend(lengths) if ratio >= sec.max_length_growth else None
             if up is not None and up.tau > 0 and up.p < sec.alpha:
                 return Alert(step, "length_drift", f"completion length grew to {ratio:.2f}x the first window's "
-                             f"(median {np.median(lengths):.0f} tokens; tau {up.tau:.2f}, p {up.p:.2g})",
+                             f"(median {median(lengths):.0f} tokens; tau {up.tau:.2f}, p {up.p:.2g})",
                              "length_growth", ratio, sec.max_length_growth, {"tau": up.tau, "p": up.p},
                              self.evidence(lambda s: s["tokens"] or 0))
         reps = self.series("repetition")
-        if len(reps) >= sec.window and np.median(reps) > sec.max_repetition:
-            up, median = trend(reps), float(np.median(reps))
+        if len(reps) >= sec.window and median(reps) > sec.max_repetition:
+            up, middle = trend(reps), float(median(reps))
             if up.tau > 0 and up.p < sec.alpha:
-                return Alert(step, "length_drift", f"repetition rose to {median:.0%} of token 3-grams (tau "
-                             f"{up.tau:.2f}, p {up.p:.2g})", "repetition_median", median, sec.max_repetition,
+                return Alert(step, "length_drift", f"repetition rose to {middle:.0%} of token 3-grams (tau "
+                             f"{up.tau:.2f}, p {up.p:.2g})", "repetition_median", middle, sec.max_repetition,
                              {"tau": up.tau, "p": up.p}, self.evidence(lambda s: s["tokens"] or 0))
         return None
 
