@@ -1,7 +1,8 @@
 """Draw reward_curve.png off the training process: a long-lived child process redraws it on request.
 
 Drawing the figure costs a few hundred milliseconds of CPU with the GIL held, so it runs in its own process
-(``python -m pipelines.grpo.plot_worker METRICS PLOT [EXCLUDED...]``, started at the first request). Requests
+(``python -m pipelines.grpo.plot_worker METRICS PLOT [EXCLUDED...]``, started at the first request, at the lowest
+CPU priority so that it never competes with training for a core). Requests
 are lines on its stdin; the worker reads every request waiting, then draws once (coalescing). Closing stdin
 (the node at the end of training, or the end of the training process, even a crash) makes it draw a last time
 if metrics.jsonl changed, and exit. Each picture is written atomically (temp file + rename), so the last
@@ -104,6 +105,10 @@ def serve(metrics_path: Path, plot_path: Path, exclude: tuple[str, ...]) -> None
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    try:
+        os.nice(19)    # background work: on a busy machine training gets the CPU first
+    except OSError:
+        pass
     logging.basicConfig(level=logging.WARNING, format="plot worker: %(levelname)s %(message)s")
     serve(Path(args[0]), Path(args[1]), tuple(args[2:]))
     return 0
