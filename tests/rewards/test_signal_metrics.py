@@ -63,7 +63,7 @@ def test_all_equal_scores_count_as_failed_until_something_scores_higher():
     assert tracker.pop()["signal/all_solved"] == 1.0
 
 
-def test_length_trend_is_a_theil_sen_slope():
+def test_length_trend_is_a_slope_per_step():
     tracker = SignalTracker(2, ["qa"], [["qa/kw"]], trend_window=5)
     for step in range(1, 6):
         ids = [[0] * (10 * step), [0] * (10 * step)]
