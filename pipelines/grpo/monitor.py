@@ -166,9 +166,11 @@ class Monitor:
     # ---------------------------------------------------------------------------------------- sentinels
     def anchor_divergence(self, step: int) -> Optional[Alert]:
         anchors = self.shape.anchors
+        if not anchors:
+            return None
         combined = self.series("combined")
         anchor = self.mean_series(anchors)
-        if not anchors or len(combined) < self.section.window or len(anchor) < 3:
+        if len(combined) < self.section.window or len(anchor) < 3:
             return None
         up = trend(combined, self.section.min_rise)
         if not self.rising(up):
@@ -191,9 +193,11 @@ class Monitor:
                                           self.section.min_rise, "anchor": anchors}, proof)
 
     def heldout_divergence(self, step: int) -> Optional[Alert]:
+        if len(self.evals) < 3:
+            return None
         combined = self.series("combined")
         recent = [(s, r) for s, r in self.evals if s > step - 2 * self.section.window]
-        if len(self.evals) < 3 or len(combined) < self.section.window:
+        if len(combined) < self.section.window:
             return None
         points = self.evals[-max(3, len(recent)):]
         up = trend(combined, self.section.min_rise)

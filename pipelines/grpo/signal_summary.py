@@ -11,17 +11,34 @@ from pipelines.grpo.callbacks import reward_windows
 from pipelines.grpo.monitor import ALERTS_FILE
 
 SUMMARY_KEYS = ("zero_spread", "all_solved", "all_failed", "completion_length", "repetition")
+TREND_KEYS = ("completion_length", "repetition")
+
+
+def run_slope(metrics: Path, key: str) -> float | None:
+    """Theil-Sen slope per step of ``key`` over the whole run (scipy; robust to a few odd steps)."""
+    from scipy.stats import theilslopes
+
+    points = {r["step"]: r[key] for r in read_jsonl(metrics)
+              if isinstance(r.get("step"), int) and isinstance(r.get(key), (int, float))}
+    if len(points) < 3:
+        return None
+    steps = sorted(points)
+    return float(theilslopes([points[s] for s in steps], steps).slope)
 
 
 def signal_summary(run_dir: Path) -> dict[str, Any]:
     """Per signal metric (``signal/<key>``), its mean over the first and the last window of logged steps (as the
-    reward's in summary.json); ``alerts``: the monitor's alerts by kind and the first one's step."""
+    reward's in summary.json), and for length and repetition their trend over the run (``slope_per_step``);
+    ``alerts``: the monitor's alerts by kind and the first one's step."""
     metrics = Path(run_dir) / METRICS_FILE
     signal = {}
     for key in SUMMARY_KEYS:
         windows = reward_windows(metrics, f"signal/{key}")
         if windows:
             signal[key] = {"first": windows["first"], "last": windows["last"], "window": windows["window"]}
+    for key in TREND_KEYS:
+        if key in signal:
+            signal[key]["slope_per_step"] = run_slope(metrics, f"signal/{key}")
     alerts_path = Path(run_dir) / ALERTS_FILE
     records = list(read_jsonl(alerts_path)) if alerts_path.exists() else []
     alerts = {"count": len(records), "by_kind": dict(Counter(r.get("kind") for r in records)),

@@ -215,10 +215,10 @@ class RewardStack:
         completions = [_as_trl_completion(p, c) for p, c in zip(prompts, completions)]
         return await self._score(prompts, completions, _columns_from_rows(rows), raise_errors)
 
-    def track_signal(self, group_size: int, trend_window: int = 10) -> SignalTracker:
+    def track_signal(self, group_size: int) -> SignalTracker:
         """Keep signal metrics (:mod:`pipelines.rewards.signal_metrics`) of every batch recorded from now on."""
         self.signal = SignalTracker(group_size, dataset_labels(self.datasets),
-                                    [[c.name for c in comps] for comps in self.components], trend_window=trend_window)
+                                    [[c.name for c in comps] for comps in self.components])
         return self.signal
 
     def pop_metrics(self) -> dict[str, float]:

@@ -12,8 +12,8 @@ to a :class:`SignalTracker`, which keeps, per step and per dataset:
   ``coef_i * cov(r_i, combined) / var(combined)``; for a weighted sum this is exactly its part of the variance
   (the shares add up to 1), for other combinations the shares add up to the fit's R²;
 * ``signal/completion_length`` (tokens) and ``signal/repetition`` (share of repeated token 3-grams in a
-  completion), overall and per dataset, with their trends ``signal/completion_length_slope`` and
-  ``signal/repetition_slope``: least-squares slopes per step over the last ``trend_window`` steps.
+  completion), overall and per dataset; their trends over the run are in summary.json (Theil-Sen slopes), and
+  the monitor's ``length_drift`` tests them while the run trains.
 
 It also keeps a small sample of recent completions with their component scores: the evidence a monitor alert
 (:mod:`pipelines.grpo.monitor`) quotes. Metrics are the main process's share of the batch in a multi-process run.
@@ -82,16 +82,14 @@ class SignalTracker:
     """
 
     def __init__(self, group_size: int, labels: Sequence[str], components: Sequence[Sequence[str]], *,
-                 trend_window: int = 10, samples: int = 16, keep_steps: int = 4) -> None:
+                 samples: int = 16, keep_steps: int = 4) -> None:
         self.group_size = group_size
         self.labels = list(labels)
         self.components = [list(c) for c in components]
-        self.trend_window = trend_window
         self.per_step_samples = samples
         self._lock = threading.Lock()
         self._pending: dict[str, list[float]] = defaultdict(list)
         self._steps: list[StepSignal] = []           # not yet taken by the monitor
-        self._history: dict[str, deque] = defaultdict(lambda: deque(maxlen=trend_window))
         self._samples: deque = deque(maxlen=samples * keep_steps)
         self._range: dict[int, list[float]] = {}     # dataset -> [lowest, highest] combined reward seen
         self.seconds = 0.0                           # CPU seconds spent here (the monitor's cost, bench)
@@ -113,9 +111,6 @@ class SignalTracker:
                     self._pending[key].append(value)
             self._steps.append(StepSignal(step, values))
             self._samples.extend(sample)
-            for key in ("completion_length", "repetition"):
-                if key in values:
-                    self._history[key].append(values[key])
         self.seconds += time.thread_time() - started
 
     def _batch_values(self, results: Sequence[Any], ids: Optional[Sequence[Any]]) -> dict[str, float]:
@@ -197,7 +192,6 @@ class SignalTracker:
     def _pop(self) -> dict[str, float]:
         with self._lock:
             pending, self._pending = self._pending, defaultdict(list)
-            history = {k: list(v) for k, v in self._history.items()}
         out: dict[str, float] = {}
         for prefix in [""] + [f"{label}/" for label in self.labels]:
             groups = sum(pending.get(f"{prefix}groups", []))
@@ -209,9 +203,6 @@ class SignalTracker:
             if key.endswith(("groups", "zero_spread")) or key == "combined" or _is_component_mean(key, self):
                 continue
             out[f"signal/{key}"] = fmean(got)
-        for key, series in history.items():
-            if len(series) >= 3:
-                out[f"signal/{key}_slope"] = trend_slope(series)
         return out
 
     def take_steps(self) -> list[StepSignal]:
@@ -224,15 +215,6 @@ class SignalTracker:
         """Recent completions (newest last) with their dataset, step, component scores and combined reward."""
         with self._lock:
             return list(self._samples)
-
-
-def trend_slope(series: Sequence[float]) -> float:
-    """Least-squares slope of ``series`` against its index (numpy's polyfit): a per-step number cheap enough
-    for every log (scipy's robust slopes cost ~0.4 ms a call there); the monitor decides with scipy's tests."""
-    y = np.asarray(series, dtype=float)
-    if np.ptp(y) == 0:
-        return 0.0
-    return float(np.polyfit(np.arange(y.size), y, 1)[0])
 
 
 def _is_component_mean(key: str, tracker: SignalTracker) -> bool:

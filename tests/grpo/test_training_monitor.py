@@ -42,9 +42,10 @@ def test_reward_hacking_config_stops_with_evidence_and_resumes_with_warn(outputs
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == STEPS and summary["alerts"]["by_kind"]["anchor_divergence"] >= 1
     assert summary["signal"]["zero_spread"]["last"] >= 0
+    assert summary["signal"]["completion_length"]["slope_per_step"] is not None
     records = step_records(run)
     for key in ("signal/zero_spread", "signal/all_solved", "signal/all_failed", "signal/completion_length",
-                "signal/secret/zero_spread", "signal/repetition_slope"):
+                "signal/secret/zero_spread", "signal/repetition"):
         assert key in records[-1], key
     assert any("signal/secret/keyword/variance_share" in r for r in records)   # where the combined reward varied
 

@@ -63,14 +63,6 @@ def test_all_equal_scores_count_as_failed_until_something_scores_higher():
     assert tracker.pop()["signal/all_solved"] == 1.0
 
 
-def test_length_trend_is_a_slope_per_step():
-    tracker = SignalTracker(2, ["qa"], [["qa/kw"]], trend_window=5)
-    for step in range(1, 6):
-        ids = [[0] * (10 * step), [0] * (10 * step)]
-        tracker.add(step, ["p", "p"], ["c", "c"], {"completion_ids": ids}, [result(0, 0.0, **{"qa/kw": 0.0})] * 2)
-    assert tracker.pop()["signal/completion_length_slope"] == pytest.approx(10.0)
-
-
 def test_the_stack_feeds_every_training_batch_to_its_tracker():
     from tests.rewards.reward_cfg import make_cfg, stack_for
 
