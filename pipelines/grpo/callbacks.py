@@ -62,6 +62,10 @@ def metrics_callback(metrics_path: Path, plot_path: Path, exclude: Iterable[str]
             record = {"step": state.global_step, **{k: jsonable(v) for k, v in logs.items()}}
             self.writer.write(record)
 
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.plotter.start()
+
         def on_save(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
                 self.plotter.request()

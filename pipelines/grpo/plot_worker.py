@@ -34,30 +34,42 @@ class PlotWorker:
         self.broken = False
         self.requested = False
 
-    def request(self) -> None:
-        """Ask for a redraw; returns at once (the child draws when it is free)."""
-        self.requested = True
-        if self.broken:
-            return
-        try:
-            if self.proc is None:
+    def start(self) -> None:
+        """Start the child now (at train begin: the process start is not paid inside the training loop)."""
+        if self.proc is None and not self.broken:
+            try:
                 self.proc = subprocess.Popen(
                     [sys.executable, "-m", "pipelines.grpo.plot_worker", str(self.metrics_path), str(self.plot_path),
                      *self.exclude], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, close_fds=True)
-            assert self.proc.stdin is not None
+            except OSError as exc:
+                log.warning("the plot worker could not be started (%s); %s is drawn at the end of training "
+                            "instead", exc, self.plot_path.name)
+                self.broken = True
+
+    def request(self) -> None:
+        """Ask for a redraw; returns at once (the child draws when it is free)."""
+        self.requested = True
+        self.start()
+        if self.broken:
+            return
+        try:
+            assert self.proc is not None and self.proc.stdin is not None
             self.proc.stdin.write(b"draw\n")
             self.proc.stdin.flush()
         except (OSError, ValueError) as exc:
-            log.warning("the plot worker could not be %s (%s); %s is drawn at the end of training instead",
-                        "started" if self.proc is None else "reached", exc, self.plot_path.name)
+            log.warning("the plot worker could not be reached (%s); %s is drawn at the end of training instead",
+                        exc, self.plot_path.name)
             self.broken = True
 
     def close(self) -> None:
         """Wait for the final picture (drawn in-process if the child failed). Safe to call twice."""
-        if not self.requested:
+        proc, self.proc = self.proc, None
+        if not self.requested:      # started but never asked: nothing to draw
+            if proc is not None and proc.stdin is not None:
+                proc.stdin.close()
+                proc.wait(timeout=CLOSE_TIMEOUT_S)
             return
         self.requested = False
-        proc, self.proc = self.proc, None
         failed = self.broken or proc is None
         if proc is not None:
             try:
@@ -110,6 +122,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except OSError:
         pass
     logging.basicConfig(level=logging.WARNING, format="plot worker: %(levelname)s %(message)s")
+    import matplotlib.figure  # noqa: F401 - imported while waiting, not when the first picture is due
     serve(Path(args[0]), Path(args[1]), tuple(args[2:]))
     return 0
 
