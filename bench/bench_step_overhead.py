@@ -6,7 +6,8 @@ same keyword reward ("Joy"; a plain function on the bare side, the node's reward
 GRPOConfig values, seed and steps, and a PEFT ``LoraConfig`` of the same shape.
 
 * (a) node: ``pipelines.runner.main`` on the quickstart config (data layer, reward stack, NodeGRPOTrainer and its
-  callbacks: metrics.jsonl, reward_curve.png, completion samples, checkpoint markers).
+  callbacks: metrics.jsonl, reward_curve.png, completion samples, checkpoint markers), with ``monitor`` on (warn):
+  the share of the step spent on signal metrics and sentinels is printed.
 * (b) bare: ``trl.GRPOTrainer`` with nothing else.
 
 The same ``TrainerCallback`` times both: ``step`` is on_step_begin -> on_step_end (generation, rewards, loss,
@@ -44,6 +45,7 @@ def timing_callback(sink: dict):
         def __init__(self):
             self.begin = None
             self.last_end = None
+            self.probe = None      # node side: cumulative CPU seconds of signal metrics + monitor
 
         def on_step_begin(self, args, state, control, **kwargs):
             self.begin = time.perf_counter()
@@ -56,9 +58,13 @@ def timing_callback(sink: dict):
             sink.setdefault("step_cpu", []).append(time.process_time() - self.begin_cpu)
             if self.last_end is not None:
                 sink.setdefault("cycle", []).append(now - self.last_end)
+                sink.setdefault("cycle_cpu", []).append(time.process_time() - self.last_end_cpu)
                 # This cycle ran the log/save of the previous step: remember whether that one saved.
                 sink.setdefault("after_save", []).append((state.global_step - 1) % args.save_steps == 0)
             self.last_end = now
+            self.last_end_cpu = time.process_time()
+            if self.probe is not None:
+                sink.setdefault("monitor_cum", []).append(self.probe())
 
     return StepTimer()
 
@@ -70,6 +76,8 @@ def node_config(tiny: Path, steps: int) -> dict:
     raw["model"]["base_model_name"] = str(tiny)
     raw["datasets"][0]["path"] = str(REPO / "inputs" / "quickstart.jsonl")
     raw["training_parameters"]["max_steps"] = steps
+    # The monitor watches the node's side (warn only): its cost is measured, not left out.
+    raw["monitor"] = {"on_alert": "warn", "window": min(10, steps)}
     return raw
 
 
@@ -85,8 +93,10 @@ def run_node(work: Path, tiny: Path, steps: int, tag: str) -> dict:
     original_init = cls.__init__
 
     def init_with_timer(self, *args, callbacks=None, **kwargs):
-        original_init(self, *args, callbacks=[*(callbacks or []), timing_callback(sink)], **kwargs)
+        timer = timing_callback(sink)
+        original_init(self, *args, callbacks=[*(callbacks or []), timer], **kwargs)
         sink["args"] = self.args.to_dict()
+        timer.probe = lambda: monitor_seconds(self)
     cls.__init__ = init_with_timer   # bench-only hook: the node builds its own callback list
     (work / "node.yaml").write_text(yaml.safe_dump(node_config(tiny, steps), sort_keys=False))
     (work / "super.yaml").write_text(yaml.safe_dump({"pipeline_order": [{"node": "grpo", "config": "node.yaml"}]}))
@@ -95,6 +105,12 @@ def run_node(work: Path, tiny: Path, steps: int, tag: str) -> dict:
     if code != 0:
         raise SystemExit(f"node run failed with exit code {code}")
     return sink
+
+
+def monitor_seconds(trainer) -> float:
+    """Seconds the signal metrics (in the reward call) and the monitor's sentinels (on_step_end) took."""
+    watchers = [cb for cb in trainer.callback_handler.callbacks if hasattr(cb, "monitor")]
+    return trainer.reward_stack.signal.seconds + sum(cb.seconds for cb in watchers)
 
 
 def dump_prompts(work: Path, tiny: Path, steps: int) -> Path:
@@ -165,10 +181,10 @@ def mean_after(values: list[float], warmup: int) -> float:
     return sum(kept) / len(kept)
 
 
-def split_cycles(res: dict, warmup: int) -> tuple[float, float]:
+def split_cycles(res: dict, warmup: int, key: str = "cycle") -> tuple[float, float]:
     """Mean cycle time without a checkpoint save, and the mean cost of a save on top of it (whole run: the
-    first save, which imports matplotlib for the node's plot, is part of what a user pays)."""
-    cycles, flags = res["cycle"], res["after_save"]
+    first save, which starts the node's plot worker, is part of what a user pays)."""
+    cycles, flags = res[key], res["after_save"]
     plain = [c for c, f in list(zip(cycles, flags))[max(warmup - 1, 0):] if not f]
     saves = [c for c, f in zip(cycles, flags) if f]
     base = sum(plain) / len(plain)
@@ -203,9 +219,14 @@ def controller(args: argparse.Namespace) -> int:
         for kind in (order if i % 2 == 0 else order[::-1]):   # ABBA... keeps drift from favouring one side
             res = spawn(kind, work, tiny, args.steps, str(i), args.threads)
             last[kind] = res
-            for metric in ("step", "cycle", "step_cpu"):
+            for metric in ("step", "cycle", "step_cpu", "cycle_cpu"):
                 per_run[kind].setdefault(metric, []).append(mean_after(res[metric], args.warmup))
+            if kind == "node":
+                cum = res["monitor_cum"]   # per step: its signal metrics + sentinels (+ the previous log's pop)
+                spent = [b - a for a, b in zip(cum, cum[1:])][args.warmup:]
+                per_run[kind].setdefault("monitor_share", []).append(sum(spent) / sum(res["step_cpu"][args.warmup + 1:]))
             plain, saving = split_cycles(res, args.warmup)
+            per_run[kind].setdefault("save_cpu", []).append(split_cycles(res, args.warmup, "cycle_cpu")[1])
             per_run[kind].setdefault("plain", []).append(plain)
             per_run[kind].setdefault("save", []).append(saving)
             print(f"run {i} {kind}: step {per_run[kind]['step'][-1] * 1000:.1f} ms (cpu "
@@ -235,6 +256,16 @@ def report(per_run: dict[str, dict[str, list[float]]], last: dict[str, dict], ar
     print(f"  cycle without a checkpoint save: node {plain[0] * 1000:.1f} ms  bare TRL {plain[1] * 1000:.1f} ms  "
           f"ratio {plain[0] / plain[1]:.3f}")
     print(f"  extra time per checkpoint save: node {save[0] * 1000:.0f} ms  bare TRL {save[1] * 1000:.0f} ms")
+    save_cpu = [statistics.median(per_run[k]["save_cpu"]) for k in ("node", "bare")]
+    print(f"  extra CPU time of the training process per save: node {save_cpu[0] * 1000:.0f} ms  bare TRL "
+          f"{save_cpu[1] * 1000:.0f} ms (the plot is drawn by a child process)")
+    cpu = [statistics.median(per_run[k]["cycle_cpu"]) for k in ("node", "bare")]
+    print(f"  whole loop with saves, CPU time of the training process: ratio {cpu[0] / cpu[1]:.3f}")
+    whole = [statistics.median(per_run[k]["cycle"]) for k in ("node", "bare")]
+    print(f"  whole loop with saves (cycle): ratio {whole[0] / whole[1]:.3f}  (target <= {TARGET})")
+    share = statistics.median(per_run["node"]["monitor_share"])
+    print(f"  signal metrics + monitor: {share:.2%} of the node's step CPU time, steps {args.warmup + 2}.. (target < 1%; runs: "
+          f"{', '.join(f'{x:.2%}' for x in per_run['node']['monitor_share'])})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,8 @@ from typing import Any, Iterable, Optional
 
 from pipelines.common.io import JsonlAppender, atomic_write_text, read_jsonl
 from pipelines.grpo.artifacts import EVAL_REWARD_KEY
-from pipelines.grpo.plots import TOTAL_KEY, plot_reward_curve
+from pipelines.grpo.plot_worker import PlotWorker
+from pipelines.grpo.plots import TOTAL_KEY
 
 log = logging.getLogger(__name__)
 TRAIN_SUMMARY = "train_summary"   # metrics.jsonl's `record` value on the end-of-train line (runtime, mean loss)
@@ -52,6 +53,7 @@ def metrics_callback(metrics_path: Path, plot_path: Path, exclude: Iterable[str]
     class MetricsFileCallback(TrainerCallback):
         def __init__(self) -> None:
             self.writer: Optional[JsonlAppender] = None
+            self.plotter = PlotWorker(metrics_path, plot_path, exclude)   # draws off the training process
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs:
@@ -63,21 +65,23 @@ def metrics_callback(metrics_path: Path, plot_path: Path, exclude: Iterable[str]
                 record["record"] = TRAIN_SUMMARY
             self.writer.write(record)
 
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                self.plotter.start()
+
         def on_save(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
-                self._plot()
+                self.plotter.request()
 
         def on_train_end(self, args, state, control, **kwargs):
             if state.is_world_process_zero:
-                self._plot()
-
-        def _plot(self) -> None:
-            try:
-                plot_reward_curve(metrics_path, plot_path, exclude)
-            except Exception:  # a plotting failure must never stop training
-                log.exception("could not draw %s", plot_path)
+                self.close()     # the final picture is complete before the node returns
 
         def close(self) -> None:
+            """Close metrics.jsonl and wait for the last picture (also of a run that ended early)."""
+            if self.writer is not None:
+                self.plotter.request()
+            self.plotter.close()
             if self.writer is not None:
                 self.writer.close()
                 self.writer = None

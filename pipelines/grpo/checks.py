@@ -16,6 +16,7 @@ from pipelines.common.problems import ConfigError, Problem, did_you_mean
 from pipelines.data import checks as data_checks
 from pipelines.grpo.config import GRPOConfigFile
 from pipelines.grpo.tool_checks import TOOL_RULES
+from pipelines.grpo.monitor_config import check_monitor
 from pipelines.rewards import checks as reward_checks
 
 # TRL's own names for what this project configures elsewhere: each maps to the key to use instead (None: the
@@ -318,4 +319,5 @@ RULES: tuple[Rule, ...] = data_checks.RULES + reward_checks.RULES + (
     Rule(check_vllm, ("model", "launch")),
     Rule(check_evaluation, ("evaluation", "dataset_settings")),
     Rule(check_dynamic_sampling, ("dataset_settings", "training_parameters", "launch")),
+    Rule(check_monitor, ("monitor", "datasets", "training_parameters"), reads=("training_parameters.max_steps",)),
 ) + TOOL_RULES

@@ -17,6 +17,7 @@ from pipelines.common.budget import BudgetSection
 from pipelines.common.chat_templates import resolve_chat_template
 from pipelines.common.schema import Seed, StrictModel
 from pipelines.data.config import DatasetEntry, DatasetSettings
+from pipelines.grpo.monitor_config import MonitorSection
 from pipelines.rewards.config import RewardSection
 
 
@@ -219,6 +220,8 @@ class GRPOConfigFile(StrictModel):
     launch: LaunchSection = Field(default_factory=LaunchSection, description="Multi-process launch.")
     budget: Optional[BudgetSection] = Field(None, description="Prices (judge tokens, machine hours), the spend "
                                             "logged as cost/* per step, and caps that stop the run (exit 3).")
+    monitor: Optional[MonitorSection] = Field(None, description="Sentinels over the reward signal (off unless "
+                                              "given): alerts in alerts.jsonl, `on_alert: stop` exits 3.")
 
 
 RESUME_HINT = "--set training_parameters.resume_from_checkpoint=auto"   # how a user resumes a GRPO run

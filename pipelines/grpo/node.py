@@ -152,6 +152,9 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
         dropped = truncate_metrics_after(run_dir / METRICS_FILE, resume_step)
         if dropped:
             log.info("metrics.jsonl: dropped %d record(s) after step %d (resume)", dropped, resume_step)
+        from pipelines.grpo.monitor import truncate_alerts
+
+        truncate_alerts(run_dir, resume_step)
     loaded = load_model(cfg, model_path, tokenizer)
     args = build_grpo_config(cfg, run_dir, loaded.grpo_overrides, on_gpu=use_gpu(cfg), train_rows=len(sample.train))
     metrics_cb = metrics_callback(run_dir / METRICS_FILE, run_dir / REWARD_CURVE, exclude=[TRL_REWARD_NAME])
@@ -170,6 +173,11 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
     hooks = sampling_hooks(cfg.dataset_settings, cfg.seed, tp.num_generations, rows,
                            dataset_labels(cfg.datasets), resume, current_rank() == 0, ctx.config_file)
     callbacks.append(pool_callback(hooks["difficulty_pool"], run_dir))
+    tracker = stack.track_signal(tp.num_generations)       # signal/... metrics of every training batch
+    if cfg.monitor is not None and cfg.monitor.enabled:
+        from pipelines.grpo.monitor import monitor_callback
+
+        callbacks.append(monitor_callback(cfg.monitor, cfg.datasets, tracker, run_dir))
     if cfg.evaluation is not None and sample.eval:
         from pipelines.grpo.evaluation import evaluation_callback, make_evaluator
 
@@ -304,6 +312,9 @@ def write_summary(run_dir: Path, trainer: Any, started: float, outputs: dict[str
     meter = getattr(trainer, "cost_meter", None)
     if meter is not None:
         summary["cost"] = meter.totals()
+    from pipelines.grpo.signal_summary import signal_summary
+
+    summary.update(signal_summary(run_dir))     # signal/... first vs last window; the monitor's alerts
     atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     lines = [f"GRPO run finished: {summary['steps']} steps in {summary['seconds']:.0f}s"
              + (f" (resumed from {resume.name})" if resume else "")]

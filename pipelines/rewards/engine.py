@@ -30,6 +30,7 @@ from pipelines.rewards.errors import CircuitBreakerOpen, RewardFunctionError, Re
 from pipelines.rewards.export import HighScoreExport, high_score_record
 from pipelines.rewards.forms import call_reward, is_async_callable, text_completions
 from pipelines.rewards.metrics import RewardMetrics
+from pipelines.rewards.signal_metrics import SignalTracker
 from pipelines.rewards.threads import MainThreadPump
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,7 @@ class RewardStack:
             log.info("synchronous reward functions (%d) time out after %s per call (reward.sync_timeout_s)",
                      len(sync), f"{self.sync_timeout:g} s" if self.sync_timeout else "no limit")
         self.metrics = RewardMetrics()
+        self.signal: SignalTracker | None = None     # signal metrics of training batches (track_signal)
         self.export: HighScoreExport | None = None
         if run_dir is not None and reward.score_save_threshold is not None and reward.high_scoring_save_path:
             self.export = HighScoreExport(Path(run_dir) / reward.high_scoring_save_path,
@@ -216,6 +218,12 @@ class RewardStack:
         completions = [_as_trl_completion(p, c) for p, c in zip(prompts, completions)]
         return await self._score(prompts, completions, _columns_from_rows(rows), raise_errors)
 
+    def track_signal(self, group_size: int) -> SignalTracker:
+        """Keep signal metrics (:mod:`pipelines.rewards.signal_metrics`) of every batch recorded from now on."""
+        self.signal = SignalTracker(group_size, dataset_labels(self.datasets),
+                                    [[c.name for c in comps] for comps in self.components])
+        return self.signal
+
     def pop_metrics(self) -> dict[str, float]:
         """Means and stds since the last pop (``rewards/...`` keys; ``rewards/combined/mean`` is the combined
         reward), plus what reward functions with their own ``pop_metrics()`` report, as
@@ -226,6 +234,8 @@ class RewardStack:
             if callable(pop):
                 for key, value in (pop() or {}).items():
                     out[f"rewards/{comp.name}/{key}"] = value
+        if self.signal is not None:
+            out.update(self.signal.pop())
         return out
 
     def judge_models(self) -> dict[str, str]:
@@ -397,6 +407,8 @@ class RewardStack:
                     self.metrics.add(comp.name, values)
         self.metrics.add("combined", [r.combined for r in results])
         self.metrics.add("scaled", [r.scaled for r in results])
+        if self.signal is not None:     # the whole generated batch, before any filtering of groups
+            self.signal.add(step, prompts, completions, kwargs, results)
         if self.export is None:
             return
         self.export.observe([r.combined for r in results])
