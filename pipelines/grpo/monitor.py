@@ -338,6 +338,7 @@ def monitor_callback(section: MonitorSection, datasets: Sequence[Any], tracker: 
     class MonitorCallback(TrainerCallback):
         def __init__(self) -> None:
             self.monitor = monitor
+            self.pending: Optional[GuardStop] = None    # a stop decided at on_step_end, raised at the step's log
             self.seconds = 0.0       # CPU seconds spent in the callback (the bench reads it)
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -351,13 +352,20 @@ def monitor_callback(section: MonitorSection, datasets: Sequence[Any], tracker: 
             stop = [kind for rank in all_gather_objects(stop) for kind in rank]
             self.seconds += time.thread_time() - started
             if stop:
-                raise GuardStop(stop[0], f"monitor.on_alert is stop and the monitor raised {', '.join(stop)} "
-                                f"(evidence in {alerts_path}); to go on anyway resume with --set "
-                                f"monitor.on_alert=warn", step=state.global_step, evidence=str(alerts_path))
+                # Raised once the step is logged (on_log below), so its metrics.jsonl record is kept: the step's
+                # log is forced even off a logging_steps boundary.
+                self.pending = GuardStop(stop[0], f"monitor.on_alert is stop and the monitor raised "
+                                         f"{', '.join(stop)} (evidence in {alerts_path}); to go on anyway resume "
+                                         "with --set monitor.on_alert=warn", step=state.global_step,
+                                         evidence=str(alerts_path))
+                control.should_log = True
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             value = (logs or {}).get(EVAL_REWARD_KEY)
             if isinstance(value, (int, float)) and value == value:
                 monitor.observe_eval(state.global_step, float(value))
+            if self.pending is not None and "loss" in (logs or {}):   # the step's training log, now written
+                pending, self.pending = self.pending, None
+                raise pending
 
     return MonitorCallback()

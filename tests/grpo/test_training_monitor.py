@@ -29,6 +29,7 @@ def test_reward_hacking_config_stops_with_evidence_and_resumes_with_warn(outputs
     assert stop["evidence"] and all(e["completion"] and e["rewards"]["secret/keyword"] == 1.0
                                     and e["rewards"]["secret/answer_match"] == 0.0 for e in stop["evidence"])
     assert (run / f"checkpoint-{stop['step']}" / "COMPLETE").exists()
+    assert [r["step"] for r in step_records(run)] == list(range(1, stop["step"] + 1))   # the stopped step's too
     assert json.loads((run / "manifest.json").read_text())["status"] == "stopped"
     assert "monitor alert at step" in (run / "run.log").read_text()
     assert Image.open(run / "reward_curve.png").size == (800, 800)     # drawn for a stopped run too: 2 panels
@@ -44,6 +45,7 @@ def test_reward_hacking_config_stops_with_evidence_and_resumes_with_warn(outputs
     assert summary["signal"]["zero_spread"]["last"] >= 0
     assert summary["signal"]["completion_length"]["slope_per_step"] is not None
     records = step_records(run)
+    assert [r["step"] for r in records] == list(range(1, STEPS + 1))      # each step once, across the resume
     for key in ("signal/zero_spread", "signal/all_solved", "signal/all_failed", "signal/completion_length",
                 "signal/secret/zero_spread", "signal/repetition"):
         assert key in records[-1], key
