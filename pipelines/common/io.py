@@ -54,6 +54,24 @@ def make_readable(path: str | Path) -> None:
             continue
 
 
+def atomic_write_parquet(path: str | Path, table) -> None:
+    """Write a pyarrow ``table`` as Parquet to a temp file in the same folder, then rename over ``path`` (the
+    mode :func:`atomic_write_text` gives): a kill leaves the old file or the new one."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, file_mode())
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to a temp file in the same folder, fsync, then rename over ``path``.
 

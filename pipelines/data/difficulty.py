@@ -11,15 +11,13 @@ into per-row sampling weights (:meth:`DifficultyTable.weights`).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from pipelines.common.io import file_mode
+from pipelines.common.io import atomic_write_parquet
 
 TABLE_FILE = "difficulty.parquet"
 COLUMNS = ("dataset", "row_id", "attempts", "scored", "solved", "reward_sum", "mean_reward", "solved_rate")
@@ -177,19 +175,7 @@ class DifficultyTable:
     @staticmethod
     def write(arrow_table, path: Path) -> None:
         """Write a :meth:`to_arrow` snapshot to ``path`` atomically (a temp file in the same folder, renamed)."""
-        import pyarrow.parquet as pq
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, file_mode())
-        os.close(fd)
-        try:
-            pq.write_table(arrow_table, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write_parquet(path, arrow_table)
 
     def save(self, path: Path) -> None:
         """Write the table to ``path`` atomically."""

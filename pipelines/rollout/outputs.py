@@ -7,12 +7,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from pipelines.common.io import atomic_write_text, file_mode
+from pipelines.common.io import atomic_write_parquet, atomic_write_text
 from pipelines.common.stack import collect_stack
 from pipelines.rollout.config import RolloutConfigFile
 from pipelines.rollout.selection import group_by_prompt, select_preferences, select_sft
@@ -42,7 +40,7 @@ def component_names(records: Sequence[dict[str, Any]]) -> list[str]:
 def write_parquet(records: Sequence[dict[str, Any]], path: Path) -> None:
     """One row per completion; each reward component is its own float column ``rewards.<name>``."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
     names = component_names(records)
     message = pa.struct([("role", pa.string()), ("content", pa.string())])
     columns = {
@@ -67,16 +65,7 @@ def write_parquet(records: Sequence[dict[str, Any]], path: Path) -> None:
                                              pa.string())
     columns["row_columns"] = pa.array([json.dumps(r.get("row_columns") or {}, default=str) for r in records],
                                       pa.string())
-    table = pa.table(columns)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, file_mode())    # 0644 under umask 022, not the temp file's 0600
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_parquet(path, pa.table(columns))
 
 
 def _mean(values: Sequence[Any]) -> float | None:

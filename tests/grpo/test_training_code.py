@@ -5,26 +5,17 @@ code_tests reward scores every completion (the tiny model writes no function: 0,
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from pipelines.common.sandbox import probe
-from tests.grpo.training_runs import REPO, high_scores, outputs, run_node, step_records, tiny_cache  # noqa: F401
+from tests.grpo.training_runs import (REPO, forcing_bias, high_scores, outputs, run_node,  # noqa: F401
+                                      step_records, tiny_cache)
 
 SHIPPED = REPO / "pipelines/grpo/configs/super_config_code_tests.yaml"
 CALL = '<tool_call>\n{"name": "python_exec", "arguments": {"code": "print(6 * 7)"}}\n</tool_call>'
 
 pytestmark = pytest.mark.skipif(probe() is not None, reason=f"the sandbox cannot start here: {probe()}")
-
-
-def forcing_bias(tiny_cache: Path) -> list:  # noqa: F811
-    """transformers' ``sequence_bias`` making the tiny model write CALL then end its turn."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(next(tiny_cache.glob("tiny-*"))))
-    ids = tok(CALL, add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids("<|im_end|>")]
-    return [[ids[:k + 1], 100.0 * (k + 1)] for k in range(len(ids))]
 
 
 TINY = ("model.base_model_name=builtin:tiny", "training_parameters.max_steps=2",
@@ -43,7 +34,7 @@ def test_shipped_code_config_runs_python_exec_in_the_sandbox_and_scores_with_cod
     data = tmp_path / "code_tests.jsonl"        # the shipped file's name: the same metric keys
     data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"Write add{i}(a, b)."}],
                                         "tests": [f"assert add{i}(1, 2) == 3"]}) + "\n" for i in range(4)))
-    bias = json.dumps({"sequence_bias": forcing_bias(tiny_cache)})
+    bias = json.dumps({"sequence_bias": forcing_bias(tiny_cache, CALL)})
     assert run_node(outputs, SHIPPED, *TINY, f"datasets.0.path={data}",
                     f"training_parameters.generation_kwargs={bias}") == 0
     run_dir = outputs / "code"

@@ -5,25 +5,14 @@ results, in the high-scoring export."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from tests.grpo.training_runs import (REPO, high_scores, outputs, run_node, step_records,  # noqa: F401
+from tests.grpo.training_runs import (REPO, forcing_bias, high_scores, outputs, run_node, step_records,  # noqa: F401
                                       tiny_cache)
 
 SHIPPED = REPO / "pipelines/grpo/configs/super_config_countdown_tools.yaml"
 CALL = '<tool_call>\n{"name": "calculator", "arguments": {"expression": "3 * 4"}}\n</tool_call>'
-
-
-def forcing_bias(tiny_cache: Path) -> list:  # noqa: F811
-    """transformers' ``sequence_bias`` making the tiny model write CALL then end its turn: each token of it gets
-    a bias growing with the length of the prefix already written, so the next token of the call always wins."""
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(next(tiny_cache.glob("tiny-*"))))
-    ids = tok(CALL, add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids("<|im_end|>")]
-    return [[ids[:k + 1], 100.0 * (k + 1)] for k in range(len(ids))]
 
 
 TINY = ("model.base_model_name=builtin:tiny", "training_parameters.max_steps=2",
@@ -35,7 +24,7 @@ TINY = ("model.base_model_name=builtin:tiny", "training_parameters.max_steps=2",
 
 
 def test_shipped_tool_config_trains_and_the_calculator_is_called(outputs, tiny_cache):  # noqa: F811
-    bias = json.dumps({"sequence_bias": forcing_bias(tiny_cache)})
+    bias = json.dumps({"sequence_bias": forcing_bias(tiny_cache, CALL)})
     rc = run_node(outputs, SHIPPED, *TINY, f"training_parameters.generation_kwargs={bias}")
     assert rc == 0
     run_dir = outputs / "tools"
@@ -99,7 +88,7 @@ def test_datasets_with_different_tools_each_see_only_their_own(outputs, tiny_cac
     second = {**first, "label": "counter", "tools": [], "environment": "tests.grpo.tool_fixtures:Counter"}
     cfg["datasets"] = [first, second]
     super_cfg = write_super(tmp_path / "cfg", cfg)
-    bias = json.dumps({"sequence_bias": forcing_bias(tiny_cache)})
+    bias = json.dumps({"sequence_bias": forcing_bias(tiny_cache, CALL)})
     sets = [s for s in TINY if not s.startswith("training_parameters.per_device_train_batch_size")]
     rc = run_node(outputs, super_cfg, *sets, "training_parameters.per_device_train_batch_size=4",
                   f"training_parameters.generation_kwargs={bias}")

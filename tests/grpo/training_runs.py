@@ -104,3 +104,14 @@ def text_files(run_dir: Path) -> str:
         if path.is_file() and path.suffix in (".log", ".json", ".jsonl", ".yaml", ".yml", ".md", ".jinja", ".txt"):
             parts.append(path.read_text(encoding="utf-8", errors="replace"))
     return "\n".join(parts)
+
+
+def forcing_bias(tiny_cache: Path, call: str) -> list:
+    """transformers' ``sequence_bias`` making the tiny model write ``call`` (a tool call) then end its turn: each
+    token of it gets a bias growing with the length of the prefix already written, so the next token always wins.
+    The real model and TRL's real tool loop, steered; nothing mocked."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(next(tiny_cache.glob("tiny-*"))))
+    ids = tok(call, add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids("<|im_end|>")]
+    return [[ids[:k + 1], 100.0 * (k + 1)] for k in range(len(ids))]

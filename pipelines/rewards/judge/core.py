@@ -87,6 +87,19 @@ def prompt_texts(prompt: Any) -> tuple[str, str]:
     return last_user, convo
 
 
+async def gather_or_cancel(coroutines: Sequence[Any]) -> list[Any]:
+    """Run ``coroutines`` concurrently; the first to raise (a breaker, ``on_error: fail``) cancels the rest, whose
+    requests are then awaited to their end before the error propagates."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 class LLMJudge:
     """Scores batches of completions with one judge endpoint and rubric."""
 
@@ -258,14 +271,7 @@ class LLMJudge:
                     raise CircuitBreakerOpen(self._breaker_message(state["bad"], sent, outcome.error))
             return outcome
 
-        tasks = [asyncio.ensure_future(guarded(m, k)) for m, k in zip(requests, keys)]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        return await gather_or_cancel([guarded(m, k) for m, k in zip(requests, keys)])
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def pop_metrics(self) -> dict[str, float]:

@@ -20,7 +20,6 @@ calls. How one batch is scored:
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -34,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from pipelines.rewards.errors import CircuitBreakerOpen
 from pipelines.rewards.judge.cache import cache_key
-from pipelines.rewards.judge.core import JudgeFailed, LLMJudge, prompt_texts
+from pipelines.rewards.judge.core import JudgeFailed, LLMJudge, gather_or_cancel, prompt_texts
 from pipelines.rewards.judge.metrics import JudgeMetrics
 from pipelines.rewards.judge.parse import score_bounds, strip_judge_reasoning
 from pipelines.rewards.judge.rubric import Rubric, RubricError, column_text, load_rubric
@@ -291,11 +290,4 @@ class GroupJudge(LLMJudge):
                     raise CircuitBreakerOpen(self._breaker_message(state["bad"], len(groups), outcome.error))
             return outcome
 
-        tasks = [asyncio.ensure_future(guarded(g)) for g in groups]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        return await gather_or_cancel([guarded(g) for g in groups])
