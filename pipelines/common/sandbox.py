@@ -122,6 +122,11 @@ class SandboxStats:
             if result.killed:
                 self._killed[result.killed] = self._killed.get(result.killed, 0) + 1
 
+    def discard(self) -> None:
+        """Forget the runs so far (this process only; not a collective)."""
+        with self._lock:
+            self._latencies, self._killed = [], {}
+
     def pop(self) -> dict[str, float]:
         """``runs``, ``latency_p50_s``, ``latency_p95_s`` and ``killed/<reason>`` since the last pop, over every
         rank; {} when nothing ran."""

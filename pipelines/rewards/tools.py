@@ -164,6 +164,7 @@ class ToolMetrics:
         runs, latency p50/p95 and kills by reason."""
         stats = getattr(fn, "sandbox_stats", None)
         if stats is not None:
+            stats.discard()   # the tool is module-level: drop runs made before this run (an earlier node, a check)
             with self._lock:
                 self._sandboxes[name] = stats
 

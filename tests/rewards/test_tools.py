@@ -131,3 +131,19 @@ def test_count_tool_calls():
     assert count_tool_calls("text") == 0
     assert count_tool_calls([{"role": "assistant", "content": "x"}]) == 0
     assert count_tool_calls([{"role": "assistant", "tool_calls": [{}, {}]}, {"role": "tool", "content": "1"}]) == 2
+
+
+def test_sandbox_runs_before_a_run_are_not_counted_in_its_first_step():
+    """python_exec is module-level, so its sandbox counters outlive a run: watching it starts them from zero."""
+    from pipelines.common.sandbox import probe
+    from pipelines.rewards.tools import BUILTIN_TOOLS, ToolMetrics, timed
+
+    if probe() is not None:
+        pytest.skip(f"the sandbox cannot start here: {probe()}")
+    python_exec = BUILTIN_TOOLS["python_exec"]
+    python_exec("print(1)")                       # an earlier run's call, never popped
+    metrics = ToolMetrics()
+    tool = timed(python_exec, metrics)
+    assert "42" in tool("print(6 * 7)")
+    popped = metrics.pop()
+    assert popped["tools/python_exec/calls"] == 1.0 and popped["tools/python_exec/sandbox/runs"] == 1.0
