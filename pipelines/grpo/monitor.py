@@ -88,7 +88,7 @@ class RunShape:
 
 def run_shape(section: MonitorSection, datasets: Sequence[Any]) -> RunShape:
     """Read component names, the anchor and the judges from the ``datasets`` section."""
-    from pipelines.rewards.engine import component_names, dataset_labels, reward_label
+    from pipelines.rewards.components import component_names, dataset_labels, reward_label
 
     shape = RunShape([], {}, {}, {})
     for label, ds, names in zip(dataset_labels(datasets), datasets, component_names(datasets)):

@@ -59,7 +59,7 @@ def check_monitor(cfg: Any, file: str) -> list[Problem]:
     mon = getattr(cfg, "monitor", None)
     if mon is None or not mon.enabled:
         return []
-    from pipelines.rewards.engine import component_names, reward_label
+    from pipelines.rewards.components import component_names, reward_label
 
     problems = []
     if mon.anchor is not None:

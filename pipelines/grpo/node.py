@@ -164,7 +164,7 @@ def build_trainer(cfg: GRPOConfigFile, ctx: NodeContext, model_path: str, tokeni
     from pipelines.common.devices import current_rank
     from pipelines.grpo.difficulty_pool import pool_callback, sampling_hooks
     from pipelines.grpo.tools import trainer_inputs
-    from pipelines.rewards.engine import dataset_labels
+    from pipelines.rewards.components import dataset_labels
 
     # the training rows as the trainer sees them (an `environment` column routes rows to their dataset's tools);
     # dynamic sampling draws its fresh rows from the same list

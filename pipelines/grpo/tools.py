@@ -87,7 +87,7 @@ def _dataset_parts(ds: Any, metrics: ToolMetrics) -> tuple[list[Callable[..., An
 def build_tool_setup(cfg: GRPOConfigFile, metrics: Optional[ToolMetrics] = None) -> Optional[ToolSetup]:
     """TRL's arguments for the configured tools and environments; None when no dataset has any. The
     config was validated (every name resolves), so a lookup failing here is a bug, not a user error."""
-    from pipelines.rewards.engine import dataset_labels
+    from pipelines.rewards.components import dataset_labels
 
     if not uses_tools(cfg):
         return None
@@ -107,7 +107,7 @@ def build_tool_setup(cfg: GRPOConfigFile, metrics: Optional[ToolMetrics] = None)
 
 def tool_lines(cfg: GRPOConfigFile) -> list[str]:
     """The --validate summary of the tools: each dataset's, how they reach TRL, the round cap."""
-    from pipelines.rewards.engine import dataset_labels
+    from pipelines.rewards.components import dataset_labels
 
     if not uses_tools(cfg):
         return []

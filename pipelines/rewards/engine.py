@@ -7,16 +7,14 @@ threads bounded by ``reward.sync_timeout_s``, and rewards registered ``main_thre
 waits: see :mod:`pipelines.rewards.threads`); then each completion's scores are combined
 (``reward.combination_function``) and the batch is scaled (``reward.scaling_function``).
 
-Component names are ``<dataset label>/<reward label>`` (``quickstart/keyword``): the dataset's ``label`` (default:
-its file name without extension) and the reward's ``label`` (default: the function name). A default used twice
-gets ``_2``, ``_3``... (``quickstart/keyword_2``). Metrics keys follow: ``rewards/quickstart/keyword/mean``; the
-combined reward is ``rewards/combined/mean`` (see :mod:`pipelines.rewards.metrics`).
+Component names are ``<dataset label>/<reward label>`` (:mod:`pipelines.rewards.components`). Metrics keys follow:
+``rewards/quickstart/keyword/mean``; the combined reward is ``rewards/combined/mean`` (see
+:mod:`pipelines.rewards.metrics`).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,10 +23,11 @@ from typing import Any, Callable, Coroutine, Sequence
 
 from pipelines.rewards import catalog
 from pipelines.rewards.combine import PostProcessor, Score, combine, scale
+from pipelines.rewards.components import Component, build_components, dataset_labels
 from pipelines.rewards.config import RewardedDataset, RewardSection
 from pipelines.rewards.errors import CircuitBreakerOpen, RewardFunctionError, RewardTimeout
 from pipelines.rewards.export import HighScoreExport, high_score_record
-from pipelines.rewards.forms import call_reward, is_async_callable, text_completions
+from pipelines.rewards.forms import call_reward, is_async_callable
 from pipelines.rewards.metrics import RewardMetrics
 from pipelines.rewards.signal_metrics import SignalTracker
 from pipelines.rewards.threads import MainThreadPump
@@ -36,24 +35,6 @@ from pipelines.rewards.threads import MainThreadPump
 log = logging.getLogger(__name__)
 
 NON_COLUMNS = ("prompt", "completion", "completion_ids")
-
-
-@dataclass
-class Component:
-    """One (dataset, reward function) pair, built once per run."""
-
-    name: str            # quickstart/keyword (<dataset label>/<reward label>)
-    func_name: str       # the entry's name
-    dataset_index: int
-    dataset_path: str
-    fn: Callable[..., Any]
-    weight: float = 1.0
-    gate: bool = False
-    main_thread: bool = False   # a sync reward that must run on the main thread (math-verify's signal timeouts)
-
-    @property
-    def label(self) -> str:
-        return f"reward {self.func_name!r} of datasets[{self.dataset_index}] ({self.dataset_path})"
 
 
 @dataclass
@@ -65,63 +46,6 @@ class ScoreResult:
     combined: float | None
     scaled: float | None
     errors: list[str] = field(default_factory=list)
-
-
-def _numbered(bases: Sequence[str]) -> list[str]:
-    """``a, a, b`` -> ``a, a_2, b``."""
-    seen: dict[str, int] = defaultdict(int)
-    out = []
-    for base in bases:
-        seen[base] += 1
-        out.append(base + (f"_{seen[base]}" if seen[base] > 1 else ""))
-    return out
-
-
-def _safe(text: str, fallback: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", text).strip("_") or fallback
-
-
-def dataset_labels(datasets: Sequence[Any]) -> list[str]:
-    """Each dataset's label: its ``label``, else its file name without extension (numbered when repeated)."""
-    bases = []
-    for i, ds in enumerate(datasets):
-        label = getattr(ds, "label", None)
-        bases.append(label or _safe(Path(str(ds.path)).name.split(".")[0], f"dataset{i}"))
-    return _numbered(bases)
-
-
-def reward_label(entry: Any) -> str:
-    """A reward entry's label: its ``label``, else its function name (``module:fn`` -> ``fn``)."""
-    return entry.label or _safe(entry.name.rsplit(":", 1)[-1], "reward")
-
-
-def component_names(datasets: Sequence[RewardedDataset]) -> list[list[str]]:
-    """Component names per dataset, in reward_funcs order (see the module docstring for the scheme)."""
-    return [[f"{ds_label}/{name}" for name in _numbered([reward_label(e) for e in ds.reward_funcs])]
-            for ds_label, ds in zip(dataset_labels(datasets), datasets)]
-
-
-def build_components(datasets: Sequence[RewardedDataset]) -> list[list[Component]]:
-    """Call every factory once (a plain reward function is used as it is); RewardFunctionError names the entry
-    whose factory failed. An entry's ``text_completions`` overrides the registered default."""
-    names = component_names(datasets)
-    out: list[list[Component]] = []
-    for i, ds in enumerate(datasets):
-        comps = []
-        for j, entry in enumerate(ds.reward_funcs):
-            where = f"datasets[{i}].reward_funcs[{j}] ({entry.name!r}, dataset {ds.path})"
-            try:
-                fn, resolved = catalog.build_reward(entry.name, catalog.entry_kwargs(entry))
-            except Exception as exc:
-                raise RewardFunctionError(f"{where}: building the reward function failed: "
-                                          f"{type(exc).__name__}: {exc}") from exc
-            as_text = resolved.record.text_completions if entry.text_completions is None else entry.text_completions
-            if as_text:
-                fn = text_completions(fn)
-            main_thread = resolved.record.main_thread and not is_async_callable(fn)
-            comps.append(Component(names[i][j], entry.name, i, ds.path, fn, entry.weight, entry.gate, main_thread))
-        out.append(comps)
-    return out
 
 
 def _columns_from_rows(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:

@@ -107,7 +107,7 @@ def write_difficulty(cfg: RolloutConfigFile, run_dir: Path, records: Sequence[di
     ``dataset_settings.difficulty.from``) and, with ``selection.difficulty_band``, curriculum.jsonl: one row per
     sampled prompt whose solved rate lies in the band, in scored order, as a GRPO dataset reads it."""
     from pipelines.data.difficulty import TABLE_FILE, DifficultyTable
-    from pipelines.rewards.engine import dataset_labels
+    from pipelines.rewards.components import dataset_labels
 
     labels = dataset_labels(cfg.datasets)
     table = DifficultyTable(cfg.dataset_settings.difficulty.solved_at)

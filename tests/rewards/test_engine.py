@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pipelines.rewards.engine import component_names
+from pipelines.rewards.components import component_names
 from pipelines.rewards.errors import CircuitBreakerOpen, RewardFunctionError
 from pipelines.rewards.forms import per_sample
 from pipelines.rewards.registry import register_reward_function
