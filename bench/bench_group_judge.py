@@ -49,8 +49,7 @@ def candidates(answers: list[str], prompts: list[str]) -> list[tuple[str, str, s
 
 def noisy_script(noise: float, position_bias: float, latency: float):
     """The containment judge with noise and, for groups, a bonus for the first listed candidate."""
-    from tests.containment_judge import CANDIDATES_RE, CANDIDATE_RE, PREFIX_RE, REFERENCE_RE, containment
-    from tests.judge_server import Reply
+    from tests.containment_judge import containment, scripted
 
     rng, lock = random.Random(0), threading.Lock()
 
@@ -59,21 +58,8 @@ def noisy_script(noise: float, position_bias: float, latency: float):
             jitter = rng.gauss(0, noise)
         return int(min(10, max(1, round(1 + 9 * containment(reference, text) + jitter + bonus))))
 
-    def script(req):
-        text = req.text
-        ref = REFERENCE_RE.search(text)
-        reference = ref.group(1) if ref else ""
-        many = CANDIDATES_RE.findall(text)
-        if many:
-            prefix = PREFIX_RE.search(text)
-            head = prefix.group(1) if prefix else ""
-            scores = {i: score(reference, head + body, position_bias if i == "1" else 0.0) for i, body in many}
-            return Reply(content=json.dumps({"scores": scores}), delay_s=latency)
-        one = CANDIDATE_RE.search(text)
-        return Reply(content=f"<score>{score(reference, one.group(1) if one else '', 0.0)}</score>",
-                     delay_s=latency)
-
-    return script
+    return scripted(lambda reference, text, cid: score(reference, text, position_bias if cid == "1" else 0.0),
+                    think="", delay_s=latency)
 
 
 def write_files(folder: Path, base_url: str) -> list[tuple[str, str, str]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from difflib import SequenceMatcher
+from typing import Callable
 
 from tests.judge_server import Reply, Request
 
@@ -55,16 +56,25 @@ def score_of(reference: str, candidate: str) -> int:
     return 1 + round(9 * containment(reference, candidate))
 
 
-def script(req: Request) -> Reply:
-    """Answer a pointwise or a group request."""
-    text = req.text
-    ref = REFERENCE_RE.search(text)
-    reference = ref.group(1) if ref else ""
-    many = CANDIDATES_RE.findall(text)
-    if many:
-        prefix = PREFIX_RE.search(text)
-        head = prefix.group(1) if prefix else ""
-        scores = {i: score_of(reference, head + body) for i, body in many}
-        return Reply(content="<think>comparing</think>" + json.dumps({"scores": scores}))
-    one = CANDIDATE_RE.search(text)
-    return Reply(content=f"<score>{score_of(reference, one.group(1) if one else '')}</score>")
+def scripted(score: Callable[[str, str, str], int], think: str = "<think>comparing</think>",
+             delay_s: float = 0.0) -> Callable[[Request], Reply]:
+    """A judge script answering pointwise (``<score>N</score>``) and group (``{"scores": ...}``) requests with
+    ``score(reference, candidate text, candidate id)`` (id "" for a pointwise candidate)."""
+
+    def script(req: Request) -> Reply:
+        text = req.text
+        ref = REFERENCE_RE.search(text)
+        reference = ref.group(1) if ref else ""
+        many = CANDIDATES_RE.findall(text)
+        if many:
+            prefix = PREFIX_RE.search(text)
+            head = prefix.group(1) if prefix else ""
+            scores = {i: score(reference, head + body, i) for i, body in many}
+            return Reply(content=think + json.dumps({"scores": scores}), delay_s=delay_s)
+        one = CANDIDATE_RE.search(text)
+        return Reply(content=f"<score>{score(reference, one.group(1) if one else '', '')}</score>", delay_s=delay_s)
+
+    return script
+
+
+script = scripted(lambda reference, text, _id: score_of(reference, text))   # a pointwise or a group request
