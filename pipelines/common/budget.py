@@ -27,8 +27,6 @@ from pipelines.common.schema import StrictModel
 log = logging.getLogger(__name__)
 
 COST_FILE = "cost.json"      # the totals of a node that has no per-step metrics.jsonl (rollout, grpo_hpo)
-COST_KEYS = ("cost/judge_usd", "cost/gpu_usd", "cost/total_usd", "cost/gpu_hours", "cost/judge_prompt_tokens",
-             "cost/judge_completion_tokens")
 
 
 class JudgePrice(StrictModel):

@@ -181,6 +181,7 @@ def trainer_class() -> type:
             self.log_completions_every = log_completions_every
             self.stopped_completions = 0
             self.cost_meter = None      # pipelines.grpo.budget: set by the node when the config has a budget
+            self.tool_metrics = None    # pipelines.grpo.tools: set by the node when a dataset has tools
             self.dynamic_sampler = dynamic_sampler     # dynamic_sampling.py: replaces zero-spread groups
             self.difficulty_pool = difficulty_pool     # difficulty_pool.py: per-row table, saved with checkpoints
             self.row_weights = row_weights             # difficulty band sampling weights, one per training row
@@ -204,9 +205,10 @@ def trainer_class() -> type:
         def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
             rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
             if self.model.training:
-                from pipelines.grpo.dynamic_sampling import weighted_rewards
+                if self.dynamic_sampler is not None:     # only dynamic sampling reads them
+                    from pipelines.grpo.dynamic_sampling import weighted_rewards
 
-                self.last_rewards = weighted_rewards(rewards, self.reward_weights)
+                    self.last_rewards = weighted_rewards(rewards, self.reward_weights)
                 if self.difficulty_pool is not None:
                     self.difficulty_pool.record(self, inputs)
             return rewards
@@ -245,7 +247,7 @@ def trainer_class() -> type:
                 # TRL's own copies of the (scaled) combined reward: one key, rewards/combined/mean, is enough.
                 for key in TRL_DUPLICATE_KEYS:
                     self._metrics["train"].pop(key, None)
-            if is_step_log and getattr(self, "tool_metrics", None) is not None:
+            if is_step_log and self.tool_metrics is not None:
                 logs.update(self.tool_metrics.pop())   # tool calls, errors, latency (pipelines/grpo/tools.py)
             if is_step_log and self.cost_meter is not None:
                 logs.update(self.cost_meter.observe(logs))
